@@ -1,0 +1,1 @@
+"""What every pillar shares: devices, training, run directories, errors, metrics, plots."""

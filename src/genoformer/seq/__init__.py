@@ -1,0 +1,1 @@
+"""seq: DNA sequence to function."""
