@@ -1,0 +1,75 @@
+"""The ``genoformer`` command: one Typer app over the Python API.
+
+Every command is one call into a public function with the same arguments. Bad input
+(:class:`InputError`) becomes a one-line message and exit code 2; ``--debug`` shows the
+traceback instead.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+
+from genoformer import __version__
+from genoformer.engine.errors import InputError
+from genoformer.seq.cli import app as seq_app
+
+app = typer.Typer(
+    name="genoformer",
+    help="Deep learning on genomic data: gwas, sc and seq over one engine.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+)
+app.add_typer(seq_app, name="seq", help="DNA sequence to function: train, evaluate, interpret.")
+
+_state = {"debug": False}
+_stderr = Console(stderr=True)
+
+
+def _version(value: bool) -> None:
+    if value:
+        typer.echo(f"genoformer {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    debug: Annotated[bool, typer.Option("--debug", help="Show tracebacks for bad input.")] = False,
+    version: Annotated[
+        bool, typer.Option("--version", callback=_version, is_eager=True, help="Print version.")
+    ] = False,
+) -> None:
+    _state["debug"] = debug
+
+
+@app.command()
+def demo(
+    out: Annotated[Path, typer.Option(help="Run directory of the demo.")] = Path("runs/demo"),
+    quick: Annotated[bool, typer.Option(help="A smaller, faster demo (for tests).")] = False,
+    seed: Annotated[int, typer.Option(help="Seed of every random choice.")] = 0,
+) -> None:
+    """The main job on generated data: the seq teaching task, linear model vs CNN."""
+    from genoformer.demo import run_demo
+
+    run_demo(out, quick=quick, seed=seed)
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Entry point of the console script."""
+    debug = "--debug" in (argv if argv is not None else sys.argv[1:])
+    try:
+        app(args=argv, standalone_mode=True)
+    except InputError as error:
+        if debug:
+            raise
+        _stderr.print(f"[bold red]error:[/] {error.message}", highlight=False, soft_wrap=True)
+        sys.exit(2)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,184 @@
+"""A run directory: manifest.json, atomic writes, resumable steps.
+
+Every analysis writes into its own directory. Files are written under a temporary name in
+the same directory and renamed into place, so a killed run never leaves a half-written
+result; ``manifest.json`` records the command, its arguments, versions, seed, timings and
+which steps are complete, so that a resumed run skips what is already done.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as _dt
+import json
+import os
+import platform
+import tempfile
+import time
+from collections.abc import Iterator
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+MANIFEST = "manifest.json"
+_VERSIONED = ("genoformer", "torch", "transformers", "numpy", "pandas")
+
+
+@contextlib.contextmanager
+def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
+    """Yield a temporary path beside ``path``; rename it into place if the block succeeds."""
+    final = Path(path)
+    final.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{final.name}.", suffix=".tmp", dir=final.parent)
+    os.close(fd)
+    tmp_path = Path(tmp)
+    try:
+        yield tmp_path
+        os.replace(tmp_path, final)
+    finally:
+        tmp_path.unlink(missing_ok=True)
+
+
+def write_text(path: str | os.PathLike, text: str) -> Path:
+    with atomic_path(path) as tmp:
+        tmp.write_text(text)
+    return Path(path)
+
+
+def write_json(path: str | os.PathLike, obj: Any) -> Path:
+    return write_text(path, json.dumps(to_jsonable(obj), indent=2) + "\n")
+
+
+def write_table(path: str | os.PathLike, table: pd.DataFrame) -> Path:
+    """Write a table as TSV (``.tsv``), CSV (``.csv``) or Parquet (``.parquet``), atomically."""
+    path = Path(path)
+    with atomic_path(path) as tmp:
+        if path.suffix == ".parquet":
+            table.to_parquet(tmp, index=False)
+        else:
+            table.to_csv(tmp, sep="," if path.suffix == ".csv" else "\t", index=False)
+    return path
+
+
+def to_jsonable(obj: Any) -> Any:
+    """Plain Python for numpy scalars/arrays, paths and nested containers."""
+    if isinstance(obj, dict):
+        return {str(k): to_jsonable(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [to_jsonable(v) for v in obj]
+    if isinstance(obj, np.ndarray):
+        return to_jsonable(obj.tolist())
+    if isinstance(obj, np.generic):
+        return obj.item()
+    if isinstance(obj, Path):
+        return str(obj)
+    if isinstance(obj, float) and not np.isfinite(obj):
+        return None
+    return obj
+
+
+def versions() -> dict[str, str]:
+    found = {"python": platform.python_version()}
+    for package in _VERSIONED:
+        with contextlib.suppress(metadata.PackageNotFoundError):
+            found[package] = metadata.version(package)
+    return found
+
+
+def _now() -> str:
+    return _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds")
+
+
+class RunDir:
+    """The directory of one run and its manifest.
+
+    Parameters
+    ----------
+    path
+        The run directory; created if missing.
+    command
+        The command that made the run, e.g. ``"seq train"``.
+    arguments
+        The arguments it was given (recorded as they are, made JSON-safe).
+    seed
+        The seed of every random choice in the run.
+    resume
+        Keep the steps an earlier run of the same directory completed.
+    """
+
+    def __init__(
+        self,
+        path: str | os.PathLike,
+        *,
+        command: str,
+        arguments: dict[str, Any] | None = None,
+        seed: int | None = None,
+        resume: bool = False,
+    ) -> None:
+        self.path = Path(path)
+        self.path.mkdir(parents=True, exist_ok=True)
+        previous = self._read_manifest() if resume else {}
+        self.manifest: dict[str, Any] = {
+            "command": command,
+            "arguments": to_jsonable(arguments or {}),
+            "seed": seed,
+            "versions": versions(),
+            "started": previous.get("started", _now()),
+            "status": "running",
+            "steps": previous.get("steps", {}),
+            "outputs": previous.get("outputs", {}),
+            "results": previous.get("results", {}),
+        }
+        self.save()
+
+    def _read_manifest(self) -> dict[str, Any]:
+        manifest = self.path / MANIFEST
+        return json.loads(manifest.read_text()) if manifest.exists() else {}
+
+    def file(self, name: str) -> Path:
+        """Path of ``name`` inside the run directory (parents created)."""
+        path = self.path / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        return path
+
+    def save(self) -> None:
+        write_json(self.path / MANIFEST, self.manifest)
+
+    def record_output(self, key: str, path: str | os.PathLike | list) -> None:
+        """Note a written file (or list of files) in the manifest, relative to the run."""
+        paths = path if isinstance(path, list) else [path]
+        relative = [os.path.relpath(p, self.path) for p in paths]
+        self.manifest["outputs"][key] = relative if isinstance(path, list) else relative[0]
+        self.save()
+
+    def record_results(self, key: str, results: Any) -> None:
+        self.manifest["results"][key] = to_jsonable(results)
+        self.save()
+
+    def is_done(self, step: str) -> bool:
+        return self.manifest["steps"].get(step, {}).get("status") == "done"
+
+    @contextlib.contextmanager
+    def step(self, name: str) -> Iterator[None]:
+        """Time a step and mark it done in the manifest when it finishes without error."""
+        start = time.perf_counter()
+        self.manifest["steps"][name] = {"status": "running", "started": _now()}
+        self.save()
+        try:
+            yield
+        except BaseException:
+            self.manifest["steps"][name]["status"] = "failed"
+            self.save()
+            raise
+        self.manifest["steps"][name].update(
+            status="done", seconds=round(time.perf_counter() - start, 3)
+        )
+        self.save()
+
+    def finish(self) -> None:
+        self.manifest["status"] = "complete"
+        self.manifest["finished"] = _now()
+        self.save()

@@ -1,0 +1,487 @@
+"""Attributions for seq models: in silico saturation mutagenesis and gradients.
+
+Every function takes one-hot sequences ``x`` of shape (N, 4, L) (numpy or torch; A, C, G, T
+rows, N as an all-zero column) and returns a float32 numpy array of the same shape: one
+score per sequence, base and position, ready to draw as a sequence logo.
+
+Which model output is explained (``target``):
+
+- an ``int``: that output (regression) or that class's logit (classification);
+- ``None``, regression: the mean over outputs (tangermeme's convention, so a one-output
+  model is explained as is);
+- ``None``, classification: one logit -> that logit; two classes -> the logit of the last
+  class (the "positive" one); more classes -> the logit of each sequence's predicted class.
+
+Scores are in the model's output units: target units for regression (after
+``to_output_scale``), logits for classification.
+
+For the convolutional models, :func:`saturation_mutagenesis` is exact but recomputes only
+what a substitution can change (see :func:`_fast_ism_chunk`), which is what makes ISM of
+thousands of long sequences cheap on a CPU.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator
+
+import numpy as np
+import torch
+from torch import nn
+
+from genoformer.engine.errors import InputError
+
+# How many float elements one batch of the fast ISM path may hold per intermediate tensor.
+# 2**23 floats (32 MiB) keeps the working set near the CPU caches while still amortising
+# the per-call overhead of each operation across thousands of mutants.
+_FAST_BUDGET = 2**23
+# Reference local features of a chunk of sequences: (n, C, L) floats at most.
+_FEATURE_BUDGET = 2**25
+# Default number of whole mutated sequences per forward pass on the generic path.
+_GENERIC_BATCH = 128
+
+
+# ---------------------------------------------------------------------------------------
+# Input, device and target handling shared by every attribution
+# ---------------------------------------------------------------------------------------
+
+
+def _as_one_hot(x: np.ndarray | torch.Tensor) -> torch.Tensor:
+    """A float32 CPU tensor (N, 4, L), or an :class:`InputError` naming the problem."""
+    if not isinstance(x, torch.Tensor):
+        x = torch.as_tensor(np.asarray(x))
+    if x.ndim == 2:
+        raise InputError(
+            f"x has shape {tuple(x.shape)}: one sequence, but a batch is expected",
+            fix="add a batch axis: x[None] for shape (1, 4, L)",
+        )
+    if x.ndim != 3 or x.shape[1] != 4:
+        raise InputError(
+            f"x has shape {tuple(x.shape)}, expected (N, 4, L) one-hot sequences",
+            fix="one-hot encode the sequences with genoformer.seq.encoding (A, C, G, T rows)",
+        )
+    if x.shape[0] == 0 or x.shape[2] == 0:
+        raise InputError(f"x has shape {tuple(x.shape)}: no sequences or no positions")
+    x = x.detach().to("cpu", torch.float32)
+    if not torch.isfinite(x).all():
+        raise InputError("x holds NaN or infinite values", fix="pass a one-hot encoding")
+    return x
+
+
+def _model_dtype(model: nn.Module) -> torch.dtype:
+    try:
+        return next(model.parameters()).dtype
+    except StopIteration:
+        return torch.float32
+
+
+@contextlib.contextmanager
+def _evaluating(model: nn.Module, device: str | torch.device | None) -> Iterator[torch.device]:
+    """Run ``model`` in eval mode on ``device``; give back its mode and device afterwards.
+
+    ``device=None`` uses the device the model is already on.
+    """
+    try:
+        original = next(model.parameters()).device
+    except StopIteration:
+        original = torch.device("cpu")
+    if device is None:
+        target = original
+    else:
+        from genoformer.engine.device import pick_device
+
+        target = pick_device(str(device))
+    was_training = model.training
+    model.to(target)
+    model.eval()
+    try:
+        yield target
+    finally:
+        model.train(was_training)
+        model.to(original)
+
+
+def _check_target(model: nn.Module, target: int | None) -> None:
+    n_outputs = int(model.config.n_outputs)
+    if target is not None and not -n_outputs <= int(target) < n_outputs:
+        raise InputError(
+            f"target {target} is out of range for a model with {n_outputs} output(s)",
+            where="--target",
+            fix=f"use an output index from 0 to {n_outputs - 1}, or leave it unset",
+        )
+
+
+def _target_index(model: nn.Module, y0: torch.Tensor, target: int | None) -> torch.Tensor | None:
+    """Which output to explain for each sequence (N,), or None for the mean over outputs."""
+    n, n_outputs = y0.shape
+    if target is not None:
+        return torch.full((n,), int(target) % n_outputs, dtype=torch.long, device=y0.device)
+    if model.config.task != "classification":
+        return None
+    if n_outputs <= 2:
+        return torch.full((n,), n_outputs - 1, dtype=torch.long, device=y0.device)
+    return y0.argmax(dim=1)
+
+
+def _select(y: torch.Tensor, index: torch.Tensor | None) -> torch.Tensor:
+    """The explained output of each row of ``y`` (E, n_outputs) -> (E,)."""
+    if index is None:
+        return y.mean(dim=1)
+    return y.gather(1, index[:, None])[:, 0]
+
+
+def _logits(model: nn.Module, x: torch.Tensor) -> torch.Tensor:
+    return model(x).logits
+
+
+def _progress(iterable, total: int, show: bool, description: str):
+    if not show:
+        return iterable
+    from rich.progress import track
+
+    return track(iterable, total=total, description=description)
+
+
+# ---------------------------------------------------------------------------------------
+# In silico saturation mutagenesis
+# ---------------------------------------------------------------------------------------
+
+
+def _edit_list(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Every substitution to make: (sequence, base, position), in that sort order.
+
+    Writing the base already present changes nothing, so it is left out (its score is 0 by
+    definition). A column that is not a clean one-hot (an N, or a soft encoding) gets all
+    four substitutions.
+    """
+    identity = (x == 1) & (x.sum(dim=1, keepdim=True) == 1)
+    seq, base, pos = torch.nonzero(~identity, as_tuple=True)
+    return seq, base, pos
+
+
+def saturation_mutagenesis(
+    model: nn.Module,
+    x: np.ndarray | torch.Tensor,
+    *,
+    target: int | None = None,
+    center: bool = False,
+    hypothetical: bool = True,
+    batch_size: int | None = None,
+    device: str | torch.device | None = None,
+    fast: bool = True,
+    progress: bool = False,
+) -> np.ndarray:
+    """In silico saturation mutagenesis: the effect of every single-base substitution.
+
+    Parameters
+    ----------
+    model
+        A :class:`~genoformer.seq.models.SequenceModel` (any architecture).
+    x
+        One-hot sequences, shape (N, 4, L).
+    target
+        The output to explain; see the module docstring for ``None``.
+    center
+        Subtract, at each position, the mean over the four bases (tangermeme's
+        position normalisation), so each position's scores sum to zero.
+    hypothetical
+        Return all four bases (True) or only the base present in ``x`` (False; the others
+        are 0). ``center=True, hypothetical=False`` gives exactly what tangermeme's
+        ``saturation_mutagenesis(model, X)`` returns with its defaults.
+    batch_size
+        Mutants evaluated together; ``None`` picks a size from a memory budget.
+    device
+        ``"cpu"``, ``"cuda"``, ... or ``None`` for the device the model is on.
+    fast
+        For the CNNs, recompute only the window of positions a substitution can change
+        (exact; ``False`` runs full forward passes and is there for checking).
+    progress
+        Show a progress bar.
+
+    Returns
+    -------
+    numpy.ndarray
+        Shape (N, 4, L), float32. With the defaults, entry ``[n, b, i]`` is the model's
+        output for sequence ``n`` with base ``b`` written at position ``i``, minus its
+        output for sequence ``n`` as given (so the base already present scores 0).
+    """
+    x = _as_one_hot(x)
+    _check_target(model, target)
+    n, _, length = x.shape
+    # Made outside inference mode so that it can be centred in place afterwards.
+    delta = torch.zeros((n, 4, length), dtype=torch.float32)
+    with _evaluating(model, device) as dev, torch.inference_mode():
+        dtype = _model_dtype(model)
+        half = getattr(model, "half_receptive_field", None)
+        use_fast = fast and getattr(model, "local", None) is not None and length >= 4 * half + 1
+        if use_fast:
+            channels = int(model.config.n_filters)
+            seqs_per_chunk = max(1, _FEATURE_BUDGET // (channels * length))
+            edits_per_batch = batch_size or max(64, _FAST_BUDGET // (channels * (4 * half + 1)))
+        else:
+            seqs_per_chunk = max(1, _FEATURE_BUDGET // (4 * length))
+            edits_per_batch = batch_size or _GENERIC_BATCH
+        chunks = range(0, n, seqs_per_chunk)
+        for start in _progress(chunks, len(chunks), progress, "saturation mutagenesis"):
+            xc = x[start : start + seqs_per_chunk].to(dev, dtype)
+            compute = _fast_ism_chunk if use_fast else _generic_ism_chunk
+            seq, base, pos, d = compute(model, xc, target, edits_per_batch)
+            delta[start + seq.cpu(), base.cpu(), pos.cpu()] = d.float().cpu()
+    if center:
+        delta -= delta.mean(dim=1, keepdim=True)
+    if not hypothetical:
+        delta *= x
+    return delta.numpy()
+
+
+def _generic_ism_chunk(
+    model: nn.Module, x: torch.Tensor, target: int | None, batch_size: int
+) -> tuple[torch.Tensor, ...]:
+    """ISM by full forward passes over mutated copies: any model, cost O(L) per mutant."""
+    y0 = torch.cat([_logits(model, x[i : i + batch_size]) for i in range(0, len(x), batch_size)])
+    index = _target_index(model, y0, target)
+    ref = _select(y0, index)
+    seq, base, pos = _edit_list(x)
+    out = torch.empty(len(seq), dtype=y0.dtype, device=x.device)
+    for lo in range(0, len(seq), batch_size):
+        s, b, p = seq[lo : lo + batch_size], base[lo : lo + batch_size], pos[lo : lo + batch_size]
+        e = torch.arange(len(s), device=x.device)
+        mutants = x[s]  # advanced indexing copies
+        mutants[e, :, p] = 0
+        mutants[e, b, p] = 1
+        y = _logits(model, mutants)
+        out[lo : lo + batch_size] = _select(y, None if index is None else index[s]) - ref[s]
+    return seq, base, pos, out
+
+
+def _shortcut_conv(local: nn.Module) -> nn.Conv1d | None:
+    """The first layer of ``local`` when it is a plain 'same' convolution of the one-hot input.
+
+    Such a layer is linear, so a substitution changes its output by a kernel-sized window
+    that can be written down without convolving (see :func:`_fast_ism_chunk`).
+    """
+    if not isinstance(local, nn.Sequential) or len(local) < 2:
+        return None
+    conv = local[0]
+    width = conv.kernel_size[0] if isinstance(conv, nn.Conv1d) else 0
+    plain = (
+        isinstance(conv, nn.Conv1d)
+        and conv.in_channels == 4
+        and width % 2 == 1
+        and conv.stride == (1,)
+        and conv.dilation == (1,)
+        and conv.groups == 1
+        and conv.padding == (width // 2,)
+        and conv.padding_mode == "zeros"
+    )
+    return conv if plain else None
+
+
+def _fast_ism_chunk(
+    model: nn.Module, x: torch.Tensor, target: int | None, batch_size: int
+) -> tuple[torch.Tensor, ...]:
+    """Exact ISM for ``local -> pool -> head`` models, recomputing only what changes.
+
+    The local stack's output at a position sees ``h`` positions either side, so a
+    substitution at ``i`` changes the local features only on the window ``[i-h, i+h]``,
+    and those depend only on the input on ``[i-2h, i+2h]``.
+
+    - Near the ends (and for any stack), each mutant runs the local stack on that crop of
+      ``4h+1`` input positions, with the crop's start clamped into the sequence: at the
+      ends the crop then shares the sequence's real edge and zero padding, so the window
+      spliced back is exact there too.
+    - Elsewhere, when the first layer is a plain convolution of width ``2g+1`` (``g <=
+      h``), its output changes by ``W[:, new base] - W[:, old base]`` (flipped) on
+      ``[i-g, i+g]`` only, so the mutant's first-layer output is the reference's plus that
+      change, with no convolution; the rest of the stack runs on the ``4h-2g+1`` positions
+      the window needs (nothing more for a one-layer CNN).
+
+    Global pooling of the spliced features never touches all ``L`` positions: the max
+    outside the window comes from prefix and suffix maxima of the reference features, the
+    sum from prefix sums.
+    """
+    h = int(model.half_receptive_field)
+    crop, win = 4 * h + 1, 2 * h + 1
+    n, _, length = x.shape
+    mode = model.config.pooling
+    use_max = mode in ("max", "maxmean")
+    use_mean = mode in ("mean", "maxmean")
+
+    conv = _shortcut_conv(model.local)
+    if conv is not None:
+        rest = model.local[1:]
+        first = conv(x)  # (n, C, L) first-layer output, before its activation
+        features = rest(first)
+    else:
+        features = model.local(x)  # (n, C, L)
+    y0 = model.to_output_scale(model.head(model.pool(features)))
+    index = _target_index(model, y0, target)
+    ref = _select(y0, index)
+    c = features.shape[1]
+
+    # Per-position summaries laid out (n * (L + 1), C), so that each mutant gathers whole
+    # contiguous rows: row j summarises positions before j (prefix) or from j on (suffix).
+    edge = features.new_full((n, c, 1), -torch.inf)
+
+    def by_row(t: torch.Tensor) -> torch.Tensor:
+        return t.transpose(1, 2).reshape(-1, t.shape[1])
+
+    if use_max:
+        prefix_max = by_row(torch.cat([edge, features.cummax(dim=-1).values], dim=-1))
+        suffix = features.flip(-1).cummax(dim=-1).values.flip(-1)
+        suffix_max = by_row(torch.cat([suffix, edge], dim=-1))
+    if use_mean:
+        # Sums in float64: the sum outside a window is a difference of prefix sums.
+        prefix_sum = torch.cat([torch.zeros_like(edge), features], dim=-1).double().cumsum(-1)
+        total = prefix_sum[:, :, -1]
+        prefix_sum = by_row(prefix_sum)
+    x_crops = x.unfold(-1, crop, 1)  # (n, 4, L-crop+1, crop), a view
+    if conv is not None:
+        g = conv.kernel_size[0] // 2
+        first_rows = by_row(first)  # (n * L, C)
+        # Row a of the flipped kernel, laid out (2g+1, C): the change in the first layer's
+        # output on [i-g, i+g] per unit of base a added at i.
+        kernel = conv.weight.flip(-1).permute(1, 2, 0).reshape(4, -1)
+        span = torch.arange(4 * h - 2 * g + 1, device=x.device)
+
+    seq, base, pos = _edit_list(x)
+    near_end = (pos < 2 * h) | (pos > length - 1 - 2 * h)
+    # Grouping the mutants near the ends leaves every other batch free of them.
+    order = torch.argsort(near_end.to(torch.int8), stable=True)
+    seq, base, pos, near_end = seq[order], base[order], pos[order], near_end[order]
+
+    out = torch.empty(len(seq), dtype=y0.dtype, device=x.device)
+    for lo in range(0, len(seq), batch_size):
+        s, b, p = seq[lo : lo + batch_size], base[lo : lo + batch_size], pos[lo : lo + batch_size]
+        e = torch.arange(len(s), device=x.device)
+        win_start = (p - h).clamp(0, length - win)
+        if conv is not None and not bool(near_end[lo : lo + batch_size].any()):
+            rows = (s * length + p - 2 * h + g)[:, None] + span  # (E, 4h-2g+1)
+            mutant_first = first_rows[rows]  # (E, 4h-2g+1, C)
+            change = torch.nn.functional.one_hot(b, 4).to(x.dtype) - x[s, :, p]
+            at = 2 * h - 2 * g
+            mutant_first[:, at : at + 2 * g + 1] += (change @ kernel).view(len(s), 2 * g + 1, c)
+            new = rest(mutant_first.transpose(1, 2))[:, :, h - g : h - g + win]  # (E, C, win)
+        else:
+            crop_start = (p - 2 * h).clamp(0, length - crop)
+            mutants = x_crops[s, :, crop_start]  # (E, 4, crop), a copy
+            column = p - crop_start
+            mutants[e, :, column] = 0
+            mutants[e, b, column] = 1
+            local = model.local(mutants)  # (E, C, crop)
+            offset = win_start - crop_start
+            if bool((offset == h).all()):
+                new = local[:, :, h : h + win]
+            else:
+                new = local.unfold(-1, win, 1)[e, :, offset]  # (E, C, win)
+        row = s * (length + 1) + win_start
+        pooled = []
+        if use_max:
+            outside = torch.maximum(prefix_max[row], suffix_max[row + win])
+            pooled.append(torch.maximum(outside, new.amax(dim=-1)))
+        if use_mean:
+            outside = (total[s] - prefix_sum[row + win] + prefix_sum[row]).to(new.dtype)
+            pooled.append((outside + new.sum(dim=-1)) / length)
+        y = model.to_output_scale(model.head(torch.cat(pooled, dim=-1)))
+        out[lo : lo + batch_size] = _select(y, None if index is None else index[s]) - ref[s]
+    return seq, base, pos, out
+
+
+# ---------------------------------------------------------------------------------------
+# Gradient attributions
+# ---------------------------------------------------------------------------------------
+
+
+def _gradients(
+    model: nn.Module,
+    x: np.ndarray | torch.Tensor,
+    target: int | None,
+    center: bool,
+    batch_size: int,
+    device: str | torch.device | None,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    x = _as_one_hot(x)
+    _check_target(model, target)
+    if getattr(model.config, "architecture", None) == "transformer":
+        # k-mer tokens are looked up from the one-hot input, which has no gradient.
+        raise InputError(
+            "gradient attributions need a model that is differentiable in its one-hot "
+            "input; the transformer reads k-mer tokens",
+            fix="use saturation_mutagenesis for transformer models",
+        )
+    grads = torch.empty_like(x)
+    with _evaluating(model, device) as dev:
+        dtype = _model_dtype(model)
+        for lo in range(0, len(x), batch_size):
+            xb = x[lo : lo + batch_size].to(dev, dtype).requires_grad_(True)
+            with torch.enable_grad():
+                y = _logits(model, xb)
+                index = _target_index(model, y.detach(), target)
+                # Rows are independent (eval mode), so the gradient of the sum is each
+                # row's own gradient.
+                (grad,) = torch.autograd.grad(_select(y, index).sum(), xb)
+            grads[lo : lo + batch_size] = grad.float().cpu()
+    if center:
+        grads -= grads.mean(dim=1, keepdim=True)
+    return grads, x
+
+
+def saliency(
+    model: nn.Module,
+    x: np.ndarray | torch.Tensor,
+    *,
+    target: int | None = None,
+    center: bool = False,
+    batch_size: int = 256,
+    device: str | torch.device | None = None,
+) -> np.ndarray:
+    """Gradient of the explained output with respect to the one-hot input.
+
+    Parameters
+    ----------
+    model
+        A linear or convolutional :class:`~genoformer.seq.models.SequenceModel`.
+    x
+        One-hot sequences, shape (N, 4, L).
+    target
+        The output to explain; see the module docstring for ``None``.
+    center
+        Subtract, at each position, the mean gradient over the four bases: the part of
+        the gradient that points off the one-hot simplex (Majdandzic et al., Genome
+        Biology 2023).
+    batch_size
+        Sequences per backward pass.
+    device
+        ``"cpu"``, ``"cuda"``, ... or ``None`` for the device the model is on.
+
+    Returns
+    -------
+    numpy.ndarray
+        Shape (N, 4, L), float32.
+    """
+    grads, _ = _gradients(model, x, target, center, batch_size, device)
+    return grads.numpy()
+
+
+def gradient_x_input(
+    model: nn.Module,
+    x: np.ndarray | torch.Tensor,
+    *,
+    target: int | None = None,
+    center: bool = False,
+    batch_size: int = 256,
+    device: str | torch.device | None = None,
+) -> np.ndarray:
+    """Gradient times input: the first-order contribution of each base present.
+
+    Same parameters as :func:`saliency`. ``center=True`` with an integer ``target``
+    reproduces tangermeme's ``saliency(model, X, target=target)`` (its defaults correct
+    the gradient and project it onto ``X``).
+
+    Returns
+    -------
+    numpy.ndarray
+        Shape (N, 4, L), float32; zero wherever ``x`` is zero.
+    """
+    grads, x = _gradients(model, x, target, center, batch_size, device)
+    return (grads * x).numpy()

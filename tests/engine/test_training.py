@@ -1,0 +1,139 @@
+"""Training through the engine: early stopping, loss curve, kill and resume."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+from transformers import PretrainedConfig, PreTrainedModel, TrainerCallback
+from transformers.utils import ModelOutput
+
+from genoformer.engine.training import TrainSettings, predict_logits, train_model
+
+
+class TinyConfig(PretrainedConfig):
+    model_type = "genoformer-test-tiny"
+
+    def __init__(self, n_in: int = 8, **kwargs) -> None:
+        self.n_in = n_in
+        super().__init__(**kwargs)
+
+
+@dataclass
+class TinyOutput(ModelOutput):
+    loss: torch.Tensor | None = None
+    logits: torch.Tensor | None = None
+
+
+class TinyModel(PreTrainedModel):
+    config_class = TinyConfig
+    main_input_name = "x"
+
+    def __init__(self, config: TinyConfig) -> None:
+        super().__init__(config)
+        self.net = nn.Sequential(nn.Linear(config.n_in, 16), nn.Dropout(0.2), nn.Linear(16, 1))
+        self.post_init()
+
+    def _init_weights(self, module: nn.Module) -> None:
+        return
+
+    def forward(self, x, labels=None):
+        out = self.net(x).squeeze(-1)
+        loss = None if labels is None else nn.functional.mse_loss(out, labels)
+        return TinyOutput(loss=loss, logits=out)
+
+
+class Pairs(torch.utils.data.Dataset):
+    def __init__(self, n: int, seed: int) -> None:
+        rng = np.random.default_rng(seed)
+        self.x = torch.tensor(rng.normal(size=(n, 8)), dtype=torch.float32)
+        self.y = self.x @ torch.arange(8, dtype=torch.float32) / 8 + 0.1 * torch.tensor(
+            rng.normal(size=n), dtype=torch.float32
+        )
+
+    def __len__(self) -> int:
+        return len(self.y)
+
+    def __getitem__(self, i):
+        return {"x": self.x[i], "labels": self.y[i]}
+
+
+class Crash(TrainerCallback):
+    """Simulates a kill: raises once training passes a given step."""
+
+    def __init__(self, at_step: int) -> None:
+        self.at_step = at_step
+
+    def on_step_end(self, args, state, control, **kwargs):
+        if state.global_step == self.at_step:
+            raise KeyboardInterrupt("killed")
+
+
+def settings(**overrides) -> TrainSettings:
+    base = dict(max_steps=30, batch_size=16, eval_every=5, log_every=5, patience=None, seed=3)
+    base.update(overrides)
+    return TrainSettings(**base)
+
+
+def fresh_model() -> TinyModel:
+    torch.manual_seed(0)
+    return TinyModel(TinyConfig())
+
+
+def test_training_writes_model_checkpoints_and_loss_curve(tmp_path):
+    result = train_model(
+        fresh_model(), Pairs(256, 0), Pairs(64, 1), tmp_path, settings(keep_checkpoints=2)
+    )
+    assert (tmp_path / "model" / "config.json").exists()
+    assert (tmp_path / "loss_curve.png").stat().st_size > 0
+    table = result.history
+    assert {"step", "train_loss", "eval_loss"} <= set(table.columns)
+    assert table["eval_loss"].notna().sum() == 6
+    assert table["train_loss"].dropna().iloc[-1] < table["train_loss"].dropna().iloc[0]
+    checkpoints = sorted(p.name for p in (tmp_path / "checkpoints").iterdir())
+    assert len(checkpoints) <= 3  # the kept maximum, plus the best when it is older
+    reloaded = TinyModel.from_pretrained(tmp_path / "model")
+    before = predict_logits(result.model, Pairs(10, 5), device="cpu")
+    after = predict_logits(reloaded, Pairs(10, 5), device="cpu")
+    np.testing.assert_allclose(before, after, rtol=1e-6)
+
+
+def test_early_stopping_stops_before_the_last_step(tmp_path):
+    # A learning rate of zero never improves the validation loss.
+    result = train_model(
+        fresh_model(),
+        Pairs(256, 0),
+        Pairs(64, 1),
+        tmp_path,
+        settings(max_steps=200, learning_rate=0.0, patience=2),
+    )
+    assert result.global_step == 15
+
+
+def test_kill_and_resume_ends_where_an_uninterrupted_run_ends(tmp_path):
+    whole = train_model(fresh_model(), Pairs(256, 0), Pairs(64, 1), tmp_path / "a", settings())
+
+    with pytest.raises(KeyboardInterrupt):
+        train_model(
+            fresh_model(),
+            Pairs(256, 0),
+            Pairs(64, 1),
+            tmp_path / "b",
+            settings(),
+            callbacks=[Crash(at_step=12)],
+        )
+    assert not (tmp_path / "b" / "model").exists()
+    resumed = train_model(
+        fresh_model(), Pairs(256, 0), Pairs(64, 1), tmp_path / "b", settings(), resume=True
+    )
+    assert resumed.global_step == whole.global_step
+    for (name, a), (_, b) in zip(
+        whole.model.state_dict().items(), resumed.model.state_dict().items(), strict=True
+    ):
+        torch.testing.assert_close(a, b, msg=name)
+    np.testing.assert_allclose(
+        whole.history["eval_loss"].dropna(), resumed.history["eval_loss"].dropna(), rtol=1e-6
+    )
