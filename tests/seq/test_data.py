@@ -319,6 +319,14 @@ def test_bed_interval_outside_chromosome(tmp_path, genome):
         assert_error(error, bed, "line 1", what)
 
 
+def test_bed_bad_character_in_genome(tmp_path):
+    genome_path = write(tmp_path / "g.fa", ">chr1\nACGTACGTAC\nACXTACGTAC\n")
+    bed = write(tmp_path / "x.bed", "chr1\t0\t5\nchr1\t8\t15\n")
+    with pytest.raises(InputError) as error:
+        read_bed(bed, genome_path)
+    assert_error(error, genome_path, f"chr1:8-15 (line 2 of {bed}), position 5", "'X'")
+
+
 def test_bed_columns_and_empty(tmp_path, genome):
     bed = write(tmp_path / "x.bed", "chr1\t0\t10\tx\nchr1\t0\t10\n")
     with pytest.raises(InputError) as error:

@@ -80,6 +80,9 @@ def test_one_hot_dtypes_agree(dtype):
     x = one_hot(seqs, dtype=dtype)
     assert x.dtype == dtype
     np.testing.assert_array_equal(x.astype(np.float32), one_hot(seqs))
+    buffer = np.full((2, 4, 14), 7, dtype=dtype)
+    assert one_hot(seqs, out=buffer) is buffer
+    np.testing.assert_array_equal(buffer, x)
 
 
 def test_one_hot_tiles_with_mixed_content_match_reference():

@@ -15,13 +15,14 @@ import os
 import shutil
 import tempfile
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
 import torch
+from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 from torch.utils.data import DataLoader, Dataset
 from transformers import (
     EarlyStoppingCallback,
@@ -30,6 +31,7 @@ from transformers import (
     TrainerCallback,
     TrainingArguments,
 )
+from transformers.trainer_callback import PrinterCallback, ProgressCallback
 from transformers.trainer_utils import get_last_checkpoint
 
 from genoformer.engine.device import pick_device
@@ -106,10 +108,52 @@ def training_arguments(settings: TrainSettings, checkpoint_dir: Path) -> Trainin
         dataloader_num_workers=settings.num_workers,
         label_names=["labels"],
         report_to="none",
-        disable_tqdm=False,
+        disable_tqdm=True,
         save_only_model=False,
         **settings.extra,
     )
+
+
+class RichProgress(TrainerCallback):
+    """One progress bar per training run with the latest train and validation loss
+    (in place of the Trainer's nested tqdm bars and printed log dictionaries)."""
+
+    def __init__(self) -> None:
+        self.progress: Progress | None = None
+        self.task = None
+        self.losses = {"loss": float("nan"), "eval_loss": float("nan")}
+
+    def on_train_begin(self, args, state, control, **kwargs):
+        if not state.is_world_process_zero:
+            return
+        self.progress = Progress(
+            TextColumn("training"),
+            BarColumn(),
+            TextColumn("step {task.completed}/{task.total}"),
+            TextColumn("loss {task.fields[loss]:.4g} val {task.fields[eval_loss]:.4g}"),
+            TimeElapsedColumn(),
+            TimeRemainingColumn(),
+            transient=False,
+        )
+        self.progress.start()
+        self.task = self.progress.add_task(
+            "train", total=state.max_steps, completed=state.global_step, **self.losses
+        )
+
+    def on_step_end(self, args, state, control, **kwargs):
+        if self.progress is not None:
+            self.progress.update(self.task, completed=state.global_step)
+
+    def on_log(self, args, state, control, logs=None, **kwargs):
+        if self.progress is not None and logs:
+            found = {k: float(v) for k, v in logs.items() if k in self.losses}
+            self.losses.update(found)
+            self.progress.update(self.task, **self.losses)
+
+    def on_train_end(self, args, state, control, **kwargs):
+        if self.progress is not None:
+            self.progress.stop()
+            self.progress = None
 
 
 def history_table(log_history: Sequence[dict[str, Any]]) -> pd.DataFrame:
@@ -180,8 +224,16 @@ def train_model(
         data_collator=data_collator,
         callbacks=all_callbacks,
     )
+    trainer.remove_callback(PrinterCallback)
+    trainer.remove_callback(ProgressCallback)
+    progress = RichProgress()
+    trainer.add_callback(progress)
     last = get_last_checkpoint(str(checkpoint_dir)) if resume and checkpoint_dir.exists() else None
-    trainer.train(resume_from_checkpoint=last)
+    try:
+        trainer.train(resume_from_checkpoint=last)
+    finally:
+        # A crash inside training must not leave the progress display running.
+        progress.on_train_end(args, trainer.state, trainer.control)
     history = history_table(trainer.state.log_history)
     outputs = {
         "model": save_model_atomically(trainer.model, out_dir / MODEL),
@@ -197,10 +249,6 @@ def train_model(
         global_step=trainer.state.global_step,
         outputs=outputs,
     )
-
-
-def settings_dict(settings: TrainSettings) -> dict[str, Any]:
-    return asdict(settings)
 
 
 @torch.inference_mode()

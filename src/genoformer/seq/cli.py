@@ -156,6 +156,13 @@ def interpret(
     out: Annotated[Path | None, typer.Option(help="Output directory.")] = None,
     data: Annotated[list[Path] | None, typer.Option(help="Sequences to explain.")] = None,
     n_sequences: Annotated[int, typer.Option(help="Sequences drawn as logos.")] = 4,
+    match_jaspar: Annotated[
+        bool, typer.Option(help="Match filter motifs against JASPAR with Tomtom.")
+    ] = True,
+    labels: Labels = None,
+    label_pattern: LabelPattern = None,
+    targets: Targets = None,
+    genome: Genome = None,
     device: Device = "auto",
 ) -> None:
     """Filters as heatmaps and logos matched to JASPAR; ISM and gradient x input logos."""
@@ -164,6 +171,8 @@ def interpret(
         out=out,
         data=[str(p) for p in data] if data else None,
         n_sequences=n_sequences,
+        match_jaspar=match_jaspar,
         device=device,
+        **_read_options(labels, label_pattern, targets, genome),
     )
     _console.print(json.dumps({k: str(v) for k, v in result.outputs.items()}, indent=1))

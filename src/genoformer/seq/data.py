@@ -257,7 +257,9 @@ def _open_text(path: Path) -> Iterator[TextIO]:
     try:
         with open(path, "rb") as probe:
             compressed = probe.read(2) == b"\x1f\x8b"
-        handle = gzip.open(path, "rt") if compressed else open(path, encoding="utf-8")  # noqa: SIM115
+        # Closed by the `with handle` below, once the caller's block ends.
+        opener = gzip.open if compressed else open
+        handle = opener(path, "rt", encoding="utf-8")  # noqa: SIM115
     except FileNotFoundError:
         raise InputError("no such file", file=path, fix="check the path") from None
     except IsADirectoryError:

@@ -181,6 +181,7 @@ def one_hot(
     dtype: DTypeLike = np.float32,
     names: Sequence[str] | None = None,
     file: str | PathLike | None = None,
+    out: np.ndarray | None = None,
 ) -> np.ndarray:
     """One-hot encode DNA sequences of equal length.
 
@@ -198,11 +199,14 @@ def one_hot(
         Record names for error messages (default: the index of the sequence).
     file
         File name for error messages.
+    out
+        A C-contiguous ``(N, 4, L)`` array to write into (``dtype`` is then ignored), e.g.
+        to reuse one buffer batch after batch.
 
     Returns
     -------
     numpy.ndarray
-        Shape ``(N, 4, L)``, channels A, C, G, T.
+        Shape ``(N, 4, L)``, channels A, C, G, T (``out`` when given).
 
     Raises
     ------
@@ -215,7 +219,10 @@ def one_hot(
     seqs = _as_list(sequences)
     n = len(seqs)
     length = check_lengths(seqs, names=names, file=file) or 0
-    out = np.empty((n, 4, length), dtype=dtype)
+    if out is None:
+        out = np.empty((n, 4, length), dtype=dtype)
+    elif out.shape != (n, 4, length) or not out.flags.c_contiguous:
+        raise ValueError(f"out must be C-contiguous of shape {(n, 4, length)}, got {out.shape}")
     if n == 0 or length == 0:
         return out
     place = (lambda i: _record(names, i)) if names is not None else None
