@@ -74,10 +74,12 @@ def naive_ism(model: SequenceModel, x: torch.Tensor, target: int | None = None) 
         (dict(architecture="deep_cnn", filter_width=3, n_conv_layers=3, pooling="maxmean"), 12),
     ],
 )
-@pytest.mark.parametrize("shortcut", [True, False], ids=["first-layer-shortcut", "crops-only"])
-def test_fast_ism_equals_naive_ism(kwargs, length, shortcut, monkeypatch):
-    if not shortcut:
-        monkeypatch.setattr(interpret, "_shortcut_conv", lambda local: None)
+@pytest.mark.parametrize("path", ["fast", "fast-without-first-layer-formula", "full-forward"])
+def test_fast_ism_equals_naive_ism(kwargs, length, path, monkeypatch):
+    if path == "fast-without-first-layer-formula":
+        monkeypatch.setattr(interpret, "_linear_first_step", lambda plan: False)
+    if path == "full-forward":  # what a model with a step the fast path does not know gets
+        monkeypatch.setattr(interpret, "_layer_plan", lambda model: None)
     model = make_model(n_filters=12, hidden_size=16, **kwargs)
     x = random_x(3, length, seed=length)
     x[1, :, 0] = 0  # an N at the first position and one in the middle

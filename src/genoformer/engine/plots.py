@@ -10,8 +10,7 @@ from __future__ import annotations
 
 import os
 import sys
-import uuid
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -27,6 +26,7 @@ from sklearn.metrics import (
 )
 
 from genoformer.engine.metrics import as_class_arrays, one_vs_rest, regression_metrics
+from genoformer.engine.runs import atomic_path, write_text
 
 if TYPE_CHECKING:
     # plotly is only needed by callers that already built a plotly figure.
@@ -51,22 +51,6 @@ HEXBIN_ABOVE = 5_000
 #: Colours of train / validation curves and of highlighted points, shared across pillars.
 TRAIN_COLOR = "#1f77b4"
 EVAL_COLOR = "#d62728"
-
-
-def _atomic_write(path: Path, write: Callable[[Path], None]) -> Path:
-    """Call ``write(tmp)`` on a temporary file next to ``path``, then rename it to ``path``."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    # Same directory: os.replace is only atomic within one file system.
-    # A unique hidden name, created by the writer itself so that the umask applies (mkstemp
-    # would leave the final file readable by its owner only).
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.{uuid.uuid4().hex[:8]}.tmp")
-    try:
-        write(tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-    return path
 
 
 def _close(fig: Figure) -> None:
@@ -106,14 +90,9 @@ def save_figure(
             target = stem.with_name(f"{stem.name}.{fmt}")
             # Without a creation date, reruns write byte-identical PDFs (PNGs already are).
             metadata = {"CreationDate": None} if fmt == "pdf" else None
-            written.append(
-                _atomic_write(
-                    target,
-                    lambda tmp, fmt=fmt, metadata=metadata: fig.savefig(
-                        tmp, format=fmt, dpi=DPI, metadata=metadata
-                    ),
-                )
-            )
+            with atomic_path(target) as tmp:
+                fig.savefig(tmp, format=fmt, dpi=DPI, metadata=metadata)
+            written.append(target)
     finally:
         _close(fig)
     return written
@@ -138,7 +117,7 @@ def save_html(plotly_fig: go.Figure, path: str | os.PathLike) -> Path:
         The file written.
     """
     html = plotly_fig.to_html(include_plotlyjs=True, full_html=True)
-    return _atomic_write(Path(path), lambda tmp: tmp.write_text(html, encoding="utf-8"))
+    return write_text(path, html)
 
 
 def _spans_decades(values: np.ndarray, decades: float = 2.0) -> bool:

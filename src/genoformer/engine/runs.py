@@ -13,8 +13,8 @@ import datetime as _dt
 import json
 import os
 import platform
-import tempfile
 import time
+import uuid
 from collections.abc import Iterator
 from importlib import metadata
 from pathlib import Path
@@ -32,19 +32,19 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     """Yield a temporary path beside ``path``; rename it into place if the block succeeds."""
     final = Path(path)
     final.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{final.name}.", suffix=".tmp", dir=final.parent)
-    os.close(fd)
-    tmp_path = Path(tmp)
+    # Beside the target because os.replace is atomic only within one file system; a unique
+    # name the writer creates itself, so the umask applies (mkstemp would make it owner-only).
+    tmp = final.with_name(f".{final.name}.{os.getpid()}.{uuid.uuid4().hex[:8]}.tmp")
     try:
-        yield tmp_path
-        os.replace(tmp_path, final)
+        yield tmp
+        os.replace(tmp, final)
     finally:
-        tmp_path.unlink(missing_ok=True)
+        tmp.unlink(missing_ok=True)
 
 
 def write_text(path: str | os.PathLike, text: str) -> Path:
     with atomic_path(path) as tmp:
-        tmp.write_text(text)
+        tmp.write_text(text, encoding="utf-8")
     return Path(path)
 
 

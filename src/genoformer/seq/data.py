@@ -211,7 +211,7 @@ class OneHotDataset(torch.utils.data.Dataset):
 
     def __init__(self, data: SequenceData, *, unknown: UnknownMode = "zero") -> None:
         self.x = torch.from_numpy(data.one_hot(unknown=unknown, dtype=np.uint8))
-        self.labels = None if data.task == "none" else torch.from_numpy(data.targets)
+        self.labels = None if data.task == "none" else torch.tensor(data.targets)
 
     def __len__(self) -> int:
         return len(self.x)

@@ -30,6 +30,7 @@ import torch
 from torch import nn
 
 from genoformer.engine.errors import InputError
+from genoformer.seq.models import ResidualDilatedConv
 
 # How many float elements one batch of the fast ISM path may hold per intermediate tensor.
 # 2**23 floats (32 MiB) keeps the working set near the CPU caches while still amortising
@@ -212,20 +213,25 @@ def saturation_mutagenesis(
     delta = torch.zeros((n, 4, length), dtype=torch.float32)
     with _evaluating(model, device) as dev, torch.inference_mode():
         dtype = _model_dtype(model)
-        half = getattr(model, "half_receptive_field", None)
-        use_fast = fast and getattr(model, "local", None) is not None and length >= 4 * half + 1
-        if use_fast:
+        plan = _layer_plan(model) if fast else None
+        if plan is not None:
             channels = int(model.config.n_filters)
-            seqs_per_chunk = max(1, _FEATURE_BUDGET // (channels * length))
-            edits_per_batch = batch_size or max(64, _FAST_BUDGET // (channels * (4 * half + 1)))
+            pad = _plan_padding(plan)
+            # Reference activations of each step, prefix tables, features: ~ this many
+            # (n, C, L + 2 pad) arrays per chunk of sequences.
+            per_seq = channels * (length + 2 * pad) * (len(plan) + 4)
+            seqs_per_chunk = max(1, _FEATURE_BUDGET // per_seq)
+            edits_per_batch = batch_size or max(64, _FAST_BUDGET // (channels * (2 * pad + 1)))
         else:
             seqs_per_chunk = max(1, _FEATURE_BUDGET // (4 * length))
             edits_per_batch = batch_size or _GENERIC_BATCH
         chunks = range(0, n, seqs_per_chunk)
         for start in _progress(chunks, len(chunks), progress, "saturation mutagenesis"):
             xc = x[start : start + seqs_per_chunk].to(dev, dtype)
-            compute = _fast_ism_chunk if use_fast else _generic_ism_chunk
-            seq, base, pos, d = compute(model, xc, target, edits_per_batch)
+            if plan is not None:
+                seq, base, pos, d = _fast_ism_chunk(model, xc, target, edits_per_batch, plan)
+            else:
+                seq, base, pos, d = _generic_ism_chunk(model, xc, target, edits_per_batch)
             delta[start + seq.cpu(), base.cpu(), pos.cpu()] = d.float().cpu()
     if center:
         delta -= delta.mean(dim=1, keepdim=True)
@@ -254,137 +260,203 @@ def _generic_ism_chunk(
     return seq, base, pos, out
 
 
-def _shortcut_conv(local: nn.Module) -> nn.Conv1d | None:
-    """The first layer of ``local`` when it is a plain 'same' convolution of the one-hot input.
+# Modules that act on each position separately (batch norm: in eval mode, where ISM runs).
+_POINTWISE = (
+    nn.ReLU,
+    nn.GELU,
+    nn.SiLU,
+    nn.ELU,
+    nn.LeakyReLU,
+    nn.Tanh,
+    nn.Sigmoid,
+    nn.Softplus,
+    nn.Identity,
+    nn.Dropout,
+    nn.BatchNorm1d,
+)
 
-    Such a layer is linear, so a substitution changes its output by a kernel-sized window
-    that can be written down without convolving (see :func:`_fast_ism_chunk`).
-    """
-    if not isinstance(local, nn.Sequential) or len(local) < 2:
+
+def _half_width(module: nn.Module) -> int | None:
+    """How far either side of a position ``module``'s output looks, or None if unknown."""
+    if isinstance(module, _POINTWISE):
+        return 0
+    if isinstance(module, nn.Conv1d):
+        width, dilation = module.kernel_size[0], module.dilation[0]
+        half = dilation * (width - 1) // 2
+        same = (
+            width % 2 == 1
+            and module.stride == (1,)
+            and module.padding == (half,)
+            and module.padding_mode == "zeros"
+        )
+        return half if same else None
+    if isinstance(module, ResidualDilatedConv):
+        return module.half_width
+    return None
+
+
+def _layer_plan(model: nn.Module) -> list[tuple[nn.Module, int]] | None:
+    """The local stack as (module, half width) steps, when every step is understood."""
+    local = getattr(model, "local", None)
+    if not isinstance(local, nn.Sequential):
         return None
-    conv = local[0]
-    width = conv.kernel_size[0] if isinstance(conv, nn.Conv1d) else 0
-    plain = (
-        isinstance(conv, nn.Conv1d)
-        and conv.in_channels == 4
-        and width % 2 == 1
-        and conv.stride == (1,)
-        and conv.dilation == (1,)
-        and conv.groups == 1
-        and conv.padding == (width // 2,)
-        and conv.padding_mode == "zeros"
-    )
-    return conv if plain else None
+    plan = [(module, _half_width(module)) for module in local]
+    if any(half is None for _, half in plan):
+        return None
+    if sum(half for _, half in plan) != model.half_receptive_field:
+        return None
+    return plan
 
 
 def _fast_ism_chunk(
-    model: nn.Module, x: torch.Tensor, target: int | None, batch_size: int
+    model: nn.Module,
+    x: torch.Tensor,
+    target: int | None,
+    batch_size: int,
+    plan: list[tuple[nn.Module, int]],
 ) -> tuple[torch.Tensor, ...]:
     """Exact ISM for ``local -> pool -> head`` models, recomputing only what changes.
 
-    The local stack's output at a position sees ``h`` positions either side, so a
-    substitution at ``i`` changes the local features only on the window ``[i-h, i+h]``,
-    and those depend only on the input on ``[i-2h, i+2h]``.
-
-    - Near the ends (and for any stack), each mutant runs the local stack on that crop of
-      ``4h+1`` input positions, with the crop's start clamped into the sequence: at the
-      ends the crop then shares the sequence's real edge and zero padding, so the window
-      spliced back is exact there too.
-    - Elsewhere, when the first layer is a plain convolution of width ``2g+1`` (``g <=
-      h``), its output changes by ``W[:, new base] - W[:, old base]`` (flipped) on
-      ``[i-g, i+g]`` only, so the mutant's first-layer output is the reference's plus that
-      change, with no convolution; the rest of the stack runs on the ``4h-2g+1`` positions
-      the window needs (nothing more for a one-layer CNN).
+    A substitution at ``i`` changes the output of the ``k``-th step of the local stack
+    only on ``[i - c_k, i + c_k]``, ``c_k`` the sum of the half widths of the steps so far
+    (fastISM, Nair et al. 2022). So each mutant carries just that window from step to
+    step: a convolution-like step of half width ``w`` reads the window, widened by ``2w``
+    either side with the reference activations there, and keeps the middle; positions
+    past the sequence's ends are held at zero, the padding the next step would see. A
+    plain first convolution is linear in the one-hot input, so its window is the
+    reference's plus ``W[:, new base] - W[:, old base]`` (flipped): no convolution at all,
+    which is the whole local stack of a one-layer CNN.
 
     Global pooling of the spliced features never touches all ``L`` positions: the max
     outside the window comes from prefix and suffix maxima of the reference features, the
     sum from prefix sums.
     """
-    h = int(model.half_receptive_field)
-    crop, win = 4 * h + 1, 2 * h + 1
     n, _, length = x.shape
+    h = int(model.half_receptive_field)
+    pad = _plan_padding(plan)
     mode = model.config.pooling
     use_max = mode in ("max", "maxmean")
     use_mean = mode in ("mean", "maxmean")
+    first = plan[0][0]
+    shortcut = _linear_first_step(plan)
 
-    conv = _shortcut_conv(model.local)
-    if conv is not None:
-        rest = model.local[1:]
-        first = conv(x)  # (n, C, L) first-layer output, before its activation
-        features = rest(first)
-    else:
-        features = model.local(x)  # (n, C, L)
+    def padded_rows(t: torch.Tensor) -> torch.Tensor:
+        """(n, C, L) -> (n * (L + 2 pad), C): zero-padded, one contiguous row per position."""
+        t = torch.nn.functional.pad(t, (pad, pad))
+        return t.transpose(1, 2).reshape(-1, t.shape[1])
+
+    # Reference activations that the mutants' windows are spliced into: the input of each
+    # convolution-like step (for the shortcut, the first convolution's output instead).
+    references: list[torch.Tensor | None] = []
+    features = x
+    for k, (module, half) in enumerate(plan):
+        if half > 0 and not (k == 0 and shortcut):
+            references.append(padded_rows(features))
+        features = module(features)
+        if half > 0 and k == 0 and shortcut:
+            references.append(padded_rows(features))
+        if half == 0:
+            references.append(None)
     y0 = model.to_output_scale(model.head(model.pool(features)))
     index = _target_index(model, y0, target)
     ref = _select(y0, index)
-    c = features.shape[1]
+    channels = features.shape[1]
 
-    # Per-position summaries laid out (n * (L + 1), C), so that each mutant gathers whole
-    # contiguous rows: row j summarises positions before j (prefix) or from j on (suffix).
-    edge = features.new_full((n, c, 1), -torch.inf)
+    # Row j of these (n * (L + 1), C) tables summarises the positions before j (prefix)
+    # or from j on (suffix), so that each mutant gathers whole contiguous rows.
+    def rows(t: torch.Tensor) -> torch.Tensor:
+        return t.transpose(1, 2).reshape(-1, channels)
 
-    def by_row(t: torch.Tensor) -> torch.Tensor:
-        return t.transpose(1, 2).reshape(-1, t.shape[1])
-
+    edge = features.new_full((n, channels, 1), -torch.inf)
     if use_max:
-        prefix_max = by_row(torch.cat([edge, features.cummax(dim=-1).values], dim=-1))
+        prefix_max = rows(torch.cat([edge, features.cummax(dim=-1).values], dim=-1))
         suffix = features.flip(-1).cummax(dim=-1).values.flip(-1)
-        suffix_max = by_row(torch.cat([suffix, edge], dim=-1))
+        suffix_max = rows(torch.cat([suffix, edge], dim=-1))
     if use_mean:
-        # Sums in float64: the sum outside a window is a difference of prefix sums.
+        # In float64: the sum outside a window is a difference of prefix sums.
         prefix_sum = torch.cat([torch.zeros_like(edge), features], dim=-1).double().cumsum(-1)
         total = prefix_sum[:, :, -1]
-        prefix_sum = by_row(prefix_sum)
-    x_crops = x.unfold(-1, crop, 1)  # (n, 4, L-crop+1, crop), a view
-    if conv is not None:
-        g = conv.kernel_size[0] // 2
-        first_rows = by_row(first)  # (n * L, C)
-        # Row a of the flipped kernel, laid out (2g+1, C): the change in the first layer's
-        # output on [i-g, i+g] per unit of base a added at i.
-        kernel = conv.weight.flip(-1).permute(1, 2, 0).reshape(4, -1)
-        span = torch.arange(4 * h - 2 * g + 1, device=x.device)
+        prefix_sum = rows(prefix_sum)
+    if shortcut:
+        # Row a, laid out (width, C): the change in the first convolution's output on
+        # [i - w, i + w] per unit of base a added at i.
+        kernel = first.weight.flip(-1).permute(1, 2, 0).reshape(4, -1)
 
     seq, base, pos = _edit_list(x)
-    near_end = (pos < 2 * h) | (pos > length - 1 - 2 * h)
-    # Grouping the mutants near the ends leaves every other batch free of them.
-    order = torch.argsort(near_end.to(torch.int8), stable=True)
-    seq, base, pos, near_end = seq[order], base[order], pos[order], near_end[order]
-
     out = torch.empty(len(seq), dtype=y0.dtype, device=x.device)
     for lo in range(0, len(seq), batch_size):
         s, b, p = seq[lo : lo + batch_size], base[lo : lo + batch_size], pos[lo : lo + batch_size]
-        e = torch.arange(len(s), device=x.device)
-        win_start = (p - h).clamp(0, length - win)
-        if conv is not None and not bool(near_end[lo : lo + batch_size].any()):
-            rows = (s * length + p - 2 * h + g)[:, None] + span  # (E, 4h-2g+1)
-            mutant_first = first_rows[rows]  # (E, 4h-2g+1, C)
-            change = torch.nn.functional.one_hot(b, 4).to(x.dtype) - x[s, :, p]
-            at = 2 * h - 2 * g
-            mutant_first[:, at : at + 2 * g + 1] += (change @ kernel).view(len(s), 2 * g + 1, c)
-            new = rest(mutant_first.transpose(1, 2))[:, :, h - g : h - g + win]  # (E, C, win)
-        else:
-            crop_start = (p - 2 * h).clamp(0, length - crop)
-            mutants = x_crops[s, :, crop_start]  # (E, 4, crop), a copy
-            column = p - crop_start
-            mutants[e, :, column] = 0
-            mutants[e, b, column] = 1
-            local = model.local(mutants)  # (E, C, crop)
-            offset = win_start - crop_start
-            if bool((offset == h).all()):
-                new = local[:, :, h : h + win]
+        n_edits = len(s)
+        new_base = torch.nn.functional.one_hot(b, 4).to(x.dtype)
+
+        centre = s * (length + 2 * pad) + p + pad  # each mutant's row in the tables
+        current = new_base[:, :, None]  # the mutant's window at the input: one column
+        c = 0
+        for k, (module, half) in enumerate(plan):
+            if half == 0:
+                current = module(current)
+            elif k == 0 and shortcut:
+                change = (new_base - x[s, :, p]) @ kernel
+                current = _rows_around(references[0], centre, half) + change.view(
+                    n_edits, 2 * half + 1, channels
+                ).transpose(1, 2)
+                c = half
             else:
-                new = local.unfold(-1, win, 1)[e, :, offset]  # (E, C, win)
-        row = s * (length + 1) + win_start
+                spliced = _rows_around(references[k], centre, c + 2 * half).contiguous()
+                spliced[:, :, 2 * half : 2 * half + 2 * c + 1] = current
+                c += half
+                current = module(spliced)[:, :, half : half + 2 * c + 1]
+            if c > 0:
+                # Positions past either end are the zero padding the next step reads.
+                where = p[:, None] + torch.arange(-c, c + 1, device=x.device)
+                outside = (where < 0) | (where >= length)
+                if bool(outside.any()):
+                    current = current.masked_fill(outside[:, None, :], 0.0)
+        where = p[:, None] + torch.arange(-h, h + 1, device=x.device)
+        outside = (where < 0) | (where >= length)
+        start = (p - h).clamp(0, length)
+        stop = (p + h + 1).clamp(0, length)
         pooled = []
         if use_max:
-            outside = torch.maximum(prefix_max[row], suffix_max[row + win])
-            pooled.append(torch.maximum(outside, new.amax(dim=-1)))
+            new_max = current.masked_fill(outside[:, None, :], -torch.inf).amax(dim=-1)
+            rest = torch.maximum(
+                prefix_max[s * (length + 1) + start], suffix_max[s * (length + 1) + stop]
+            )
+            pooled.append(torch.maximum(rest, new_max))
         if use_mean:
-            outside = (total[s] - prefix_sum[row + win] + prefix_sum[row]).to(new.dtype)
-            pooled.append((outside + new.sum(dim=-1)) / length)
+            ps = prefix_sum
+            rest = total[s] - ps[s * (length + 1) + stop] + ps[s * (length + 1) + start]
+            pooled.append((rest.to(current.dtype) + current.sum(dim=-1)) / length)
         y = model.to_output_scale(model.head(torch.cat(pooled, dim=-1)))
         out[lo : lo + batch_size] = _select(y, None if index is None else index[s]) - ref[s]
     return seq, base, pos, out
+
+
+def _linear_first_step(plan: list[tuple[nn.Module, int]]) -> bool:
+    """Whether the first step is a plain convolution, whose change a formula gives."""
+    first, half = plan[0]
+    return (
+        isinstance(first, nn.Conv1d)
+        and half > 0
+        and first.dilation == (1,)
+        and first.groups == 1
+        and first.in_channels == 4
+    )
+
+
+def _rows_around(table: torch.Tensor, centre: torch.Tensor, half: int) -> torch.Tensor:
+    """(E, C, 2 half + 1): the rows of ``table`` (positions, C) around each centre row."""
+    offsets = torch.arange(-half, half + 1, device=centre.device)
+    return table[centre[:, None] + offsets].transpose(1, 2)
+
+
+def _plan_padding(plan: list[tuple[nn.Module, int]]) -> int:
+    """How far past the ends the mutants' windows reach: ``c + 2w`` at the widest step."""
+    c, reach = 0, 0
+    for _, half in plan:
+        reach = max(reach, c + 2 * half)
+        c += half
+    return reach
 
 
 # ---------------------------------------------------------------------------------------

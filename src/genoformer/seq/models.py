@@ -68,9 +68,7 @@ class SeqModelConfig(PretrainedConfig):
                 fix=f"use one of {', '.join(POOLINGS)}",
             )
         if task not in ("regression", "classification"):
-            raise InputError(
-                f"unknown task '{task}'", fix="use 'regression' or 'classification'"
-            )
+            raise InputError(f"unknown task '{task}'", fix="use 'regression' or 'classification'")
         self.architecture = architecture
         self.task = task
         self.n_outputs = n_outputs
