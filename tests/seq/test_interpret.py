@@ -223,6 +223,7 @@ def test_model_mode_is_restored_and_numpy_input_works():
     x = random_x(2, 30).numpy()
     a = saturation_mutagenesis(model, x)
     assert model.training
+    np.testing.assert_array_equal(saturation_mutagenesis(model, x, progress=True), a)
     np.testing.assert_allclose(a, saturation_mutagenesis(model, x, fast=False), atol=1e-5)
 
 

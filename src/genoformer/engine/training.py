@@ -32,7 +32,7 @@ from transformers import (
     TrainingArguments,
 )
 from transformers.trainer_callback import PrinterCallback, ProgressCallback
-from transformers.trainer_utils import get_last_checkpoint
+from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR
 
 from genoformer.engine.device import pick_device
 from genoformer.engine.plots import loss_curve
@@ -156,6 +156,27 @@ class RichProgress(TrainerCallback):
             self.progress = None
 
 
+def last_complete_checkpoint(checkpoint_dir: Path) -> Path | None:
+    """The newest checkpoint that was written to the end, or None.
+
+    The Trainer writes a checkpoint's files in place and ``trainer_state.json`` last, so a
+    run killed while saving leaves a folder without it; that folder is removed and the one
+    before it is used.
+    """
+    if not checkpoint_dir.is_dir():
+        return None
+    found = []
+    for path in checkpoint_dir.glob(f"{PREFIX_CHECKPOINT_DIR}-*"):
+        step = path.name.rsplit("-", 1)[-1]
+        if path.is_dir() and step.isdigit():
+            found.append((int(step), path))
+    for _, path in sorted(found, reverse=True):
+        if (path / "trainer_state.json").exists():
+            return path
+        shutil.rmtree(path, ignore_errors=True)
+    return None
+
+
 def history_table(log_history: Sequence[dict[str, Any]]) -> pd.DataFrame:
     """One row per logged step: ``step, epoch, train_loss, eval_loss`` (NaN where absent)."""
     rows: dict[int, dict[str, float]] = {}
@@ -228,9 +249,9 @@ def train_model(
     trainer.remove_callback(ProgressCallback)
     progress = RichProgress()
     trainer.add_callback(progress)
-    last = get_last_checkpoint(str(checkpoint_dir)) if resume and checkpoint_dir.exists() else None
+    last = last_complete_checkpoint(checkpoint_dir) if resume else None
     try:
-        trainer.train(resume_from_checkpoint=last)
+        trainer.train(resume_from_checkpoint=None if last is None else str(last))
     finally:
         # A crash inside training must not leave the progress display running.
         progress.on_train_end(args, trainer.state, trainer.control)

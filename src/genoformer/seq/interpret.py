@@ -23,7 +23,7 @@ thousands of long sequences cheap on a CPU.
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 import numpy as np
 import torch
@@ -135,12 +135,17 @@ def _logits(model: nn.Module, x: torch.Tensor) -> torch.Tensor:
     return model(x).logits
 
 
-def _progress(iterable, total: int, show: bool, description: str):
+@contextlib.contextmanager
+def _progress(show: bool, total: int, description: str) -> Iterator[Callable[[int], None]]:
+    """A callback that advances a progress bar (rich) by a count, or does nothing."""
     if not show:
-        return iterable
-    from rich.progress import track
+        yield lambda count: None
+        return
+    from rich.progress import Progress
 
-    return track(iterable, total=total, description=description)
+    with Progress(transient=True) as bar:
+        task = bar.add_task(description, total=total)
+        yield lambda count: bar.advance(task, count)
 
 
 # ---------------------------------------------------------------------------------------
@@ -225,14 +230,19 @@ def saturation_mutagenesis(
         else:
             seqs_per_chunk = max(1, _FEATURE_BUDGET // (4 * length))
             edits_per_batch = batch_size or _GENERIC_BATCH
-        chunks = range(0, n, seqs_per_chunk)
-        for start in _progress(chunks, len(chunks), progress, "saturation mutagenesis"):
-            xc = x[start : start + seqs_per_chunk].to(dev, dtype)
-            if plan is not None:
-                seq, base, pos, d = _fast_ism_chunk(model, xc, target, edits_per_batch, plan)
-            else:
-                seq, base, pos, d = _generic_ism_chunk(model, xc, target, edits_per_batch)
-            delta[start + seq.cpu(), base.cpu(), pos.cpu()] = d.float().cpu()
+        n_edits = len(_edit_list(x)[0])
+        with _progress(progress, n_edits, "saturation mutagenesis") as advance:
+            for start in range(0, n, seqs_per_chunk):
+                xc = x[start : start + seqs_per_chunk].to(dev, dtype)
+                if plan is not None:
+                    seq, base, pos, d = _fast_ism_chunk(
+                        model, xc, target, edits_per_batch, plan, advance
+                    )
+                else:
+                    seq, base, pos, d = _generic_ism_chunk(
+                        model, xc, target, edits_per_batch, advance
+                    )
+                delta[start + seq.cpu(), base.cpu(), pos.cpu()] = d.float().cpu()
     if center:
         delta -= delta.mean(dim=1, keepdim=True)
     if not hypothetical:
@@ -241,7 +251,11 @@ def saturation_mutagenesis(
 
 
 def _generic_ism_chunk(
-    model: nn.Module, x: torch.Tensor, target: int | None, batch_size: int
+    model: nn.Module,
+    x: torch.Tensor,
+    target: int | None,
+    batch_size: int,
+    advance: Callable[[int], None],
 ) -> tuple[torch.Tensor, ...]:
     """ISM by full forward passes over mutated copies: any model, cost O(L) per mutant."""
     y0 = torch.cat([_logits(model, x[i : i + batch_size]) for i in range(0, len(x), batch_size)])
@@ -257,6 +271,7 @@ def _generic_ism_chunk(
         mutants[e, b, p] = 1
         y = _logits(model, mutants)
         out[lo : lo + batch_size] = _select(y, None if index is None else index[s]) - ref[s]
+        advance(len(s))
     return seq, base, pos, out
 
 
@@ -314,6 +329,7 @@ def _fast_ism_chunk(
     target: int | None,
     batch_size: int,
     plan: list[tuple[nn.Module, int]],
+    advance: Callable[[int], None],
 ) -> tuple[torch.Tensor, ...]:
     """Exact ISM for ``local -> pool -> head`` models, recomputing only what changes.
 
@@ -438,6 +454,7 @@ def _fast_ism_chunk(
             pooled.append((rest.to(current.dtype) + current.sum(dim=-1)) / length)
         y = model.to_output_scale(model.head(torch.cat(pooled, dim=-1)))
         out[lo : lo + batch_size] = _select(y, None if index is None else index[s]) - ref[s]
+        advance(len(s))
     return seq, base, pos, out
 
 

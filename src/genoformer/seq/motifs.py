@@ -11,6 +11,7 @@ import functools
 import os
 import re
 import sqlite3
+import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -623,7 +624,10 @@ def logo(
 
         _, ax = plt.subplots(figsize=(max(2.0, 0.35 * heights.shape[1] + 0.8), 1.6))
     frame = pd.DataFrame(heights.T, columns=list(BASES))
-    logomaker.Logo(frame, ax=ax, color_scheme="classic", flip_below=False)
+    with warnings.catch_warnings():
+        # An all-zero matrix (a filter that never fires) has no height to scale to.
+        warnings.filterwarnings("ignore", "Attempting to set identical", UserWarning)
+        logomaker.Logo(frame, ax=ax, color_scheme="classic", flip_below=False)
     if kind == "information":
         ax.set_ylim(0, 2)
         ax.set_ylabel("bits", fontsize="small")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import html
 import os
+import warnings
 from collections.abc import Sequence
 from pathlib import Path
 from typing import NamedTuple
@@ -392,7 +393,10 @@ def attribution_logos(
     for i, ax in enumerate(axes):
         frame = pd.DataFrame(a[i, :, start:end].T, index=positions, columns=list(BASES))
         # flip_below=False keeps letters upright below zero so they stay readable.
-        logomaker.Logo(frame, ax=ax, color_scheme="classic", flip_below=False)
+        with warnings.catch_warnings():
+            # An all-zero matrix (a filter that never fires) has no height to scale to.
+            warnings.filterwarnings("ignore", "Attempting to set identical", UserWarning)
+            logomaker.Logo(frame, ax=ax, color_scheme="classic", flip_below=False)
         ax.axhline(0, color="black", lw=0.5)
         ax.set_xlim(start - 0.5, end - 0.5)
         ax.set_ylabel("attribution", fontsize="small")
