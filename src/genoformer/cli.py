@@ -13,6 +13,7 @@ from typing import Annotated
 
 import typer
 from rich.console import Console
+from transformers.utils import logging as transformers_logging
 
 from genoformer import __version__
 from genoformer.engine.errors import InputError
@@ -62,6 +63,8 @@ def demo(
 def main(argv: list[str] | None = None) -> None:
     """Entry point of the console script."""
     debug = "--debug" in (argv if argv is not None else sys.argv[1:])
+    # Our own progress bars say what runs; the library's per-file bars only add noise.
+    transformers_logging.disable_progress_bar()
     try:
         app(args=argv, standalone_mode=True)
     except InputError as error:

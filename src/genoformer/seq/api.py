@@ -493,9 +493,15 @@ def interpret(
             titles = [
                 f"{i} ({label})" for i, label in zip(chosen.ids, _labels(chosen), strict=True)
             ]
-            ism = saturation_mutagenesis(model, x, target=target, center=True, device=device)
-            gxi = gradient_x_input(model, x, target=target, device=device)
-            for name, scores in (("ism", ism), ("gradient_x_input", gxi)):
+            scores_by_method = {
+                "ism": saturation_mutagenesis(model, x, target=target, center=True, device=device)
+            }
+            # The transformer reads discrete k-mer tokens, so it has no input gradient.
+            if model.config.architecture != "transformer":
+                scores_by_method["gradient_x_input"] = gradient_x_input(
+                    model, x, target=target, device=device
+                )
+            for name, scores in scores_by_method.items():
                 key = f"{name}{suffix}"
                 outputs[key] = attribution_logos(scores, x, out_dir / f"{key}.png", titles=titles)[
                     0

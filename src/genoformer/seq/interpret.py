@@ -192,8 +192,10 @@ def saturation_mutagenesis(
         position normalisation), so each position's scores sum to zero.
     hypothetical
         Return all four bases (True) or only the base present in ``x`` (False; the others
-        are 0). ``center=True, hypothetical=False`` gives exactly what tangermeme's
-        ``saturation_mutagenesis(model, X)`` returns with its defaults.
+        are 0; the observed base scores 0 unless ``center``, so use the two together).
+        ``center=True, hypothetical=False`` gives exactly what tangermeme's
+        ``saturation_mutagenesis(model, X)`` returns with its defaults: minus the mean
+        effect of the three substitutions, on the observed base.
     batch_size
         Mutants evaluated together; ``None`` picks a size from a memory budget.
     device
