@@ -7,7 +7,11 @@ from pathlib import Path
 
 import pytest
 
-SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
+#: ../shared/data beside the repository; GENOFORMER_SHARED_DATA points elsewhere.
+SHARED_DATA = Path(
+    os.environ.get("GENOFORMER_SHARED_DATA")
+    or Path(__file__).resolve().parents[1].parent / "shared" / "data"
+)
 
 
 def shared_data(relative: str) -> Path:

@@ -1,0 +1,158 @@
+"""Tokenizer speed: genoformer.sc.tokenize against Geneformer's TranscriptomeTokenizer.
+
+Geneformer is not installed here (it pins its own torch and scanpy): its speed is the one
+measured on this kind of machine and recorded in ../shared/data/README.md, 2,876 cells/s
+(21,600 cells of pbmc3k size, V2 dictionaries, one process). This script tokenizes an input
+of the same shape with the V2 dictionaries, on 1 and on 2 processes, times each run from
+opening the file to the renamed corpus (reading and writing included; loading the
+dictionaries not, as Geneformer's figure does not count its own start-up either), and
+prints cells/s and peak memory; the last line is the ratio against Geneformer.
+
+    .venv/bin/python bench/bench_tokenizer.py [--cells 21600] [--repeats 3]
+
+The input is made once and kept in bench/.cache/ (git-ignored by its own .gitignore): 21,600
+cells drawn from the 559 cells of the celltypist559 fixture (32,786 genes), each cell's
+counts thinned binomially to a library size drawn around pbmc3k's (median about 2,200
+counts, about 1,000 detected genes per cell), so that no two cells are alike. Raw counts,
+CSR, float32, no compression, ``n_counts`` in obs (Geneformer needs it), written by anndata.
+
+Peak memory is the largest resident set of this process (RUSAGE_SELF) and of its largest
+worker process (RUSAGE_CHILDREN), in MiB; the 1-process run happens first, so its peak is
+this process's peak at that point.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import resource
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+SHARED = ROOT.parent / "shared" / "data" / "geneformer"
+CACHE = Path(__file__).resolve().parent / ".cache"
+GENEFORMER_CELLS_PER_S = 2_876  # ../shared/data/README.md: V2, one process, 21,600 cells
+
+
+def build_input(n_cells: int, seed: int = 0) -> Path:
+    """An .h5ad of ``n_cells`` pbmc3k-sized cells resampled from celltypist559 (cached)."""
+    import anndata as ad
+    import pandas as pd
+    import scipy.sparse as sp
+
+    path = CACHE / f"pbmc3k_like_{n_cells}_seed{seed}.h5ad"
+    if path.exists():
+        return path
+    CACHE.mkdir(exist_ok=True)
+    (CACHE / ".gitignore").write_text("*\n")
+    source = ad.read_h5ad(SHARED / "fixtures" / "inputs" / "celltypist559.h5ad")
+    x = sp.csr_matrix(source.X)
+    rng = np.random.default_rng(seed)
+    picks = rng.integers(0, x.shape[0], size=n_cells)
+    totals = np.asarray(x.sum(axis=1)).ravel()
+    # pbmc3k: median library size about 2,200 counts (log-normal spread).
+    target = rng.lognormal(mean=np.log(2_200), sigma=0.45, size=n_cells)
+    keep = np.minimum(1.0, target / totals[picks])
+    lengths = np.diff(x.indptr)[picks]
+    starts = x.indptr[picks]
+    # Gather the picked rows' non-zeros in one go, then thin every count binomially.
+    index = np.repeat(starts - np.concatenate(([0], np.cumsum(lengths)[:-1])), lengths)
+    index += np.arange(lengths.sum())
+    counts = rng.binomial(x.data[index].astype(np.int64), np.repeat(keep, lengths))
+    indptr = np.concatenate(([0], np.cumsum(lengths)))
+    matrix = sp.csr_matrix(
+        (counts.astype(np.float32), x.indices[index], indptr), shape=(n_cells, x.shape[1])
+    )
+    matrix.eliminate_zeros()
+    obs = pd.DataFrame(
+        {"n_counts": np.asarray(matrix.sum(axis=1)).ravel().astype(np.float32)},
+        index=[f"cell_{i}" for i in range(n_cells)],
+    )
+    adata = ad.AnnData(X=matrix, obs=obs, var=source.var.copy())
+    tmp = path.with_suffix(".tmp.h5ad")
+    adata.write_h5ad(tmp)
+    os.replace(tmp, path)
+    return path
+
+
+def peak_mib() -> tuple[float, float]:
+    """Peak resident memory (MiB) of this process and of its largest finished child."""
+    scale = 1 if sys.platform == "darwin" else 1024  # ru_maxrss: bytes on macOS, KiB on Linux
+    own = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * scale / 2**20
+    children = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss * scale / 2**20
+    return own, children
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--cells", type=int, default=21_600)
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--chunk-size", type=int, default=None)
+    args = parser.parse_args()
+
+    from genoformer.sc.dictionaries import GeneVocabulary
+    from genoformer.sc.tokenizer import CHUNK_SIZE, tokenize
+
+    path = build_input(args.cells)
+    vocabulary = GeneVocabulary.geneformer("V2", SHARED)
+    chunk_size = args.chunk_size or CHUNK_SIZE
+    detected = _detected_genes(path)
+    print(
+        f"{args.cells:,} cells x 32,786 genes ({detected:,.0f} detected genes per cell), "
+        f"V2 dictionaries, chunks of {chunk_size:,} cells; input {path} "
+        f"({path.stat().st_size / 2**20:,.0f} MiB); load average {os.getloadavg()[0]:.2f} on "
+        f"{os.cpu_count()} CPUs"
+    )
+    with tempfile.TemporaryDirectory() as tmp:
+        # A first run compiles (or loads) the numba kernels, as any first call in a session.
+        tokenize(path, out=Path(tmp) / "warm", vocabulary=vocabulary, progress=False)
+        speeds = {}
+        for processes in (1, 2):
+            times = []
+            for repeat in range(args.repeats):
+                start = time.perf_counter()
+                result = tokenize(
+                    path,
+                    out=Path(tmp) / f"p{processes}_{repeat}",
+                    vocabulary=vocabulary,
+                    processes=processes,
+                    chunk_size=chunk_size,
+                    progress=False,
+                )
+                times.append(time.perf_counter() - start)
+            seconds = statistics.median(times)
+            speeds[processes] = args.cells / seconds
+            own, children = peak_mib()
+            print(
+                f"genoformer, {processes} process{'es' if processes > 1 else ''}: "
+                f"{seconds:6.3f} s (median of {args.repeats})  {speeds[processes]:9,.0f} cells/s"
+                f"  {result.n_cells:,} cells written; peak RSS {own:,.0f} MiB (this process)"
+                + (f", {children:,.0f} MiB (largest worker)" if processes > 1 else "")
+            )
+    print(f"Geneformer (fixtures README): {GENEFORMER_CELLS_PER_S:,} cells/s, 1 process")
+    print(
+        "ratio genoformer/Geneformer tokenizer speed (2 processes): "
+        f"{speeds[2] / GENEFORMER_CELLS_PER_S:.1f}x"
+    )
+    print(
+        "ratio genoformer/Geneformer tokenizer speed (1 process): "
+        f"{speeds[1] / GENEFORMER_CELLS_PER_S:.1f}x"
+    )
+
+
+def _detected_genes(path: Path) -> float:
+    import h5py
+
+    with h5py.File(path, "r") as handle:
+        indptr = handle["X"]["indptr"][:]
+    return float(np.diff(indptr).mean())
+
+
+if __name__ == "__main__":
+    main()

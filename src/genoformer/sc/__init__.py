@@ -1,0 +1,1 @@
+"""sc: a Geneformer-compatible foundation model for single-cell transcriptomes."""
