@@ -8,7 +8,10 @@ BIN := $(VENV)/bin
 TORCH := torch==2.13.0
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test bench lint format clean
+.PHONY: demo test bench lint format clean peers
+# Debian's PLINK builds: the reference the gwas conformance tests and benchmarks compare with.
+PEERS := /usr/bin/plink1.9 /usr/bin/plink2
+APT_GET := $(shell [ "$$(id -u)" = 0 ] || echo sudo) apt-get
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -18,6 +21,12 @@ $(STAMP): $(BIN)/python pyproject.toml
 	$(BIN)/python -m pip install --quiet -e '.[test]'
 	touch $(STAMP)
 
+$(PEERS):
+	$(APT_GET) install -y -q plink1.9 plink2 || \
+		($(APT_GET) update -q && $(APT_GET) install -y -q plink1.9 plink2)
+
+peers: $(PEERS)
+
 demo: $(STAMP)
 	$(BIN)/genoformer demo --out runs/demo
 
@@ -25,10 +34,10 @@ lint: $(STAMP)
 	$(BIN)/ruff check src tests bench
 	$(BIN)/ruff format --check src tests bench
 
-test: lint
+test: lint $(PEERS)
 	$(BIN)/pytest -q
 
-bench: $(STAMP)
+bench: $(STAMP) $(PEERS)
 	for script in bench/bench_*.py; do echo "== $$script"; $(BIN)/python $$script || exit 1; done
 
 format: $(STAMP)

@@ -134,13 +134,23 @@ def test_malicious_pickles_are_refused(tmp_path: Path, payload: dict, refused: s
         assert "refused to unpickle" in str(error.value) and refused in str(error.value)
 
 
-def test_object_dtype_scalar_is_refused(tmp_path: Path) -> None:
-    # A numpy scalar of object dtype would carry any object: the dtype check refuses it.
-    data = pickle.dumps({"gene": np.float64(1.5)}, protocol=4)
-    assert b"f8" in data
+class _ObjectDtype:
+    """Pickles as numpy.dtype("O"): the door to numpy scalars holding any object."""
+
+    def __reduce__(self):
+        return (np.dtype, ("O", False, True))
+
+
+def test_object_dtype_is_refused(tmp_path: Path) -> None:
     path = tmp_path / "object.pkl"
-    path.write_bytes(data.replace(b"\x8c\x02f8", b"\x8c\x02O8"))
-    with pytest.raises(InputError, match="not a readable dictionary pickle"):
+    path.write_bytes(pickle.dumps({"gene": _ObjectDtype()}))
+    with pytest.raises(InputError, match="refused to unpickle.*numpy dtype 'object'"):
+        load_pickle_dict(path)
+    # A float64 scalar whose dtype bytes were edited to another type is refused too.
+    data = pickle.dumps({"gene": np.float64(1.5)}, protocol=4)
+    assert b"\x8c\x02f8" in data
+    path.write_bytes(data.replace(b"\x8c\x02f8", b"\x8c\x02V8"))
+    with pytest.raises(InputError, match="refused to unpickle.*numpy dtype"):
         load_pickle_dict(path)
 
 

@@ -1,1 +1,22 @@
-"""sc: a Geneformer-compatible foundation model for single-cell transcriptomes."""
+"""sc: a Geneformer-compatible foundation model for single-cell transcriptomes.
+
+``genoformer.sc.tokenize(...)`` is ``genoformer sc tokenize ...``; the functions load on
+first use, so that importing the package (and the command line's ``--help``) stays quick.
+"""
+
+from importlib import import_module
+
+_EXPORTS = {
+    "tokenize": "genoformer.sc.tokenizer",
+    "load_corpus": "genoformer.sc.tokenizer",
+    "gene_medians": "genoformer.sc.medians",
+    "GeneVocabulary": "genoformer.sc.dictionaries",
+    "open_cells": "genoformer.sc.readers",
+}
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str):
+    if name in _EXPORTS:
+        return getattr(import_module(_EXPORTS[name]), name)
+    raise AttributeError(f"module 'genoformer.sc' has no attribute {name!r}")

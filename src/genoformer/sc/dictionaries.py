@@ -8,9 +8,10 @@ reads Geneformer's pickles through a restricted unpickler, and :meth:`GeneVocabu
 / :meth:`GeneVocabulary.load` use our own plain format: one JSON file.
 
 Why one JSON file: it is written and renamed atomically in one step, a person can read and
-diff it, and it loads about as fast as the pickles (the V2 vocabulary, 10 MB with the
-173,697-entry mapping, in about 0.2 s). A directory of Parquet tables loads no faster once
-the columns are turned back into dictionaries, and cannot be replaced atomically.
+diff it, and it loads faster than the pickles (the V2 vocabulary, 10.6 MB with the
+173,697-entry mapping: 0.28 s against 0.6 s for the four pickles, on 2 CPU cores). A
+directory of Parquet tables loads no faster once its columns are turned back into
+dictionaries, and cannot be replaced atomically.
 """
 
 from __future__ import annotations
@@ -56,6 +57,11 @@ _REPO_SUBDIRS = {"gc30M": "gene_dictionaries_30m"}
 # Restricted unpickling
 # ---------------------------------------------------------------------------------------
 
+
+class _Refused(pickle.UnpicklingError):
+    """The pickle references something that is not plain data."""
+
+
 # Only plain numeric scalar types may be rebuilt: an object or structured dtype would let a
 # pickle smuggle arbitrary objects through numpy's scalar constructor.
 _SCALAR_DTYPES = frozenset(
@@ -65,15 +71,15 @@ _SCALAR_DTYPES = frozenset(
 )
 
 
-def _checked_dtype(dtype: np.dtype) -> np.dtype:
+def _checked_dtype(dtype: object) -> np.dtype:
     if not isinstance(dtype, np.dtype) or dtype not in _SCALAR_DTYPES or dtype.metadata:
-        raise pickle.UnpicklingError(f"dtype {dtype!r} is not a plain numeric type")
+        raise _Refused(f"numpy dtype {str(dtype)!r}")
     return dtype
 
 
 def _dtype(spec: object, align: object = False, copy: object = False) -> np.dtype:
     if not isinstance(spec, str):
-        raise pickle.UnpicklingError(f"dtype spec {spec!r} is not a string")
+        raise _Refused(f"numpy dtype {spec!r}")
     return _checked_dtype(np.dtype(spec, bool(align), bool(copy)))
 
 
@@ -99,14 +105,10 @@ class _RestrictedUnpickler(pickle.Unpickler):
         try:
             return _ALLOWED_GLOBALS[(module, name)]
         except KeyError:
-            raise _RefusedGlobal(f"{module}.{name}") from None
+            raise _Refused(f"{module}.{name}") from None
 
     def persistent_load(self, pid: Any) -> Any:
-        raise _RefusedGlobal(f"persistent id {pid!r}")
-
-
-class _RefusedGlobal(pickle.UnpicklingError):
-    pass
+        raise _Refused(f"persistent id {pid!r}")
 
 
 def _plain(value: Any) -> Any:
@@ -143,7 +145,7 @@ def load_pickle_dict(path: str | os.PathLike) -> dict:
             loaded = _RestrictedUnpickler(handle).load()
     except FileNotFoundError:
         raise InputError("file not found", file=path) from None
-    except _RefusedGlobal as error:
+    except _Refused as error:
         raise InputError(
             f"refused to unpickle: the file references {error}, not plain data",
             file=path,

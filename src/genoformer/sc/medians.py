@@ -71,6 +71,7 @@ class ExactMedians:
         """``(medians, n_nonzero)`` for genes ``0..n_genes-1``; NaN where no value."""
         genes = np.concatenate(self._genes) if self._genes else np.zeros(0, np.int32)
         values = np.concatenate(self._values) if self._values else np.zeros(0)
+        self._genes, self._values = [genes], [values]  # the pieces can go now
         # One row holding every pair; converting it to CSC groups the values by gene with a
         # counting sort, far faster than a stable argsort of the gene indices.
         grouped = sp.csr_matrix(
@@ -294,6 +295,7 @@ def _normalised(
     """``(corpus gene numbers, normalised values, cells read)`` of the non-zeros, chunk by
     chunk."""
     genes_of_column, summing = index.columns(cells, stats)
+    all_known = bool((genes_of_column >= 0).all())
     totals_attr = _cell_totals(cells)
     passing = _kept_cells(cells)
     for start, chunk in cells.chunks(chunk_size):
@@ -325,11 +327,13 @@ def _normalised(
         per_value = np.repeat(np.where(has_counts, totals, 1.0), np.diff(chunk.indptr))
         values = chunk.data / per_value * TARGET_SUM
         genes = genes_of_column[chunk.indices]
-        known = genes >= 0
+        if not all_known:
+            known = genes >= 0
+            genes, values = genes[known], values[known]
         stats["cells"] += len(rows)
         stats["cells_filtered_out"] += chunk_rows - len(rows)
         stats["cells_with_counts"] += int(has_counts.sum())
-        yield genes[known], values[known], chunk_rows
+        yield genes, values, chunk_rows
 
 
 @contextlib.contextmanager
@@ -361,7 +365,7 @@ def gene_medians(
     *,
     out: str | os.PathLike | None = None,
     streaming: bool = False,
-    chunk_size: int = 4096,
+    chunk_size: int = 1024,
     name: str = "custom",
     input_size: int = 4096,
     special: Iterable[str] = ("pad", "mask", "cls", "eos"),

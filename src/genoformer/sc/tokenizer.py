@@ -1,70 +1,74 @@
-"""Rank value encoding of single-cell transcriptomes, exactly as Geneformer does it, fast.
+"""Tokenize single-cell raw counts into a Geneformer corpus, exactly as Geneformer does, fast.
 
 A cell becomes a "sentence" of gene tokens: each gene's count is divided by the cell's total
 count, multiplied by 10,000 and divided by the gene's non-zero median over the pretraining
 corpus; genes with no counts are dropped and the rest sorted by that value, descending, then
 truncated to the model's input size (V1: 2,048 genes; V2: ``<cls>``, 4,094 genes, ``<eos>``).
+:mod:`genoformer.sc.ranking` holds the arithmetic, the tie order (token id) and the binned
+encoding; :mod:`genoformer.sc.corpus` the corpus layout. This module maps the input's genes to
+the vocabulary, chooses the cells, reads them in chunks (in worker processes if asked) and
+writes the corpus.
 
-Exactness. Geneformer's gene order is reproduced bit for bit, which needs its arithmetic:
-``float64(float32(float32(count) * float32(1 / n_counts)) * float32(10000)) * float64(1 /
-median)``. Gene ids are mapped through the vocabulary's ``id_mapping`` (Geneformer's Ensembl
-mapping dictionary) and the counts of ids that map to one gene are summed.
+Genes, as in Geneformer: Ensembl ids are upper-cased and mapped through the vocabulary's
+``id_mapping``, and the counts of ids that map to one gene are summed (Geneformer keeps two
+columns with the same id apart; summing them is the only consistent reading). Inputs with gene
+symbols instead of Ensembl ids are mapped through the symbol dictionary.
 
-Ties. Two genes of a cell with exactly the same value are ordered by token id, ascending.
-Geneformer's order there is whatever numpy's unstable argsort gives; ours is stable and the
-same on every machine and for every order of the input's genes.
-
-Speed. Each chunk of cells is encoded by numba loops over the CSR arrays, and sorted with one
-call of numpy's vectorised sort on 64-bit keys that pack (cell, value, position): the cell in
-the top bits, then the leading bits of the value (descending), then the gene's position. Keys
-that agree on cell and value bits (near or exact ties) are put in exact order afterwards, so
-the truncated value bits never decide the order. The corpus is written as Arrow record batches
-built from flat arrays, never from Python lists.
-
-Binned encoding (``encoding="binned"``, scGPT's value binning) keeps the same input_ids and
-adds a ``values`` column: per cell, the non-zero counts of the vocabulary genes go into
-``n_bins - 1`` quantile bins of that cell's own non-zero counts (bins ``1 .. n_bins - 1``; 0 is
-kept for ``<cls>``/``<eos>``, as for zero expression in scGPT). Edges are numpy's linear
-quantiles at ``linspace(0, 1, n_bins - 1)``. A count that lies strictly between two edges gets
-``np.digitize``'s bin; a count equal to one or more edges could fall in any of several bins,
-which scGPT draws at random: here it gets the middle one (rounded down), so equal counts get
-equal bins and bins never decrease as counts grow. Counts are binned as they are: scGPT bins
-normalised, log1p-transformed expression, and per-cell scaling and log1p are increasing within
-a cell, so they give the same bins (up to rounding where an edge is interpolated).
+Cells, as in Geneformer: an obs column ``filter_pass`` keeps the cells where it is 1; each cell
+is divided by its obs ``n_counts`` when that column exists (it may count genes the file no
+longer holds), else by its total over all the input's genes, which raw counts always allow.
+Cells left without any vocabulary gene are dropped and counted.
 """
 
 from __future__ import annotations
 
+import hashlib
+import json
 import math
 import os
 import shutil
 import time
 import uuid
 from collections import deque
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
-import numba
 import numpy as np
 
 from genoformer.engine.errors import InputError
-from genoformer.sc.dictionaries import GeneVocabulary
-from genoformer.sc.readers import CellMatrix, open_cells
+from genoformer.sc.corpus import (
+    CorpusWriter,
+    check_out,
+    corpus_schema,
+    load_corpus,
+    move_into_place,
+    token_dtype,
+)
+from genoformer.sc.ranking import (
+    EncodedChunk,
+    EncodeOptions,
+    GenePlan,
+    encode_chunk,
+    release_workspaces,
+    row_totals,
+)
 
-if TYPE_CHECKING:  # datasets and pyarrow are imported when needed: workers do not need them
-    import datasets
+if TYPE_CHECKING:  # the heavy modules load on use: spawned workers start without them
     import pyarrow as pa
 
-__all__ = ["TokenizeResult", "encode_chunk", "load_corpus", "plan_genes", "tokenize"]
+    from genoformer.sc.dictionaries import GeneVocabulary
+    from genoformer.sc.readers import CellMatrix
+
+__all__ = ["TokenizeResult", "load_corpus", "plan_genes", "tokenize"]
 
 #: The share of the input's genes that must be in the vocabulary (else the ids are wrong).
 MIN_GENE_SHARE = 0.2
 #: Cells per chunk: large enough that numpy's sort and Arrow's batches amortise their calls.
 CHUNK_SIZE = 1024
-# Geneformer's normalisation target: counts per 10,000.
-_TARGET_SUM = np.float32(10_000)
+# Chunks per worker task at most (a task's cells become one shard of the corpus).
+_TASK_CHUNKS = 64
 _RESERVED = ("input_ids", "values", "length", "cell_id", "cell_index")
 
 
@@ -98,44 +102,21 @@ class TokenizeResult:
 # Genes: from the input's columns to the vocabulary
 
 
-@dataclass(frozen=True)
-class GenePlan:
-    """How the input's gene columns map to vocabulary genes.
-
-    Attributes
-    ----------
-    column_gene
-        Per input column, the index of its gene in ``tokens`` / ``inv_median``, or -1 when
-        the gene is not in the vocabulary. Several columns may share a gene (summed).
-    tokens
-        Token id of each gene the input has, ascending.
-    inv_median
-        ``1 / median`` of each gene, in float64 (Geneformer multiplies by it).
-    n_input, n_matched
-        Input columns, and those in the vocabulary.
-    by
-        ``"ensembl"`` when the input's ids were Ensembl ids, ``"symbol"`` when gene symbols
-        were mapped through the vocabulary's symbol dictionary.
-    """
-
-    column_gene: np.ndarray
-    tokens: np.ndarray
-    inv_median: np.ndarray
-    n_input: int
-    n_matched: int
-    by: str
-
-    @property
-    def share(self) -> float:
-        return self.n_matched / self.n_input if self.n_input else 0.0
-
-
-def _ensembl_key(gene_id: str, mapping: Mapping[str, str]) -> str:
-    key = gene_id.strip().upper()
-    if key in mapping or "." not in key:
-        return key
-    # Versioned ids (ENSG00000141510.16) name the same gene as the unversioned one.
-    return key.split(".", 1)[0]
+def _gene_indices(
+    names: Sequence[str], mapping: Mapping[str, str], index: Mapping[str, int]
+) -> np.ndarray:
+    """Index in ``index`` of each id, upper-cased and mapped through ``mapping`` (-1: none)."""
+    if mapping:
+        found = [index.get(mapping.get(name.upper()), -1) for name in names]
+    else:
+        found = [index.get(name.upper(), -1) for name in names]
+    indices = np.array(found, dtype=np.int32)
+    for col in np.flatnonzero(indices < 0):
+        key = names[col].upper()
+        if "." in key:  # versioned ids (ENSG00000141510.16) name the unversioned gene
+            base = key.split(".", 1)[0]
+            indices[col] = index.get(mapping.get(base) if mapping else base, -1)
+    return indices
 
 
 def plan_genes(
@@ -164,26 +145,19 @@ def plan_genes(
     genes = vocabulary.gene_ids()
     index = {gene: i for i, gene in enumerate(genes)}  # gene_ids() is in token id order
     mapping = vocabulary.id_mapping
-    by = "ensembl" if _looks_ensembl(ids) else "symbol"
+    # Evenly spaced ids suffice to tell Ensembl ids from symbols, and keep this quick.
+    by = "ensembl" if _looks_ensembl(ids[:: max(1, len(ids) // 2000)]) else "symbol"
     names = ids if by == "ensembl" or gene_symbols is None else np.asarray(gene_symbols, str)
-
-    def target(name: str) -> str | None:
-        if by == "symbol":
-            ensembl = vocabulary.symbol_to_id.get(name) or vocabulary.symbol_to_id.get(
-                name.strip().upper()
-            )
-            if ensembl is None:
-                # V2's mapping dictionary also maps symbols to Ensembl ids.
-                return mapping.get(name.strip().upper())
-            name = ensembl
-        key = _ensembl_key(name, mapping)
-        return mapping.get(key) if mapping else key
-
-    column_gene = np.full(len(names), -1, dtype=np.int32)
-    for col, name in enumerate(names):
-        gene = target(str(name)) if name else None
-        if gene is not None:
-            column_gene[col] = index.get(gene, -1)
+    listed = names.tolist()
+    if by == "ensembl":
+        column_gene = _gene_indices(listed, mapping, index)
+    else:
+        symbol_to_id = vocabulary.symbol_to_id
+        ensembl = [symbol_to_id.get(n) or symbol_to_id.get(n.upper()) or "" for n in listed]
+        column_gene = _gene_indices(ensembl, mapping, index)
+        # V2's mapping dictionary maps symbols to Ensembl ids too.
+        unmatched = np.flatnonzero(column_gene < 0)
+        column_gene[unmatched] = _gene_indices([listed[i] for i in unmatched], mapping, index)
     matched = column_gene >= 0
     n_matched = int(matched.sum())
     n_input = len(names)
@@ -218,7 +192,7 @@ def plan_genes(
             fix="check the species, that gene_id_column names the Ensembl ids, and that the "
             "dictionaries match the model; or lower min_gene_share (--min-gene-share)",
         )
-    # Only the genes the input has, kept in token id order so ties break by token id.
+    # Only the genes the input has (small work arrays), in token id order.
     used = np.unique(column_gene[matched])
     compact = np.full(len(genes), -1, dtype=np.int32)
     compact[used] = np.arange(len(used), dtype=np.int32)
@@ -226,318 +200,9 @@ def plan_genes(
     used_genes = [genes[i] for i in used]
     tokens = np.array([vocabulary.token_ids[g] for g in used_genes], dtype=np.int32)
     inv_median = 1.0 / np.array([vocabulary.medians[g] for g in used_genes], dtype=np.float64)
-    return GenePlan(column_gene, tokens, inv_median, n_input, n_matched, by)
-
-
-# ---------------------------------------------------------------------------------------------
-# The numeric core: one chunk of cells
-
-
-@dataclass(frozen=True)
-class EncodeOptions:
-    """What :func:`encode_chunk` needs besides the counts."""
-
-    max_genes: int  # genes kept per cell (input size less <cls> and <eos>)
-    cls_id: int = -1  # -1: none
-    eos_id: int = -1
-    n_bins: int = 0  # 0: rank encoding only; else the scGPT bins of each gene
-
-
-@dataclass
-class EncodedChunk:
-    """One chunk of encoded cells, as flat arrays.
-
-    ``tokens[offsets[i]:offsets[i + 1]]`` are the input_ids of cell ``rows[i]`` (row within the
-    chunk); ``values`` the same for the bins (binned encoding only).
-    """
-
-    tokens: np.ndarray
-    offsets: np.ndarray
-    rows: np.ndarray
-    values: np.ndarray | None
-    n_empty: int
-
-
-@numba.njit(cache=True, nogil=True)
-def _normalise(data, indices, indptr, keep, scale, column_gene, inv_median, row_bits, pos_bits):  # noqa: ANN001, ANN202
-    """Per kept cell: sum counts per gene, compute rank values, and pack the sort keys."""
-    n_rows = indptr.size - 1
-    capacity = indptr[n_rows] - indptr[0]
-    gene = np.empty(capacity, np.int32)
-    count = np.empty(capacity, np.float64)
-    value = np.empty(capacity, np.float64)
-    row_start = np.zeros(n_rows + 1, np.int64)
-    acc = np.zeros(inv_median.size, np.float64)
-    n = 0
-    for r in range(n_rows):
-        row_start[r] = n
-        if not keep[r]:
-            continue
-        first = n
-        for j in range(indptr[r], indptr[r + 1]):
-            g = column_gene[indices[j]]
-            if g < 0:
-                continue
-            c = np.float64(data[j])
-            if c == 0.0:
-                continue
-            if acc[g] == 0.0:
-                gene[n] = g
-                n += 1
-            acc[g] += c
-        s = scale[r]
-        m = first
-        for k in range(first, n):
-            g = gene[k]
-            c = acc[g]
-            acc[g] = 0.0
-            if c <= 0.0:
-                continue
-            # Geneformer's arithmetic: float32 normalisation, float64 median scaling.
-            x = np.float32(np.float32(c) * s) * np.float32(10000.0)
-            gene[m] = g
-            count[m] = c
-            value[m] = np.float64(x) * inv_median[g]
-            m += 1
-        n = m
-    row_start[n_rows] = n
-    value = value[:n]
-    keys = np.empty(n, np.uint64)
-    bits = value.view(np.uint64)
-    value_bits = 64 - row_bits - pos_bits
-    drop = np.uint64(63 - value_bits)
-    top = np.uint64(0x7FFFFFFFFFFFFFFF)
-    for r in range(n_rows):
-        high = np.uint64(r) << np.uint64(value_bits + pos_bits)
-        for k in range(row_start[r], row_start[r + 1]):
-            # Positive floats order as their bit patterns: top - bits orders them descending.
-            prefix = (top - bits[k]) >> drop
-            keys[k] = high | (prefix << np.uint64(pos_bits)) | np.uint64(k - row_start[r])
-    return gene[:n], count[:n], value, keys, row_start
-
-
-@numba.njit(cache=True, nogil=True)
-def _quantile_edges(sorted_counts, n_edges):  # noqa: ANN001, ANN202
-    """numpy's linear quantiles of ascending values at linspace(0, 1, n_edges)."""
-    n = sorted_counts.size
-    edges = np.empty(n_edges, np.float64)
-    step = 1.0 / (n_edges - 1) if n_edges > 1 else 0.0
-    for i in range(n_edges):
-        q = 1.0 if i == n_edges - 1 else i * step
-        h = (n - 1) * q
-        lo = min(int(math.floor(h)), n - 1)
-        hi = min(lo + 1, n - 1)
-        t = h - lo
-        a = sorted_counts[lo]
-        b = sorted_counts[hi]
-        d = b - a
-        edges[i] = b - d * (1.0 - t) if t >= 0.5 else a + d * t
-    return edges
-
-
-@numba.njit(cache=True, nogil=True)
-def _emit(keys, row_start, gene, count, value, tokens, pos_bits, max_genes, cls_id, eos_id, n_bins):  # noqa: ANN001, ANN202
-    """Put near ties in exact order, truncate, add special tokens and (optionally) bins."""
-    n = keys.size
-    n_rows = row_start.size - 1
-    pos_mask = (np.uint64(1) << np.uint64(pos_bits)) - np.uint64(1)
-    order = np.empty(n, np.int64)
-    # Keys are sorted by row first, so sorted position i belongs to the row whose slice holds i.
-    r = 0
-    for i in range(n):
-        while row_start[r + 1] <= i:
-            r += 1
-        order[i] = row_start[r] + np.int64(keys[i] & pos_mask)
-    # Entries whose keys agree above the position bits tie on the leading value bits:
-    # order them exactly, by value descending then token id ascending (insertion sort: rare
-    # and short runs).
-    i = 0
-    while i < n:
-        j = i + 1
-        head = keys[i] >> np.uint64(pos_bits)
-        while j < n and (keys[j] >> np.uint64(pos_bits)) == head:
-            j += 1
-        if j - i > 1:
-            for a in range(i + 1, j):
-                item = order[a]
-                v = value[item]
-                t = tokens[gene[item]]
-                b = a - 1
-                while b >= i:
-                    other = order[b]
-                    vo = value[other]
-                    if vo > v or (vo == v and tokens[gene[other]] < t):
-                        break
-                    order[b + 1] = other
-                    b -= 1
-                order[b + 1] = item
-        i = j
-    special = (1 if cls_id >= 0 else 0) + (1 if eos_id >= 0 else 0)
-    out_tokens = np.empty(n + special * n_rows, np.int32)
-    out_values = np.zeros(n + special * n_rows if n_bins > 0 else 0, np.int32)
-    offsets = np.zeros(n_rows + 1, np.int64)
-    rows = np.empty(n_rows, np.int64)
-    n_out = 0
-    w = 0
-    for r in range(n_rows):
-        a = row_start[r]
-        size = row_start[r + 1] - a
-        if size == 0:
-            continue
-        take = min(size, max_genes)
-        if cls_id >= 0:
-            out_tokens[w] = cls_id
-            w += 1
-        start = w
-        for k in range(take):
-            out_tokens[w] = tokens[gene[order[a + k]]]
-            w += 1
-        if n_bins > 0:
-            edges = _quantile_edges(np.sort(count[a : a + size]), n_bins - 1)
-            for k in range(take):
-                c = count[order[a + k]]
-                above = np.searchsorted(edges, c, side="right")  # edges <= c
-                below = np.searchsorted(edges, c, side="left")  # edges < c
-                out_values[start + k] = above if above == below else (below + 1 + above) // 2
-        if eos_id >= 0:
-            out_tokens[w] = eos_id
-            w += 1
-        rows[n_out] = r
-        n_out += 1
-        offsets[n_out] = w
-    return out_tokens[:w], out_values[: w if n_bins > 0 else 0], offsets[: n_out + 1], rows[:n_out]
-
-
-def _bits(n: int) -> int:
-    return max(1, int(n - 1).bit_length())
-
-
-def encode_chunk(
-    data: np.ndarray,
-    indices: np.ndarray,
-    indptr: np.ndarray,
-    keep: np.ndarray,
-    n_counts: np.ndarray,
-    plan: GenePlan,
-    options: EncodeOptions,
-) -> EncodedChunk:
-    """Encode one chunk of cells given as CSR arrays of raw counts over the input's genes.
-
-    Parameters
-    ----------
-    data, indices, indptr
-        The chunk's CSR arrays (cells x input genes).
-    keep
-        Per cell: whether to encode it (``filter_pass``).
-    n_counts
-        Per cell: its total count (Geneformer divides by it).
-    plan
-        From :func:`plan_genes`.
-    options
-        Truncation, special tokens and bins.
-    """
-    n_rows = len(indptr) - 1
-    # Round 1/n_counts to float32 as Geneformer's float32 matrix division does.
-    with np.errstate(divide="ignore"):
-        scale = (1.0 / np.asarray(n_counts, dtype=np.float64)).astype(np.float32)
-    row_bits = _bits(n_rows)
-    pos_bits = _bits(max(len(plan.tokens), 2))
-    gene, count, value, keys, row_start = _normalise(
-        data,
-        indices,
-        np.asarray(indptr, dtype=np.int64),
-        np.asarray(keep, dtype=np.bool_),
-        scale,
-        plan.column_gene,
-        plan.inv_median,
-        row_bits,
-        pos_bits,
-    )
-    keys.sort()  # numpy's vectorised sort: the hot spot, far faster than a per-cell argsort
-    tokens, values, offsets, rows = _emit(
-        keys,
-        row_start,
-        gene,
-        count,
-        value,
-        plan.tokens,
-        pos_bits,
-        options.max_genes,
-        options.cls_id,
-        options.eos_id,
-        options.n_bins,
-    )
-    n_kept = int(np.count_nonzero(keep))
-    return EncodedChunk(
-        tokens=tokens,
-        offsets=offsets,
-        rows=rows,
-        values=values if options.n_bins > 0 else None,
-        n_empty=n_kept - len(rows),
-    )
-
-
-# ---------------------------------------------------------------------------------------------
-# Workers (spawn-safe: the plan is sent once, chunks one by one)
-
-_WORKER: tuple[GenePlan, EncodeOptions] | None = None
-
-
-def _init_worker(plan: GenePlan, options: EncodeOptions) -> None:
-    global _WORKER
-    _WORKER = (plan, options)
-
-
-def _work(
-    data: np.ndarray,
-    indices: np.ndarray,
-    indptr: np.ndarray,
-    keep: np.ndarray,
-    n_counts: np.ndarray,
-) -> EncodedChunk:
-    assert _WORKER is not None, "worker not initialised"
-    return encode_chunk(data, indices, indptr, keep, n_counts, *_WORKER)
-
-
-class _Encoder:
-    """Encodes chunks in this process or in a pool, handing results back in input order."""
-
-    def __init__(self, plan: GenePlan, options: EncodeOptions, processes: int) -> None:
-        self.plan, self.options = plan, options
-        self.pool = None
-        self.pending: deque = deque()
-        # Enough chunks in flight to keep every worker busy, few enough to bound memory.
-        self.window = 2 * processes
-        if processes > 1:
-            import multiprocessing
-            from concurrent.futures import ProcessPoolExecutor
-
-            self.pool = ProcessPoolExecutor(
-                max_workers=processes,
-                mp_context=multiprocessing.get_context("spawn"),
-                initializer=_init_worker,
-                initargs=(plan, options),
-            )
-
-    def submit(self, tag: Any, *arrays: np.ndarray) -> Iterator[tuple[Any, EncodedChunk]]:
-        """Queue one chunk; yield the chunks (tag, result) that are done, in order."""
-        if self.pool is None:
-            yield tag, encode_chunk(*arrays, self.plan, self.options)
-            return
-        self.pending.append((tag, self.pool.submit(_work, *arrays)))
-        while len(self.pending) >= self.window:
-            done_tag, future = self.pending.popleft()
-            yield done_tag, future.result()
-
-    def drain(self) -> Iterator[tuple[Any, EncodedChunk]]:
-        while self.pending:
-            tag, future = self.pending.popleft()
-            yield tag, future.result()
-
-    def close(self) -> None:
-        if self.pool is not None:
-            self.pool.shutdown(cancel_futures=True)
-            self.pool = None
+    # Genes fed by more than one column: their counts are summed before ranking.
+    shared = np.bincount(column_gene[matched], minlength=len(used)) > 1
+    return GenePlan(column_gene, tokens, inv_median, n_input, n_matched, by, shared)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -545,44 +210,59 @@ class _Encoder:
 
 
 def _filter_pass(cells: CellMatrix) -> np.ndarray:
+    """Per cell: whether to tokenize it (Geneformer keeps the cells whose filter_pass == 1)."""
     if "filter_pass" not in cells.obs.columns:
         return np.ones(cells.n_cells, dtype=bool)
-    # Geneformer keeps the cells whose filter_pass == 1 (True counts as 1).
-    column = cells.obs["filter_pass"]
-    values = np.asarray(column.astype(object), dtype=object)
-    return np.array([v is not None and v is not np.nan and v == 1 for v in values], dtype=bool)
+    values = cells.obs["filter_pass"].astype(object).tolist()
+    # True == 1 too; missing values (None, NaN) are not 1.
+    return np.array([v is not None and v == 1 for v in values], dtype=bool)
 
 
 def _obs_n_counts(cells: CellMatrix) -> np.ndarray | None:
+    """The obs column ``n_counts`` as float64 (unparseable entries NaN), or None."""
     if "n_counts" not in cells.obs.columns:
         return None
     import pandas as pd
 
-    column = cells.obs["n_counts"]
-    values = pd.to_numeric(column.astype(object), errors="coerce")
+    values = pd.to_numeric(cells.obs["n_counts"].astype(object), errors="coerce")
     return np.asarray(values, dtype=np.float64)
 
 
-def _check_n_counts(
-    n_counts: np.ndarray, keep: np.ndarray, chunk: Any, first: int, cells: CellMatrix, given: bool
-) -> None:
-    has_counts = np.diff(chunk.indptr) > 0
+def _bad_totals(n_counts: np.ndarray, keep: np.ndarray, indptr: np.ndarray) -> int | None:
+    """The first kept cell with counts whose total is not a positive number, or None."""
+    has_counts = np.diff(indptr) > 0
     bad = keep & has_counts & ~(np.isfinite(n_counts) & (n_counts > 0))
-    if not bad.any():
-        return
-    row = first + int(np.argmax(bad))
-    value = n_counts[row - first]
-    if given:
-        raise InputError(
-            f"n_counts is {value!r}, expected the cell's total count (a positive number)",
-            file=cells.source,
-            where=f"cell {cells.obs.index[row]!r} (row {row}), obs column 'n_counts'",
-            fix="fix or drop the obs column 'n_counts': without it the total is computed "
-            "from the counts of all genes",
-        )
-    raise InputError(  # pragma: no cover - counts checked non-negative, so a total is positive
-        f"the cell's total count is {value!r}", file=cells.source, where=f"row {row}"
+    return int(np.argmax(bad)) if bad.any() else None
+
+
+def _totals_error(source: str, cell_id: str, row: int, value: float) -> InputError:
+    return InputError(
+        f"n_counts is {value:g}, expected the cell's total count (a positive number)",
+        file=source,
+        where=f"cell {cell_id!r} (row {row}), obs column 'n_counts'",
+        fix="correct the obs column 'n_counts', or drop it: without it each cell's total is "
+        "computed from its counts over all genes",
     )
+
+
+def _totals(
+    data: np.ndarray,
+    indptr: np.ndarray,
+    keep: np.ndarray,
+    obs_counts: np.ndarray | None,
+    source: str,
+    first: int,
+    cell_ids: Any,
+) -> np.ndarray:
+    """The cells' totals (``n_counts``): the obs column, else the sum over all genes."""
+    if obs_counts is None:
+        return row_totals(data, np.asarray(indptr, dtype=np.int64))
+    bad = _bad_totals(obs_counts, keep, indptr)
+    if bad is not None:
+        cell_id = cell_ids[bad]
+        cell_id = cell_id.as_py() if hasattr(cell_id, "as_py") else cell_id  # Arrow or pandas
+        raise _totals_error(source, str(cell_id), first + bad, float(obs_counts[bad]))
+    return obs_counts
 
 
 def _attribute_columns(
@@ -598,13 +278,11 @@ def _attribute_columns(
         if isinstance(cell_attributes, Mapping)
         else {a: a for a in cell_attributes}
     )
-    have = [str(c) for c in cells.obs.columns]
     missing = [a for a in pairs if a not in cells.obs.columns]
     if missing:
+        have = ", ".join(repr(str(c)) for c in cells.obs.columns) or "none"
         raise InputError(
-            f"cell attribute {missing[0]!r} does not exist (obs columns: "
-            + (", ".join(repr(c) for c in have) or "none")
-            + ")",
+            f"cell attribute {missing[0]!r} does not exist (cell attributes: {have})",
             file=cells.source,
             where="cell attributes",
             fix="name existing obs columns (for a .loom: column attributes)",
@@ -618,7 +296,7 @@ def _attribute_columns(
                 f"cell attribute {column!r} would be written as {name!r}, a column the "
                 "corpus already has",
                 where="cell attributes",
-                fix="rename it: cell_attributes={'" + str(column) + "': 'other_name'}",
+                fix=f"rename it, e.g. cell_attributes={{{column!r}: '{name}_label'}}",
             )
         out[column] = name
     return out
@@ -639,112 +317,382 @@ def _arrow_column(values: Any) -> pa.Array:
 
 
 # ---------------------------------------------------------------------------------------------
-# Output: Arrow batches -> a datasets corpus, written beside the target and renamed into place
+# One chunk: counts -> Arrow record batch
 
 
-def _token_dtype(vocabulary: GeneVocabulary) -> np.dtype:
-    # Geneformer's V1 corpora hold int16 ids (its V1 token dictionary stores int16), its V2
-    # corpora int32: write the same, so both tools read identical features.
-    largest = max(vocabulary.token_ids.values(), default=0)
-    if not vocabulary.has_cls_eos and largest < 2**15:
-        return np.dtype(np.int16)
-    return np.dtype(np.int32)
+@dataclass(frozen=True)
+class _Job:
+    """What encoding any chunk needs besides its counts (sent to workers with each task)."""
+
+    plan: GenePlan
+    options: EncodeOptions
+    schema: pa.Schema
+    tokens: np.dtype
+    source: str
 
 
-class _CorpusWriter:
-    """Streams record batches into one Arrow file, then saves it as a datasets corpus."""
+def _record_batch(
+    job: _Job,
+    first: int,
+    encoded: EncodedChunk,
+    attributes: Sequence[pa.Array],
+    cell_ids: pa.Array,
+) -> pa.RecordBatch | None:
+    """The corpus rows of one chunk; ``attributes`` and ``cell_ids`` hold the chunk's cells."""
+    import pyarrow as pa
 
-    def __init__(
-        self,
-        directory: Path,
-        token_dtype: np.dtype,
-        binned: bool,
-        attributes: dict[str, pa.Array],
-        cell_ids: pa.Array,
-    ) -> None:
-        import pyarrow as pa
-
-        self.directory = directory
-        self.token_dtype = token_dtype
-        self.attributes = attributes
-        self.cell_ids = cell_ids
-        fields = [pa.field("input_ids", pa.list_(pa.from_numpy_dtype(token_dtype)))]
-        if binned:
-            fields.append(pa.field("values", pa.list_(pa.int32())))
-        fields += [pa.field(name, array.type) for name, array in attributes.items()]
-        fields += [
-            pa.field("cell_id", pa.string()),
-            pa.field("cell_index", pa.int64()),
-            pa.field("length", pa.int64()),
-        ]
-        self.schema = pa.schema(fields)
-        # Outside `directory` itself: datasets refuses to save a dataset over its own files.
-        self.stream_dir = directory / ".stream"
-        self.stream_dir.mkdir()
-        self.stream_path = self.stream_dir / "cells.arrow"
-        self.sink = pa.OSFile(str(self.stream_path), "wb")
-        self.writer = pa.ipc.new_stream(self.sink, self.schema)
-        self.n_cells = 0
-
-    def write(self, first: int, chunk: EncodedChunk) -> None:
-        import pyarrow as pa
-
-        if len(chunk.rows) == 0:
-            return
-        rows = first + chunk.rows
-        offsets = pa.array(chunk.offsets.astype(np.int32))
-        columns = [
-            pa.ListArray.from_arrays(offsets, pa.array(chunk.tokens.astype(self.token_dtype)))
-        ]
-        if chunk.values is not None:
-            columns.append(pa.ListArray.from_arrays(offsets, pa.array(chunk.values)))
-        take = pa.array(rows)
-        columns += [array.take(take) for array in self.attributes.values()]
-        columns += [self.cell_ids.take(take), take, pa.array(np.diff(chunk.offsets))]
-        self.writer.write_batch(pa.RecordBatch.from_arrays(columns, schema=self.schema))
-        self.n_cells += len(rows)
-
-    def finish(self) -> None:
-        """Close the stream and save it with ``datasets``' ``save_to_disk`` into the directory."""
-        import datasets
-
-        self.writer.close()
-        self.sink.close()
-        dataset = datasets.Dataset.from_file(str(self.stream_path))
-        dataset.save_to_disk(str(self.directory))
-        del dataset
-        shutil.rmtree(self.stream_dir)
-
-    def abort(self) -> None:
-        try:
-            self.writer.close()
-            self.sink.close()
-        except Exception:  # noqa: BLE001 - cleaning up after another error
-            pass
+    if len(encoded.rows) == 0:
+        return None
+    offsets = pa.array(encoded.offsets.astype(np.int32))
+    tokens = encoded.tokens.astype(job.tokens, copy=False)
+    columns = [pa.ListArray.from_arrays(offsets, pa.array(tokens))]
+    if encoded.values is not None:
+        columns.append(pa.ListArray.from_arrays(offsets, pa.array(encoded.values)))
+    local = pa.array(encoded.rows)
+    columns += [array.take(local) for array in attributes]
+    columns += [
+        cell_ids.take(local),
+        pa.array(first + encoded.rows),
+        pa.array(np.diff(encoded.offsets)),
+    ]
+    return pa.RecordBatch.from_arrays(columns, schema=job.schema)
 
 
-def _is_corpus_dir(path: Path) -> bool:
-    return (path / "manifest.json").exists() or (path / "state.json").exists()
+def _encode(job: _Job, counts: tuple, keep: np.ndarray, n_counts: np.ndarray) -> EncodedChunk:
+    data, indices, indptr = counts
+    return encode_chunk(data, indices, indptr, keep, n_counts, job.plan, job.options)
 
 
-def _check_out(out: Path) -> None:
-    if out.exists() and (not out.is_dir() or (any(out.iterdir()) and not _is_corpus_dir(out))):
-        raise InputError(
-            "exists and is not a corpus genoformer may replace",
-            file=out,
-            fix="choose another --out, or remove it",
+# ---------------------------------------------------------------------------------------------
+# Workers (spawn-safe). Given a file, a worker reads its own range of cells and writes it as one
+# Arrow file that becomes a shard of the corpus, so counts and tokens never go through pipes;
+# an .h5ad stored by cell is read straight from its CSR arrays, without the cell and gene
+# tables or anndata. Given an AnnData object, this process sends chunks and gets tokens back.
+
+
+def _matrix_node(handle: Any, layer: str | None) -> Any:
+    """The group or dataset of an open .h5ad that holds X, a layer, or raw/X (None: none)."""
+    if layer is None:
+        return handle.get("X")
+    if layer in handle.get("layers", {}):
+        return handle["layers"][layer]
+    return handle.get("raw/X") if layer == "raw" else None
+
+
+def _csr_h5ad(source: Any, layer: str | None) -> bool:
+    """Whether ``source`` is an .h5ad whose chosen matrix is stored by cell (CSR)."""
+    if not isinstance(source, (str, os.PathLike)) or Path(source).suffix.lower() != ".h5ad":
+        return False
+    import h5py
+
+    try:
+        with h5py.File(source, "r") as handle:
+            node = _matrix_node(handle, layer)
+            kind = None if node is None else node.attrs.get("encoding-type")
+    except OSError:
+        return False  # the readers report it
+    kind = kind.decode() if isinstance(kind, bytes) else kind
+    return kind == "csr_matrix"
+
+
+class _CsrRows:
+    """Rows of an .h5ad's CSR matrix, read straight from its three arrays."""
+
+    def __init__(self, path: str, layer: str | None) -> None:
+        import h5py
+
+        self.handle = h5py.File(path, "r")
+        node = _matrix_node(self.handle, layer)
+        self.data, self.indices, self.indptr = node["data"], node["indices"], node["indptr"]
+
+    def read(self, start: int, stop: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        ptr = np.asarray(self.indptr[start : stop + 1], dtype=np.int64)
+        lo, hi = int(ptr[0]), int(ptr[-1])
+        return np.asarray(self.data[lo:hi]), np.asarray(self.indices[lo:hi]), ptr - lo
+
+
+class _CellRows:
+    """Rows of any other input the readers open from disk (.loom, .zarr, 10x .h5)."""
+
+    def __init__(self, path: str, layer: str | None, gene_id_column: str | None) -> None:
+        from genoformer.sc.readers import open_cells
+
+        self.cells = open_cells(path, layer=layer, gene_id_column=gene_id_column, backed=True)
+
+    def read(self, start: int, stop: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        import scipy.sparse as sp
+
+        cells = self.cells
+        block = cells._rows.read(start, stop)  # noqa: SLF001 - the readers' chunks, any block
+        if cells._keep is not None:  # noqa: SLF001
+            block = block[:, cells._keep]  # noqa: SLF001
+        block = sp.csr_matrix(block)
+        return block.data, block.indices, block.indptr
+
+
+_OPENED: dict[tuple, Any] = {}
+
+
+def _rows(reader: tuple) -> Any:
+    if reader not in _OPENED:
+        kind, *args = reader
+        _OPENED[reader] = _CsrRows(*args) if kind == "csr" else _CellRows(*args)
+    return _OPENED[reader]
+
+
+def _not_counts(data: np.ndarray, indptr: np.ndarray) -> tuple[int, float] | None:
+    """(row, value) of the first stored value that is not a count, or None."""
+    if data.size == 0:
+        return None
+    if np.issubdtype(data.dtype, np.integer) or data.dtype == np.bool_:
+        bad = data < 0
+    else:
+        bad = (data < 0) | (np.floor(data) != data)
+    if not bad.any():
+        return None
+    at = int(np.argmax(bad))
+    return int(np.searchsorted(indptr, at, side="right")) - 1, float(data[at])
+
+
+def _warm_worker() -> None:
+    """Worker start-up: load the compiled kernels now, while the parent sets up."""
+    plan = GenePlan(
+        column_gene=np.zeros(1, np.int32),
+        tokens=np.ones(1, np.int32),
+        inv_median=np.ones(1),
+        n_input=1,
+        n_matched=1,
+        by="ensembl",
+        shared=np.zeros(1, np.bool_),
+    )
+    one = np.ones(1, np.int64)
+    encode_chunk(
+        np.ones(1, np.float32),
+        np.zeros(1, np.int32),
+        np.array([0, 1]),
+        one.astype(bool),
+        one,
+        plan,
+        EncodeOptions(max_genes=1),
+    )
+    row_totals(np.ones(1, np.float32), np.array([0, 1]))
+
+
+def _nothing() -> None:
+    pass
+
+
+def _range_task(
+    job: _Job,
+    reader: tuple,
+    first: int,
+    stop: int,
+    chunk_size: int,
+    keep: np.ndarray,
+    obs_counts: np.ndarray | None,
+    attributes: Sequence[pa.Array],
+    cell_ids: pa.Array,
+    part: Path,
+) -> tuple[int, int, tuple[int, float] | None]:
+    """Encode cells ``first .. stop`` into the Arrow file ``part``.
+
+    Returns (cells written, cells without tokens, and the (row, value) of a value that is not
+    a count, which stops the task: the parent reports it).
+    """
+    from genoformer.sc.corpus import ArrowStream
+
+    rows = _rows(reader)
+    stream = ArrowStream(part, job.schema)
+    n_empty = 0
+    try:
+        for a in range(first, stop, chunk_size):
+            b = min(a + chunk_size, stop)
+            data, indices, indptr = rows.read(a, b)
+            bad = _not_counts(data, indptr)
+            if bad is not None:
+                return stream.n_cells, n_empty, (a + bad[0], bad[1])
+            local = slice(a - first, b - first)
+            n_counts = _totals(
+                data,
+                indptr,
+                keep[local],
+                None if obs_counts is None else obs_counts[local],
+                job.source,
+                a,
+                cell_ids.slice(a - first, b - a),
+            )
+            encoded = _encode(job, (data, indices, indptr), keep[local], n_counts)
+            n_empty += encoded.n_empty
+            stream.write(
+                _record_batch(
+                    job,
+                    a,
+                    encoded,
+                    [x.slice(a - first, b - a) for x in attributes],
+                    cell_ids.slice(a - first, b - a),
+                )
+            )
+    finally:
+        stream.close()
+    return stream.n_cells, n_empty, None
+
+
+def _chunk_task(job: _Job, counts: tuple, keep: np.ndarray, n_counts: np.ndarray) -> EncodedChunk:
+    return _encode(job, counts, keep, n_counts)
+
+
+def _start_pool(processes: int) -> Any:
+    """A process pool whose workers start now, loading kernels while this process sets up.
+
+    Workers are started by a fork server where the platform has one (Linux, macOS), else
+    spawned: either way from a fresh interpreter, never forked from this process and its
+    open files. The fork server, started once per session with this module imported, makes
+    later pools start in a fraction of a second.
+    """
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor
+
+    if "forkserver" in multiprocessing.get_all_start_methods():
+        context = multiprocessing.get_context("forkserver")
+        context.set_forkserver_preload(["__main__", __name__])
+    else:
+        context = multiprocessing.get_context("spawn")
+    pool = ProcessPoolExecutor(max_workers=processes, mp_context=context, initializer=_warm_worker)
+    for _ in range(processes):  # each submit starts one more worker while none is idle
+        pool.submit(_nothing)
+    return pool
+
+
+# ---------------------------------------------------------------------------------------------
+# Running the chunks
+
+
+@dataclass
+class _Run:
+    """The cells of one run and where they go."""
+
+    job: _Job
+    cells: CellMatrix
+    chunk_size: int
+    keep: np.ndarray
+    obs_counts: np.ndarray | None
+    attributes: list[pa.Array]
+    cell_ids: pa.Array
+    corpus: CorpusWriter
+    advance: Any
+    n_empty: int = 0
+
+    def slices(self, first: int, stop: int) -> tuple:
+        n = stop - first
+        counts = None if self.obs_counts is None else self.obs_counts[first:stop]
+        attributes = [a.slice(first, n) for a in self.attributes]
+        return self.keep[first:stop], counts, attributes, self.cell_ids.slice(first, n)
+
+    def chunk_totals(self, chunk: Any, first: int) -> tuple[np.ndarray, np.ndarray]:
+        """Check a chunk read here and return its cells' (keep, totals)."""
+        stop = first + chunk.shape[0]
+        keep, counts, _, _ = self.slices(first, stop)
+        self.cells.check(chunk, first)
+        ids = self.cells.obs.index[first:stop]
+        totals = _totals(chunk.data, chunk.indptr, keep, counts, self.cells.source, first, ids)
+        return keep, totals
+
+    def write(self, first: int, n: int, encoded: EncodedChunk) -> None:
+        """Write the encoded chunk of cells ``first .. first + n``."""
+        _, _, attributes, cell_ids = self.slices(first, first + n)
+        self.corpus.write(_record_batch(self.job, first, encoded, attributes, cell_ids))
+        self.n_empty += encoded.n_empty
+        self.advance()
+
+
+def _in_process(run: _Run) -> None:
+    """Every chunk read and encoded in this process."""
+    for first, chunk in run.cells.chunks(run.chunk_size):
+        keep, totals = run.chunk_totals(chunk, first)
+        encoded = _encode(run.job, (chunk.data, chunk.indices, chunk.indptr), keep, totals)
+        run.write(first, chunk.shape[0], encoded)
+
+
+def _pooled_chunks(run: _Run, pool: Any, window: int) -> None:
+    """Chunks read here, encoded by the workers, written here in input order."""
+    pending: deque = deque()
+    for first, chunk in run.cells.chunks(run.chunk_size):
+        keep, totals = run.chunk_totals(chunk, first)
+        counts = (chunk.data, chunk.indices, chunk.indptr)
+        future = pool.submit(_chunk_task, run.job, counts, keep, totals)
+        pending.append((first, chunk.shape[0], future))
+        while len(pending) >= window:
+            done_first, n, done = pending.popleft()
+            run.write(done_first, n, done.result())
+    while pending:
+        done_first, n, done = pending.popleft()
+        run.write(done_first, n, done.result())
+
+
+def _pooled_ranges(run: _Run, pool: Any, reader: tuple, processes: int, window: int) -> None:
+    """Ranges of cells read, encoded and written by the workers; their files become shards."""
+    from genoformer.sc.readers import check_raw_counts
+
+    n_cells, size = run.cells.n_cells, run.chunk_size
+    # About four tasks per worker, for balance, and at most _TASK_CHUNKS chunks each.
+    per_task = min(_TASK_CHUNKS, max(1, math.ceil(n_cells / (4 * processes * size))))
+    step = per_task * size
+    parts = run.corpus.directory / ".parts"
+    parts.mkdir()
+    pending: deque = deque()
+
+    def collect() -> None:
+        part, first, stop, future = pending.popleft()
+        written, empty, bad = future.result()
+        if bad is not None:  # the readers' message, naming the cell
+            row, value = bad
+            single = _single_value_matrix(value)
+            check_raw_counts(
+                single,
+                run.cells.source,
+                row,
+                layer=run.cells.layer,
+                cell_ids=run.cells.obs.index,
+                layers=run.cells.layers,
+            )
+            raise InputError(f"value {value:g} is not a count", file=run.cells.source)
+        if written:
+            run.corpus.adopt(part, written)
+        else:
+            part.unlink(missing_ok=True)
+        run.n_empty += empty
+        for _ in range(math.ceil((stop - first) / size)):
+            run.advance()
+
+    for first in range(0, n_cells, step):
+        stop = min(first + step, n_cells)
+        keep, counts, attributes, cell_ids = run.slices(first, stop)
+        part = parts / f"part-{first:012d}.arrow"
+        future = pool.submit(
+            _range_task,
+            run.job,
+            reader,
+            first,
+            stop,
+            size,
+            keep,
+            counts,
+            attributes,
+            cell_ids,
+            part,
         )
+        pending.append((part, first, stop, future))
+        while len(pending) >= window:
+            collect()
+    while pending:
+        collect()
+    shutil.rmtree(parts)
 
 
-def _move_into_place(tmp: Path, out: Path) -> None:
-    """Rename the finished corpus onto ``out``; an older corpus there is replaced."""
-    old = None
-    if out.exists():
-        old = out.with_name(f".{out.name}.{uuid.uuid4().hex[:8]}.old")
-        os.replace(out, old)
-    os.replace(tmp, out)
-    if old is not None:
-        shutil.rmtree(old, ignore_errors=True)
+def _single_value_matrix(value: float) -> Any:
+    import scipy.sparse as sp
+
+    return sp.csr_matrix((np.array([value]), np.array([0]), np.array([0, 1])), shape=(1, 1))
 
 
 def _progress_bar(enabled: bool) -> Any:
@@ -759,7 +707,7 @@ def _progress_bar(enabled: bool) -> Any:
         TimeRemainingColumn,
     )
 
-    progress = Progress(
+    return Progress(
         TextColumn("[progress.description]{task.description}"),
         BarColumn(),
         MofNCompleteColumn(),
@@ -768,9 +716,7 @@ def _progress_bar(enabled: bool) -> Any:
         TimeRemainingColumn(),
         console=Console(stderr=True),
         disable=not enabled,
-        transient=False,
     )
-    return progress
 
 
 # ---------------------------------------------------------------------------------------------
@@ -814,15 +760,19 @@ def tokenize(
         are always written.
     encoding
         ``"rank"`` (Geneformer) or ``"binned"``: the same input_ids plus a ``values`` column of
-        scGPT-style per-cell quantile bins (see the module docstring).
+        scGPT-style per-cell quantile bins (see :mod:`genoformer.sc.ranking`).
     n_bins
         Bins of the binned encoding, 0 included (values run 1 .. n_bins - 1).
     layer, gene_id_column, backed
-        How to read the input (see :func:`genoformer.sc.readers.open_cells`).
+        How to read the input (see :func:`genoformer.sc.readers.open_cells`). By default an
+        .h5ad stored by cell (CSR) is read from disk chunk by chunk, whatever its size: the
+        tokenizer reads each cell once.
     chunk_size
         Cells per chunk.
     processes
-        Worker processes that encode chunks (the output is the same for any number).
+        Processes that encode chunks; the corpus is the same for any number. Given a file,
+        each worker reads its own cells from disk; given an AnnData object, this process
+        reads the chunks and sends them.
     min_gene_share
         Least share of the input's genes that must be in the vocabulary.
     progress
@@ -834,6 +784,7 @@ def tokenize(
     """
     from genoformer.engine.runs import RunDir
     from genoformer.sc.dictionaries import resolve
+    from genoformer.sc.readers import open_cells
 
     start = time.perf_counter()
     if encoding not in ("rank", "binned"):
@@ -841,10 +792,10 @@ def tokenize(
     if encoding == "binned" and not 3 <= n_bins <= 2**15:
         raise InputError(f"n_bins={n_bins}, expected 3 to 32,768", fix="use e.g. 51 (scGPT)")
     if chunk_size < 1 or processes < 1:
-        raise InputError(f"chunk_size={chunk_size}, processes={processes}; both must be at least 1")
+        raise InputError(f"chunk_size={chunk_size}, processes={processes}: both must be >= 1")
     vocab = resolve(vocabulary)
     out = Path(out)
-    _check_out(out)
+    check_out(out)
     special = 2 if vocab.has_cls_eos else 0
     if vocab.input_size <= special:
         raise InputError(f"input size {vocab.input_size} leaves no room for genes")
@@ -868,73 +819,86 @@ def tokenize(
         "min_gene_share": min_gene_share,
         "backed": backed,
     }
-    with open_cells(source, layer=layer, gene_id_column=gene_id_column, backed=backed) as cells:
-        plan = plan_genes(
-            cells.gene_ids,
-            vocab,
-            gene_symbols=cells.gene_symbols,
-            min_gene_share=min_gene_share,
-            source=cells.source,
-        )
-        attributes = _attribute_columns(cells, cell_attributes)
-        keep_all = _filter_pass(cells)
-        obs_counts = _obs_n_counts(cells)
-        arrays = {name: _arrow_column(cells.obs[column]) for column, name in attributes.items()}
-        cell_ids = _arrow_column(np.asarray(cells.obs.index, dtype=object).astype(str))
+    csr_file = _csr_h5ad(source, layer)
+    if backed is None and csr_file:
+        backed = True
+    reader = None
+    if processes > 1 and isinstance(source, (str, os.PathLike)):
+        if csr_file:
+            reader = ("csr", str(source), layer)
+        elif Path(source).suffix.lower() in (".zarr", ".loom", ".h5", ".hdf5"):
+            reader = ("cells", str(source), layer, gene_id_column)
+        # (a 10x matrix directory is text, parsed whole: this process reads it)
+        if reader is not None:
+            backed = True  # this process only reads the cell and gene tables
+    pool = _start_pool(processes) if processes > 1 else None
+    tmp = out.with_name(f".{out.name}.{uuid.uuid4().hex[:8]}.tmp")
+    try:
+        with open_cells(source, layer=layer, gene_id_column=gene_id_column, backed=backed) as cells:
+            plan = plan_genes(
+                cells.gene_ids,
+                vocab,
+                gene_symbols=cells.gene_symbols,
+                min_gene_share=min_gene_share,
+                source=cells.source,
+            )
+            columns = _attribute_columns(cells, cell_attributes)
+            attributes = [_arrow_column(cells.obs[column]) for column in columns]
+            cell_ids = _arrow_column(np.asarray(cells.obs.index, dtype=object).astype(str))
+            tokens = token_dtype(vocab)
+            types = {name: a.type for name, a in zip(columns.values(), attributes, strict=True)}
+            schema = corpus_schema(tokens, encoding == "binned", types)
+            job = _Job(plan, options, schema, tokens, cells.source)
 
-        tmp = out.with_name(f".{out.name}.{uuid.uuid4().hex[:8]}.tmp")
-        run = RunDir(tmp, command="sc tokenize", arguments=arguments)
-        writer = encoder = None
-        try:
-            writer = _CorpusWriter(tmp, _token_dtype(vocab), encoding == "binned", arrays, cell_ids)
-            encoder = _Encoder(plan, options, processes)
-            n_empty = 0
+            manifest = RunDir(tmp, command="sc tokenize", arguments=arguments)
+            corpus = CorpusWriter(tmp, schema)
+            keep = _filter_pass(cells)
             n_chunks = math.ceil(cells.n_cells / chunk_size)
-            with _progress_bar(progress) as bar:
-                name = Path(cells.source).name
-                task = bar.add_task(f"tokenizing {name}", total=n_chunks)
-
-                def written(done: Iterable[tuple[int, EncodedChunk]]) -> None:
-                    nonlocal n_empty
-                    for first, chunk in done:
-                        writer.write(first, chunk)
-                        n_empty += chunk.n_empty
-                        bar.advance(task)
-
-                with run.step("tokenize"):
-                    for first, chunk in cells.chunks(chunk_size):
-                        cells.check(chunk, first)
-                        stop = first + chunk.shape[0]
-                        keep = keep_all[first:stop]
-                        if obs_counts is not None:
-                            n_counts = obs_counts[first:stop]
-                        else:  # the total over all genes, before dropping non-vocabulary ones
-                            n_counts = np.asarray(chunk.sum(axis=1, dtype=np.float64)).ravel()
-                        _check_n_counts(n_counts, keep, chunk, first, cells, obs_counts is not None)
-                        written(
-                            encoder.submit(
-                                first, chunk.data, chunk.indices, chunk.indptr, keep, n_counts
-                            )
-                        )
-                    written(encoder.drain())
-            encoder.close()
-            n_filtered = int(cells.n_cells - keep_all.sum())
-            if writer.n_cells == 0:
+            with _progress_bar(progress) as bar, manifest.step("tokenize"):
+                task = bar.add_task(f"tokenizing {Path(cells.source).name}", total=n_chunks)
+                run = _Run(
+                    job=job,
+                    cells=cells,
+                    chunk_size=chunk_size,
+                    keep=keep,
+                    obs_counts=_obs_n_counts(cells),
+                    attributes=attributes,
+                    cell_ids=cell_ids,
+                    corpus=corpus,
+                    advance=lambda: bar.advance(task),
+                )
+                try:
+                    if pool is None:
+                        _in_process(run)
+                    elif reader is None:
+                        _pooled_chunks(run, pool, window=2 * processes)
+                    else:
+                        _pooled_ranges(run, pool, reader, processes, window=2 * processes)
+                finally:
+                    corpus.close()
+            n_filtered = int(cells.n_cells - keep.sum())
+            n_written = corpus.n_cells
+            if n_written == 0:
                 raise InputError(
                     f"no cell has counts on a gene of the {vocab.name} vocabulary "
                     f"({n_filtered:,} of {cells.n_cells:,} cells failed filter_pass)",
                     file=cells.source,
-                    fix="check that the matrix holds counts and filter_pass keeps cells",
+                    fix="check that the matrix holds counts and that filter_pass keeps cells",
                 )
-            with run.step("save"):
-                writer.finish()
+            # A fingerprint that names what was tokenized (datasets caches by it).
+            fingerprint = hashlib.sha256(
+                json.dumps(manifest.manifest["arguments"], sort_keys=True).encode()
+                + f"{cells.n_cells}:{n_written}".encode()
+            ).hexdigest()[:16]
+            corpus.finish(fingerprint)
+            manifest.record_output("corpus", [tmp / f["filename"] for f in corpus.data_files])
+            dropped = {"filter_pass": n_filtered, "no_tokens": run.n_empty}
             seconds = time.perf_counter() - start
-            dropped = {"filter_pass": n_filtered, "no_tokens": n_empty}
-            run.record_results(
+            manifest.record_results(
                 "tokenize",
                 {
                     "cells_in": cells.n_cells,
-                    "cells_out": writer.n_cells,
+                    "cells_out": n_written,
                     "dropped": dropped,
                     "genes": {
                         "input": plan.n_input,
@@ -949,58 +913,20 @@ def tokenize(
                     "cells_per_second": round(cells.n_cells / seconds, 1),
                 },
             )
-            run.finish()
-            _move_into_place(tmp, out)
-        except BaseException:
-            if encoder is not None:
-                encoder.close()
-            if writer is not None:
-                writer.abort()
-            shutil.rmtree(tmp, ignore_errors=True)
-            raise
+            manifest.finish()
+        move_into_place(tmp, out)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    finally:
+        release_workspaces()
+        if pool is not None:
+            # Their work is done (or abandoned): let the workers exit in their own time.
+            pool.shutdown(wait=False, cancel_futures=True)
     return TokenizeResult(
         out=out,
-        n_cells=writer.n_cells,
+        n_cells=n_written,
         n_dropped=dropped,
         gene_share=plan.share,
         seconds=time.perf_counter() - start,
     )
-
-
-def load_corpus(path: str | os.PathLike) -> datasets.Dataset:
-    """Load a tokenized corpus: ours, or one written by Geneformer's tokenizer.
-
-    Raises
-    ------
-    InputError
-        The path is missing, is not a ``datasets`` corpus, or has no ``input_ids`` column.
-    """
-    import datasets
-
-    path = Path(path)
-    if not path.exists():
-        raise InputError("no such corpus", file=path, fix="pass the directory tokenize wrote")
-    try:
-        corpus = datasets.load_from_disk(str(path))
-    except (FileNotFoundError, ValueError, OSError) as error:
-        raise InputError(
-            f"not a Hugging Face datasets corpus ({error})",
-            file=path,
-            fix="pass a directory written by `genoformer sc tokenize` or Geneformer's "
-            "TranscriptomeTokenizer (save_to_disk)",
-        ) from None
-    if isinstance(corpus, datasets.DatasetDict):
-        if len(corpus) != 1:
-            raise InputError(
-                f"holds several splits ({', '.join(corpus)}), expected one corpus",
-                file=path,
-                fix="pass the directory of one split",
-            )
-        corpus = next(iter(corpus.values()))
-    if "input_ids" not in corpus.column_names:
-        raise InputError(
-            "has no 'input_ids' column (columns: " + ", ".join(corpus.column_names) + ")",
-            file=path,
-            fix="tokenize the cells first (`genoformer sc tokenize`)",
-        )
-    return corpus

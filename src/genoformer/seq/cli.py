@@ -1,4 +1,7 @@
-"""``genoformer seq ...``: thin commands over :mod:`genoformer.seq.api`."""
+"""``genoformer seq ...``: thin commands over :mod:`genoformer.seq.api`.
+
+The API (torch, transformers) is imported inside each command, so that ``--help`` is quick.
+"""
 
 from __future__ import annotations
 
@@ -9,8 +12,6 @@ from typing import Annotated, Any
 import typer
 from rich.console import Console
 from rich.table import Table
-
-from genoformer.seq import api
 
 app = typer.Typer(no_args_is_help=True)
 _console = Console()
@@ -88,6 +89,8 @@ def train(
     resume: Annotated[bool, typer.Option(help="Continue from the last checkpoint.")] = False,
 ) -> None:
     """Train a model on sequences and evaluate it on a held-out split."""
+    from genoformer.seq import api
+
     options = {"n_filters": filters, "filter_width": filter_width, "kmer": kmer}
     result = api.train(
         [str(p) for p in inputs],
@@ -126,6 +129,8 @@ def evaluate(
     device: Device = "auto",
 ) -> None:
     """Evaluate a trained model on its test split or on other labelled data."""
+    from genoformer.seq import api
+
     result = api.evaluate(
         run,
         data=[str(p) for p in data] if data else None,
@@ -146,6 +151,8 @@ def predict(
     device: Device = "auto",
 ) -> None:
     """Predict for new sequences."""
+    from genoformer.seq import api
+
     result = api.predict(run, [str(p) for p in inputs], out=out, device=device, genome=genome)
     _console.print(f"{result.metrics['n']} predictions written to {result.outputs['predictions']}")
 
@@ -166,6 +173,8 @@ def interpret(
     device: Device = "auto",
 ) -> None:
     """Filters as heatmaps and logos matched to JASPAR; ISM and gradient x input logos."""
+    from genoformer.seq import api
+
     result = api.interpret(
         run,
         out=out,

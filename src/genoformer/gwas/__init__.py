@@ -1,0 +1,1 @@
+"""gwas: genotypes to phenotype, PLINK-grade association and the deep model."""

@@ -1,0 +1,354 @@
+"""Simulated GWAS data: msprime genotypes with LD, phenotypes with known causal variants.
+
+The model, so that a test or a demo knows what to expect:
+
+- Genotypes: one msprime coalescent simulation per chromosome (diploid samples, effective
+  population size 10,000, recombination 1e-8 per bp per generation, human-like LD), infinite
+  sites mutations (every site biallelic; the derived allele is ALT = ``a1``). The sequence
+  length is chosen from the neutral site-frequency spectrum so that about 25% more sites than
+  wanted pass the MAF filter; exactly the wanted number is then drawn at random (seeded) and
+  kept in position order.
+- Quantitative trait ``quant = g + c + e``: ``g`` the genetic value, ``c`` covariate effects,
+  ``e ~ N(0, 1 - h2)``. ``g`` sums standardised causal genotypes ``z_j = (x_j - 2p_j) / sd_j``
+  times effects of random sign and size uniform in [0.5, 1], plus, for each epistatic pair
+  (a, b), an effect times the standardised product ``z_a * z_b``; ``g`` is then scaled to
+  variance ``h2``, so ``h2`` is the heritability net of covariates: var(g) / var(g + e).
+- Epistatic pairs have near-zero marginal effects by construction: the two variants of a
+  pair lie on different chromosomes (independent), so E[z_a z_b | x_a] = z_a E[z_b] = 0:
+  neither variant alone predicts the trait, only their product does. Pair variants are drawn
+  among common variants (MAF >= 0.2) so the product has power.
+- Case/control trait: liability threshold on ``quant``; the top ``prevalence`` fraction are
+  cases (coded 2, controls 1, as PLINK does).
+- Covariates: ``age`` (20-79), ``sex`` (1/2), further ``cov3``.. standard normal, each with
+  effect 0.2 SD, and a categorical ``batch`` (A/B/C, effects 0/+0.3/-0.3).
+- Missing calls: each genotype is set missing with probability ``missing_rate`` after the
+  phenotypes are made (the trait depends on the true genotypes, as in real data).
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from contextlib import ExitStack
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from genoformer.engine.runs import atomic_path, write_table
+
+_BASES = np.array(["A", "C", "G", "T"])
+_POPULATION_SIZE = 10_000
+_RECOMBINATION_RATE = 1e-8
+_MUTATION_RATE = 1e-8
+_OVERSHOOT = 1.25
+
+
+@dataclass
+class SimulationResult:
+    """Paths written (``bed``, ``bim``, ``fam``, ``pheno``, ``covar``, ``truth``, ``prefix``)
+    and the truth table of causal variants."""
+
+    paths: dict[str, Path]
+    truth: pd.DataFrame
+    info: dict[str, float] = field(default_factory=dict)
+
+
+def simulate(
+    out_prefix: str | os.PathLike,
+    *,
+    n_samples: int = 2000,
+    n_variants: int = 20_000,
+    n_chromosomes: int = 3,
+    maf_min: float = 0.01,
+    missing_rate: float = 0.01,
+    heritability: float = 0.5,
+    n_causal: int = 10,
+    epistatic_pairs: int = 0,
+    n_covariates: int = 2,
+    prevalence: float = 0.3,
+    seed: int = 0,
+) -> SimulationResult:
+    """Simulate genotypes, phenotypes and covariates and write them PLINK-style.
+
+    Writes ``out_prefix.bed/.bim/.fam``, ``out_prefix.pheno`` (``FID IID quant binary``,
+    binary coded 1 control / 2 case), ``out_prefix.covar`` (``FID IID age sex [cov3..] batch``)
+    and ``out_prefix.truth.tsv`` (``id chrom pos a1 maf effect std_effect kind pair``:
+    ``effect`` per copy of a1 for additive rows, per unit of the product of centred genotypes
+    for epistatic rows; the two rows of a pair share ``pair``). See the module docstring for
+    the model.
+    """
+    _check_arguments(
+        n_samples, n_variants, n_chromosomes, maf_min, missing_rate, heritability, prevalence
+    )
+    rng = np.random.default_rng(seed)
+    prefix = Path(out_prefix)
+    prefix.parent.mkdir(parents=True, exist_ok=True)
+
+    per_chrom = [
+        n_variants // n_chromosomes + (c < n_variants % n_chromosomes) for c in range(n_chromosomes)
+    ]
+    genotypes, bims = [], []
+    for chrom, wanted in enumerate(per_chrom, start=1):
+        if wanted == 0:
+            continue
+        g, bim = _simulate_chromosome(chrom, wanted, n_samples, maf_min, rng)
+        genotypes.append(g)
+        bims.append(bim)
+    G = np.concatenate(genotypes, axis=1)  # (samples, variants) int8 alt counts, no missing
+    bim = pd.concat(bims, ignore_index=True)
+    freq = G.mean(axis=0, dtype=np.float64) / 2.0
+    maf = np.minimum(freq, 1.0 - freq)
+
+    covar, covariate_effect = _covariates(n_samples, n_covariates, rng)
+    g, truth = _genetic_value(G, bim, freq, maf, heritability, n_causal, epistatic_pairs, rng)
+    noise = rng.normal(0.0, math.sqrt(1.0 - heritability), n_samples)
+    quant = g + covariate_effect + noise
+    threshold = np.quantile(quant, 1.0 - prevalence)
+    binary = np.where(quant > threshold, 2, 1)
+
+    if missing_rate > 0:
+        # Blocks of variants keep the uniform draws small next to the int8 genotypes.
+        for start in range(0, G.shape[1], 2048):
+            block = G[:, start : start + 2048]
+            block[rng.random(block.shape, dtype=np.float32) < missing_rate] = -127  # bed-reader
+
+    fid = [f"fam{i + 1}" for i in range(n_samples)]
+    iid = [f"ind{i + 1}" for i in range(n_samples)]
+    paths = {s: Path(f"{prefix}.{s}") for s in ("bed", "bim", "fam", "pheno", "covar")}
+    paths["truth"] = Path(f"{prefix}.truth.tsv")
+    _write_plink(paths, G, bim, fid, iid, covar["sex"].to_numpy())
+    ids = pd.DataFrame({"FID": fid, "IID": iid})
+    pheno = ids.assign(quant=np.round(quant, 6), binary=binary)
+    write_table(paths["pheno"], pheno)
+    write_table(paths["covar"], pd.concat([ids, covar], axis=1))
+    write_table(paths["truth"], truth)
+    paths["prefix"] = prefix
+    info = {
+        "heritability": heritability,
+        "h2_observed": float(np.var(g) / np.var(g + noise)),
+        "prevalence": float(np.mean(binary == 2)),
+        "missing_rate": float(np.mean(G == -127)),
+    }
+    return SimulationResult(paths=paths, truth=truth, info=info)
+
+
+def _check_arguments(
+    n_samples: int,
+    n_variants: int,
+    n_chromosomes: int,
+    maf_min: float,
+    missing_rate: float,
+    heritability: float,
+    prevalence: float,
+) -> None:
+    if n_samples < 2 or n_variants < 1 or n_chromosomes < 1:
+        raise ValueError("need n_samples >= 2, n_variants >= 1, n_chromosomes >= 1")
+    if not 0.0 <= maf_min < 0.5:
+        raise ValueError(f"maf_min must be in [0, 0.5), got {maf_min}")
+    if not 0.0 <= missing_rate < 1.0:
+        raise ValueError(f"missing_rate must be in [0, 1), got {missing_rate}")
+    if not 0.0 <= heritability < 1.0:
+        raise ValueError(f"heritability must be in [0, 1), got {heritability}")
+    if not 0.0 < prevalence < 1.0:
+        raise ValueError(f"prevalence must be in (0, 1), got {prevalence}")
+
+
+def _simulate_chromosome(
+    chrom: int, wanted: int, n_samples: int, maf_min: float, rng: np.random.Generator
+) -> tuple[np.ndarray, pd.DataFrame]:
+    """``wanted`` biallelic SNPs with MAF >= maf_min on one chromosome, in position order."""
+    import msprime
+
+    n_haplotypes = 2 * n_samples
+    lo = max(1, math.ceil(maf_min * n_haplotypes))
+    hi = min(n_haplotypes - 1, math.floor((1.0 - maf_min) * n_haplotypes))
+    # Neutral SFS: E[sites with derived count i] = theta / i, so the expected number passing
+    # the MAF filter per bp is 4 Ne mu * sum(1/i) over the allowed counts.
+    passing_per_bp = 4 * _POPULATION_SIZE * _MUTATION_RATE * np.sum(1.0 / np.arange(lo, hi + 1))
+    length = max(1_000.0, math.ceil(_OVERSHOOT * wanted / passing_per_bp))
+    ts = msprime.sim_ancestry(
+        samples=n_samples,
+        ploidy=2,
+        population_size=_POPULATION_SIZE,
+        sequence_length=length,
+        recombination_rate=_RECOMBINATION_RATE,
+        random_seed=int(rng.integers(1, 2**31 - 1)),
+    )
+    rate = _MUTATION_RATE
+    for _ in range(8):
+        mutated = msprime.sim_mutations(
+            ts,
+            rate=rate,
+            model=msprime.BinaryMutationModel(),
+            discrete_genome=False,
+            random_seed=int(rng.integers(1, 2**31 - 1)),
+        )
+        haplotypes = mutated.genotype_matrix()  # (sites, haplotypes), 0 ancestral / 1 derived
+        positions = np.floor(mutated.tables.sites.position).astype(np.int64) + 1
+        counts = haplotypes.sum(axis=1, dtype=np.int64)
+        keep = (counts >= lo) & (counts <= hi)
+        # Two sites rounded to one bp: keep the first, PLINK cannot tell them apart by position.
+        keep &= np.r_[True, positions[1:] != positions[:-1]]
+        if keep.sum() >= wanted:
+            break
+        # Too few by chance (coalescent variance is large on short sequences): more mutations.
+        rate *= 1.5 * wanted / max(int(keep.sum()), 1)
+    else:
+        raise RuntimeError(f"chromosome {chrom}: could not simulate {wanted} SNPs")
+    candidates = np.flatnonzero(keep)
+    chosen = np.sort(rng.choice(candidates, size=wanted, replace=False))
+    h = haplotypes[chosen]
+    # sim_ancestry puts individual i's two nodes at 2i and 2i + 1.
+    genotypes = (h[:, 0::2] + h[:, 1::2]).T.astype(np.int8)
+    ref = rng.integers(0, 4, wanted)
+    alt = (ref + rng.integers(1, 4, wanted)) % 4
+    pos = positions[chosen]
+    bim = pd.DataFrame(
+        {
+            "chrom": str(chrom),
+            "id": [f"snp{chrom}_{p}" for p in pos],
+            "cm": pos * _RECOMBINATION_RATE * 100.0,
+            "pos": pos,
+            "a1": _BASES[alt],
+            "a2": _BASES[ref],
+        }
+    )
+    return np.ascontiguousarray(genotypes), bim
+
+
+def _covariates(
+    n_samples: int, n_covariates: int, rng: np.random.Generator
+) -> tuple[pd.DataFrame, np.ndarray]:
+    columns: dict[str, np.ndarray] = {}
+    effect = np.zeros(n_samples)
+    for k in range(n_covariates):
+        if k == 0:
+            values = rng.integers(20, 80, n_samples).astype(np.float64)
+            columns["age"] = values.astype(np.int64)
+        elif k == 1:
+            values = rng.integers(1, 3, n_samples).astype(np.float64)
+            columns["sex"] = values.astype(np.int64)
+        else:
+            values = np.round(rng.normal(size=n_samples), 4)
+            columns[f"cov{k + 1}"] = values
+        sd = values.std()
+        if sd > 0:
+            effect += 0.2 * (values - values.mean()) / sd
+    if "sex" not in columns:
+        columns["sex"] = rng.integers(1, 3, n_samples)  # for the .fam only
+        sex_only = True
+    else:
+        sex_only = False
+    batch = rng.choice(np.array(["A", "B", "C"]), n_samples)
+    effect += np.select([batch == "B", batch == "C"], [0.3, -0.3], 0.0)
+    table = pd.DataFrame(columns)
+    if sex_only:
+        table = table.drop(columns="sex").assign(sex=columns["sex"])
+    table["batch"] = batch
+    return table, effect
+
+
+def _genetic_value(
+    G: np.ndarray,
+    bim: pd.DataFrame,
+    freq: np.ndarray,
+    maf: np.ndarray,
+    heritability: float,
+    n_causal: int,
+    epistatic_pairs: int,
+    rng: np.random.Generator,
+) -> tuple[np.ndarray, pd.DataFrame]:
+    n_samples, n_variants = G.shape
+    sd = np.sqrt(2.0 * freq * (1.0 - freq))
+    sd[sd == 0] = 1.0
+    used = np.zeros(n_variants, dtype=bool)
+    rows = []
+    terms = []
+    chrom = bim["chrom"].to_numpy()
+
+    def standardised(j: int) -> np.ndarray:
+        return (G[:, j] - 2.0 * freq[j]) / sd[j]
+
+    common = np.flatnonzero(maf >= 0.2)
+    if len(common) < 2:
+        common = np.argsort(-maf)[: max(2, n_variants // 10)]
+    for pair in range(1, epistatic_pairs + 1):
+        free = common[~used[common]]
+        a = int(rng.choice(free))
+        other = free[(chrom[free] != chrom[a]) & (free != a)]
+        if len(other) == 0:  # one chromosome: take a variant far away instead
+            distance = np.abs(bim["pos"].to_numpy()[free] - bim["pos"].iloc[a])
+            other = free[distance >= np.quantile(distance, 0.9)]
+            other = other[other != a]
+        b = int(rng.choice(other))
+        used[[a, b]] = True
+        product = standardised(a) * standardised(b)
+        centre, scale = product.mean(), product.std() or 1.0
+        effect = rng.choice([-1.0, 1.0]) * rng.uniform(0.5, 1.0)
+        terms.append(effect * (product - centre) / scale)
+        # Per unit of (x_a - 2p_a)(x_b - 2p_b): undo both standardisations.
+        for j in (a, b):
+            rows.append((j, effect, effect / (scale * sd[a] * sd[b]), "epistatic", pair))
+    free = np.flatnonzero(~used)
+    causal = np.sort(rng.choice(free, size=min(n_causal, len(free)), replace=False))
+    for j in causal:
+        effect = rng.choice([-1.0, 1.0]) * rng.uniform(0.5, 1.0)
+        terms.append(effect * standardised(j))
+        rows.append((int(j), effect, effect / sd[j], "additive", 0))
+    g = np.sum(terms, axis=0) if terms else np.zeros(n_samples)
+    variance = g.var()
+    factor = math.sqrt(heritability / variance) if variance > 0 and heritability > 0 else 0.0
+    g = (g - g.mean()) * factor
+    truth = pd.DataFrame(rows, columns=["index", "std_effect", "effect", "kind", "pair"])
+    truth = truth.sort_values(["index", "kind"], kind="stable").reset_index(drop=True)
+    index = truth["index"].to_numpy()
+    truth = pd.DataFrame(
+        {
+            "id": bim["id"].to_numpy()[index],
+            "chrom": bim["chrom"].to_numpy()[index],
+            "pos": bim["pos"].to_numpy()[index],
+            "a1": bim["a1"].to_numpy()[index],
+            "maf": np.round(maf[index], 6),
+            "effect": truth["effect"].to_numpy() * factor,
+            "std_effect": truth["std_effect"].to_numpy() * factor,
+            "kind": truth["kind"].to_numpy(),
+            "pair": pd.array([int(p) if p else None for p in truth["pair"]], dtype="Int64"),
+        }
+    )
+    return g, truth
+
+
+def _write_plink(
+    paths: dict[str, Path],
+    G: np.ndarray,
+    bim: pd.DataFrame,
+    fid: list[str],
+    iid: list[str],
+    sex: np.ndarray,
+) -> None:
+    from bed_reader import to_bed
+
+    n = len(fid)
+    properties = {
+        "fid": fid,
+        "iid": iid,
+        "father": ["0"] * n,
+        "mother": ["0"] * n,
+        "sex": np.asarray(sex, dtype=np.int32),
+        "pheno": ["-9"] * n,
+        "chromosome": bim["chrom"].to_numpy(),
+        "sid": bim["id"].to_numpy(),
+        "cm_position": bim["cm"].to_numpy(),
+        "bp_position": bim["pos"].to_numpy(),
+        "allele_1": bim["a1"].to_numpy(),
+        "allele_2": bim["a2"].to_numpy(),
+    }
+    with ExitStack() as stack:
+        bed, fam, bim_path = (
+            stack.enter_context(atomic_path(paths[s])) for s in ("bed", "fam", "bim")
+        )
+        to_bed(
+            bed, G, properties=properties, count_A1=True, fam_filepath=fam, bim_filepath=bim_path
+        )
