@@ -17,6 +17,7 @@ from transformers.utils import logging as transformers_logging
 
 from genoformer import __version__
 from genoformer.engine.errors import InputError
+from genoformer.gwas.cli import app as gwas_app
 from genoformer.sc.cli import app as sc_app
 from genoformer.seq.cli import app as seq_app
 
@@ -27,6 +28,7 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
     add_completion=False,
 )
+app.add_typer(gwas_app, name="gwas", help="Genotypes to phenotype: simulate, qc, pca, assoc.")
 app.add_typer(seq_app, name="seq", help="DNA sequence to function: train, evaluate, interpret.")
 app.add_typer(sc_app, name="sc", help="Single cells, Geneformer-compatible: tokenize, medians.")
 

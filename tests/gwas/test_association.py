@@ -23,9 +23,13 @@ def _source(tmp_path: Path, G: np.ndarray):
         tmp_path / "g.bed",
         G.astype(np.float32),
         properties={
-            "fid": [f"f{i}" for i in range(n)], "iid": [f"i{i}" for i in range(n)],
-            "chromosome": ["2"] * m, "sid": [f"v{j}" for j in range(m)],
-            "bp_position": np.arange(1, m + 1), "allele_1": ["T"] * m, "allele_2": ["C"] * m,
+            "fid": [f"f{i}" for i in range(n)],
+            "iid": [f"i{i}" for i in range(n)],
+            "chromosome": ["2"] * m,
+            "sid": [f"v{j}" for j in range(m)],
+            "bp_position": np.arange(1, m + 1),
+            "allele_1": ["T"] * m,
+            "allele_2": ["C"] * m,
         },  # fmt: skip
     )
     return open_genotypes(str(tmp_path / "g"))

@@ -57,9 +57,13 @@ def _simulate(prefix: Path) -> None:
         f"{prefix}.bed",
         G,
         properties={
-            "fid": fid, "iid": iid, "chromosome": ["1"] * m,
-            "sid": [f"rs{j}" for j in range(m)], "bp_position": np.arange(m) * 100 + 1,
-            "allele_1": ["A"] * m, "allele_2": ["G"] * m,
+            "fid": fid,
+            "iid": iid,
+            "chromosome": ["1"] * m,
+            "sid": [f"rs{j}" for j in range(m)],
+            "bp_position": np.arange(m) * 100 + 1,
+            "allele_1": ["A"] * m,
+            "allele_2": ["G"] * m,
         },  # fmt: skip
     )
     q = [f"{v:.6f}" for v in yq]
@@ -205,7 +209,8 @@ def test_hwe_p_matches_plink2_hardy(run: dict, tmp_path: Path) -> None:
         args = ["--hardy", "midp"] if midp else ["--hardy"]
         subprocess.run(
             [plink2, "--bfile", prefix, *args, "--threads", "1", "--out", str(tmp_path / "h")],
-            check=True, capture_output=True,
+            check=True,
+            capture_output=True,
         )
         ref = _read(tmp_path / "h.hardy")
         ours = qc(run["source"], hwe_midp=midp).variant_stats["HWE_P"]

@@ -20,7 +20,6 @@ def _brute_force(het: int, hom1: int, hom2: int, midp: bool = False) -> float:
     probs = {}
     for h in range(rare % 2, rare + 1, 2):
         hr = (rare - h) // 2
-        hc = n - h - hr
         ways = comb(n, h) * comb(n - h, hr) * 2**h
         probs[h] = ways / comb(2 * n, rare)
     obs = probs[het]

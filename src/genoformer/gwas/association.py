@@ -8,7 +8,8 @@ penalised regression likewise over the variants that need it.
 Conventions matched to plink2 v2.00a3.5 (checked against its output in
 ``tests/gwas/test_association_plink.py``):
 
-- A1, the counted allele, is the minor allele by default (ALT on a tie), as plink2 ``--glm``
+- A1, the counted allele, is the minor allele by default (ALT on an exact tie; plink2
+  a3.5 chose REF for 1 of 9 exact ties in our benchmark data), as plink2 ``--glm``
   and plink1.9 ``--assoc`` report it: frequencies over all chosen samples, before samples
   without phenotype or covariates are dropped. ``a1="alt"`` / ``"ref"`` fix it to
   ``.bim`` column 5 / 6.
@@ -57,7 +58,7 @@ MAX_VIF = 50.0
 #: Newton-Raphson limits: plink2 gives up on logistic regression after a few dozen steps.
 LOGISTIC_MAX_ITER = 25
 FIRTH_MAX_ITER = 200
-_TOL = 1e-9
+_TOL = 1e-6  # Newton converges quadratically: the estimate is then good to ~1e-12
 _FIRTH_TOL = 1e-7
 #: Doubles per (samples x variants) working array in logistic regression; bounds memory.
 _LOGISTIC_CELLS = 4_000_000
@@ -136,7 +137,8 @@ def _open(source: Any) -> Any:
 def _a1_flip(G: np.ndarray, a1: str) -> np.ndarray:
     """Per-variant flag: count the REF (bim column 6) allele instead of ALT.
 
-    ``G`` holds ALT counts of the samples whose frequencies decide the minor allele.
+    ``G`` holds ALT counts of the samples whose frequencies decide the minor allele. On a
+    tie (frequency exactly 0.5) ALT stays A1, as plink1.9 and, nearly always, plink2 do.
     """
     m = G.shape[1]
     if a1 == "alt":
@@ -144,9 +146,9 @@ def _a1_flip(G: np.ndarray, a1: str) -> np.ndarray:
     if a1 == "ref":
         return np.ones(m, dtype=bool)
     if a1 == "minor":
-        # on a tie (frequency exactly 0.5) plink keeps ALT as A1
-        with np.errstate(invalid="ignore"):
-            return np.nanmean(G, axis=0) > 1.0
+        alt_ct = np.nansum(G, axis=0, dtype=np.float64)
+        called = (~np.isnan(G)).sum(axis=0)
+        return alt_ct > called
     raise InputError(f"unknown a1 {a1!r}", fix="use 'alt', 'ref' or 'minor'")
 
 
@@ -154,9 +156,7 @@ def _pvalue_normal(z: np.ndarray) -> np.ndarray:
     return 2.0 * special.ndtr(-np.abs(z))
 
 
-def _batched_info(
-    X: np.ndarray, Pk: np.ndarray, G: np.ndarray, W: np.ndarray
-) -> np.ndarray:
+def _batched_info(X: np.ndarray, Pk: np.ndarray, G: np.ndarray, W: np.ndarray) -> np.ndarray:
     """Information matrices sum_i W_ij z_ij z_ij^T with z_ij = (x_i, g_ij): (m, k+1, k+1)."""
     k = X.shape[1]
     m = G.shape[1]
@@ -201,7 +201,7 @@ def _safe_inv(H: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 
 
 def _collinearity(
-    X: np.ndarray, Gc: np.ndarray, O: np.ndarray, obs: np.ndarray
+    X: np.ndarray, Gc: np.ndarray, obs_mask: np.ndarray, obs: np.ndarray
 ) -> tuple[np.ndarray, np.ndarray]:
     """Genotype VIF and max |correlation| with a covariate, on each variant's samples.
 
@@ -213,8 +213,8 @@ def _collinearity(
         return np.ones(Gc.shape[1]), np.zeros(Gc.shape[1])
     C = X[:, 1:]
     # covariate moments over each variant's observed samples
-    sx = O.T @ C
-    sxx = O.T @ (C * C)
+    sx = obs_mask.T @ C
+    sxx = obs_mask.T @ (C * C)
     mean = sx / obs[:, None]
     var_c = sxx / obs[:, None] - mean**2
     cov = (Gc.T @ C) / obs[:, None]  # Gc sums to 0 over observed samples
@@ -227,15 +227,13 @@ def _collinearity(
 # --------------------------------------------------------------------------- linear
 
 
-def _linear_chunk(
-    G: np.ndarray, y: np.ndarray, X: np.ndarray
-) -> dict[str, np.ndarray]:
+def _linear_chunk(G: np.ndarray, y: np.ndarray, X: np.ndarray) -> dict[str, np.ndarray]:
     """Linear regression of y on (X, g_j) for every column of G (NaN missing)."""
     n, k = X.shape
     m = G.shape[1]
     M = np.isnan(G)
-    O = (~M).astype(np.float64)
-    obs = O.sum(axis=0)
+    obs_mask = (~M).astype(np.float64)
+    obs = obs_mask.sum(axis=0)
     G64 = G.astype(np.float64)
     with np.errstate(invalid="ignore", divide="ignore"):
         mu = np.nansum(G64, axis=0) / obs
@@ -267,7 +265,7 @@ def _linear_chunk(
         se = np.sqrt(rss / df / resid_gg)
         tstat = beta / se
     p = 2.0 * stats.t.sf(np.abs(tstat), df)
-    _, max_corr = _collinearity(X, Gc, O, obs)
+    _, max_corr = _collinearity(X, Gc, obs_mask, obs)
     return {
         "obs": obs, "beta": beta, "se": se, "stat": tstat, "p": p, "gg": gg,
         "resid_gg": resid_gg, "max_corr": max_corr, "df": df,
@@ -275,12 +273,6 @@ def _linear_chunk(
 
 
 # --------------------------------------------------------------------------- logistic
-
-
-def _loglik(y: np.ndarray, eta: np.ndarray, O: np.ndarray) -> np.ndarray:
-    # log(sigmoid(eta)) = -log1p(exp(-eta)), stable for large |eta|
-    ll = y[:, None] * eta - np.logaddexp(0.0, eta)
-    return (O * ll).sum(axis=0)
 
 
 def _logistic_null(y: np.ndarray, X: np.ndarray) -> np.ndarray:
@@ -302,7 +294,7 @@ def _newton(
     X: np.ndarray,
     Pk: np.ndarray,
     G: np.ndarray,
-    O: np.ndarray,
+    obs_mask: np.ndarray,
     B: np.ndarray,
     *,
     firth: bool,
@@ -310,28 +302,39 @@ def _newton(
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Batched (Firth-penalised) Newton-Raphson; returns (coefficients, SE of g, converged).
 
-    ``B`` (m, k+1) holds the start values; ``G`` has 0 where a call is missing and ``O``
+    ``B`` (m, k+1) holds the start values; ``G`` has 0 where a call is missing and ``obs_mask``
     masks those samples out of every sum.
     """
     k = X.shape[1]
     m = G.shape[1]
     converged = np.zeros(m, dtype=bool)
     active = np.arange(m)
-    se = np.full(m, np.nan)
+    var_g = np.full(m, np.nan)
     B = B.copy()
+    # A missing call gets eta = +-inf, so p equals y there: its weight p(1-p) and residual
+    # y-p are exactly 0 and no mask multiplications are needed in the loop.
+    offset = np.where(obs_mask > 0, 0.0, np.where(y[:, None] > 0, np.inf, -np.inf))
+    has_missing = bool((obs_mask == 0).any())
+    tol = _FIRTH_TOL if firth else _TOL
     for _ in range(max_iter):
         if active.size == 0:
             break
-        Ga, Oa, Ba = G[:, active], O[:, active], B[active]
-        eta = X @ Ba[:, :k].T + Ga * Ba[:, k]
+        if active.size == m:  # no copies while every variant is still iterating
+            Ga, Ba, off = G, B, offset
+        else:
+            Ga, Ba, off = G[:, active], B[active], offset[:, active]
+        eta = X @ Ba[:, :k].T
+        eta += Ga * Ba[:, k]
+        if has_missing:
+            eta += off
         p = special.expit(eta)
-        W = Oa * p * (1.0 - p)
+        W = p * (1.0 - p)
         H = _batched_info(X, Pk, Ga, W)
         Hinv, bad = _safe_inv(H)
-        r = Oa * (y[:, None] - p)
+        r = y[:, None] - p
         if firth:
             h = W * _quad(X, Pk, Ga, Hinv)
-            r = r + h * (0.5 - p)
+            r += h * (0.5 - p)
         U = np.empty((active.size, k + 1))
         U[:, :k] = r.T @ X
         U[:, k] = np.einsum("ij,ij->j", r, Ga)
@@ -346,17 +349,15 @@ def _newton(
         else:
             step = np.einsum("jab,jb->ja", Hinv, U)
         B[active] = Ba + step
-        done = (np.abs(step).max(axis=1) < (_FIRTH_TOL if firth else _TOL)) & ~bad
+        # the variance at the last iterate: the final step is below ``tol``, so it differs
+        # from the variance at the estimate by O(tol)
+        var_g[active] = Hinv[:, k, k]
+        done = (np.abs(step).max(axis=1) < tol) & ~bad
         diverged = bad | ~np.isfinite(B[active]).all(axis=1)
         converged[active[done]] = True
         active = active[~done & ~diverged]
-    # standard error of the genotype coefficient at the final estimate
-    eta = X @ B[:, :k].T + G * B[:, k]
-    p = special.expit(eta)
-    H = _batched_info(X, Pk, G, O * p * (1.0 - p))
-    Hinv, bad = _safe_inv(H)
-    se = np.sqrt(Hinv[:, k, k])
-    converged &= ~bad & np.isfinite(se) & np.isfinite(B).all(axis=1)
+    se = np.sqrt(var_g)
+    converged &= np.isfinite(se) & np.isfinite(B).all(axis=1)
     return B, se, converged
 
 
@@ -366,8 +367,8 @@ def _logistic_chunk(
     n, k = X.shape
     m = G.shape[1]
     M = np.isnan(G)
-    O = (~M).astype(np.float64)
-    obs = O.sum(axis=0)
+    obs_mask = (~M).astype(np.float64)
+    obs = obs_mask.sum(axis=0)
     G0 = np.where(M, 0.0, G.astype(np.float64))
     Pk = (X[:, :, None] * X[:, None, :]).reshape(n, k * k)
     beta = np.full(m, np.nan)
@@ -378,11 +379,9 @@ def _logistic_chunk(
     # to Firth regression.
     case_d = G0.T @ y
     ctrl_d = G0.T @ (1.0 - y)
-    n_case = O.T @ y
+    n_case = obs_mask.T @ y
     n_ctrl = obs - n_case
-    empty_cell = (
-        (case_d == 0) | (ctrl_d == 0) | (case_d == 2 * n_case) | (ctrl_d == 2 * n_ctrl)
-    )
+    empty_cell = (case_d == 0) | (ctrl_d == 0) | (case_d == 2 * n_case) | (ctrl_d == 2 * n_ctrl)
     start = np.zeros((m, k + 1))
     start[:, :k] = b0
     if firth == "always":
@@ -392,7 +391,7 @@ def _logistic_chunk(
         idx = np.flatnonzero(todo)
         if idx.size:
             B, s, ok = _newton(
-                y, X, Pk, G0[:, idx], O[:, idx], start[idx],
+                y, X, Pk, G0[:, idx], obs_mask[:, idx], start[idx],
                 firth=False, max_iter=LOGISTIC_MAX_ITER,
             )  # fmt: skip
             beta[idx] = np.where(ok, B[:, k], np.nan)
@@ -402,7 +401,7 @@ def _logistic_chunk(
     idx = np.flatnonzero(need_firth)
     if idx.size:
         B, s, ok = _newton(
-            y, X, Pk, G0[:, idx], O[:, idx], start[idx], firth=True, max_iter=FIRTH_MAX_ITER
+            y, X, Pk, G0[:, idx], obs_mask[:, idx], start[idx], firth=True, max_iter=FIRTH_MAX_ITER
         )
         beta[idx] = np.where(ok, B[:, k], np.nan)
         se[idx] = np.where(ok, s, np.nan)
@@ -412,9 +411,9 @@ def _logistic_chunk(
         z = beta / se
     mu = np.where(obs > 0, G0.sum(axis=0) / np.maximum(obs, 1), 0.0)
     Gc = np.where(M, 0.0, G0 - mu)
-    gg, max_corr = _collinearity(X, Gc, O, obs)
+    gg, max_corr = _collinearity(X, Gc, obs_mask, obs)
     # residual genotype variance after covariates, for the VIF check
-    XX = (O.T @ Pk).reshape(m, k, k)
+    XX = (obs_mask.T @ Pk).reshape(m, k, k)
     A_inv, _ = _safe_inv(XX)
     Xg = Gc.T @ X
     resid_gg = gg - np.einsum("ja,jab,jb->j", Xg, A_inv, Xg)
@@ -432,22 +431,18 @@ def _chisq_chunk(G: np.ndarray, y: np.ndarray) -> dict[str, np.ndarray]:
     """1-df allelic chi-square test (plink1.9 --assoc), without continuity correction."""
     M = np.isnan(G)
     G0 = np.where(M, 0.0, G.astype(np.float64))
-    O = (~M).astype(np.float64)
+    obs_mask = (~M).astype(np.float64)
     a_case = G0.T @ y
     a_ctrl = G0.T @ (1.0 - y)
-    n_case = 2.0 * (O.T @ y)
-    n_ctrl = 2.0 * (O.T @ (1.0 - y))
+    n_case = 2.0 * (obs_mask.T @ y)
+    n_ctrl = 2.0 * (obs_mask.T @ (1.0 - y))
     b_case = n_case - a_case
     b_ctrl = n_ctrl - a_ctrl
     total = n_case + n_ctrl
     col_a = a_case + a_ctrl
     col_b = b_case + b_ctrl
     with np.errstate(invalid="ignore", divide="ignore"):
-        chisq = (
-            total
-            * (a_case * b_ctrl - b_case * a_ctrl) ** 2
-            / (n_case * n_ctrl * col_a * col_b)
-        )
+        chisq = total * (a_case * b_ctrl - b_case * a_ctrl) ** 2 / (n_case * n_ctrl * col_a * col_b)
         f_a = a_case / n_case
         f_u = a_ctrl / n_ctrl
         odds = (a_case * b_ctrl) / (b_case * a_ctrl)
@@ -484,9 +479,15 @@ def _chunk_table(
         r = _chisq_chunk(G, y)
         return pd.DataFrame(
             {
-                "CHR": variants["chrom"].to_numpy(), "SNP": variants["id"].to_numpy(),
-                "BP": variants["pos"].to_numpy(), "A1": a1_allele, "F_A": r["f_a"],
-                "F_U": r["f_u"], "A2": other, "CHISQ": r["chisq"], "P": r["p"],
+                "CHR": variants["chrom"].to_numpy(),
+                "SNP": variants["id"].to_numpy(),
+                "BP": variants["pos"].to_numpy(),
+                "A1": a1_allele,
+                "F_A": r["f_a"],
+                "F_U": r["f_u"],
+                "A2": other,
+                "CHISQ": r["chisq"],
+                "P": r["p"],
                 "OR": r["or"],
             }  # fmt: skip
         )
@@ -548,6 +549,7 @@ def associate(
     a1: A1 = "minor",
     chunk_size: int = 4096,
     samples: np.ndarray | None = None,
+    variants: np.ndarray | None = None,
     engine: Literal["numpy", "dask"] = "numpy",
     scheduler: Any = None,
 ) -> pd.DataFrame:
@@ -577,6 +579,8 @@ def associate(
         Variants per chunk read from disk.
     samples
         Indices of the samples to use (default: all).
+    variants
+        Indices of the variants to test (default: all), e.g. those that pass QC.
     engine
         ``"numpy"`` (this process) or ``"dask"`` (``genoformer.gwas.distributed``).
     scheduler
@@ -618,7 +622,7 @@ def associate(
         b0 = _logistic_null(y_used, X)
     if test == "linear":
         y_used = y_used - y_used.mean()  # intercept in the model: numerical stability only
-    variants = source.variants.reset_index(drop=True)
+    variant_table = source.variants.reset_index(drop=True)
 
     def run_chunk(variant_indices: np.ndarray, G: np.ndarray) -> pd.DataFrame:
         G = np.asarray(G)
@@ -626,7 +630,7 @@ def associate(
         # before dropping samples without phenotype or covariates).
         flip = _a1_flip(G, a1)
         return _chunk_table(
-            variants.iloc[np.asarray(variant_indices)],
+            variant_table.iloc[np.asarray(variant_indices)],
             G[rows],
             flip,
             y=y_used, X=X, test=test, firth=firth, b0=b0,
@@ -641,12 +645,17 @@ def associate(
                 "engine='dask' needs genoformer.gwas.distributed", fix="use engine='numpy'"
             ) from exc
         parts = map_chunks(
-            source, run_chunk, chunk_size=chunk_size, samples=base, scheduler=scheduler
+            source,
+            run_chunk,
+            chunk_size=chunk_size,
+            samples=base,
+            variants=variants,
+            scheduler=scheduler,
         )
     elif engine == "numpy":
         parts = (
             _split_run(run_chunk, idx, G, y_used.size)
-            for idx, G in source.chunks(size=chunk_size, samples=base)
+            for idx, G in source.chunks(size=chunk_size, samples=base, variants=variants)
         )
     else:
         raise InputError(f"unknown engine {engine!r}", fix="use numpy or dask")

@@ -24,6 +24,7 @@ from matplotlib.figure import Figure
 from scipy import stats
 
 from genoformer.engine.plots import FORMATS, save_figure, save_html
+from genoformer.gwas.correction import genomic_control_lambda
 
 __all__ = [
     "chrom_order_key",
@@ -31,6 +32,7 @@ __all__ = [
     "manhattan",
     "manhattan_html",
     "qq",
+    "pc_scatter",
     "qq_html",
 ]
 
@@ -58,15 +60,6 @@ def chrom_order_key(name: object) -> tuple[int, str]:
     if text in _SPECIAL:
         return 1000 + _SPECIAL[text], ""
     return 10_000, text
-
-
-def genomic_control_lambda(p: np.ndarray) -> float:
-    """Genomic-control lambda: median 1-df chi-square from the p-values over its null median."""
-    p = np.asarray(p, dtype=np.float64)
-    p = p[np.isfinite(p)]
-    if p.size == 0:
-        return float("nan")
-    return float(stats.chi2.isf(np.median(p), 1) / stats.chi2.ppf(0.5, 1))
 
 
 def _column(results: pd.DataFrame, what: str, required: bool = True) -> str | None:
@@ -128,15 +121,16 @@ def _genome_axis(table: pd.DataFrame) -> tuple[pd.DataFrame, list[str], np.ndarr
     return table.iloc[order].reset_index(drop=True), names, np.asarray(centres)
 
 
-def _thin(x: np.ndarray, y: np.ndarray, p: np.ndarray, bins: int = 2000) -> np.ndarray:
+def _thin(
+    x: np.ndarray, y: np.ndarray, p: np.ndarray, bins: int = 2000, ycell: float = 0.02
+) -> np.ndarray:
     """Indices to draw: all points with p <= 0.01, one per (x, y) bin among the others."""
     keep = p <= THIN_ABOVE_P
     dense = np.flatnonzero(~keep)
     if dense.size <= bins:
         return np.arange(x.size)
     span = (np.ptp(x) or 1.0) / bins
-    ycell = np.floor(y[dense] / 0.02)
-    cells = np.floor((x[dense] - x.min()) / span) * 1e6 + ycell
+    cells = np.floor((x[dense] - x.min()) / span) * 1e6 + np.floor(y[dense] / ycell)
     _, first = np.unique(cells, return_index=True)
     return np.sort(np.concatenate([np.flatnonzero(keep), dense[first]]))
 
@@ -268,8 +262,16 @@ def manhattan_html(
     import plotly.graph_objects as go
 
     table, names, centres = _genome_axis(_prepare(results))
+    n_variants = len(table)
+    # Coarser than the PNG: every drawn point carries its hover text into the page.
     table = table.iloc[
-        _thin(table["x"].to_numpy(), table["logp"].to_numpy(), table["p"].to_numpy())
+        _thin(
+            table["x"].to_numpy(),
+            table["logp"].to_numpy(),
+            table["p"].to_numpy(),
+            bins=1000,
+            ycell=0.05,
+        )
     ]
     fig = go.Figure()
     for parity in (0, 1):
@@ -305,7 +307,7 @@ def manhattan_html(
             y=-np.log10(suggestive), line={"color": COLORS[0], "width": 1, "dash": "dash"}
         )
     fig.update_layout(
-        title=title or f"Manhattan plot ({len(results):,} rows)",
+        title=title or f"Manhattan plot ({n_variants:,} variants)",
         xaxis={
             "title": "chromosome",
             "tickvals": list(centres),
@@ -377,9 +379,7 @@ def qq(
     lower, upper = _qq_band(len(table), keep)
     fig = Figure(figsize=(5.5, 5.5), layout="constrained")
     ax = fig.subplots()
-    ax.fill_between(
-        expected[keep], lower, upper, color="grey", alpha=0.25, lw=0, label="95% band"
-    )
+    ax.fill_between(expected[keep], lower, upper, color="grey", alpha=0.25, lw=0, label="95% band")
     top = float(expected.max()) if expected.size else 1.0
     ax.plot([0, top], [0, top], color="black", lw=1, ls="--", label="y = x")
     ax.scatter(expected[keep], observed[keep], s=6, color=COLORS[0], lw=0, rasterized=True)
@@ -447,8 +447,12 @@ def qq_html(
     top = float(expected.max()) if expected.size else 1.0
     fig.add_trace(
         go.Scatter(
-            x=[0, top], y=[0, top], mode="lines", line={"color": "black", "dash": "dash"},
-            name="y = x", hoverinfo="skip",
+            x=[0, top],
+            y=[0, top],
+            mode="lines",
+            line={"color": "black", "dash": "dash"},
+            name="y = x",
+            hoverinfo="skip",
         )
     )
     fig.add_trace(
@@ -470,3 +474,29 @@ def qq_html(
         hovermode="closest",
     )
     return save_html(fig, path)
+
+
+def pc_scatter(
+    eigenvectors: pd.DataFrame,
+    path: str | os.PathLike,
+    *,
+    groups: Sequence[str] | None = None,
+    title: str | None = None,
+    formats: Sequence[str] = FORMATS,
+) -> list[Path]:
+    """PC1 against PC2, one point per sample, coloured by ``groups`` (e.g. populations)."""
+    fig = Figure(figsize=(5.5, 4.5), layout="constrained")
+    ax = fig.subplots()
+    pc1, pc2 = eigenvectors["PC1"].to_numpy(), eigenvectors["PC2"].to_numpy()
+    if groups is None:
+        ax.scatter(pc1, pc2, s=8, alpha=0.7, color=COLORS[0], linewidths=0)
+    else:
+        labels = np.asarray(groups, dtype=str)
+        for name in sorted(set(labels)):
+            chosen = labels == name
+            ax.scatter(pc1[chosen], pc2[chosen], s=8, alpha=0.7, label=name, linewidths=0)
+        ax.legend(fontsize="small", markerscale=2, frameon=False)
+    ax.set_xlabel("PC1")
+    ax.set_ylabel("PC2")
+    ax.set_title(title or "principal components")
+    return save_figure(fig, path, formats=formats)

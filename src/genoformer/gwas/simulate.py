@@ -41,8 +41,11 @@ from genoformer.engine.runs import atomic_path, write_table
 _BASES = np.array(["A", "C", "G", "T"])
 _POPULATION_SIZE = 10_000
 _RECOMBINATION_RATE = 1e-8
-_MUTATION_RATE = 1e-8
 _OVERSHOOT = 1.25
+#: Base pairs per SNP kept, as on a genotyping array (1.5 million SNPs over 3 Gb). The
+#: sequence is that long and the mutation rate is set to give the wanted number of SNPs, so
+#: LD decays over a realistic share of the variants instead of spanning a whole chromosome.
+_SNP_SPACING = 2_000
 
 
 @dataclass
@@ -166,8 +169,9 @@ def _simulate_chromosome(
     hi = min(n_haplotypes - 1, math.floor((1.0 - maf_min) * n_haplotypes))
     # Neutral SFS: E[sites with derived count i] = theta / i, so the expected number passing
     # the MAF filter per bp is 4 Ne mu * sum(1/i) over the allowed counts.
-    passing_per_bp = 4 * _POPULATION_SIZE * _MUTATION_RATE * np.sum(1.0 / np.arange(lo, hi + 1))
-    length = max(1_000.0, math.ceil(_OVERSHOOT * wanted / passing_per_bp))
+    length = float(max(1_000, wanted * _SNP_SPACING))
+    harmonic = np.sum(1.0 / np.arange(lo, hi + 1))
+    mutation_rate = _OVERSHOOT * wanted / (length * 4 * _POPULATION_SIZE * harmonic)
     ts = msprime.sim_ancestry(
         samples=n_samples,
         ploidy=2,
@@ -176,7 +180,7 @@ def _simulate_chromosome(
         recombination_rate=_RECOMBINATION_RATE,
         random_seed=int(rng.integers(1, 2**31 - 1)),
     )
-    rate = _MUTATION_RATE
+    rate = mutation_rate
     for _ in range(8):
         mutated = msprime.sim_mutations(
             ts,

@@ -107,15 +107,19 @@ def _fix_signs(vectors: np.ndarray) -> np.ndarray:
 def _exact(chunks, n: int, k: int) -> tuple[np.ndarray, np.ndarray, int]:
     num = np.zeros((n, n))
     both = np.zeros((n, n))
-    m = 0
+    m = complete = 0
     for _, G in chunks:
         X, called = _standardise(G)
-        # syrk-like products; the symmetric halves are summed anyway.
         num += X @ X.T
-        both += called @ called.T
+        if called.all():
+            # Fully called chunks add the same count to every pair: skip the n x n product.
+            complete += X.shape[1]
+        else:
+            both += called @ called.T
         m += X.shape[1]
     if m == 0:
         raise ValueError("no variants selected for PCA")
+    both += complete
     with np.errstate(invalid="ignore", divide="ignore"):
         K = np.where(both > 0, num / both, 0.0)
     values, vectors = np.linalg.eigh(K)

@@ -546,15 +546,15 @@ def _start_pool(processes: int) -> Any:
 
     Workers are started by a fork server where the platform has one (Linux, macOS), else
     spawned: either way from a fresh interpreter, never forked from this process and its
-    open files. The fork server, started once per session with this module imported, makes
-    later pools start in a fraction of a second.
+    open files. The fork server starts once per session, with this module imported and the
+    kernels loaded (:mod:`genoformer.sc._forkserver`), so later pools start in milliseconds.
     """
     import multiprocessing
     from concurrent.futures import ProcessPoolExecutor
 
     if "forkserver" in multiprocessing.get_all_start_methods():
         context = multiprocessing.get_context("forkserver")
-        context.set_forkserver_preload(["__main__", __name__])
+        context.set_forkserver_preload(["__main__", "genoformer.sc._forkserver"])
     else:
         context = multiprocessing.get_context("spawn")
     pool = ProcessPoolExecutor(max_workers=processes, mp_context=context, initializer=_warm_worker)
@@ -854,6 +854,9 @@ def tokenize(
             corpus = CorpusWriter(tmp, schema)
             keep = _filter_pass(cells)
             n_chunks = math.ceil(cells.n_cells / chunk_size)
+            if pool is not None and n_chunks < 2:  # nothing to share out
+                pool.shutdown(wait=False, cancel_futures=True)
+                pool = None
             with _progress_bar(progress) as bar, manifest.step("tokenize"):
                 task = bar.add_task(f"tokenizing {Path(cells.source).name}", total=n_chunks)
                 run = _Run(

@@ -1,0 +1,272 @@
+"""The gwas pillar's public functions: simulate, qc, pca, assoc, plot.
+
+Each is what one ``genoformer gwas ...`` command calls, with the same arguments; each writes
+a run directory (manifest.json, tables, figures) and returns a small result object.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from genoformer.engine.errors import InputError
+from genoformer.engine.runs import RunDir, write_table
+from genoformer.gwas import plots
+from genoformer.gwas.association import associate, write_results
+from genoformer.gwas.correction import adjust, genomic_control_lambda
+from genoformer.gwas.genotypes import GenotypeSource, open_genotypes
+from genoformer.gwas.phenotypes import (
+    covariate_matrix,
+    match_samples,
+    phenotype_vector,
+    read_table,
+)
+from genoformer.gwas.qc import QCResult
+from genoformer.gwas.qc import qc as run_qc
+from genoformer.gwas.simulate import simulate
+from genoformer.gwas.structure import pca as run_pca
+from genoformer.gwas.structure import write_pca
+
+__all__ = ["GwasRunResult", "assoc", "pca", "plot", "qc", "simulate"]
+
+
+@dataclass
+class GwasRunResult:
+    """What a gwas command produced: its run directory, numbers and written files."""
+
+    run_dir: Path
+    metrics: dict[str, Any] = field(default_factory=dict)
+    outputs: dict[str, Path] = field(default_factory=dict)
+
+
+def _filters(maf, geno, mind, hwe) -> dict[str, float]:
+    return {k: v for k, v in {"maf": maf, "geno": geno, "mind": mind, "hwe": hwe}.items() if v}
+
+
+def _apply_qc(source: GenotypeSource, filters: dict[str, float], run: RunDir) -> QCResult:
+    with run.step("qc"):
+        result = run_qc(source, **filters)
+    run.record_results("qc", {"removed": result.removed, **_kept(result, source)})
+    return result
+
+
+def _kept(result: QCResult, source: GenotypeSource) -> dict[str, int]:
+    return {
+        "samples_in": source.n_samples,
+        "samples_kept": len(result.samples),
+        "variants_in": source.n_variants,
+        "variants_kept": len(result.variants),
+    }
+
+
+def qc(
+    genotypes: str | os.PathLike,
+    *,
+    out: str | os.PathLike,
+    maf: float | None = None,
+    geno: float | None = None,
+    mind: float | None = None,
+    hwe: float | None = None,
+) -> GwasRunResult:
+    """Quality control as plink2 does it (--mind, --geno, --hwe, --maf, in that order).
+
+    Writes ``variants.tsv`` (frequency, missingness, HWE p, kept), ``samples.keep`` and
+    ``variants.extract`` (plink --keep / --extract lists of what passed).
+    """
+    run = RunDir(out, command="gwas qc", arguments=locals())
+    with open_genotypes(genotypes) as source:
+        result = _apply_qc(source, _filters(maf, geno, mind, hwe), run)
+        kept = source.samples.iloc[result.samples][["fid", "iid"]]
+        outputs = {
+            "variant_stats": write_table(run.file("variants.tsv"), result.variant_stats),
+            "samples_keep": write_table(run.file("samples.keep"), kept),
+            "variants_extract": write_table(
+                run.file("variants.extract"), source.variants.iloc[result.variants][["id"]]
+            ),
+        }
+        metrics = {"removed": result.removed, **_kept(result, source)}
+    for key, path in outputs.items():
+        run.record_output(key, path)
+    run.finish()
+    return GwasRunResult(run.path, metrics, outputs)
+
+
+def pca(
+    genotypes: str | os.PathLike,
+    *,
+    out: str | os.PathLike,
+    n_components: int = 10,
+    method: str = "auto",
+    seed: int = 0,
+    maf: float | None = None,
+    geno: float | None = None,
+    mind: float | None = None,
+    hwe: float | None = None,
+) -> GwasRunResult:
+    """Principal components of standardised genotypes, as plink2 --pca computes them.
+
+    Writes ``pca.eigenval``, ``pca.eigenvec`` (plink2's layout) and a PC1/PC2 scatter.
+    """
+    run = RunDir(out, command="gwas pca", arguments=locals(), seed=seed)
+    with open_genotypes(genotypes) as source:
+        filters = _filters(maf, geno, mind, hwe)
+        kept = _apply_qc(source, filters, run) if filters else None
+        with run.step("pca"):
+            result = run_pca(
+                source,
+                n_components=n_components,
+                method=method,
+                seed=seed,
+                samples=None if kept is None else kept.samples,
+                variants=None if kept is None else kept.variants,
+            )
+    outputs = {f"pca_{p.suffix[1:]}": p for p in write_pca(result, run.path / "pca")}
+    outputs["pc_scatter"] = plots.pc_scatter(result.eigenvectors, run.path / "pca_pc1_pc2.png")[0]
+    for key, path in outputs.items():
+        run.record_output(key, path)
+    metrics = {"eigenvalues": result.eigenvalues.tolist(), "method": result.method}
+    run.record_results("pca", metrics)
+    run.finish()
+    return GwasRunResult(run.path, metrics, outputs)
+
+
+def _aligned(
+    table_path: str | os.PathLike | pd.DataFrame, source: GenotypeSource
+) -> tuple[pd.DataFrame, int]:
+    """A phenotype or covariate table in the genotype file's sample order (NaN rows for
+    samples it lacks), and how many genotype samples it lacks."""
+    table = read_table(table_path)
+    index, aligned, n_dropped = match_samples(source.samples, table)
+    full = pd.DataFrame(index=range(source.n_samples), columns=aligned.columns, dtype=object)
+    full.iloc[np.asarray(index)] = aligned.to_numpy(dtype=object)
+    return full.infer_objects(), int(n_dropped)
+
+
+def assoc(
+    genotypes: str | os.PathLike,
+    *,
+    out: str | os.PathLike,
+    pheno: str | os.PathLike | pd.DataFrame,
+    pheno_name: str | None = None,
+    covar: str | os.PathLike | pd.DataFrame | None = None,
+    covar_names: Sequence[str] | None = None,
+    pcs: int = 0,
+    test: str = "auto",
+    firth: str = "fallback",
+    a1: str = "minor",
+    maf: float | None = None,
+    geno: float | None = None,
+    mind: float | None = None,
+    hwe: float | None = None,
+    chunk_size: int = 4096,
+    engine: str = "numpy",
+    scheduler: str | None = None,
+    seed: int = 0,
+) -> GwasRunResult:
+    """Association of every variant with a phenotype, as plink2 --glm (or plink1.9 --assoc).
+
+    QC filters are applied first; ``pcs`` principal components (of the samples and variants
+    that pass QC) join the covariates. Writes ``assoc.tsv`` and ``assoc.parquet`` (plink2
+    columns), ``adjust.tsv`` (plink2 --adjust), Manhattan and QQ plots (PNG and HTML).
+    """
+    arguments = {k: v for k, v in locals().items() if not isinstance(v, pd.DataFrame)}
+    run = RunDir(out, command="gwas assoc", arguments=arguments, seed=seed)
+    with open_genotypes(genotypes) as source:
+        filters = _filters(maf, geno, mind, hwe)
+        kept = _apply_qc(source, filters, run) if filters else None
+        samples = None if kept is None else kept.samples
+        variants = None if kept is None else kept.variants
+        phenotypes, n_dropped = _aligned(pheno, source)
+        column = pheno_name or next(c for c in phenotypes.columns if c not in ("FID", "IID"))
+        if column not in phenotypes.columns:
+            raise InputError(
+                f"no phenotype column '{column}'",
+                file=str(pheno),
+                fix=f"use one of {', '.join(c for c in phenotypes.columns[2:])}",
+            )
+        y, kind = phenotype_vector(phenotypes, column)
+        blocks, names = [], []
+        if covar is not None:
+            covariates, _ = _aligned(covar, source)
+            X, covariate_names = covariate_matrix(covariates, covar_names)
+            blocks.append(X)
+            names += covariate_names
+        if pcs:
+            with run.step("pca"):
+                components = run_pca(
+                    source, n_components=pcs, samples=samples, variants=variants, seed=seed
+                )
+            pc = np.full((source.n_samples, pcs), np.nan)
+            pc[samples if samples is not None else slice(None)] = components.components
+            blocks.append(pc)
+            names += [f"PC{i + 1}" for i in range(pcs)]
+        X = np.column_stack(blocks) if blocks else None
+        with run.step("assoc"):
+            results = associate(
+                source,
+                y,
+                covariates=X,
+                test=test,
+                firth=firth,
+                a1=a1,
+                chunk_size=chunk_size,
+                samples=samples,
+                variants=variants,
+                engine=engine,
+                scheduler=scheduler,
+            )
+    outputs = {
+        "results": write_results(results, run.file("assoc.tsv")),
+        "results_parquet": write_results(results, run.file("assoc.parquet")),
+    }
+    adjusted = adjust(results)
+    outputs["adjust"] = write_table(run.file("adjust.tsv"), adjusted)
+    outputs.update(_figures(results, run.path))
+    metrics = {
+        "phenotype": column,
+        "kind": kind,
+        "covariates": names,
+        "samples_without_phenotype_row": n_dropped,
+        "variants_tested": int(len(results)),
+        "lambda_gc": genomic_control_lambda(results["P"].to_numpy(dtype=float)),
+        "min_p": float(np.nanmin(results["P"].to_numpy(dtype=float))),
+    }
+    for key, path in outputs.items():
+        run.record_output(key, path)
+    run.record_results("assoc", metrics)
+    run.finish()
+    return GwasRunResult(run.path, metrics, outputs)
+
+
+def _figures(results: pd.DataFrame, out_dir: Path) -> dict[str, Path]:
+    lam = genomic_control_lambda(results["P"].to_numpy(dtype=float))
+    return {
+        "manhattan": plots.manhattan(results, out_dir / "manhattan.png")[0],
+        "manhattan_html": plots.manhattan_html(results, out_dir / "manhattan.html"),
+        "qq": plots.qq(results, out_dir / "qq.png", lambda_gc=lam)[0],
+        "qq_html": plots.qq_html(results, out_dir / "qq.html", lambda_gc=lam),
+    }
+
+
+def plot(results: str | os.PathLike, *, out: str | os.PathLike) -> GwasRunResult:
+    """Manhattan and QQ plots (PNG and interactive HTML) of an association results table."""
+    path = Path(results)
+    if not path.exists():
+        raise InputError("no such results file", file=path, fix="give assoc.tsv or .parquet")
+    table = (
+        pd.read_parquet(path)
+        if path.suffix == ".parquet"
+        else pd.read_csv(path, sep="\t", na_values=["NA"])
+    )
+    if "P" not in table.columns:
+        raise InputError("no P column", file=path, fix="give the output of `genoformer gwas assoc`")
+    out_dir = Path(out)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    outputs = _figures(table, out_dir)
+    return GwasRunResult(out_dir, {}, outputs)

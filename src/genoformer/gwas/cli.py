@@ -1,0 +1,167 @@
+"""``genoformer gwas ...``: thin commands over :mod:`genoformer.gwas.api`.
+
+The API is imported inside each command, so that ``--help`` is quick.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+
+app = typer.Typer(no_args_is_help=True)
+_console = Console()
+
+Genotypes = Annotated[Path, typer.Argument(help="PLINK .bed (or its prefix), or a VCF/BCF file.")]
+Out = Annotated[Path, typer.Option(help="Run directory.")]
+Maf = Annotated[float | None, typer.Option(help="Minimum minor allele frequency.")]
+Geno = Annotated[float | None, typer.Option(help="Maximum missing rate per variant.")]
+Mind = Annotated[float | None, typer.Option(help="Maximum missing rate per sample.")]
+Hwe = Annotated[float | None, typer.Option(help="Hardy-Weinberg exact test p threshold.")]
+
+
+def _show(metrics: dict) -> None:
+    _console.print_json(json.dumps(metrics, default=str))
+
+
+@app.command()
+def simulate(
+    out: Annotated[Path, typer.Option(help="Prefix of the files written (.bed/.bim/.fam ...).")],
+    samples: Annotated[int, typer.Option(help="Diploid samples.")] = 2000,
+    variants: Annotated[int, typer.Option(help="SNPs after the MAF filter.")] = 20_000,
+    chromosomes: Annotated[int, typer.Option(help="Chromosomes.")] = 3,
+    maf: Annotated[float, typer.Option(help="Minimum minor allele frequency.")] = 0.01,
+    missing: Annotated[float, typer.Option(help="Share of missing calls.")] = 0.01,
+    heritability: Annotated[float, typer.Option(help="Heritability of the trait.")] = 0.5,
+    causal: Annotated[int, typer.Option(help="Additive causal variants.")] = 10,
+    epistatic_pairs: Annotated[int, typer.Option(help="Epistatic pairs.")] = 0,
+    covariates: Annotated[int, typer.Option(help="Numeric covariates.")] = 2,
+    prevalence: Annotated[float, typer.Option(help="Share of cases.")] = 0.3,
+    seed: Annotated[int, typer.Option()] = 0,
+) -> None:
+    """Simulate a cohort with msprime: genotypes with LD, phenotypes, covariates, truth."""
+    from genoformer.gwas.api import simulate as run
+
+    result = run(
+        out,
+        n_samples=samples,
+        n_variants=variants,
+        n_chromosomes=chromosomes,
+        maf_min=maf,
+        missing_rate=missing,
+        heritability=heritability,
+        n_causal=causal,
+        epistatic_pairs=epistatic_pairs,
+        n_covariates=covariates,
+        prevalence=prevalence,
+        seed=seed,
+    )
+    _console.print(f"written: {', '.join(str(p) for p in result.paths.values())}")
+
+
+@app.command()
+def qc(
+    genotypes: Genotypes,
+    out: Out,
+    maf: Maf = None,
+    geno: Geno = None,
+    mind: Mind = None,
+    hwe: Hwe = None,
+) -> None:
+    """Quality control as plink2 does it: --mind, --geno, --hwe, --maf."""
+    from genoformer.gwas.api import qc as run
+
+    _show(run(genotypes, out=out, maf=maf, geno=geno, mind=mind, hwe=hwe).metrics)
+
+
+@app.command()
+def pca(
+    genotypes: Genotypes,
+    out: Out,
+    components: Annotated[int, typer.Option(help="Principal components.")] = 10,
+    method: Annotated[str, typer.Option(help="auto, exact or randomized.")] = "auto",
+    maf: Maf = None,
+    geno: Geno = None,
+    mind: Mind = None,
+    hwe: Hwe = None,
+    seed: Annotated[int, typer.Option()] = 0,
+) -> None:
+    """Principal components of standardised genotypes (plink2 --pca)."""
+    from genoformer.gwas.api import pca as run
+
+    result = run(
+        genotypes,
+        out=out,
+        n_components=components,
+        method=method,
+        seed=seed,
+        maf=maf,
+        geno=geno,
+        mind=mind,
+        hwe=hwe,
+    )
+    _show(result.metrics)
+
+
+@app.command()
+def assoc(
+    genotypes: Genotypes,
+    out: Out,
+    pheno: Annotated[Path, typer.Option(help="Phenotype file (FID IID columns...).")],
+    pheno_name: Annotated[str | None, typer.Option(help="Phenotype column.")] = None,
+    covar: Annotated[Path | None, typer.Option(help="Covariate file.")] = None,
+    covar_name: Annotated[
+        list[str] | None, typer.Option(help="Covariate column; repeatable (default all).")
+    ] = None,
+    pcs: Annotated[int, typer.Option(help="Principal components added as covariates.")] = 0,
+    test: Annotated[str, typer.Option(help="auto, linear, logistic or chisq.")] = "auto",
+    firth: Annotated[str, typer.Option(help="fallback, always or never.")] = "fallback",
+    a1: Annotated[str, typer.Option(help="Counted allele: minor (plink2), alt or ref.")] = "minor",
+    maf: Maf = None,
+    geno: Geno = None,
+    mind: Mind = None,
+    hwe: Hwe = None,
+    chunk_size: Annotated[int, typer.Option(help="Variants per chunk.")] = 4096,
+    engine: Annotated[str, typer.Option(help="numpy or dask.")] = "numpy",
+    scheduler: Annotated[str | None, typer.Option(help="Dask scheduler address.")] = None,
+    seed: Annotated[int, typer.Option()] = 0,
+) -> None:
+    """Per-variant association (plink2 --glm columns), --adjust table, Manhattan and QQ."""
+    from genoformer.gwas.api import assoc as run
+
+    result = run(
+        genotypes,
+        out=out,
+        pheno=pheno,
+        pheno_name=pheno_name,
+        covar=covar,
+        covar_names=covar_name or None,
+        pcs=pcs,
+        test=test,
+        firth=firth,
+        a1=a1,
+        maf=maf,
+        geno=geno,
+        mind=mind,
+        hwe=hwe,
+        chunk_size=chunk_size,
+        engine=engine,
+        scheduler=scheduler,
+        seed=seed,
+    )
+    _show(result.metrics)
+
+
+@app.command()
+def plot(
+    results: Annotated[Path, typer.Argument(help="assoc.tsv or assoc.parquet.")],
+    out: Annotated[Path, typer.Option(help="Folder for the figures.")],
+) -> None:
+    """Manhattan and QQ plots, static and interactive, of association results."""
+    from genoformer.gwas.api import plot as run
+
+    result = run(results, out=out)
+    _console.print(f"figures in {result.run_dir}")
