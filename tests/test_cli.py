@@ -93,3 +93,7 @@ def test_demo_quick(tmp_path):
     assert results["cnn"]["r2"] > results["linear"]["r2"]
     assert (tmp_path / "demo" / "seq" / "comparison_r2.png").exists()
     assert (tmp_path / "demo" / "seq" / "cnn" / "interpretation" / "filter_logos.png").exists()
+    gwas = manifest["results"]["gwas"]
+    assert gwas["variants_tested"] > 0 and gwas["causal_in_top"] >= 1
+    for name in ("assoc.tsv", "manhattan.png", "qq.html"):
+        assert (tmp_path / "demo" / "gwas" / "assoc" / name).exists()

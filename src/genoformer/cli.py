@@ -58,7 +58,7 @@ def demo(
     quick: Annotated[bool, typer.Option(help="A smaller, faster demo (for tests).")] = False,
     seed: Annotated[int, typer.Option(help="Seed of every random choice.")] = 0,
 ) -> None:
-    """The main job on generated data: the seq teaching task, linear model vs CNN."""
+    """The main job on generated data: seq teaching task (linear vs CNN) and a simulated GWAS."""
     from genoformer.demo import run_demo
 
     run_demo(out, quick=quick, seed=seed)

@@ -44,6 +44,10 @@ def tokenize_command(
     layer: Layer = None,
     gene_id_column: GeneIdColumn = None,
     processes: Annotated[int, typer.Option(help="Worker processes.")] = 1,
+    chunk_size: Annotated[int, typer.Option(help="Cells per chunk.")] = 1024,
+    min_gene_share: Annotated[
+        float, typer.Option(help="Least share of the input's genes found in the vocabulary.")
+    ] = 0.2,
     backed: Backed = None,
 ) -> None:
     """Rank value encoding of each cell, exactly as Geneformer does it."""
@@ -60,6 +64,8 @@ def tokenize_command(
         layer=layer,
         gene_id_column=gene_id_column,
         processes=processes,
+        chunk_size=chunk_size,
+        min_gene_share=min_gene_share,
         backed=backed,
     )
     _console.print(
