@@ -40,6 +40,7 @@ import pandas as pd
 import scipy.sparse as sp
 
 from genoformer.engine.errors import InputError
+from genoformer.engine.progress import progress_bar
 from genoformer.engine.runs import RunDir, write_table
 from genoformer.sc.dictionaries import GeneVocabulary
 from genoformer.sc.readers import CellMatrix, open_cells
@@ -338,13 +339,8 @@ def _normalised(
 
 @contextlib.contextmanager
 def _progress(show: bool) -> Iterator[Callable[[str, int, int], None]]:
-    """A callback ``(description, done, total)`` that draws a progress bar, or does nothing."""
-    if not show:
-        yield lambda description, done, total: None
-        return
-    from rich.progress import Progress
-
-    with Progress(transient=True) as bar:
+    """A callback ``(description, done, total)`` for a progress bar (drawn only when ``show``)."""
+    with progress_bar(enabled=show, unit="cells", transient=True) as bar:
         tasks: dict[str, Any] = {}
 
         def update(description: str, done: int, total: int) -> None:

@@ -38,6 +38,7 @@ from typing import TYPE_CHECKING, Any, Literal
 import numpy as np
 
 from genoformer.engine.errors import InputError
+from genoformer.engine.progress import progress_bar
 from genoformer.sc.corpus import (
     CorpusWriter,
     check_out,
@@ -695,30 +696,6 @@ def _single_value_matrix(value: float) -> Any:
     return sp.csr_matrix((np.array([value]), np.array([0]), np.array([0, 1])), shape=(1, 1))
 
 
-def _progress_bar(enabled: bool) -> Any:
-    """A rich progress bar (on stderr) over the chunks of a run."""
-    from rich.console import Console
-    from rich.progress import (
-        BarColumn,
-        MofNCompleteColumn,
-        Progress,
-        TextColumn,
-        TimeElapsedColumn,
-        TimeRemainingColumn,
-    )
-
-    return Progress(
-        TextColumn("[progress.description]{task.description}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TextColumn("chunks"),
-        TimeElapsedColumn(),
-        TimeRemainingColumn(),
-        console=Console(stderr=True),
-        disable=not enabled,
-    )
-
-
 # ---------------------------------------------------------------------------------------------
 # The public API
 
@@ -857,7 +834,7 @@ def tokenize(
             if pool is not None and n_chunks < 2:  # nothing to share out
                 pool.shutdown(wait=False, cancel_futures=True)
                 pool = None
-            with _progress_bar(progress) as bar, manifest.step("tokenize"):
+            with progress_bar(enabled=progress, unit="chunks") as bar, manifest.step("tokenize"):
                 task = bar.add_task(f"tokenizing {Path(cells.source).name}", total=n_chunks)
                 run = _Run(
                     job=job,

@@ -30,6 +30,7 @@ import torch
 from torch import nn
 
 from genoformer.engine.errors import InputError
+from genoformer.engine.progress import progress_bar
 from genoformer.seq.models import ResidualDilatedConv
 
 # How many float elements one batch of the fast ISM path may hold per intermediate tensor:
@@ -137,13 +138,8 @@ def _logits(model: nn.Module, x: torch.Tensor) -> torch.Tensor:
 
 @contextlib.contextmanager
 def _progress(show: bool, total: int, description: str) -> Iterator[Callable[[int], None]]:
-    """A callback that advances a progress bar (rich) by a count, or does nothing."""
-    if not show:
-        yield lambda count: None
-        return
-    from rich.progress import Progress
-
-    with Progress(transient=True) as bar:
+    """A callback that advances a progress bar by a count (drawn only when ``show``)."""
+    with progress_bar(enabled=show, unit="substitutions", transient=True) as bar:
         task = bar.add_task(description, total=total)
         yield lambda count: bar.advance(task, count)
 
