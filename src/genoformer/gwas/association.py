@@ -60,8 +60,11 @@ LOGISTIC_MAX_ITER = 25
 FIRTH_MAX_ITER = 200
 _TOL = 1e-6  # Newton converges quadratically: the estimate is then good to ~1e-12
 _FIRTH_TOL = 1e-7
-#: Doubles per (samples x variants) working array in logistic regression; bounds memory.
-_LOGISTIC_CELLS = 4_000_000
+#: (samples x variants) cells per block of the regressions: the working arrays take about 40
+#: bytes per cell, so about 40 MB whatever the cohort size.
+_BLOCK_CELLS = 1_000_000
+#: Most genotype cells read from disk at once (float32: 16 MB); caps ``chunk_size``.
+_READ_CELLS = 4_000_000
 
 Test = Literal["auto", "linear", "logistic", "chisq"]
 Firth = Literal["fallback", "always", "never"]
@@ -623,6 +626,8 @@ def associate(
     if test == "linear":
         y_used = y_used - y_used.mean()  # intercept in the model: numerical stability only
     variant_table = source.variants.reset_index(drop=True)
+    # Memory is bounded by the chunk: fewer variants per chunk for larger cohorts.
+    chunk_size = max(64, min(chunk_size, _READ_CELLS // max(len(base), 1)))
 
     def run_chunk(variant_indices: np.ndarray, G: np.ndarray) -> pd.DataFrame:
         G = np.asarray(G)
@@ -673,7 +678,7 @@ def _split_run(
     n: int,
 ) -> pd.DataFrame:
     """Run a chunk in sub-blocks so that (samples x variants) working arrays stay bounded."""
-    step = max(64, _LOGISTIC_CELLS // max(n, 1))
+    step = max(64, _BLOCK_CELLS // max(n, 1))
     if G.shape[1] <= step:
         return run_chunk(idx, G)
     return pd.concat(
