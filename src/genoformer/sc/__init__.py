@@ -4,7 +4,7 @@
 first use, so that importing the package (and the command line's ``--help``) stays quick.
 """
 
-from importlib import import_module
+from genoformer._lazy import lazy_exports
 
 _EXPORTS = {
     "tokenize": "genoformer.sc.tokenizer",
@@ -15,8 +15,4 @@ _EXPORTS = {
 }
 __all__ = sorted(_EXPORTS)
 
-
-def __getattr__(name: str):
-    if name in _EXPORTS:
-        return getattr(import_module(_EXPORTS[name]), name)
-    raise AttributeError(f"module 'genoformer.sc' has no attribute {name!r}")
+__getattr__ = lazy_exports("genoformer.sc", _EXPORTS)

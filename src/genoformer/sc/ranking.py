@@ -127,6 +127,13 @@ def _bit_length(x):
     return n
 
 
+@numba.njit(cache=True, nogil=True, inline="always")
+def _rank_value(count, scale, inv_median):
+    """Geneformer's arithmetic, the one place it is written: float32 normalisation
+    (``scale`` is float32(1 / n_counts)), then float64 median scaling."""
+    return np.float64(np.float32(count * scale) * np.float32(10000.0)) * inv_median
+
+
 @numba.njit(cache=True, nogil=True)
 def _normalise(
     data,
@@ -175,8 +182,7 @@ def _normalise(
                 continue
             gene[n] = g
             count[n] = c
-            # Geneformer's arithmetic: float32 normalisation, float64 median scaling.
-            value[n] = np.float64(np.float32(c * s) * np.float32(10000.0)) * inv_median[g]
+            value[n] = _rank_value(c, s, inv_median[g])
             # Positive floats order as their bit patterns.
             high = max(high, bits[n])
             low = min(low, bits[n])
@@ -187,7 +193,7 @@ def _normalise(
             acc[g] = 0
             gene[n] = g
             count[n] = c
-            value[n] = np.float64(np.float32(c * s) * np.float32(10000.0)) * inv_median[g]
+            value[n] = _rank_value(c, s, inv_median[g])
             high = max(high, bits[n])
             low = min(low, bits[n])
             n += 1

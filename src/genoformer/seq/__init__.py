@@ -5,7 +5,7 @@
 quick.
 """
 
-from importlib import import_module
+from genoformer._lazy import lazy_exports
 
 _EXPORTS = {
     "train": "genoformer.seq.api",
@@ -17,8 +17,4 @@ _EXPORTS = {
 }
 __all__ = sorted(_EXPORTS)
 
-
-def __getattr__(name: str):
-    if name in _EXPORTS:
-        return getattr(import_module(_EXPORTS[name]), name)
-    raise AttributeError(f"module 'genoformer.seq' has no attribute {name!r}")
+__getattr__ = lazy_exports("genoformer.seq", _EXPORTS)
