@@ -97,3 +97,9 @@ def test_demo_quick(tmp_path):
     assert gwas["variants_tested"] > 0 and gwas["causal_in_top"] >= 1
     for name in ("assoc.tsv", "manhattan.png", "qq.html"):
         assert (tmp_path / "demo" / "gwas" / "assoc" / name).exists()
+    sc = manifest["results"]["sc"]
+    assert sc["heldout_loss"] < sc["frequency_loss"]
+    assert sc["cell_type_knn_accuracy"] > 0.4  # five types: chance is 0.2
+    assert (tmp_path / "demo" / "sc" / "pretrain" / "loss_curve.png").exists()
+    assert (tmp_path / "demo" / "sc" / "embed" / "cell_embeddings.parquet").exists()
+    assert (tmp_path / "demo" / "sc" / "embed" / "figures" / "umap.html").exists()

@@ -28,9 +28,15 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
     add_completion=False,
 )
-app.add_typer(gwas_app, name="gwas", help="Genotypes to phenotype: simulate, qc, pca, assoc.")
+app.add_typer(
+    gwas_app, name="gwas", help="Genotypes to phenotype: simulate, qc, pca, assoc, train, explain."
+)
 app.add_typer(seq_app, name="seq", help="DNA sequence to function: train, evaluate, interpret.")
-app.add_typer(sc_app, name="sc", help="Single cells, Geneformer-compatible: tokenize, medians.")
+app.add_typer(
+    sc_app,
+    name="sc",
+    help="Single cells, Geneformer-compatible: tokenize, medians, pretrain, embed.",
+)
 
 _state = {"debug": False}
 _stderr = Console(stderr=True)

@@ -6,6 +6,12 @@ a kept maximum, resume after a kill (optimizer, scheduler, RNG and data order re
 warm-up schedules, early stopping on validation loss and multi-device runs through
 ``torchrun``. This module adds what every pillar wants on top: one settings object, the
 loss curve as a table and a picture, and the best model saved atomically into the run.
+
+Length-grouped batches (``extra=length_grouping()``) use :class:`SeededLengthSampler`: each
+epoch's order is a function of the seed and the epoch alone, so a resumed run and every
+``torchrun`` process draw the same batches. A train dataset with a ``set_epoch(epoch)``
+method is told the epoch before each pass (for data whose random choices change by epoch,
+such as masked-language-model masking).
 """
 
 from __future__ import annotations
@@ -14,7 +20,7 @@ import math
 import os
 import shutil
 import tempfile
-from collections.abc import Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -23,7 +29,7 @@ import numpy as np
 import pandas as pd
 import torch
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import DataLoader, Dataset, Sampler
 from transformers import (
     EarlyStoppingCallback,
     PreTrainedModel,
@@ -32,6 +38,7 @@ from transformers import (
     TrainingArguments,
 )
 from transformers.trainer_callback import PrinterCallback, ProgressCallback
+from transformers.trainer_pt_utils import get_length_grouped_indices
 from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR
 
 from genoformer.engine.device import pick_device
@@ -76,6 +83,9 @@ class TrainResult:
     best_eval_loss: float | None
     global_step: int
     outputs: dict[str, Path]
+    #: The logged evaluation of the returned model (at its checkpoint's step), e.g.
+    #: ``eval_loss`` and what ``compute_metrics`` added; empty without an evaluation.
+    eval_metrics: dict[str, float] = field(default_factory=dict)
 
 
 def training_arguments(settings: TrainSettings, checkpoint_dir: Path) -> TrainingArguments:
@@ -156,6 +166,117 @@ class RichProgress(TrainerCallback):
             self.progress = None
 
 
+class SeededLengthSampler(Sampler[int]):
+    """Indices in length-grouped order (Hugging Face's megabatches of 50 batches, each
+    sorted by length, longest first) drawn from a generator seeded by ``seed`` and the
+    epoch, so that the order does not depend on any global random state.
+
+    With ``shuffle=False`` the order is by length, longest first (ties in index order), for
+    evaluation.
+    """
+
+    def __init__(
+        self, lengths: Sequence[int], batch_size: int, *, seed: int, shuffle: bool = True
+    ) -> None:
+        self.lengths = [int(n) for n in lengths]
+        self.batch_size = batch_size
+        self.seed = seed
+        self.shuffle = shuffle
+        self.epoch = 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = int(epoch)
+
+    def __len__(self) -> int:
+        return len(self.lengths)
+
+    def __iter__(self) -> Iterator[int]:
+        if not self.shuffle:
+            return iter(np.argsort(-np.asarray(self.lengths), kind="stable").tolist())
+        state = np.random.SeedSequence([self.seed, self.epoch]).generate_state(1)[0]
+        generator = torch.Generator().manual_seed(int(state))
+        return iter(get_length_grouped_indices(self.lengths, self.batch_size, generator=generator))
+
+
+def length_grouping() -> dict[str, Any]:
+    """The ``TrainingArguments`` fields (for ``TrainSettings.extra``) that turn on
+    length-grouped batches: ``train_sampling_strategy`` in transformers 5, ``group_by_length``
+    before it."""
+    if "train_sampling_strategy" in TrainingArguments.__dataclass_fields__:
+        return {"train_sampling_strategy": "group_by_length"}
+    return {"group_by_length": True}
+
+
+def dataset_lengths(dataset: Any, column: str) -> list[int] | None:
+    """Item lengths of a dataset: its ``column`` (a ``datasets.Dataset``) or its ``lengths``
+    attribute; None when it has neither."""
+    names = getattr(dataset, "column_names", None)
+    if names is not None and column in names:
+        return list(dataset[column])
+    lengths = getattr(dataset, "lengths", None)
+    return None if lengths is None else list(lengths)
+
+
+class _Trainer(Trainer):
+    """The Trainer with seeded length-grouped samplers (see :class:`SeededLengthSampler`)."""
+
+    epoch_sampler: SeededLengthSampler | None = None
+
+    def _grouped(self) -> bool:
+        strategy = getattr(self.args, "train_sampling_strategy", None)
+        return strategy == "group_by_length" or bool(getattr(self.args, "group_by_length", False))
+
+    def _get_train_sampler(self, train_dataset=None):
+        dataset = self.train_dataset if train_dataset is None else train_dataset
+        lengths = (
+            dataset_lengths(dataset, self.args.length_column_name) if self._grouped() else None
+        )
+        if lengths is None:
+            # transformers before 4.50 takes no argument here
+            args = () if train_dataset is None else (train_dataset,)
+            return super()._get_train_sampler(*args)
+        seed = self.args.data_seed if self.args.data_seed is not None else self.args.seed
+        batch = self.args.train_batch_size * self.args.gradient_accumulation_steps
+        self.epoch_sampler = SeededLengthSampler(lengths, batch, seed=seed)
+        return self.epoch_sampler
+
+    def _get_eval_sampler(self, eval_dataset):
+        lengths = (
+            dataset_lengths(eval_dataset, self.args.length_column_name) if self._grouped() else None
+        )
+        if lengths is None:
+            return super()._get_eval_sampler(eval_dataset)
+        return SeededLengthSampler(lengths, self.args.eval_batch_size, seed=0, shuffle=False)
+
+    def _issue_warnings_after_load(self, load_result: Any) -> None:
+        # A checkpoint stores a tied weight once (an output layer tied to the input
+        # embeddings): its other name is not missing, and needs no warning.
+        tied = set(getattr(self.model, "_tied_weights_keys", None) or ())
+        missing = [k for k in load_result.missing_keys if k not in tied]
+        if len(missing) < len(load_result.missing_keys):
+            self.model.tie_weights()
+            load_result = type(load_result)(missing, load_result.unexpected_keys)
+        super()._issue_warnings_after_load(load_result)
+
+
+class _EpochSetter(TrainerCallback):
+    """Tells the train dataset and the length-grouped sampler which epoch begins.
+
+    Accelerate forwards ``set_epoch`` to one of them, and not to either in every set-up (a
+    resumed multi-process run), so the epoch is set here, from the Trainer's state: a whole
+    number at the start of each epoch, and the restored fraction on resume.
+    """
+
+    def __init__(self, trainer: _Trainer) -> None:
+        self.trainer = trainer
+
+    def on_epoch_begin(self, args, state, control, **kwargs):
+        epoch = math.floor(state.epoch + 1e-9)
+        for target in (self.trainer.train_dataset, self.trainer.epoch_sampler):
+            if hasattr(target, "set_epoch"):
+                target.set_epoch(epoch)
+
+
 def last_complete_checkpoint(checkpoint_dir: Path) -> Path | None:
     """The newest checkpoint that was written to the end, or None.
 
@@ -223,6 +344,8 @@ def train_model(
     resume: bool = False,
     callbacks: Sequence[TrainerCallback] = (),
     data_collator: Any = None,
+    compute_metrics: Callable[..., dict[str, float]] | None = None,
+    preprocess_logits_for_metrics: Callable[..., torch.Tensor] | None = None,
 ) -> TrainResult:
     """Train ``model`` with early stopping on validation loss; save the best into the run.
 
@@ -230,6 +353,9 @@ def train_model(
     ``keep_checkpoints`` kept, the best one always among them); the best model to
     ``out_dir/model``; the loss curve to ``loss_curve.tsv`` and ``loss_curve.png``. With
     ``resume`` the run continues from the latest checkpoint when there is one.
+    ``compute_metrics`` and ``preprocess_logits_for_metrics`` are the Trainer's: more
+    held-out metrics at each evaluation. Under ``torchrun`` every process trains and the
+    first one alone writes the model and the loss curve.
     """
     out_dir = Path(out_dir)
     checkpoint_dir = out_dir / CHECKPOINTS
@@ -237,14 +363,17 @@ def train_model(
     all_callbacks = list(callbacks)
     if settings.patience:
         all_callbacks.append(EarlyStoppingCallback(early_stopping_patience=settings.patience))
-    trainer = Trainer(
+    trainer = _Trainer(
         model=model,
         args=args,
         train_dataset=train_dataset,
         eval_dataset=eval_dataset,
         data_collator=data_collator,
         callbacks=all_callbacks,
+        compute_metrics=compute_metrics,
+        preprocess_logits_for_metrics=preprocess_logits_for_metrics,
     )
+    trainer.add_callback(_EpochSetter(trainer))
     trainer.remove_callback(PrinterCallback)
     trainer.remove_callback(ProgressCallback)
     progress = RichProgress()
@@ -257,10 +386,14 @@ def train_model(
         progress.on_train_end(args, trainer.state, trainer.control)
     history = history_table(trainer.state.log_history)
     outputs = {
-        "model": save_model_atomically(trainer.model, out_dir / MODEL),
-        "loss_table": write_table(out_dir / LOSS_TABLE, history),
+        "model": out_dir / MODEL,
+        "loss_table": out_dir / LOSS_TABLE,
+        "loss_figure": out_dir / LOSS_FIGURE,
     }
-    outputs["loss_figure"] = loss_curve(history, out_dir / LOSS_FIGURE)[0]
+    if trainer.is_world_process_zero():
+        save_model_atomically(trainer.model, outputs["model"])
+        write_table(outputs["loss_table"], history)
+        outputs["loss_figure"] = loss_curve(history, outputs["loss_figure"])[0]
     best = trainer.state.best_metric
     return TrainResult(
         model=trainer.model,
@@ -269,7 +402,21 @@ def train_model(
         best_eval_loss=None if best is None or math.isnan(best) else float(best),
         global_step=trainer.state.global_step,
         outputs=outputs,
+        eval_metrics=_evaluation_at(trainer.state),
     )
+
+
+def _evaluation_at(state: Any) -> dict[str, float]:
+    """The logged evaluation of the model the run returns: the best checkpoint's step when
+    one was chosen, else the last evaluation."""
+    evaluations = [e for e in state.log_history if "eval_loss" in e]
+    if not evaluations:
+        return {}
+    step = getattr(state, "best_global_step", None)
+    if step is None and state.best_model_checkpoint:  # transformers before 4.52
+        step = int(Path(state.best_model_checkpoint).name.rsplit("-", 1)[-1])
+    chosen = [e for e in evaluations if e.get("step") == step] or evaluations[-1:]
+    return {k: float(v) for k, v in chosen[-1].items() if isinstance(v, int | float)}
 
 
 @torch.inference_mode()

@@ -12,6 +12,8 @@ _EXPORTS = {
     "gene_medians": "genoformer.sc.medians",
     "GeneVocabulary": "genoformer.sc.dictionaries",
     "open_cells": "genoformer.sc.readers",
+    "embed": "genoformer.sc.embeddings",
+    "pretrain": "genoformer.sc.pretraining",
 }
 __all__ = sorted(_EXPORTS)
 

@@ -102,3 +102,149 @@ def medians_command(
         progress=True,
     )
     _console.print(f"{len(vocabulary.medians)} gene medians written to {out}")
+
+
+@app.command("pretrain")
+def pretrain_command(
+    corpus: Annotated[list[Path], typer.Argument(help="Corpus directories from `sc tokenize`.")],
+    out: Annotated[Path, typer.Option(help="Run directory.")],
+    model: Annotated[
+        str, typer.Option(help="Preset (tiny, small, gf-6L-30M-i2048, ...) or checkpoint dir.")
+    ] = "tiny",
+    vocabulary: Annotated[
+        str | None,
+        typer.Option(help="V1, V2 or a vocabulary file (default: the corpus manifest's)."),
+    ] = None,
+    dictionaries: Dictionaries = None,
+    epochs: Annotated[float, typer.Option(help="Epochs over the training cells.")] = 3.0,
+    max_steps: Annotated[int, typer.Option(help="Steps (> 0 overrides --epochs).")] = -1,
+    batch_size: Annotated[int, typer.Option(help="Cells per batch on each device.")] = 12,
+    learning_rate: Annotated[float, typer.Option(help="Peak AdamW learning rate.")] = 1e-3,
+    scheduler: Annotated[str, typer.Option(help="Decay after warm-up: linear or cosine.")] = (
+        "linear"
+    ),
+    warmup: Annotated[
+        float | None,
+        typer.Option(help="Warm-up: share of the run (< 1) or steps (default: 10,000, <= 10%)."),
+    ] = None,
+    weight_decay: Annotated[float, typer.Option(help="AdamW weight decay.")] = 0.001,
+    eval_every: Annotated[int, typer.Option(help="Steps between evaluations/checkpoints.")] = 1000,
+    keep_checkpoints: Annotated[int, typer.Option(help="Checkpoints kept.")] = 2,
+    patience: Annotated[
+        int | None, typer.Option(help="Stop after this many evaluations without improvement.")
+    ] = None,
+    held_out: Annotated[float, typer.Option(help="Share of cells held out.")] = 0.05,
+    max_cells: Annotated[int | None, typer.Option(help="Use at most this many cells.")] = None,
+    max_length: Annotated[
+        int | None, typer.Option(help="Truncate cells to this many tokens (default: never).")
+    ] = None,
+    mask_probability: Annotated[float, typer.Option(help="Share of genes masked.")] = 0.15,
+    seed: Annotated[int, typer.Option(help="Seed of the model, split, batches, masks.")] = 0,
+    device: Annotated[str, typer.Option(help="auto, cpu, cuda, npu or mps.")] = "auto",
+    num_workers: Annotated[int, typer.Option(help="Data-loading workers per device.")] = 0,
+    resume: Annotated[bool, typer.Option(help="Continue from the last checkpoint.")] = False,
+) -> None:
+    """Masked-gene pretraining of a Geneformer-compatible model (several devices: torchrun)."""
+    from genoformer.sc.pretraining import pretrain
+
+    result = pretrain(
+        [str(p) for p in corpus],
+        out=out,
+        model=model,
+        vocabulary=vocabulary,
+        dictionaries=dictionaries,
+        epochs=epochs,
+        max_steps=max_steps,
+        batch_size=batch_size,
+        learning_rate=learning_rate,
+        scheduler=scheduler,
+        warmup=warmup,
+        weight_decay=weight_decay,
+        eval_every=eval_every,
+        keep_checkpoints=keep_checkpoints,
+        patience=patience,
+        held_out=held_out,
+        max_cells=max_cells,
+        max_length=max_length,
+        mask_probability=mask_probability,
+        seed=seed,
+        device=device,
+        num_workers=num_workers,
+        resume=resume,
+    )
+    metrics = result.metrics
+    if "frequency_loss" in metrics:  # the first process of a torchrun run reports
+        _console.print(
+            f"held-out masked-gene loss {metrics['heldout_loss']:.4f} (frequency baseline "
+            f"{metrics['frequency_loss']:.4f}), accuracy {metrics['heldout_accuracy']:.3f} "
+            f"(baseline {metrics['frequency_accuracy']:.3f}) after {metrics['steps']} steps; "
+            f"model in {result.model_dir}"
+        )
+
+
+@app.command("embed")
+def embed_command(
+    model: Annotated[Path, typer.Argument(help="Checkpoint directory (Geneformer's or ours).")],
+    corpus: Annotated[Path, typer.Argument(help="Corpus directory from `sc tokenize`.")],
+    out: Annotated[Path, typer.Option(help="Run directory.")],
+    emb_mode: Annotated[
+        str, typer.Option(help="cell (mean over the genes) or cls (the <cls> token, V2).")
+    ] = "cell",
+    emb_layer: Annotated[
+        int, typer.Option(help="Layer: -1 the second-to-last (default), 0 the last.")
+    ] = -1,
+    batch_size: Annotated[int, typer.Option(help="Cells per forward pass.")] = 16,
+    genes: Annotated[bool, typer.Option(help="Also write gene embeddings.")] = False,
+    adata: Annotated[
+        Path | None, typer.Option(help="The .h5ad the corpus came from: gets .obsm/.varm.")
+    ] = None,
+    label: Annotated[
+        str | None, typer.Option(help="Cell attribute for the UMAP and the heatmap.")
+    ] = None,
+    vocabulary: Annotated[
+        str | None,
+        typer.Option(help="V1, V2 or a vocabulary file (default: the corpus manifest's)."),
+    ] = None,
+    dictionaries: Dictionaries = None,
+    device: Annotated[str, typer.Option(help="auto, cpu, cuda, npu or mps.")] = "auto",
+    max_cells: Annotated[int | None, typer.Option(help="Embed the first N cells only.")] = None,
+    seed: Annotated[int, typer.Option(help="Seed of the UMAP layout.")] = 0,
+) -> None:
+    """Cell (and gene) embeddings from a chosen layer, into tables, AnnData and pictures."""
+    from genoformer.sc.embeddings import embed
+
+    result = embed(
+        model,
+        corpus,
+        out=out,
+        emb_mode=emb_mode,
+        emb_layer=emb_layer,
+        batch_size=batch_size,
+        genes=genes,
+        adata=adata,
+        label=label,
+        vocabulary=vocabulary,
+        dictionaries=dictionaries,
+        device=device,
+        max_cells=max_cells,
+        seed=seed,
+    )
+    _console.print(
+        f"{result.n_cells:,} cell embeddings ({result.hidden_size} dimensions, {result.emb_mode}"
+        f" mode, emb_layer {result.emb_layer}) in {result.seconds:.1f} s "
+        f"({result.cells_per_second:,.1f} cells/s); written to {result.out}"
+    )
+
+
+@app.command("plot-embeddings")
+def plot_embeddings_command(
+    table: Annotated[Path, typer.Argument(help="cell_embeddings.parquet (or .csv) of `sc embed`.")],
+    label: Annotated[str, typer.Option(help="Cell attribute that colours the pictures.")],
+    out: Annotated[Path, typer.Option(help="Folder for the pictures.")],
+    seed: Annotated[int, typer.Option(help="Seed of the UMAP layout.")] = 0,
+) -> None:
+    """UMAP and clustered heatmap (PNG and interactive HTML) from an embeddings table."""
+    from genoformer.sc.plots import plot_embeddings
+
+    written = plot_embeddings(table, label=label, out=out, seed=seed)
+    _console.print(f"{sum(len(v) for v in written.values())} files written to {out}")
