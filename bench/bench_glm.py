@@ -81,7 +81,8 @@ def main() -> None:
     parser.add_argument("--variants", type=int, default=20_000)
     parser.add_argument("--threads", type=int, default=2)
     args = parser.parse_args()
-    os.environ["OMP_NUM_THREADS"] = os.environ["OPENBLAS_NUM_THREADS"] = str(args.threads)
+    for name in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "NUMBA_NUM_THREADS"):
+        os.environ[name] = str(args.threads)
     from genoformer.gwas.simulate import simulate
 
     plink2 = shutil.which("plink2")

@@ -1,41 +1,51 @@
 """Per-variant association tests, additive model, as plink2 ``--glm`` and plink1.9 ``--assoc``.
 
-Every test is vectorised over the variants of a chunk: linear regression solves one small
-(k x k) system per variant from matrix products (Frisch-Waugh / Schur complement), logistic
-regression runs batched Newton-Raphson steps over all variants of a chunk at once, Firth's
-penalised regression likewise over the variants that need it.
+Linear regression is vectorised over the variants of a chunk: one small (k x k) system per
+variant from matrix products (Frisch-Waugh / Schur complement). Logistic and Firth
+regression run compiled per-variant loops (numba, on ``numba.get_num_threads()`` threads
+that release the GIL): each Newton step makes a few passes over the variant's samples in
+double precision, with a vectorised exp.
 
 Conventions matched to plink2 v2.00a3.5 (checked against its output in
 ``tests/gwas/test_association_plink.py``):
 
-- A1, the counted allele, is the minor allele by default (ALT on an exact tie; plink2
-  a3.5 chose REF for 1 of 9 exact ties in our benchmark data), as plink2 ``--glm``
-  and plink1.9 ``--assoc`` report it: frequencies over all chosen samples, before samples
-  without phenotype or covariates are dropped. ``a1="alt"`` / ``"ref"`` fix it to
-  ``.bim`` column 5 / 6.
+- A1, the counted allele, is the minor allele by default, as plink2 ``--glm`` and plink1.9
+  ``--assoc`` report it: allele frequencies over the chosen *founders* (both parent ids "0"
+  in the .fam, as plink2 counts them), before samples without phenotype or covariates are
+  dropped; on an exact tie ALT is A1 (plink2 makes REF the omitted, major allele when its
+  frequency is >= 0.5). ``a1="alt"`` / ``"ref"`` fix it to ``.bim`` column 5 / 6.
 - Only the ADD row per variant (``hide-covar``); samples with a missing phenotype or
   covariate are dropped for every variant, samples with a missing call for that variant only
   (``OBS_CT``).
-- Covariate scaling does not change the genotype's estimate; covariates are standardised
-  internally for numerical stability only (plink2's ``--covar-variance-standardize`` has no
-  effect on the ADD row either).
-- ERRCODE: ``CONST_OMITTED_ALLELE`` (all non-missing calls equal), ``CORR_TOO_HIGH``
-  (|r| > 0.999 between genotype and a covariate), ``VIF_INFINITE`` / ``VIF_TOO_HIGH``
-  (genotype VIF singular / above 50), ``LOGISTIC_CONVERGE_FAIL``, ``FIRTH_CONVERGE_FAIL``.
-  Only the genotype's VIF is checked (plink2 checks every predictor's; covariate-only
-  collinearity is the caller's to fix).
-- Firth fallback (``firth="fallback"``): Firth is used when the 2x2 table of A1 dosage by
-  case status has an empty cell (plink2 checks this before fitting) or when logistic
-  regression does not converge.
+- ERRCODE, in plink2's order: ``SAMPLE_CT<=PREDICTOR_CT``, ``CONST_OMITTED_ALLELE`` (all
+  called genotypes equal), then plink2's collinearity check of every predictor but the
+  intercept on the variant's called samples: ``CORR_TOO_HIGH`` (|r| > 0.999 between any two
+  predictors, covariates included), ``VIF_INFINITE`` (singular correlation matrix),
+  ``VIF_TOO_HIGH`` (any predictor's VIF above 50: the genotype's or a covariate's); then
+  ``SEPARATION`` (``firth="never"`` only), ``LOGISTIC_CONVERGE_FAIL``,
+  ``FIRTH_CONVERGE_FAIL`` and ``INVALID_RESULT`` (plink2's check of the fitted covariance
+  matrix). The ``FIRTH?`` column comes with ``firth="fallback"`` only, as in plink2.
+- Logistic regression: covariates enter as given (plink2's failure and stopping rules depend
+  on their scale); Newton steps start from the covariates-only fit (plink2 starts from 0; the
+  estimate is the same) and stop when every step is below 1e-6; plink2's failure rules.
+- Firth fallback (``firth="fallback"``): Firth is used when the A1 dosage is 0 in cases or
+  in controls, or only A1 is seen there (plink2 checks this before fitting), or when logistic
+  regression fails. Firth regression is plink2 a3.5's algorithm step for step (start, step
+  cap, halvings, stopping rule: see ``_firth_kernel``). plink2 runs it in single precision,
+  and where the fit converges slowly (rare variants) its stop is decided by rounding in the
+  penalised log-likelihood: its estimate is then an iterate one or two steps from ours,
+  up to 6e-4 relative apart in OR (most Firth fits agree within 1e-5).
 """
 
 from __future__ import annotations
 
 import os
 from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, Literal
 
+import numba
 import numpy as np
 import pandas as pd
 from scipy import special, stats
@@ -55,16 +65,21 @@ ASSOC_COLUMNS = ["CHR", "SNP", "BP", "A1", "F_A", "F_U", "A2", "CHISQ", "P", "OR
 #: plink2's defaults: --max-corr 0.999, --vif 50.
 MAX_CORR = 0.999
 MAX_VIF = 50.0
-#: Newton-Raphson limits: plink2 gives up on logistic regression after a few dozen steps.
-LOGISTIC_MAX_ITER = 25
-FIRTH_MAX_ITER = 200
+#: Newton-Raphson steps of logistic regression before plink2 keeps the last iterate.
+LOGISTIC_MAX_ITER = 15
 _TOL = 1e-6  # Newton converges quadratically: the estimate is then good to ~1e-12
-_FIRTH_TOL = 1e-7
 #: (samples x variants) cells per block of the regressions: the working arrays take about 40
 #: bytes per cell, so about 40 MB whatever the cohort size.
 _BLOCK_CELLS = 1_000_000
 #: Most genotype cells read from disk at once (float32: 16 MB); caps ``chunk_size``.
 _READ_CELLS = 4_000_000
+#: Variants per work item of the compiled parallel loops (buffers are made once per item).
+_PER_ITEM = 8
+# Compiled loops may reorder sums (SIMD); nothing is assumed about NaN or infinities.
+_FASTMATH = {"reassoc", "contract"}
+# exp by range reduction: adding 2^52 + 2^51 rounds to an integer kept in the low bits
+_MAGIC = 6755399441055744.0
+_MAGIC_BITS = int(np.float64(_MAGIC).view(np.int64))
 
 Test = Literal["auto", "linear", "logistic", "chisq"]
 Firth = Literal["fallback", "always", "never"]
@@ -72,6 +87,22 @@ A1 = Literal["alt", "ref", "minor"]
 
 
 # --------------------------------------------------------------------------- helpers
+
+
+def _in_threads(kernel: Callable[..., None], m: int, *args: Any) -> None:
+    """Run a compiled kernel over variants ``0:m`` in slices on numba's number of threads
+    (the kernels release the GIL; their last two arguments are the slice)."""
+    threads = numba.get_num_threads()
+    if threads <= 1 or m <= _PER_ITEM:
+        kernel(*args, 0, m)
+        return
+    size = max(_PER_ITEM, -(-m // (4 * threads)))  # a few slices per thread for balance
+    if threads not in _POOLS:
+        _POOLS[threads] = ThreadPoolExecutor(threads, thread_name_prefix="genoformer-glm")
+    list(_POOLS[threads].map(lambda lo: kernel(*args, lo, min(m, lo + size)), range(0, m, size)))
+
+
+_POOLS: dict[int, ThreadPoolExecutor] = {}
 
 
 def _prepare_phenotype(phenotype: Any, n: int, test: str) -> tuple[np.ndarray, str]:
@@ -121,12 +152,14 @@ def _prepare_covariates(covariates: Any, n: int) -> tuple[np.ndarray, list[str]]
     return C, names
 
 
-def _design(C: np.ndarray) -> np.ndarray:
-    """Intercept plus standardised covariates; constant covariates are dropped."""
+def _design(C: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Intercept plus standardised covariates, and intercept plus covariates as given;
+    constant covariates are dropped."""
     sd = C.std(axis=0)
     keep = sd > 0
     Z = (C[:, keep] - C[:, keep].mean(axis=0)) / sd[keep]
-    return np.column_stack([np.ones(C.shape[0]), Z])
+    ones = np.ones((C.shape[0], 1))
+    return np.hstack([ones, Z]), np.ascontiguousarray(np.hstack([ones, C[:, keep]]))
 
 
 def _open(source: Any) -> Any:
@@ -141,7 +174,8 @@ def _a1_flip(G: np.ndarray, a1: str) -> np.ndarray:
     """Per-variant flag: count the REF (bim column 6) allele instead of ALT.
 
     ``G`` holds ALT counts of the samples whose frequencies decide the minor allele. On a
-    tie (frequency exactly 0.5) ALT stays A1, as plink1.9 and, nearly always, plink2 do.
+    tie (frequency exactly 0.5) ALT stays A1: plink2 omits (makes the reference) the
+    major allele, REF when its frequency is >= 0.5.
     """
     m = G.shape[1]
     if a1 == "alt":
@@ -155,32 +189,20 @@ def _a1_flip(G: np.ndarray, a1: str) -> np.ndarray:
     raise InputError(f"unknown a1 {a1!r}", fix="use 'alt', 'ref' or 'minor'")
 
 
+def _founder_rows(fam: pd.DataFrame, base: np.ndarray) -> np.ndarray | None:
+    """Rows of ``base`` that are founders (both parent ids "0", as plink2 counts them, whether
+    or not the parents are in the file), or None where that is every row (or none)."""
+    if not {"father", "mother"} <= set(fam.columns):
+        return None
+    founder = (fam["father"].astype(str) == "0").to_numpy() & (
+        fam["mother"].astype(str) == "0"
+    ).to_numpy()
+    rows = np.flatnonzero(founder[base])
+    return None if rows.size in (0, base.size) else rows
+
+
 def _pvalue_normal(z: np.ndarray) -> np.ndarray:
     return 2.0 * special.ndtr(-np.abs(z))
-
-
-def _batched_info(X: np.ndarray, Pk: np.ndarray, G: np.ndarray, W: np.ndarray) -> np.ndarray:
-    """Information matrices sum_i W_ij z_ij z_ij^T with z_ij = (x_i, g_ij): (m, k+1, k+1)."""
-    k = X.shape[1]
-    m = G.shape[1]
-    WG = W * G
-    H = np.empty((m, k + 1, k + 1))
-    H[:, :k, :k] = (W.T @ Pk).reshape(m, k, k)
-    xg = WG.T @ X
-    H[:, :k, k] = xg
-    H[:, k, :k] = xg
-    H[:, k, k] = np.einsum("ij,ij->j", WG, G)
-    return H
-
-
-def _quad(X: np.ndarray, Pk: np.ndarray, G: np.ndarray, Hinv: np.ndarray) -> np.ndarray:
-    """z_ij^T Hinv_j z_ij for every sample i and variant j: (n, m)."""
-    k = X.shape[1]
-    m = G.shape[1]
-    A = Hinv[:, :k, :k].reshape(m, k * k)
-    c = Hinv[:, :k, k]
-    d = Hinv[:, k, k]
-    return Pk @ A.T + 2.0 * G * (X @ c.T) + G * G * d
 
 
 def _safe_inv(H: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -203,44 +225,137 @@ def _safe_inv(H: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 # --------------------------------------------------------------------------- checks
 
 
-def _collinearity(
-    X: np.ndarray, Gc: np.ndarray, obs_mask: np.ndarray, obs: np.ndarray
-) -> tuple[np.ndarray, np.ndarray]:
-    """Genotype VIF and max |correlation| with a covariate, on each variant's samples.
+@numba.njit(cache=True, nogil=True, fastmath=_FASTMATH)
+def _moments_kernel(
+    Gt: np.ndarray,
+    Ct: np.ndarray,
+    y: np.ndarray,
+    sc_all: np.ndarray,
+    scc_all: np.ndarray,
+    obs: np.ndarray,
+    sums: np.ndarray,
+    sgc: np.ndarray,
+    sc: np.ndarray,
+    scc: np.ndarray,
+    start: int,
+    stop: int,
+) -> None:  # pragma: no cover - compiled
+    """Sums over the called samples of variants ``start:stop``: count, g, g^2, g*y, y, min g,
+    max g (``sums`` columns), g*c (``sgc``), c and c*c^T (``sc``, ``scc``: the full-sample
+    sums ``sc_all``, ``scc_all`` less the samples whose call is missing). ``Ct`` holds the
+    covariates, one row each."""
+    n = Gt.shape[1]
+    c = Ct.shape[0]
+    y_all = y.sum()
+    g = np.empty(n)
+    missing = np.empty(n, dtype=np.int64)
+    for j in range(start, stop):
+        n_missing = 0
+        lo = np.inf
+        hi = -np.inf
+        for i in range(n):
+            v = np.float64(Gt[j, i])
+            if np.isnan(v):
+                g[i] = 0.0
+                missing[n_missing] = i
+                n_missing += 1
+            else:
+                g[i] = v
+                lo = min(lo, v)
+                hi = max(hi, v)
+        s_g = 0.0
+        s_gg = 0.0
+        s_gy = 0.0
+        for i in range(n):
+            s_g += g[i]
+            s_gg += g[i] * g[i]
+            s_gy += g[i] * y[i]
+        s_y = y_all
+        for a in range(c):
+            t = 0.0
+            for i in range(n):
+                t += g[i] * Ct[a, i]
+            sgc[j, a] = t
+            sc[j, a] = sc_all[a]
+            for b in range(c):
+                scc[j, a, b] = scc_all[a, b]
+        for q in range(n_missing):
+            i = missing[q]
+            s_y -= y[i]
+            for a in range(c):
+                sc[j, a] -= Ct[a, i]
+                for b in range(c):
+                    scc[j, a, b] -= Ct[a, i] * Ct[b, i]
+        obs[j] = n - n_missing
+        sums[j, 0] = s_g
+        sums[j, 1] = s_gg
+        sums[j, 2] = s_gy
+        sums[j, 3] = s_y
+        sums[j, 4] = lo
+        sums[j, 5] = hi
 
-    ``Gc`` is the genotype centred on each variant's observed mean (0 where missing).
+
+def _variant_checks(Gt: np.ndarray, C: np.ndarray, y: np.ndarray) -> dict[str, np.ndarray]:
+    """Sample counts, constant calls and plink2's collinearity checks, per variant.
+
+    ``Gt`` is ``(variants, samples)`` float32 with NaN missing, ``C`` the non-constant
+    covariates (without intercept). As plink2 (``CheckMaxCorrAndVif``): on each variant's
+    called samples, the correlation matrix of all predictors but the intercept (genotype and
+    covariates) is formed; any |r| > ``MAX_CORR`` gives CORR_TOO_HIGH, a singular matrix
+    (Cholesky fails or reciprocal 1-norm condition below 1e-14) VIF_INFINITE, and any diagonal
+    element of its inverse (a predictor's VIF) above ``MAX_VIF`` VIF_TOO_HIGH.
     """
-    gg = np.einsum("ij,ij->j", Gc, Gc)
-    k = X.shape[1]
-    if k == 1:
-        return np.ones(Gc.shape[1]), np.zeros(Gc.shape[1])
-    C = X[:, 1:]
-    # covariate moments over each variant's observed samples
-    sx = obs_mask.T @ C
-    sxx = obs_mask.T @ (C * C)
-    mean = sx / obs[:, None]
-    var_c = sxx / obs[:, None] - mean**2
-    cov = (Gc.T @ C) / obs[:, None]  # Gc sums to 0 over observed samples
-    with np.errstate(divide="ignore", invalid="ignore"):
-        corr = cov / np.sqrt(var_c * (gg / obs)[:, None])
-        max_corr = np.nan_to_num(np.abs(corr), nan=0.0).max(axis=1)
-    return gg, max_corr
+    m = Gt.shape[0]
+    c = C.shape[1]
+    Ct = np.ascontiguousarray((C - C.mean(axis=0)).T)  # correlations are shift-free; less rounding
+    obs = np.empty(m)
+    sums = np.empty((m, 6))
+    sgc = np.empty((m, c))
+    sc = np.empty((m, c))
+    scc = np.empty((m, c, c))
+    y = np.ascontiguousarray(y, dtype=np.float64)
+    sc_all = Ct.sum(axis=1)
+    _in_threads(_moments_kernel, m, Gt, Ct, y, sc_all, Ct @ Ct.T, obs, sums, sgc, sc, scc)
+    const = ~(sums[:, 5] > sums[:, 4])
+    K = c + 1
+    with np.errstate(invalid="ignore", divide="ignore"):
+        N = np.maximum(obs, 1.0)
+        S = np.empty((m, K, K))
+        S[:, 0, 0] = sums[:, 1] - sums[:, 0] ** 2 / N
+        S[:, 0, 1:] = sgc - sums[:, :1] * sc / N[:, None]
+        S[:, 1:, 0] = S[:, 0, 1:]
+        S[:, 1:, 1:] = scc - sc[:, :, None] * sc[:, None, :] / N[:, None, None]
+        d = 1.0 / np.sqrt(np.einsum("jaa->ja", S))
+        R = S * d[:, :, None] * d[:, None, :]
+        off = np.abs(R)
+        off[:, np.arange(K), np.arange(K)] = 0.0
+        corr_high = np.nan_to_num(off, nan=0.0).max(axis=(1, 2)) > MAX_CORR
+        R[:, np.arange(K), np.arange(K)] = 1.0
+        Rinv, singular = _safe_inv(np.nan_to_num(R, nan=0.0))
+        norm1 = np.abs(R).sum(axis=1).max(axis=1)
+        inv_norm1 = np.abs(Rinv).sum(axis=1).max(axis=1)
+        vif = np.einsum("jaa->ja", Rinv)
+        singular |= ~(1.0 / (norm1 * inv_norm1) >= 1e-14) | ~(vif > 0).all(axis=1)
+        vif_high = (vif > MAX_VIF).any(axis=1)
+    return {
+        "obs": obs, "const": const, "corr_high": corr_high, "vif_infinite": singular,
+        "vif_high": vif_high, "sum_g": sums[:, 0], "case_g": sums[:, 2], "n_case": sums[:, 3],
+    }  # fmt: skip
 
 
 # --------------------------------------------------------------------------- linear
-
-
-def _linear_chunk(G: np.ndarray, y: np.ndarray, X: np.ndarray) -> dict[str, np.ndarray]:
-    """Linear regression of y on (X, g_j) for every column of G (NaN missing)."""
+def _linear_chunk(
+    G: np.ndarray, y: np.ndarray, X: np.ndarray, obs: np.ndarray, sum_g: np.ndarray
+) -> dict[str, np.ndarray]:
+    """Linear regression of y on (X, g_j) for every column of G (NaN missing); ``obs`` and
+    ``sum_g`` are each variant's count and sum of calls."""
     n, k = X.shape
     m = G.shape[1]
     M = np.isnan(G)
-    obs_mask = (~M).astype(np.float64)
-    obs = obs_mask.sum(axis=0)
-    G64 = G.astype(np.float64)
     with np.errstate(invalid="ignore", divide="ignore"):
-        mu = np.nansum(G64, axis=0) / obs
-    Gc = np.where(M, 0.0, G64 - mu)
+        mu = sum_g / obs
+    Gc = np.subtract(G, mu, dtype=np.float64)
+    Gc[M] = 0.0
     Pk = (X[:, :, None] * X[:, None, :]).reshape(n, k * k)
     yy_all = y @ y
     Xy_all = X.T @ y
@@ -268,14 +383,12 @@ def _linear_chunk(G: np.ndarray, y: np.ndarray, X: np.ndarray) -> dict[str, np.n
         se = np.sqrt(rss / df / resid_gg)
         tstat = beta / se
     p = 2.0 * stats.t.sf(np.abs(tstat), df)
-    _, max_corr = _collinearity(X, Gc, obs_mask, obs)
-    return {
-        "obs": obs, "beta": beta, "se": se, "stat": tstat, "p": p, "gg": gg,
-        "resid_gg": resid_gg, "max_corr": max_corr, "df": df,
-    }  # fmt: skip
+    return {"beta": beta, "se": se, "stat": tstat, "p": p}
 
 
 # --------------------------------------------------------------------------- logistic
+
+_OK, _FAIL, _INVALID = 0, 1, 2
 
 
 def _logistic_null(y: np.ndarray, X: np.ndarray) -> np.ndarray:
@@ -292,138 +405,435 @@ def _logistic_null(y: np.ndarray, X: np.ndarray) -> np.ndarray:
     return b
 
 
-def _newton(
-    y: np.ndarray,
-    X: np.ndarray,
-    Pk: np.ndarray,
-    G: np.ndarray,
-    obs_mask: np.ndarray,
-    B: np.ndarray,
-    *,
-    firth: bool,
-    max_iter: int,
-) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Batched (Firth-penalised) Newton-Raphson; returns (coefficients, SE of g, converged).
+@numba.njit(cache=True, nogil=True, fastmath=_FASTMATH)
+def _load(Gt: np.ndarray, j: int, Z: np.ndarray, mask: np.ndarray) -> None:  # pragma: no cover
+    """Variant ``j``'s calls into the last row of ``Z``; missing calls get 0 and mask 0."""
+    k = Z.shape[0] - 1
+    for i in range(Z.shape[1]):
+        v = np.float64(Gt[j, i])
+        if np.isnan(v):
+            Z[k, i] = 0.0
+            mask[i] = 0.0
+        else:
+            Z[k, i] = v
+            mask[i] = 1.0
 
-    ``B`` (m, k+1) holds the start values; ``G`` has 0 where a call is missing and ``obs_mask``
-    masks those samples out of every sum.
+
+@numba.njit(cache=True, nogil=True, fastmath=_FASTMATH)
+def _probabilities(
+    Z: np.ndarray, coef: np.ndarray, p: np.ndarray, scratch: np.ndarray
+) -> None:  # pragma: no cover - compiled
+    """p = 1 / (1 + exp(-coef^T Z)), with an exp that vectorises (libm's does not): 2^k by
+    bits, exp of the remainder (|r| <= ln 2 / 2) by its Taylor series to r^12 (relative
+    error < 1e-15); the linear predictor is clamped to +-708."""
+    K, n = Z.shape
+    for i in range(n):
+        scratch[i] = coef[0] * Z[0, i]
+    for a in range(1, K):
+        ca = coef[a]
+        for i in range(n):
+            scratch[i] += ca * Z[a, i]
+    for i in range(n):
+        x = -scratch[i]
+        x = x if x < 708.0 else 708.0
+        x = x if x > -708.0 else -708.0
+        t = x * 1.4426950408889634 + _MAGIC
+        k = t - _MAGIC
+        r = (x - k * 0.6931471803691238) - k * 1.9082149292705877e-10
+        q = 1.0 / 479001600.0
+        q = q * r + 1.0 / 39916800.0
+        q = q * r + 1.0 / 3628800.0
+        q = q * r + 1.0 / 362880.0
+        q = q * r + 1.0 / 40320.0
+        q = q * r + 1.0 / 5040.0
+        q = q * r + 1.0 / 720.0
+        q = q * r + 1.0 / 120.0
+        q = q * r + 1.0 / 24.0
+        q = q * r + 1.0 / 6.0
+        q = q * r + 0.5
+        q = q * r + 1.0
+        p[i] = q * r + 1.0
+        scratch[i] = t
+    bits = scratch.view(np.int64)
+    for i in range(n):
+        bits[i] = (bits[i] - _MAGIC_BITS + 1023) << 52  # 2^k
+    for i in range(n):
+        p[i] = 1.0 / (1.0 + p[i] * scratch[i])
+
+
+@numba.njit(cache=True, nogil=True, fastmath=_FASTMATH)
+def _information(
+    Z: np.ndarray, w: np.ndarray, wz: np.ndarray, H: np.ndarray
+) -> None:  # pragma: no cover
+    """H = Z diag(w) Z^T."""
+    K, n = Z.shape
+    for a in range(K):
+        for i in range(n):
+            wz[i] = w[i] * Z[a, i]
+        for b in range(a + 1):
+            s = 0.0
+            for i in range(n):
+                s += wz[i] * Z[b, i]
+            H[a, b] = s
+            H[b, a] = s
+
+
+@numba.njit(cache=True, nogil=True, fastmath=_FASTMATH)
+def _project(Z: np.ndarray, r: np.ndarray, U: np.ndarray) -> None:  # pragma: no cover
+    """U = Z r."""
+    K, n = Z.shape
+    for a in range(K):
+        s = 0.0
+        for i in range(n):
+            s += Z[a, i] * r[i]
+        U[a] = s
+
+
+@numba.njit(cache=True, nogil=True)
+def _cholesky(H: np.ndarray, L: np.ndarray) -> bool:  # pragma: no cover
+    """Lower Cholesky factor of ``H`` into ``L``; False if ``H`` is not positive definite."""
+    K = H.shape[0]
+    for j in range(K):
+        s = H[j, j]
+        for q in range(j):
+            s -= L[j, q] * L[j, q]
+        if not s > 0.0:
+            return False
+        d = np.sqrt(s)
+        L[j, j] = d
+        for i in range(j + 1, K):
+            t = H[i, j]
+            for q in range(j):
+                t -= L[i, q] * L[j, q]
+            L[i, j] = t / d
+            L[j, i] = 0.0
+    return True
+
+
+@numba.njit(cache=True, nogil=True)
+def _cholesky_solve(L: np.ndarray, b: np.ndarray, x: np.ndarray) -> None:  # pragma: no cover
+    K = L.shape[0]
+    for i in range(K):
+        t = b[i]
+        for q in range(i):
+            t -= L[i, q] * x[q]
+        x[i] = t / L[i, i]
+    for i in range(K - 1, -1, -1):
+        t = x[i]
+        for q in range(i + 1, K):
+            t -= L[q, i] * x[q]
+        x[i] = t / L[i, i]
+
+
+@numba.njit(cache=True, nogil=True)
+def _cholesky_inverse(L: np.ndarray, e: np.ndarray, Hinv: np.ndarray) -> None:  # pragma: no cover
+    K = L.shape[0]
+    for a in range(K):
+        e[:] = 0.0
+        e[a] = 1.0
+        _cholesky_solve(L, e, Hinv[a])
+
+
+@numba.njit(cache=True, nogil=True)
+def _valid(Hinv: np.ndarray) -> bool:  # pragma: no cover
+    """plink2's check of the covariance matrix (its validParameters): positive, finite
+    variances and no correlation between two estimates above 0.99999."""
+    K = Hinv.shape[0]
+    for a in range(1, K):
+        if not (Hinv[a, a] >= 1e-20 and np.isfinite(Hinv[a, a])):
+            return False
+    for a in range(1, K):
+        for b in range(a):
+            if Hinv[a, b] > 0.99999 * np.sqrt(Hinv[a, a] * Hinv[b, b]):
+                return False
+    return True
+
+
+@numba.njit(cache=True, nogil=True, fastmath=_FASTMATH)
+def _logistic_kernel(
+    y: np.ndarray,
+    Xt: np.ndarray,
+    Gt: np.ndarray,
+    b0: np.ndarray,
+    tol: float,
+    max_iter: int,
+    beta: np.ndarray,
+    se: np.ndarray,
+    status: np.ndarray,
+    start: int,
+    stop: int,
+) -> None:  # pragma: no cover - compiled
+    """Newton-Raphson logistic regression of y on (X, g_j) for every row g_j of ``Gt``.
+
+    Starts from the covariates-only fit ``b0``; stops when every step is below ``tol``.
+    plink2's failure rules (its LogisticRegression): a NaN step; after 4 steps, a step
+    (sum of |changes|) above 20 and twice the smallest so far, or after 7 steps one within
+    1e-3 of 1; after ``max_iter`` steps any |coefficient| above 8e3 (else the last iterate is
+    kept, as plink2 does). Converged fits with a |coefficient| above 6e4 fail too. The SE comes
+    from the information matrix at the last iterate before the final step.
     """
-    k = X.shape[1]
-    m = G.shape[1]
-    converged = np.zeros(m, dtype=bool)
-    active = np.arange(m)
-    var_g = np.full(m, np.nan)
-    B = B.copy()
-    # A missing call gets eta = +-inf, so p equals y there: its weight p(1-p) and residual
-    # y-p are exactly 0 and no mask multiplications are needed in the loop.
-    offset = np.where(obs_mask > 0, 0.0, np.where(y[:, None] > 0, np.inf, -np.inf))
-    has_missing = bool((obs_mask == 0).any())
-    tol = _FIRTH_TOL if firth else _TOL
-    for _ in range(max_iter):
-        if active.size == 0:
-            break
-        if active.size == m:  # no copies while every variant is still iterating
-            Ga, Ba, off = G, B, offset
-        else:
-            Ga, Ba, off = G[:, active], B[active], offset[:, active]
-        eta = X @ Ba[:, :k].T
-        eta += Ga * Ba[:, k]
-        if has_missing:
-            eta += off
-        p = special.expit(eta)
-        W = p * (1.0 - p)
-        H = _batched_info(X, Pk, Ga, W)
-        Hinv, bad = _safe_inv(H)
-        r = y[:, None] - p
-        if firth:
-            h = W * _quad(X, Pk, Ga, Hinv)
-            r += h * (0.5 - p)
-        U = np.empty((active.size, k + 1))
-        U[:, :k] = r.T @ X
-        U[:, k] = np.einsum("ij,ij->j", r, Ga)
-        if firth:
-            # logistf's modified IRLS (as plink2 ports it): weights p(1-p)(1+h), steps capped
-            # at 5; it converges on separated data where plain Newton steps oscillate.
-            H2inv, bad2 = _safe_inv(_batched_info(X, Pk, Ga, W * (1.0 + h)))
-            bad |= bad2
-            step = np.einsum("jab,jb->ja", H2inv, U)
-            big = np.abs(step).max(axis=1)
-            step *= np.minimum(1.0, 5.0 / np.maximum(big, 1e-300))[:, None]
-        else:
-            step = np.einsum("jab,jb->ja", Hinv, U)
-        B[active] = Ba + step
-        # the variance at the last iterate: the final step is below ``tol``, so it differs
-        # from the variance at the estimate by O(tol)
-        var_g[active] = Hinv[:, k, k]
-        done = (np.abs(step).max(axis=1) < tol) & ~bad
-        diverged = bad | ~np.isfinite(B[active]).all(axis=1)
-        converged[active[done]] = True
-        active = active[~done & ~diverged]
-    se = np.sqrt(var_g)
-    converged &= np.isfinite(se) & np.isfinite(B).all(axis=1)
-    return B, se, converged
+    k, n = Xt.shape
+    K = k + 1
+    Z = np.empty((K, n))
+    Z[:k] = Xt
+    mask = np.empty(n)
+    p = np.empty(n)
+    w = np.empty(n)
+    r = np.empty(n)
+    wz = np.empty(n)
+    H = np.empty((K, K))
+    L = np.zeros((K, K))
+    Hinv = np.empty((K, K))
+    U = np.empty(K)
+    step = np.empty(K)
+    coef = np.empty(K)
+    for j in range(start, stop):
+        _load(Gt, j, Z, mask)
+        coef[:k] = b0
+        coef[k] = 0.0
+        result = _FAIL
+        min_delta = 1e9
+        for it in range(max_iter):
+            _probabilities(Z, coef, p, r)
+            for i in range(n):
+                w[i] = p[i] * (1.0 - p[i]) * mask[i]
+                r[i] = (y[i] - p[i]) * mask[i]
+            _information(Z, w, wz, H)
+            _project(Z, r, U)
+            if not _cholesky(H, L):
+                break
+            _cholesky_solve(L, U, step)
+            delta = 0.0
+            largest = 0.0
+            for a in range(K):
+                delta += abs(step[a])
+                largest = max(largest, abs(step[a]))
+                coef[a] += step[a]
+            if not np.isfinite(delta):
+                break
+            min_delta = min(min_delta, delta)
+            if it > 3 and (
+                (delta > 20.0 and delta > 2.0 * min_delta) or (it > 6 and abs(1.0 - delta) < 1e-3)
+            ):
+                break
+            if largest < tol:
+                result = _OK
+                for a in range(K):
+                    if abs(coef[a]) > 6e4:
+                        result = _FAIL
+                break
+            if it == max_iter - 1:
+                result = _OK
+                for a in range(K):
+                    if abs(coef[a]) > 8e3:
+                        result = _FAIL
+        if result == _OK:
+            _cholesky_inverse(L, step, Hinv)
+            if not _valid(Hinv):
+                result = _INVALID
+        beta[j] = coef[k]
+        se[j] = np.sqrt(Hinv[k, k]) if result == _OK else np.nan
+        status[j] = result
+
+
+@numba.njit(cache=True, nogil=True, fastmath=_FASTMATH)
+def _firth_state(
+    Z: np.ndarray,
+    mask: np.ndarray,
+    y: np.ndarray,
+    coef: np.ndarray,
+    p: np.ndarray,
+    w: np.ndarray,
+    wz: np.ndarray,
+    H: np.ndarray,
+    L: np.ndarray,
+) -> float:  # pragma: no cover - compiled
+    """Fitted probabilities, weights, information matrix (its Cholesky factor in ``L``) and
+    penalised log-likelihood at ``coef``; NaN where the information matrix is singular."""
+    n = Z.shape[1]
+    _probabilities(Z, coef, p, wz)
+    loglik = 0.0
+    for i in range(n):
+        w[i] = p[i] * (1.0 - p[i]) * mask[i]
+        if mask[i] > 0.0:
+            loglik += np.log(p[i]) if y[i] > 0.0 else np.log1p(-p[i])
+    _information(Z, w, wz, H)
+    if not _cholesky(H, L):
+        return np.nan
+    for a in range(H.shape[0]):
+        loglik += np.log(L[a, a])  # + 0.5 log det H
+    return loglik
+
+
+@numba.njit(cache=True, nogil=True, fastmath=_FASTMATH)
+def _firth_kernel(
+    y: np.ndarray,
+    Xt: np.ndarray,
+    Gt: np.ndarray,
+    beta: np.ndarray,
+    se: np.ndarray,
+    status: np.ndarray,
+    start: int,
+    stop: int,
+) -> None:  # pragma: no cover - compiled
+    """Firth-penalised logistic regression of y on (X, g_j) for every row g_j of ``Gt``.
+
+    plink2 v2.00a3.5's FirthRegression step for step (a port of logistf before its 1.24
+    rewrite), in double precision: start at 0; step = I^-1 U* with I the information matrix
+    and U* the score with Firth's h_i (1/2 - p_i) term; the largest |change| capped at 5; up
+    to 5 step halvings while the penalised log-likelihood falls; converged when the change in
+    penalised log-likelihood is at most 1e-4 and either every |change| <= 1e-4 and every
+    |score| < 1e-4, or a halving run gave up (largest change < 1e-3, largest score < 0.05);
+    at most 25 steps. The SE comes from I^-1 at the returned coefficients.
+    """
+    k, n = Xt.shape
+    K = k + 1
+    Z = np.empty((K, n))
+    Z[:k] = Xt
+    mask = np.empty(n)
+    p = np.empty(n)
+    w = np.empty(n)
+    h = np.empty(n)
+    t = np.empty(n)
+    H = np.empty((K, K))
+    L = np.zeros((K, K))
+    Hinv = np.empty((K, K))
+    grad = np.empty(K)
+    dcoef = np.empty(K)
+    coef = np.empty(K)
+    for j in range(start, stop):
+        _load(Gt, j, Z, mask)
+        coef[:] = 0.0
+        result = _FAIL
+        loglik = _firth_state(Z, mask, y, coef, p, w, t, H, L)
+        if np.isnan(loglik):
+            beta[j] = np.nan
+            se[j] = np.nan
+            status[j] = _FAIL
+            continue
+        _cholesky_inverse(L, grad, Hinv)
+        hs_bail = False
+        for iteration in range(25):
+            # h_i = w_i z_i^T I^-1 z_i; the modified score U* = Z (y - p + h (1/2 - p))
+            h[:] = 0.0
+            for a in range(K):
+                for i in range(n):
+                    t[i] = Hinv[a, 0] * Z[0, i]
+                for b in range(1, K):
+                    hab = Hinv[a, b]
+                    for i in range(n):
+                        t[i] += hab * Z[b, i]
+                for i in range(n):
+                    h[i] += Z[a, i] * t[i]
+            for i in range(n):
+                t[i] = ((y[i] - p[i]) + w[i] * h[i] * (0.5 - p[i])) * mask[i]
+            _project(Z, t, grad)
+            grad_max = 0.0
+            for a in range(K):
+                grad_max = max(grad_max, abs(grad[a]))
+            dcoef_max = 0.0
+            for a in range(K):
+                s = 0.0
+                for b in range(K):
+                    s += Hinv[a, b] * grad[b]
+                dcoef[a] = s
+                dcoef_max = max(dcoef_max, abs(s))
+            if dcoef_max > 5.0:
+                for a in range(K):
+                    dcoef[a] *= 5.0 / dcoef_max
+                dcoef_max = 5.0
+            for a in range(K):
+                coef[a] += dcoef[a]
+            converged = dcoef_max <= 1e-4 and grad_max < 1e-4
+            loglik_old = loglik
+            # near the optimum rounding makes the change random: accept a tiny fall
+            thresh = loglik_old - 0.999999e-4 if converged else loglik_old
+            max_halvings = 5
+            halving = 1
+            while True:
+                loglik = _firth_state(Z, mask, y, coef, p, w, t, H, L)
+                if np.isnan(loglik) or halving > max_halvings:
+                    break
+                if loglik >= thresh:
+                    if loglik >= loglik_old:
+                        break
+                    max_halvings = halving
+                elif (
+                    halving == max_halvings
+                    and dcoef_max < 1e-3
+                    and grad_max < 0.05
+                    and loglik >= loglik_old - 1e-4
+                ):
+                    # as good as single precision gets: undo the step entirely
+                    halving -= 1
+                    max_halvings -= 1
+                    hs_bail = True
+                factor = 2.0**-halving
+                for a in range(K):
+                    coef[a] -= dcoef[a] * factor
+                halving += 1
+            if np.isnan(loglik):
+                break
+            _cholesky_inverse(L, grad, Hinv)
+            if abs(loglik - loglik_old) <= 1e-4 and (converged or hs_bail):
+                result = _OK
+                break
+            if iteration == 24:
+                result = _OK  # plink2 keeps the last iterate ("unfinished")
+        if result == _OK and not _valid(Hinv):
+            result = _INVALID
+        beta[j] = coef[k]
+        se[j] = np.sqrt(Hinv[k, k]) if result == _OK else np.nan
+        status[j] = result
 
 
 def _logistic_chunk(
-    G: np.ndarray, y: np.ndarray, X: np.ndarray, b0: np.ndarray, firth: str
+    Gt: np.ndarray,
+    y: np.ndarray,
+    X: np.ndarray,
+    b0: np.ndarray,
+    firth: str,
+    separated: np.ndarray,
 ) -> dict[str, np.ndarray]:
-    n, k = X.shape
-    m = G.shape[1]
-    M = np.isnan(G)
-    obs_mask = (~M).astype(np.float64)
-    obs = obs_mask.sum(axis=0)
-    G0 = np.where(M, 0.0, G.astype(np.float64))
-    Pk = (X[:, :, None] * X[:, None, :]).reshape(n, k * k)
+    """Logistic regression of y on (X, g_j) for every row g_j of ``Gt`` (NaN missing).
+
+    ``X`` is intercept and covariates as given (plink2 fits them unscaled, and its stopping
+    rules depend on the scale); ``separated`` flags variants whose A1 dosage is 0 in cases or
+    controls, which plink2 sends straight to Firth regression.
+    """
+    m = Gt.shape[0]
+    Xt = np.ascontiguousarray(X.T)
+    y = np.ascontiguousarray(y, dtype=np.float64)
     beta = np.full(m, np.nan)
     se = np.full(m, np.nan)
+    status = np.zeros(m, dtype=np.int8)
     used_firth = np.zeros(m, dtype=bool)
-    failed = np.zeros(m, dtype=bool)
-    # A1 dosage by case status: an empty cell means separation, which plink2 sends straight
-    # to Firth regression.
-    case_d = G0.T @ y
-    ctrl_d = G0.T @ (1.0 - y)
-    n_case = obs_mask.T @ y
-    n_ctrl = obs - n_case
-    empty_cell = (case_d == 0) | (ctrl_d == 0) | (case_d == 2 * n_case) | (ctrl_d == 2 * n_ctrl)
-    start = np.zeros((m, k + 1))
-    start[:, :k] = b0
     if firth == "always":
         need_firth = np.ones(m, dtype=bool)
     else:
-        todo = ~empty_cell if firth == "fallback" else np.ones(m, dtype=bool)
-        idx = np.flatnonzero(todo)
-        if idx.size:
-            B, s, ok = _newton(
-                y, X, Pk, G0[:, idx], obs_mask[:, idx], start[idx],
-                firth=False, max_iter=LOGISTIC_MAX_ITER,
-            )  # fmt: skip
-            beta[idx] = np.where(ok, B[:, k], np.nan)
-            se[idx] = np.where(ok, s, np.nan)
-            failed[idx] = ~ok
-        need_firth = (empty_cell | failed) if firth == "fallback" else np.zeros(m, bool)
+        todo = np.flatnonzero(~separated) if firth == "fallback" else np.arange(m)
+        if todo.size:
+            b, s, st = np.empty(todo.size), np.empty(todo.size), np.empty(todo.size, np.int8)
+            sub = np.ascontiguousarray(Gt[todo])
+            _in_threads(
+                _logistic_kernel, todo.size, y, Xt, sub, b0, _TOL, LOGISTIC_MAX_ITER, b, s, st
+            )
+            beta[todo], se[todo], status[todo] = b, s, st
+        if firth == "fallback":
+            need_firth = separated | (status == _FAIL)
+        else:
+            need_firth = np.zeros(m, dtype=bool)
     idx = np.flatnonzero(need_firth)
     if idx.size:
-        B, s, ok = _newton(
-            y, X, Pk, G0[:, idx], obs_mask[:, idx], start[idx], firth=True, max_iter=FIRTH_MAX_ITER
-        )
-        beta[idx] = np.where(ok, B[:, k], np.nan)
-        se[idx] = np.where(ok, s, np.nan)
+        b, s, st = np.empty(idx.size), np.empty(idx.size), np.empty(idx.size, np.int8)
+        _in_threads(_firth_kernel, idx.size, y, Xt, np.ascontiguousarray(Gt[idx]), b, s, st)
+        beta[idx], se[idx], status[idx] = b, s, st
         used_firth[idx] = True
-        failed[idx] = ~ok
     with np.errstate(invalid="ignore", divide="ignore"):
         z = beta / se
-    mu = np.where(obs > 0, G0.sum(axis=0) / np.maximum(obs, 1), 0.0)
-    Gc = np.where(M, 0.0, G0 - mu)
-    gg, max_corr = _collinearity(X, Gc, obs_mask, obs)
-    # residual genotype variance after covariates, for the VIF check
-    XX = (obs_mask.T @ Pk).reshape(m, k, k)
-    A_inv, _ = _safe_inv(XX)
-    Xg = Gc.T @ X
-    resid_gg = gg - np.einsum("ja,jab,jb->j", Xg, A_inv, Xg)
     return {
-        "obs": obs, "beta": beta, "se": se, "stat": z, "p": _pvalue_normal(z),
-        "firth": used_firth, "failed": failed, "gg": gg, "resid_gg": resid_gg,
-        "max_corr": max_corr,
+        "beta": beta, "se": se, "stat": z, "p": _pvalue_normal(z), "firth": used_firth,
+        "failed": status == _FAIL, "invalid": status == _INVALID,
     }  # fmt: skip
 
 
@@ -463,6 +873,7 @@ def _chunk_table(
     *,
     y: np.ndarray,
     X: np.ndarray,
+    X_raw: np.ndarray,
     test: str,
     firth: str,
     b0: np.ndarray | None,
@@ -470,6 +881,8 @@ def _chunk_table(
     """Results for one chunk; ``variants`` are the chunk's rows of ``source.variants``.
 
     ``G`` counts ALT alleles of the analysed samples; ``flip`` marks variants whose A1 is REF.
+    ``X`` is the design with standardised covariates (linear regression), ``X_raw`` the same
+    with covariates as given (logistic regression and the collinearity checks).
     """
     if flip.any():
         G = G.copy()
@@ -494,28 +907,44 @@ def _chunk_table(
                 "OR": r["or"],
             }  # fmt: skip
         )
+    m = G.shape[1]
+    k = X.shape[1]
+    Gt = np.ascontiguousarray(G.T, dtype=np.float32)
+    chk = _variant_checks(Gt, X_raw[:, 1:], y)
+    obs = chk["obs"]
+    # plink2's order: too few samples, constant genotype, then the collinearity checks
+    err = np.full(m, ".", dtype=object)
+    err[chk["vif_high"]] = "VIF_TOO_HIGH"
+    err[chk["vif_infinite"]] = "VIF_INFINITE"
+    err[chk["corr_high"]] = "CORR_TOO_HIGH"
+    err[chk["const"]] = "CONST_OMITTED_ALLELE"
+    err[obs <= k + 1] = "SAMPLE_CT<=PREDICTOR_CT"
+    fit = err == "."
+    used_firth = np.zeros(m, dtype=bool)
     if test == "linear":
-        r = _linear_chunk(G, y, X)
+        r = _linear_chunk(G, y, X, obs, chk["sum_g"])
     else:
         assert b0 is not None
-        r = _logistic_chunk(G, y, X, b0, firth)
-    m = G.shape[1]
-    obs = r["obs"]
-    lo = np.nanmin(np.where(np.isnan(G), np.inf, G), axis=0)
-    hi = np.nanmax(np.where(np.isnan(G), -np.inf, G), axis=0)
-    const = ~(hi > lo)
-    err = np.full(m, ".", dtype=object)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        vif = r["gg"] / r["resid_gg"]
-    k = X.shape[1]
-    err[(obs <= k + 1) & ~const] = "SAMPLE_CT<=PREDICTOR_CT"
-    err[(r["max_corr"] > MAX_CORR) & (err == ".") & ~const] = "CORR_TOO_HIGH"
-    err[~(vif < 1e8) & (err == ".") & ~const] = "VIF_INFINITE"
-    err[(vif > MAX_VIF) & (err == ".") & ~const] = "VIF_TOO_HIGH"
-    if test == "logistic":
-        fail = r["failed"] & (err == ".")
-        err[fail] = np.where(r["firth"][fail], "FIRTH_CONVERGE_FAIL", "LOGISTIC_CONVERGE_FAIL")
-    err[const] = "CONST_OMITTED_ALLELE"
+        r = {key: np.full(m, np.nan) for key in ("beta", "se", "stat", "p")}
+        idx = np.flatnonzero(fit)
+        if idx.size:
+            # A1 dosage 0 in cases or controls, or only A1 there (plink2 tests every allele)
+            case_g, tot_g, n_case = chk["case_g"][idx], chk["sum_g"][idx], chk["n_case"][idx]
+            ctrl_g = tot_g - case_g
+            separated = (case_g == 0) | (ctrl_g == 0) | (case_g == 2 * n_case)
+            separated |= ctrl_g == 2 * (obs[idx] - n_case)
+            if firth == "never":
+                err[idx[separated]] = "SEPARATION"
+                idx, separated = idx[~separated], separated[~separated]
+            fitted = _logistic_chunk(Gt[idx], y, X_raw, b0, firth, separated)
+            for key in r:
+                r[key][idx] = fitted[key]
+            used_firth[idx] = fitted["firth"]
+            failed = idx[fitted["failed"]]
+            err[failed] = np.where(
+                used_firth[failed], "FIRTH_CONVERGE_FAIL", "LOGISTIC_CONVERGE_FAIL"
+            )
+            err[idx[fitted["invalid"]]] = "INVALID_RESULT"
     na = err != "."
     beta = np.where(na, np.nan, r["beta"])
     se = np.where(na, np.nan, r["se"])
@@ -529,8 +958,8 @@ def _chunk_table(
         "ALT": alt,
         "A1": a1_allele,
     }
-    if test == "logistic":
-        out["FIRTH?"] = np.where(r["firth"] & ~const, "Y", "N")
+    if test == "logistic" and firth == "fallback":  # plink2 has the column for fallback only
+        out["FIRTH?"] = np.where(used_firth, "Y", "N")
     out["TEST"] = "ADD"
     out["OBS_CT"] = obs.astype(np.int64)
     if test == "linear":
@@ -573,11 +1002,14 @@ def associate(
         ``"chisq"`` (plink1.9 ``--assoc`` allelic test, covariates ignored) or ``"auto"``
         (logistic for a case/control phenotype, linear otherwise).
     firth
-        ``"fallback"`` (plink2 ``firth-fallback``), ``"always"`` (``firth``), ``"never"``.
+        ``"fallback"`` (plink2 ``firth-fallback``; adds the ``FIRTH?`` column),
+        ``"always"`` (``firth``), ``"never"`` (``no-firth``: separated variants get
+        ``SEPARATION``).
     a1
         Which allele is counted and reported as A1: ``"minor"`` (the default of plink2
-        ``--glm`` and plink1.9 ``--assoc``: the less frequent allele among the chosen
-        ``samples``, ALT on a tie), ``"alt"`` (``.bim`` column 5) or ``"ref"`` (column 6).
+        ``--glm`` and plink1.9 ``--assoc``: the less frequent allele among the founders of
+        the chosen ``samples``, ALT on a tie), ``"alt"`` (``.bim`` column 5) or ``"ref"``
+        (column 6).
     chunk_size
         Variants per chunk read from disk.
     samples
@@ -608,6 +1040,7 @@ def associate(
         chosen[np.asarray(samples)] = True
         use &= chosen
     base = np.flatnonzero(chosen) if samples is not None else np.arange(n_all)
+    founders = _founder_rows(source.samples, base)
     keep = np.flatnonzero(use)
     # rows of the analysed samples within the chunk read for ``base``
     rows = np.flatnonzero(use[base])
@@ -617,12 +1050,12 @@ def associate(
             fix="check that phenotype and covariate ids match the genotype file",
         )
     y_used = y[keep]
-    X = _design(C[keep])
+    X, X_raw = _design(C[keep])
     b0 = None
     if test == "logistic":
         if y_used.min() == y_used.max():
             raise InputError("logistic regression needs both cases and controls")
-        b0 = _logistic_null(y_used, X)
+        b0 = _logistic_null(y_used, X_raw)
     if test == "linear":
         y_used = y_used - y_used.mean()  # intercept in the model: numerical stability only
     variant_table = source.variants.reset_index(drop=True)
@@ -631,14 +1064,14 @@ def associate(
 
     def run_chunk(variant_indices: np.ndarray, G: np.ndarray) -> pd.DataFrame:
         G = np.asarray(G)
-        # A1 follows allele frequencies over all chosen samples (plink2 computes them
+        # A1 follows allele frequencies over the chosen founders (plink2 computes them
         # before dropping samples without phenotype or covariates).
-        flip = _a1_flip(G, a1)
+        flip = _a1_flip(G if founders is None else G[founders], a1)
         return _chunk_table(
             variant_table.iloc[np.asarray(variant_indices)],
             G[rows],
             flip,
-            y=y_used, X=X, test=test, firth=firth, b0=b0,
+            y=y_used, X=X, X_raw=X_raw, test=test, firth=firth, b0=b0,
         )  # fmt: skip
 
     parts: Iterator[pd.DataFrame]
