@@ -157,3 +157,40 @@ def test_bad_arguments(tmp_path):
         simulate(tmp_path / "x", n_samples=10, n_variants=10, heritability=1.5)
     with pytest.raises(ValueError, match="prevalence"):
         simulate(tmp_path / "x", n_samples=10, n_variants=10, prevalence=0.0)
+
+
+@pytest.mark.parametrize("share", [0.8, 0.0])
+def test_epistatic_share_sets_the_pairs_share_of_genetic_variance(tmp_path, share):
+    result = simulate(
+        tmp_path / "share",
+        n_samples=500,
+        n_variants=400,
+        n_chromosomes=2,
+        missing_rate=0.0,
+        n_causal=6,
+        epistatic_pairs=2,
+        epistatic_share=share,
+        seed=7,
+    )
+    truth = result.truth
+    with open_genotypes(result.paths["prefix"]) as source:
+        index = source.variants.reset_index().set_index("id").loc[truth["id"], "index"]
+        G = source.read(variants=np.sort(index.to_numpy()))
+        position = {j: k for k, j in enumerate(np.sort(index.to_numpy()))}
+    centred = {
+        row.id: G[:, position[index[row.id]]] - G[:, position[index[row.id]]].mean()
+        for row in truth.itertuples()
+    }
+    additive = sum(r.effect * centred[r.id] for r in truth.itertuples() if r.kind == "additive")
+    pairs = 0.0
+    for _, rows in truth[truth["kind"] == "epistatic"].groupby("pair"):
+        a, b = rows["id"].tolist()
+        pairs = pairs + rows["effect"].iloc[0] * centred[a] * centred[b]
+    observed = np.var(pairs) / (np.var(pairs) + np.var(additive))
+    assert abs(observed - share) < 0.05
+    assert abs(np.var(additive + pairs) - 0.5) < 0.05  # h2 unchanged
+
+
+def test_epistatic_share_must_be_a_share(tmp_path):
+    with pytest.raises(ValueError, match="epistatic_share"):
+        simulate(tmp_path / "bad", n_samples=20, n_variants=10, epistatic_share=1.5)

@@ -1,4 +1,4 @@
-"""The gwas pillar's public functions: simulate, qc, pca, assoc, plot.
+"""The gwas pillar's public functions: simulate, qc, pca, assoc, plot, train, predict, explain.
 
 Each is what one ``genoformer gwas ...`` command calls, with the same arguments; each writes
 a run directory (manifest.json, tables, figures) and returns a small result object.
@@ -15,6 +15,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from genoformer._lazy import lazy_exports
 from genoformer.engine.errors import InputError
 from genoformer.engine.runs import RunDir, write_table
 from genoformer.gwas import plots
@@ -33,7 +34,15 @@ from genoformer.gwas.simulate import simulate
 from genoformer.gwas.structure import pca as run_pca
 from genoformer.gwas.structure import write_pca
 
-__all__ = ["GwasRunResult", "assoc", "pca", "plot", "qc", "simulate"]
+# The model commands load torch and transformers: only when they are used, so that the
+# association commands start quickly.
+_MODEL_EXPORTS = {
+    "train": "genoformer.gwas.train",
+    "predict": "genoformer.gwas.train",
+    "explain": "genoformer.gwas.explain",
+}
+__all__ = ["GwasRunResult", "assoc", "pca", "plot", "qc", "simulate", *_MODEL_EXPORTS]
+__getattr__ = lazy_exports("genoformer.gwas.api", _MODEL_EXPORTS)
 
 
 @dataclass

@@ -165,3 +165,144 @@ def plot(
 
     result = run(results, out=out)
     _console.print(f"figures in {result.run_dir}")
+
+
+@app.command()
+def explain(
+    run_dir: Annotated[Path, typer.Argument(help="Run directory of `genoformer gwas train`.")],
+    out: Out,
+    truth: Annotated[
+        Path | None, typer.Option(help="Simulator's .truth.tsv: report recall of causal variants.")
+    ] = None,
+    methods: Annotated[
+        str, typer.Option(help="Comma-separated: saliency, gradient_x_input, ig, substitution.")
+    ] = "ig,substitution",
+    genotypes: Annotated[
+        Path | None, typer.Option(help="Genotype file, if moved since training.")
+    ] = None,
+    top_pairs: Annotated[int, typer.Option(help="Top variants whose pairs are scanned.")] = 10,
+    null_pairs: Annotated[int, typer.Option(help="Null pairs (with a decoy) scored.")] = 1000,
+    split: Annotated[
+        str, typer.Option(help="Samples explained: test, validation or train.")
+    ] = "test",
+    max_samples: Annotated[int, typer.Option(help="Samples for the per-variant methods.")] = 1000,
+    pair_samples: Annotated[int, typer.Option(help="Samples for the pair scan.")] = 256,
+    substitution_budget: Annotated[
+        int, typer.Option(help="Columns substituted (top by a gradient method; 0: all).")
+    ] = 1000,
+    ig_steps: Annotated[int, typer.Option(help="Integrated gradients path points.")] = 32,
+    smoothgrad: Annotated[int, typer.Option(help="SmoothGrad samples over IG (0: off).")] = 0,
+    device: Annotated[str, typer.Option(help="cpu, cuda, mps, npu or auto.")] = "cpu",
+    seed: Annotated[int, typer.Option()] = 0,
+) -> None:
+    """Variant importance (gradients, IG, substitution) with a decoy null, epistatic pairs."""
+    from genoformer.gwas.explain import explain as run
+
+    result = run(
+        run_dir,
+        out=out,
+        genotypes=genotypes,
+        methods=methods.split(","),
+        truth=truth,
+        top_pairs=top_pairs,
+        null_pairs=null_pairs,
+        split=split,
+        max_samples=max_samples,
+        pair_samples=pair_samples,
+        substitution_budget=substitution_budget or None,
+        ig_steps=ig_steps,
+        smoothgrad=smoothgrad,
+        device=device,
+        seed=seed,
+    )
+    _show(result.metrics)
+
+
+@app.command()
+def train(
+    genotypes: Genotypes,
+    out: Out,
+    pheno: Annotated[Path, typer.Option(help="Phenotype file (FID IID columns...).")],
+    trait: Annotated[str, typer.Option(help="Phenotype column to learn.")],
+    covar: Annotated[Path | None, typer.Option(help="Covariate file.")] = None,
+    covar_name: Annotated[
+        list[str] | None, typer.Option(help="Covariate column; repeatable (default all).")
+    ] = None,
+    backbone: Annotated[str, typer.Option(help="gptj (causal decoder) or bert.")] = "gptj",
+    window: Annotated[int, typer.Option(help="Variants per token.")] = 8,
+    preselect: Annotated[
+        int | None, typer.Option(help="Keep the top variants by marginal p (training samples).")
+    ] = None,
+    preselect_by: Annotated[
+        str, typer.Option(help="marginal, or marginal+variance (keeps epistatic pairs).")
+    ] = "marginal",
+    decoys: Annotated[
+        int | None,
+        typer.Option(help="Permuted decoy columns (default: as many as variants, <= 1000)."),
+    ] = None,
+    pooling: Annotated[str | None, typer.Option(help="bert: cls or mean.")] = None,
+    d_model: Annotated[int | None, typer.Option(help="Token width.")] = None,
+    layers: Annotated[int | None, typer.Option(help="Transformer layers.")] = None,
+    heads: Annotated[int | None, typer.Option(help="Attention heads.")] = None,
+    dropout: Annotated[float | None, typer.Option(help="Dropout.")] = None,
+    validation: Annotated[float, typer.Option(help="Share of samples for validation.")] = 0.15,
+    test: Annotated[float, typer.Option(help="Share of samples for testing.")] = 0.15,
+    epochs: Annotated[float, typer.Option(help="Maximum number of epochs.")] = 30,
+    batch_size: Annotated[int, typer.Option()] = 64,
+    learning_rate: Annotated[float, typer.Option()] = 1e-3,
+    weight_decay: Annotated[float, typer.Option()] = 0.01,
+    patience: Annotated[int, typer.Option(help="Evaluations without improvement.")] = 5,
+    eval_every: Annotated[int | None, typer.Option(help="Steps (default: one epoch).")] = None,
+    seed: Annotated[int, typer.Option()] = 0,
+    device: Annotated[str, typer.Option(help="auto, cpu, cuda, npu or mps.")] = "auto",
+    resume: Annotated[bool, typer.Option(help="Continue from the last checkpoint.")] = False,
+) -> None:
+    """Train the genotype transformer; test metrics beside ridge, boosting and MLP."""
+    from genoformer.gwas.api import train as run
+
+    result = run(
+        genotypes,
+        pheno,
+        out=out,
+        trait=trait,
+        covar=covar,
+        covar_names=covar_name or None,
+        backbone=backbone,
+        window=window,
+        preselect=preselect,
+        preselect_by=preselect_by,
+        decoys=decoys,
+        pooling=pooling,
+        d_model=d_model,
+        n_layers=layers,
+        n_heads=heads,
+        dropout=dropout,
+        validation=validation,
+        test=test,
+        epochs=epochs,
+        batch_size=batch_size,
+        learning_rate=learning_rate,
+        weight_decay=weight_decay,
+        patience=patience,
+        eval_every=eval_every,
+        seed=seed,
+        device=device,
+        resume=resume,
+    )
+    _show(result.metrics["test"])
+
+
+@app.command()
+def predict(
+    run_dir: Annotated[Path, typer.Argument(help="Run directory of `genoformer gwas train`.")],
+    genotypes: Genotypes,
+    out: Out,
+    covar: Annotated[Path | None, typer.Option(help="Covariate file.")] = None,
+    device: Annotated[str, typer.Option(help="auto, cpu, cuda, npu or mps.")] = "auto",
+    seed: Annotated[int, typer.Option(help="Seed of the decoy permutation.")] = 0,
+) -> None:
+    """Predict the phenotype of new samples with a trained genotype model."""
+    from genoformer.gwas.api import predict as run
+
+    result = run(run_dir, genotypes, out=out, covar=covar, device=device, seed=seed)
+    _show(result.metrics)

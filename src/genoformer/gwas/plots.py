@@ -500,3 +500,316 @@ def pc_scatter(
     ax.set_ylabel("PC2")
     ax.set_title(title or "principal components")
     return save_figure(fig, path, formats=formats)
+
+
+# ---------------------------------------------------------------------------------------
+# Model importance beside the association (genoformer.gwas.explain)
+# ---------------------------------------------------------------------------------------
+
+#: FDR level at which an importance is drawn as called.
+CALLED_Q = 0.05
+
+
+def _importance_tracks(
+    importance: pd.DataFrame, results: pd.DataFrame, score: str
+) -> tuple[pd.DataFrame, pd.DataFrame, list[str], np.ndarray]:
+    """Association and importance rows on one genome axis: (assoc, importance, names, centres).
+
+    ``importance`` needs ``chrom pos id`` and the ``score`` column (``{score}_p`` and
+    ``{score}_q`` are used when present); decoy rows (``is_decoy``) are left out, since a
+    decoy has no place of its own on the genome.
+    """
+    if score not in importance.columns:
+        raise ValueError(f"no column {score!r} in the importance table")
+    table = importance
+    if "is_decoy" in table.columns:
+        table = table[~table["is_decoy"].astype(bool)]
+    track = pd.DataFrame(
+        {
+            "chrom": table["chrom"].astype(str).to_numpy(),
+            "pos": pd.to_numeric(table["pos"], errors="coerce").to_numpy(dtype=np.float64),
+            "id": table["id"].astype(str).to_numpy(),
+            "score": pd.to_numeric(table[score], errors="coerce").to_numpy(dtype=np.float64),
+        }
+    )
+    for suffix in ("p", "q"):
+        column = f"{score}_{suffix}"
+        track[suffix] = table[column].to_numpy(dtype=np.float64) if column in table else np.nan
+    track = track[np.isfinite(track["pos"])]
+    assoc = _prepare(results)
+    both = pd.concat(
+        [assoc.assign(_track=0), track.assign(_track=1)], ignore_index=True, sort=False
+    )
+    both, names, centres = _genome_axis(both)
+    assoc = both[both["_track"] == 0].drop(columns="_track").reset_index(drop=True)
+    track = both[both["_track"] == 1].reset_index(drop=True)
+    return assoc, track[["chrom", "pos", "id", "score", "p", "q", "x"]], names, centres
+
+
+def importance_track(
+    importance: pd.DataFrame,
+    results: pd.DataFrame,
+    path: str | os.PathLike,
+    *,
+    score: str,
+    label: str | None = None,
+    null_max: float | None = None,
+    genome_wide: float = GENOME_WIDE,
+    title: str | None = None,
+    formats: Sequence[str] = FORMATS,
+) -> list[Path]:
+    """Association Manhattan plot (top) and a model importance track (bottom), one x axis.
+
+    Parameters
+    ----------
+    importance
+        One row per model column: ``chrom pos id``, the ``score`` column and, when present,
+        ``{score}_q`` (points with q <= 0.05 are drawn red) and ``is_decoy`` (decoys are
+        left out).
+    results
+        Association results of the same variants (plink2 ``--glm`` columns).
+    path
+        Target path (see :func:`~genoformer.engine.plots.save_figure`).
+    score
+        The importance column to draw.
+    label
+        Y axis label of the importance panel (default: ``score``).
+    null_max
+        The largest decoy score, drawn as a dashed line.
+    genome_wide
+        p-value line of the association panel.
+    title, formats
+        Figure title; file formats.
+
+    Returns
+    -------
+    list of Path
+        The files written.
+    """
+    assoc, track, names, centres = _importance_tracks(importance, results, score)
+    fig = Figure(figsize=(12, 6.5), layout="constrained")
+    top, bottom = fig.subplots(2, 1, sharex=True)
+    index = {n: i for i, n in enumerate(names)}
+    for ax, table, y in ((top, assoc, "logp"), (bottom, track, "score")):
+        colours = np.asarray(COLORS)[table["chrom"].map(index).to_numpy() % 2]
+        hit = (
+            table["p"].to_numpy() < genome_wide
+            if y == "logp"
+            else table["q"].to_numpy() <= CALLED_Q
+        )
+        ax.scatter(table["x"][~hit], table[y][~hit], c=colours[~hit], s=5, lw=0, rasterized=True)
+        ax.scatter(table["x"][hit], table[y][hit], c=HIT_COLOR, s=10, lw=0, zorder=3)
+        ax.spines[["top", "right"]].set_visible(False)
+    if genome_wide:
+        top.axhline(-np.log10(genome_wide), color=HIT_COLOR, lw=1, label=f"p = {genome_wide:g}")
+        top.legend(frameon=False, fontsize="small", loc="upper right")
+    if null_max is not None and np.isfinite(null_max):
+        bottom.axhline(null_max, color="grey", lw=1, ls="--", label="largest decoy")
+    if (track["q"] <= CALLED_Q).any() or null_max is not None:
+        bottom.scatter([], [], c=HIT_COLOR, s=10, label=f"FDR <= {CALLED_Q:g}")
+        bottom.legend(frameon=False, fontsize="small", loc="upper right")
+    top.set_ylabel(r"association $-\log_{10}(p)$")
+    bottom.set_ylabel(label or score)
+    bottom.set_ylim(bottom=0)
+    top.set_ylim(bottom=0)
+    labels = [re.sub(r"^chr", "", n, flags=re.IGNORECASE) for n in names]
+    step = 1 if len(names) <= 30 else 2
+    bottom.set_xticks(centres[::step], labels[::step], fontsize="small")
+    bottom.set_xlabel("chromosome")
+    top.set_title(title or f"association and model importance ({len(track):,} variants)")
+    return save_figure(fig, path, formats=formats)
+
+
+def importance_track_html(
+    importance: pd.DataFrame,
+    results: pd.DataFrame,
+    path: str | os.PathLike,
+    *,
+    score: str,
+    label: str | None = None,
+    null_max: float | None = None,
+    genome_wide: float = GENOME_WIDE,
+    title: str | None = None,
+) -> Path:
+    """Interactive two-panel view (plotly): association above, importance below, one zoom.
+
+    Hovering a point shows the variant's id, chrom:pos, association p, importance and the
+    importance's empirical p and FDR.
+
+    Returns
+    -------
+    Path
+        The self-contained HTML file written.
+    """
+    import plotly.graph_objects as go
+    from plotly.subplots import make_subplots
+
+    assoc, track, names, centres = _importance_tracks(importance, results, score)
+    p_by_id = dict(zip(assoc["id"], assoc["p"], strict=False))
+    fig = make_subplots(rows=2, cols=1, shared_xaxes=True, vertical_spacing=0.06)
+    parity = {n: i % 2 for i, n in enumerate(names)}
+    for row, table, y in ((1, assoc, "logp"), (2, track, "score")):
+        hit = table["p"] < genome_wide if row == 1 else table["q"] <= CALLED_Q
+        if row == 1:
+            text = _hover(table)
+        else:
+            p_assoc = table["id"].map(p_by_id).astype(float)
+            text = (
+                "<b>" + table["id"] + "</b><br>"
+                + table["chrom"] + ":" + table["pos"].map("{:.0f}".format)
+                + f"<br>{label or score} " + table["score"].map("{:.4g}".format)
+                + "<br>empirical p " + table["p"].map("{:.3g}".format)
+                + "  FDR " + table["q"].map("{:.3g}".format)
+                + "<br>association p " + p_assoc.map("{:.3g}".format)
+            ).to_numpy()  # fmt: skip
+        for group in (0, 1):
+            chosen = (table["chrom"].map(parity) == group).to_numpy() & ~hit.to_numpy()
+            fig.add_trace(
+                go.Scattergl(
+                    x=table["x"][chosen],
+                    y=table[y][chosen],
+                    mode="markers",
+                    marker={"size": 4, "color": COLORS[group]},
+                    text=text[chosen],
+                    hovertemplate="%{text}<extra></extra>",
+                    showlegend=False,
+                ),
+                row=row,
+                col=1,
+            )
+        chosen = hit.to_numpy()
+        fig.add_trace(
+            go.Scattergl(
+                x=table["x"][chosen],
+                y=table[y][chosen],
+                mode="markers",
+                marker={"size": 6, "color": HIT_COLOR},
+                text=text[chosen],
+                hovertemplate="%{text}<extra></extra>",
+                name=f"p < {genome_wide:g}" if row == 1 else f"FDR <= {CALLED_Q:g}",
+            ),
+            row=row,
+            col=1,
+        )
+    if genome_wide:
+        fig.add_hline(y=-np.log10(genome_wide), line={"color": HIT_COLOR, "width": 1}, row=1, col=1)
+    if null_max is not None and np.isfinite(null_max):
+        fig.add_hline(y=null_max, line={"color": "grey", "width": 1, "dash": "dash"}, row=2, col=1)
+    ticks = {
+        "tickvals": list(centres),
+        "ticktext": [re.sub(r"^chr", "", n, flags=re.IGNORECASE) for n in names],
+        "showgrid": False,
+    }
+    fig.update_xaxes(**ticks)
+    fig.update_xaxes(title="chromosome", row=2, col=1)
+    fig.update_yaxes(title="association -log10(p)", rangemode="tozero", row=1, col=1)
+    fig.update_yaxes(title=label or score, rangemode="tozero", row=2, col=1)
+    fig.update_layout(
+        title=title or f"association and model importance ({len(track):,} variants)",
+        template="plotly_white",
+        hovermode="closest",
+    )
+    return save_html(fig, path)
+
+
+def _pair_matrix(
+    pairs: pd.DataFrame, order: Sequence[str] | None = None
+) -> tuple[list[str], np.ndarray, np.ndarray]:
+    """Variant ids (``order``, else first appearance) and symmetric interaction and q
+    matrices."""
+    tested = pairs[~pairs["null"].astype(bool)] if "null" in pairs.columns else pairs
+    ids: list[str] = []
+    named = set(tested["id_a"].astype(str)) | set(tested["id_b"].astype(str))
+    for name in order or []:
+        if str(name) in named and str(name) not in ids:
+            ids.append(str(name))
+    for a, b in zip(tested["id_a"].astype(str), tested["id_b"].astype(str), strict=True):
+        for name in (a, b):
+            if name not in ids:
+                ids.append(name)
+    where = {name: i for i, name in enumerate(ids)}
+    value = np.full((len(ids), len(ids)), np.nan)
+    q = np.full((len(ids), len(ids)), np.nan)
+    for row in tested.itertuples(index=False):
+        i, j = where[str(row.id_a)], where[str(row.id_b)]
+        value[i, j] = value[j, i] = row.interaction
+        q[i, j] = q[j, i] = getattr(row, "q", np.nan)
+    return ids, value, q
+
+
+def pair_heatmap(
+    pairs: pd.DataFrame,
+    path: str | os.PathLike,
+    *,
+    order: Sequence[str] | None = None,
+    title: str | None = None,
+    formats: Sequence[str] = FORMATS,
+) -> list[Path]:
+    """Heatmap of the interaction contrasts of variant pairs; ``*`` marks FDR <= 0.05.
+
+    ``pairs`` holds ``id_a id_b interaction`` and optionally ``q`` and ``null`` (null
+    pairs are left out). Variants appear in ``order`` (e.g. by importance), then in the
+    order they first occur in the table.
+    """
+    ids, value, q = _pair_matrix(pairs, order)
+    size = min(14.0, 2.5 + 0.35 * len(ids))
+    fig = Figure(figsize=(size + 1.5, size), layout="constrained")
+    ax = fig.subplots()
+    limit = float(np.nanmax(np.abs(value))) if np.isfinite(value).any() else 1.0
+    # A symmetric range centres the diverging colormap at 0 (no interaction).
+    image = ax.imshow(value, cmap="RdBu_r", vmin=-limit, vmax=limit)
+    fig.colorbar(image, ax=ax, label="interaction contrast", shrink=0.8)
+    for i, j in zip(*np.nonzero(q <= CALLED_Q), strict=True):
+        ax.text(j, i, "*", ha="center", va="center", fontsize="small")
+    ax.set_xticks(range(len(ids)), ids, rotation=90, fontsize="x-small")
+    ax.set_yticks(range(len(ids)), ids, fontsize="x-small")
+    ax.set_title(title or f"pairwise interaction ({len(ids)} variants)")
+    return save_figure(fig, path, formats=formats)
+
+
+def pair_heatmap_html(
+    pairs: pd.DataFrame,
+    path: str | os.PathLike,
+    *,
+    order: Sequence[str] | None = None,
+    title: str | None = None,
+) -> Path:
+    """Interactive pair heatmap (plotly): hover a cell for both ids, contrast, p and FDR."""
+    import plotly.graph_objects as go
+
+    ids, value, q = _pair_matrix(pairs, order)
+    tested = pairs[~pairs["null"].astype(bool)] if "null" in pairs.columns else pairs
+    p = np.full(value.shape, np.nan)
+    where = {name: i for i, name in enumerate(ids)}
+    for row in tested.itertuples(index=False):
+        i, j = where[str(row.id_a)], where[str(row.id_b)]
+        p[i, j] = p[j, i] = getattr(row, "p", np.nan)
+    text = [
+        [
+            f"<b>{ids[i]}</b> x <b>{ids[j]}</b><br>interaction {value[i, j]:.4g}"
+            f"<br>empirical p {p[i, j]:.3g}  FDR {q[i, j]:.3g}"
+            for j in range(len(ids))
+        ]
+        for i in range(len(ids))
+    ]
+    limit = float(np.nanmax(np.abs(value))) if np.isfinite(value).any() else 1.0
+    fig = go.Figure(
+        go.Heatmap(
+            z=value,
+            x=ids,
+            y=ids,
+            text=text,
+            hovertemplate="%{text}<extra></extra>",
+            colorscale="RdBu",
+            reversescale=True,
+            zmin=-limit,
+            zmax=limit,
+            colorbar={"title": "interaction"},
+        )
+    )
+    fig.update_layout(
+        title=title or f"pairwise interaction ({len(ids)} variants)",
+        yaxis={"autorange": "reversed"},
+        template="plotly_white",
+    )
+    return save_html(fig, path)

@@ -13,6 +13,10 @@ The model, so that a test or a demo knows what to expect:
   times effects of random sign and size uniform in [0.5, 1], plus, for each epistatic pair
   (a, b), an effect times the standardised product ``z_a * z_b``; ``g`` is then scaled to
   variance ``h2``, so ``h2`` is the heritability net of covariates: var(g) / var(g + e).
+- ``epistatic_share`` (optional) fixes the share of the genetic variance that the pairs
+  carry: the pair terms are scaled together to variance ``share`` and the additive terms to
+  ``1 - share`` before ``g`` is scaled to ``h2`` (by default every term keeps its drawn
+  effect, so the pairs' share follows the number of pairs and causal variants).
 - Epistatic pairs have near-zero marginal effects by construction: the two variants of a
   pair lie on different chromosomes (independent), so E[z_a z_b | x_a] = z_a E[z_b] = 0:
   neither variant alone predicts the trait, only their product does. Pair variants are drawn
@@ -72,6 +76,7 @@ def simulate(
     n_covariates: int = 2,
     prevalence: float = 0.3,
     seed: int = 0,
+    epistatic_share: float | None = None,
 ) -> SimulationResult:
     """Simulate genotypes, phenotypes and covariates and write them PLINK-style.
 
@@ -85,6 +90,8 @@ def simulate(
     _check_arguments(
         n_samples, n_variants, n_chromosomes, maf_min, missing_rate, heritability, prevalence
     )
+    if epistatic_share is not None and not 0.0 <= epistatic_share <= 1.0:
+        raise ValueError(f"epistatic_share must be in [0, 1], got {epistatic_share}")
     rng = np.random.default_rng(seed)
     prefix = Path(out_prefix)
     prefix.parent.mkdir(parents=True, exist_ok=True)
@@ -105,7 +112,9 @@ def simulate(
     maf = np.minimum(freq, 1.0 - freq)
 
     covar, covariate_effect = _covariates(n_samples, n_covariates, rng)
-    g, truth = _genetic_value(G, bim, freq, maf, heritability, n_causal, epistatic_pairs, rng)
+    g, truth = _genetic_value(
+        G, bim, freq, maf, heritability, n_causal, epistatic_pairs, rng, epistatic_share
+    )
     noise = rng.normal(0.0, math.sqrt(1.0 - heritability), n_samples)
     quant = g + covariate_effect + noise
     threshold = np.quantile(quant, 1.0 - prevalence)
@@ -263,6 +272,7 @@ def _genetic_value(
     n_causal: int,
     epistatic_pairs: int,
     rng: np.random.Generator,
+    epistatic_share: float | None = None,
 ) -> tuple[np.ndarray, pd.DataFrame]:
     n_samples, n_variants = G.shape
     sd = np.sqrt(2.0 * freq * (1.0 - freq))
@@ -301,6 +311,8 @@ def _genetic_value(
         effect = rng.choice([-1.0, 1.0]) * rng.uniform(0.5, 1.0)
         terms.append(effect * standardised(j))
         rows.append((int(j), effect, effect / sd[j], "additive", 0))
+    if epistatic_share is not None:
+        _share_variance(terms, rows, epistatic_pairs, epistatic_share)
     g = np.sum(terms, axis=0) if terms else np.zeros(n_samples)
     variance = g.var()
     factor = math.sqrt(heritability / variance) if variance > 0 and heritability > 0 else 0.0
@@ -322,6 +334,26 @@ def _genetic_value(
         }
     )
     return g, truth
+
+
+def _share_variance(terms: list, rows: list, n_pairs: int, share: float) -> None:
+    """Scale the pair terms (the first ``n_pairs``) to variance ``share`` and the additive
+    terms to ``1 - share``, in place; the truth rows' effects follow."""
+    groups = {
+        "epistatic": (slice(0, n_pairs), share),
+        "additive": (slice(n_pairs, None), 1 - share),
+    }
+    for kind, (part, target) in groups.items():
+        chosen = terms[part]
+        if not chosen:
+            continue
+        variance = np.sum(chosen, axis=0).var()
+        factor = math.sqrt(target / variance) if variance > 0 else 0.0
+        for i in range(len(terms))[part]:
+            terms[i] = terms[i] * factor
+        for k, row in enumerate(rows):
+            if row[3] == kind:
+                rows[k] = (row[0], row[1] * factor, row[2] * factor, row[3], row[4])
 
 
 def _write_plink(

@@ -1,0 +1,208 @@
+"""Genotypes as a sequence of tokens for the genotype-to-phenotype transformer.
+
+Each input column (a variant, or a decoy: a copy of a variant with its genotypes permuted
+across samples) carries a learned embedding for each genotype 0, 1, 2 and for a missing call.
+A dosage between two genotypes is embedded by linear interpolation between them, so the
+embedding is differentiable in the dosage and equals the genotype's own embedding at 0, 1 and
+2. Columns are grouped into windows of ``window`` consecutive columns on one chromosome; a
+window's token is the sum of its columns' embeddings (a linear projection of its genotypes)
+plus a learned embedding of the window itself. ``window=1`` gives one token per variant.
+
+Data side: the cohort's input matrix (real columns, then decoys), covariates standardised
+with the training samples' mean and standard deviation, and a torch dataset of the dicts the
+model takes.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from torch import nn
+from torch.utils.data import Dataset
+
+from genoformer.engine.errors import InputError
+
+#: Genotype codes per column: weights of genotype 0, 1, 2 and the missing flag.
+N_CODES = 4
+
+
+def genotype_codes(genotypes: torch.Tensor, missing: torch.Tensor | None = None) -> torch.Tensor:
+    """Interpolation weights of genotypes 0, 1, 2 and the missing flag, ``[b, m, 4]``.
+
+    A dosage ``x`` in [0, 1] weighs genotype 0 by ``1 - x`` and 1 by ``x``; in [1, 2] it weighs
+    1 by ``2 - x`` and 2 by ``x - 1``. Missing cells (``missing`` True, or NaN) get weight
+    only on the missing code. The weights are differentiable in ``genotypes``; at the knots
+    the derivative is the one of the segment toward the next genotype (toward 2 at 1, the
+    segment [1, 2] at 2).
+    """
+    x = genotypes
+    flag = torch.isnan(x) if missing is None else (missing.bool() | torch.isnan(x))
+    x = torch.where(flag, torch.zeros_like(x), x).clamp(0.0, 2.0)
+    upper = (x >= 1.0).to(x.dtype).detach()  # which segment: [0, 1] or [1, 2]
+    t = x - upper
+    present = 1.0 - flag.to(x.dtype)
+    codes = torch.stack(
+        [
+            (1.0 - upper) * (1.0 - t) * present,
+            ((1.0 - upper) * t + upper * (1.0 - t)) * present,
+            upper * t * present,
+            flag.to(x.dtype),
+        ],
+        dim=-1,
+    )
+    return codes
+
+
+def window_layout(chroms: Sequence[str], groups: Sequence[int] | None, window: int) -> np.ndarray:
+    """The token of every column: runs of ``window`` consecutive columns that share a
+    chromosome and a group (real variants and decoys are different groups).
+
+    Returns
+    -------
+    np.ndarray
+        int64 token index per column, from 0, non-decreasing.
+    """
+    if window < 1:
+        raise InputError(f"window is {window}", where="--window", fix="use 1 or more variants")
+    n = len(chroms)
+    group = np.zeros(n, dtype=np.int64) if groups is None else np.asarray(groups)
+    chrom = np.asarray(chroms, dtype=object)
+    token = np.empty(n, dtype=np.int64)
+    current, filled = -1, window
+    for j in range(n):
+        new_block = j == 0 or chrom[j] != chrom[j - 1] or group[j] != group[j - 1]
+        if new_block or filled == window:
+            current += 1
+            filled = 0
+        token[j] = current
+        filled += 1
+    return token
+
+
+class GenotypeEmbedding(nn.Module):
+    """Columns' genotype embeddings summed into window tokens, plus a learned embedding per
+    token: ``[b, m]`` dosages (and missing flags) to ``[b, n_tokens, d]``."""
+
+    def __init__(self, token_of_column: Sequence[int], d_model: int, init_std: float = 0.02):
+        super().__init__()
+        layout = np.asarray(token_of_column, dtype=np.int64)
+        self.n_columns = int(layout.size)
+        self.n_tokens = int(layout.max()) + 1 if layout.size else 0
+        self.d_model = d_model
+        self.register_buffer("token_of_column", torch.from_numpy(layout))
+        self.genotype = nn.Parameter(torch.randn(self.n_columns, N_CODES, d_model) * init_std)
+        self.position = nn.Parameter(torch.randn(self.n_tokens, d_model) * init_std)
+
+    def forward(self, genotypes: torch.Tensor, missing: torch.Tensor | None = None) -> torch.Tensor:
+        codes = genotype_codes(genotypes, missing)  # [b, m, 4]
+        per_column = torch.einsum("bmc,mcd->bmd", codes, self.genotype)
+        tokens = per_column.new_zeros(per_column.shape[0], self.n_tokens, self.d_model)
+        tokens = tokens.index_add(1, self.token_of_column, per_column)
+        return tokens + self.position
+
+
+# ------------------------------------------------------------------------------ data side
+
+
+@dataclass
+class CohortInputs:
+    """Model inputs of a set of samples, in model column order (decoys included).
+
+    ``genotypes`` float32 ``[n, m]`` (missing cells 0), ``missing`` bool ``[n, m]``,
+    ``covariates`` float32 ``[n, c]`` standardised as in training (or None), ``y`` float
+    ``[n]`` (NaN when unknown; 0/1 for case/control).
+    """
+
+    genotypes: np.ndarray
+    missing: np.ndarray
+    covariates: np.ndarray | None
+    y: np.ndarray
+
+    def __len__(self) -> int:
+        return len(self.genotypes)
+
+    def subset(self, rows: np.ndarray) -> CohortInputs:
+        return CohortInputs(
+            self.genotypes[rows],
+            self.missing[rows],
+            None if self.covariates is None else self.covariates[rows],
+            self.y[rows],
+        )
+
+
+def split_missing(G: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """NaN-coded genotypes as (float32 values with 0 where missing, bool missing mask)."""
+    missing = np.isnan(G)
+    return np.where(missing, 0.0, G).astype(np.float32), missing
+
+
+def choose_decoys(n_columns: int, n_decoys: int, seed: int) -> np.ndarray:
+    """Which real columns get a decoy copy: ``n_decoys`` distinct ones, in column order."""
+    if n_decoys < 0:
+        raise InputError(f"{n_decoys} decoys", where="--decoys", fix="use 0 or more")
+    n = min(n_decoys, n_columns)
+    rng = np.random.default_rng([seed, 1])
+    return np.sort(rng.choice(n_columns, size=n, replace=False))
+
+
+def decoy_permutation(n_samples: int, seed: int) -> np.ndarray:
+    """The sample permutation all decoy columns share (so decoys keep the LD between them and
+    lose every link to the phenotype)."""
+    return np.random.default_rng([seed, 2]).permutation(n_samples)
+
+
+def with_decoys(G: np.ndarray, decoy_source: np.ndarray, permutation: np.ndarray) -> np.ndarray:
+    """Real columns, then decoy columns: ``G[permutation][:, decoy_source]``."""
+    if not len(decoy_source):
+        return G
+    return np.concatenate([G, G[permutation][:, decoy_source]], axis=1)
+
+
+def standardise_covariates(
+    X: np.ndarray, mean: Sequence[float], std: Sequence[float]
+) -> np.ndarray:
+    """Covariates centred and scaled with the training samples' statistics."""
+    return ((X - np.asarray(mean)) / np.asarray(std)).astype(np.float32)
+
+
+def covariate_scaling(X: np.ndarray) -> tuple[list[float], list[float]]:
+    """Mean and standard deviation per covariate (1 for a constant one)."""
+    mean = np.nanmean(X, axis=0)
+    std = np.nanstd(X, axis=0)
+    std[~(std > 0)] = 1.0
+    return mean.astype(float).tolist(), std.astype(float).tolist()
+
+
+class GenotypeDataset(Dataset):
+    """The dicts the model takes (``genotypes``, ``missing``, ``covariates``, ``labels``)."""
+
+    def __init__(self, inputs: CohortInputs, *, task: str = "regression") -> None:
+        self.genotypes = torch.from_numpy(np.ascontiguousarray(inputs.genotypes, np.float32))
+        self.missing = torch.from_numpy(np.ascontiguousarray(inputs.missing, bool))
+        self.covariates = (
+            None
+            if inputs.covariates is None
+            else torch.from_numpy(np.ascontiguousarray(inputs.covariates, np.float32))
+        )
+        y = np.nan_to_num(np.asarray(inputs.y, dtype=np.float64), nan=0.0)
+        self.labels = (
+            torch.from_numpy(y.astype(np.int64))
+            if task == "classification"
+            else torch.from_numpy(y.astype(np.float32))
+        )
+
+    def __len__(self) -> int:
+        return len(self.genotypes)
+
+    def __getitem__(self, i: int) -> dict[str, torch.Tensor]:
+        item = {
+            "genotypes": self.genotypes[i],
+            "missing": self.missing[i],
+            "labels": self.labels[i],
+        }
+        if self.covariates is not None:
+            item["covariates"] = self.covariates[i]
+        return item
