@@ -147,4 +147,4 @@ def test_training_step_lowers_the_loss():
         loss.backward()
         optimizer.step()
     assert float(loss.detach()) < 0.5 * first
-    assert np.isfinite(float(loss))
+    assert np.isfinite(float(loss.detach()))
