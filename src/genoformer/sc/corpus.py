@@ -164,6 +164,20 @@ class CorpusWriter:
         (self.directory / "state.json").write_text(json.dumps(state, indent=2, sort_keys=True))
 
 
+def tokenize_record(path: str | os.PathLike | None) -> dict:
+    """What ``sc tokenize`` recorded about a corpus (``vocabulary``, ``input_size`` ...): the
+    ``results.tokenize`` of its manifest.json, or an empty dict for a corpus without one
+    (Geneformer's) or with an unreadable one."""
+    manifest = None if path is None else Path(path) / "manifest.json"
+    if manifest is None or not manifest.exists():
+        return {}
+    try:
+        record = json.loads(manifest.read_text()).get("results", {}).get("tokenize", {})
+    except (OSError, ValueError, AttributeError):
+        return {}
+    return record if isinstance(record, dict) else {}
+
+
 def _is_corpus(path: Path) -> bool:
     return (path / "manifest.json").exists() or (path / "state.json").exists()
 

@@ -16,7 +16,6 @@ back in the corpus's order, whatever order the batches ran in.
 
 from __future__ import annotations
 
-import json
 import os
 import time
 from collections.abc import Iterator, Sequence
@@ -28,6 +27,7 @@ from typing import TYPE_CHECKING, Any, Literal
 import numpy as np
 
 from genoformer.engine.errors import InputError
+from genoformer.sc.corpus import tokenize_record
 
 if TYPE_CHECKING:
     import anndata as ad
@@ -149,16 +149,6 @@ def _layout(tokens: _Tokens) -> tuple[np.ndarray, np.ndarray]:
 
 # ---------------------------------------------------------------------------------------------
 # Which vocabulary the corpus was tokenized with
-
-
-def _manifest_tokenize(path: Path | None) -> dict[str, Any]:
-    manifest = None if path is None else path / "manifest.json"
-    if manifest is None or not manifest.exists():
-        return {}
-    try:
-        return json.loads(manifest.read_text()).get("results", {}).get("tokenize", {}) or {}
-    except (OSError, ValueError):
-        return {}
 
 
 def _resolve_vocabulary(
@@ -427,7 +417,7 @@ def extract_embeddings(
         raise InputError("no emb_layer asked for", where="emb_layer")
     dataset, path, source = _load(corpus)
     tokens = _corpus_tokens(dataset, source, max_cells)
-    recorded = _manifest_tokenize(path)
+    recorded = tokenize_record(path)
     vocab = _resolve_vocabulary(vocabulary, dictionaries, recorded, tokens)
     if emb_mode == "cls" and not vocab.has_cls_eos:
         raise InputError(

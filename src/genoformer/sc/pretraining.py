@@ -41,7 +41,7 @@ from transformers.modeling_outputs import MaskedLMOutput
 from genoformer.engine.errors import InputError
 from genoformer.engine.runs import MANIFEST, RunDir, write_json, write_table
 from genoformer.engine.training import CHECKPOINTS, TrainSettings, length_grouping, train_model
-from genoformer.sc.corpus import load_corpus
+from genoformer.sc.corpus import load_corpus, tokenize_record
 from genoformer.sc.dictionaries import GeneVocabulary, resolve
 from genoformer.sc.masking import (
     HELD_OUT_STREAM,
@@ -214,16 +214,6 @@ class _Corpus:
         return self.paths[which], int(row - self.starts[which])
 
 
-def _manifest_results(path: Path) -> dict[str, Any]:
-    manifest = path / MANIFEST
-    if not manifest.exists():
-        return {}
-    try:
-        return json.loads(manifest.read_text()).get("results", {}).get("tokenize", {}) or {}
-    except (json.JSONDecodeError, AttributeError):
-        return {}
-
-
 def _list_lengths(column: Any) -> np.ndarray:
     import pyarrow.compute as pc
 
@@ -240,7 +230,7 @@ def _read_corpora(paths: Sequence[Path]) -> _Corpus:
         if corpus._indices is not None:  # a selection saved with its index mapping
             corpus = corpus.flatten_indices()
         parts.append(corpus.select_columns(["input_ids"]))
-        results = _manifest_results(path)
+        results = tokenize_record(path)
         if "vocabulary" in results:
             names[path] = str(results["vocabulary"])
         if "input_size" in results:
