@@ -97,6 +97,11 @@ def test_demo_quick(tmp_path):
     assert gwas["variants_tested"] > 0 and gwas["causal_in_top"] >= 1
     for name in ("assoc.tsv", "manhattan.png", "qq.html"):
         assert (tmp_path / "demo" / "gwas" / "assoc" / name).exists()
+    model = manifest["results"]["gwas_model"]
+    assert {"transformer", "ridge", "boosting", "mlp"} <= set(model["test_r2"])
+    assert model["causal"] == 14 and model["decoys"] > 0
+    for name in ("model/comparison.png", "explain/importance.tsv", "explain/pairs_heatmap.html"):
+        assert (tmp_path / "demo" / "gwas" / name).exists()
     sc = manifest["results"]["sc"]
     assert sc["heldout_loss"] < sc["frequency_loss"]
     assert sc["cell_type_knn_accuracy"] > 0.4  # five types: chance is 0.2

@@ -212,11 +212,30 @@ def test_screened_scores_keep_full_resolution_p_values():
     assert set(range(10)) <= set(kept) and len(kept) == 30
     screened = np.full(300, np.nan)
     screened[kept] = scores[kept]
-    full, part = calibrate(scores, is_decoy), calibrate(screened, is_decoy)
+    full = calibrate(scores, is_decoy, fit_tail=False)
+    part = calibrate(screened, is_decoy)  # decoys left out: counts only, no fitted tail
     np.testing.assert_allclose(part["p"].to_numpy()[kept], full["p"].to_numpy()[kept])
     left_out = np.setdiff1d(np.arange(100), kept)
     np.testing.assert_array_equal(part["p"].to_numpy()[left_out], 1.0)
     assert part["p"].to_numpy()[0] == pytest.approx(1 / 201)
+
+
+def test_fitted_tail_reaches_below_the_count_and_stays_calibrated():
+    """40 exponential decoys: a score far out gets about its true tail probability, not
+    1/41; the decoys' leave-one-out p-values stay uniform in the tail."""
+    rng = np.random.default_rng(0)
+    null = rng.exponential(size=40)
+    p = empirical_pvalues(np.array([12.0, 0.5]), null, fit_tail=True)
+    assert 1e-7 < p[0] < 1e-3  # exp(-12) = 6e-6 (fitted: 2e-4); the count alone gives 1/41
+    assert p[1] == pytest.approx(empirical_pvalues(np.array([0.5]), null)[0])  # many above
+    below = []
+    for seed in range(200):
+        null = np.random.default_rng(seed).exponential(size=40)
+        below.append(np.mean(leave_one_out_pvalues(null, fit_tail=True) <= 0.01))
+    assert np.mean(below) == pytest.approx(0.01, abs=0.006)
+    # Too few positive decoys to fit: counts.
+    few = np.r_[np.zeros(36), 1.0, 2.0, 3.0, 4.0]
+    assert empirical_pvalues(np.array([9.0]), few, fit_tail=True)[0] == pytest.approx(1 / 41)
 
 
 def test_bad_inputs_name_the_fix():

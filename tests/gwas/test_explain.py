@@ -162,3 +162,41 @@ def test_explain_end_to_end(tmp_path):
     assert manifest["status"] == "complete"
     for name in ("importance_ig.png", "importance_ig.html", "pairs_heatmap.html"):
         assert (out / name).exists()
+
+
+def test_truth_recall_ranks_the_association_over_every_tested_variant():
+    """The association ranking is the GWAS's, over every variant tested, not only the
+    model's; recall counts every causal variant of the truth, in the model or not."""
+    from genoformer.gwas.explain import truth_recall
+
+    importance = pd.DataFrame(
+        {
+            "id": ["a", "b", "c", "d_decoy"],
+            "is_decoy": [False, False, False, True],
+            "substitution": [3.0, 2.0, 0.1, 0.2],
+            "substitution_q": [0.01, 0.02, 0.9, np.nan],
+            "substitution_rank": [1, 2, 3, np.nan],
+            "assoc_p": [1e-9, 0.5, 0.3, np.nan],
+        }
+    )
+    association = pd.DataFrame(
+        {"ID": ["a", "b", "c", "x", "y"], "P": [1e-9, 0.5, 0.3, 1e-12, 1e-10]}
+    )
+    truth = pd.DataFrame(
+        {"id": ["a", "b", "e"], "kind": ["additive", "epistatic", "epistatic"], "pair": [0, 1, 1]}
+    )
+    pairs = pd.DataFrame({"id_a": ["a"], "id_b": ["b"], "null": [False], "interaction": [0.0],
+                          "p": [0.5], "q": [0.5], "called": [False]})  # fmt: skip
+    out = truth_recall(
+        importance, pairs, truth, methods=["substitution"], association=association, top=2
+    )
+    assert out["causal"] == 3 and out["causal_in_model"] == 2
+    assert out["association_variants"] == 5
+    # GWAS top 2: x and y (not causal); model top 2: a and b.
+    assert out["association"]["causal_in_top"] == 0
+    assert out["substitution"]["causal_in_top"] == 2
+    assert out["substitution"]["recall"] == pytest.approx(2 / 3)
+    assert out["substitution"]["epistatic_in_top"] == 1
+    assert out["association"]["called"] == 3  # x, y and a at FDR 5%
+    [pair] = out["epistatic_pairs"]
+    assert pair["id_a"] == "b" and pair["scanned"] is False  # b x e: e is not in the model

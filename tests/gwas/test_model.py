@@ -116,6 +116,38 @@ def test_save_and_load_round_trip(backbone, tmp_path):
         )
 
 
+@pytest.mark.parametrize("backbone", ["gptj", "bert"])
+def test_additive_term_is_linear_in_standardised_dosage(backbone, tmp_path):
+    """The genotypes' linear term starts at zero, adds w * (x - mean) / std per column,
+    reads a missing call as the mean, and survives save/load."""
+    mean, std = np.linspace(0.2, 1.8, N_VARIANTS), np.linspace(0.5, 1.0, N_VARIANTS)
+    torch.manual_seed(5)
+    config = _config(backbone=backbone, genotype_mean=mean.tolist(), genotype_std=std.tolist())
+    model = GenotypeModel(config).eval()
+    genotypes, missing, covariates = _batch()
+    off = GenotypeModel(_config(backbone=backbone, additive=False))
+    off.load_state_dict(model.state_dict(), strict=False)
+    off.eval()
+    with torch.no_grad():
+        at_start = model(genotypes, missing, covariates).logits
+        torch.testing.assert_close(at_start, off(genotypes, missing, covariates).logits)
+        w = torch.linspace(-1.0, 1.0, N_VARIANTS)
+        model.genotype_linear.weight.copy_(w[None])
+        moved = model(genotypes, missing, covariates).logits - at_start
+    z = (genotypes.numpy() - mean) / std
+    expected = np.where(missing.numpy(), 0.0, z) @ w.numpy() * config.target_std
+    np.testing.assert_allclose(moved[:, 0].numpy(), expected, rtol=1e-4, atol=1e-5)
+    model.save_pretrained(tmp_path)
+    loaded = GenotypeModel.from_pretrained(tmp_path).eval()
+    with torch.no_grad():
+        torch.testing.assert_close(
+            loaded(genotypes, missing, covariates).logits,
+            model(genotypes, missing, covariates).logits,
+        )
+    with pytest.raises(InputError, match="genotype_mean has 3 entries for 12 variants"):
+        _config(genotype_mean=[0.0, 1.0, 2.0])
+
+
 def test_bad_configs_and_inputs():
     with pytest.raises(InputError, match="unknown backbone"):
         _config(backbone="lstm")

@@ -197,6 +197,9 @@ def test_cli_binary_bert_with_preselection_and_resume(cohort, tmp_path):
     variants = pd.read_csv(out / "variants.tsv", sep="\t")
     truth = pd.read_csv(f"{cohort}.truth.tsv", sep="\t")
     assert set(truth["id"]) <= set(variants["id"])
+    # every variant's association on the training samples is kept for `gwas explain`
+    association = pd.read_parquet(out / "association.parquet")
+    assert len(association) == 200 and {"ID", "P", "P_VARIANCE"} <= set(association)
     # resuming a finished run continues from its checkpoint and ends at the same step
     with pytest.raises(SystemExit):
         main([*args, "--resume"])

@@ -28,7 +28,14 @@ Calibration (:func:`calibrate`): decoy columns are permuted copies of real varia
 linked to neither the phenotype nor any other variant; their scores are the null. A real
 variant's empirical p-value is ``(1 + #{decoys >= score}) / (1 + #decoys)``, its q-value
 the Benjamini-Hochberg FDR over the real variants. Each decoy gets the same p-value against
-the other decoys (leave one out), which is what checks the calibration.
+the other decoys (leave one out), which is what checks the calibration. A count can never
+go below ``1 / (1 + #decoys)``, too coarse for an FDR over many variants when decoys are a
+few dozen: so where fewer than :data:`TAIL_EXCEEDANCES` decoys reach a score, its p-value
+comes from a gamma distribution fitted to the decoy scores (the rule of Knijnenburg et al.
+2009, "Fewer permutations, more accurate P-values", with a gamma for the whole null in place
+of their Pareto tail, since a few dozen decoys are too few to fit a tail alone). The decoys'
+own leave-one-out p-values go through the same rule, so the share of decoys called checks
+the fit too.
 """
 
 from __future__ import annotations
@@ -506,8 +513,37 @@ def _columns(columns: Sequence[int] | np.ndarray | None, m: int) -> np.ndarray:
 # ---------------------------------------------------------------------------------------
 
 
-def empirical_pvalues(scores: np.ndarray, null: np.ndarray) -> np.ndarray:
-    """``(1 + #{null >= score}) / (1 + #null)`` for each score; NaN scores give NaN."""
+#: Fewer null scores than this at or above a score: its p-value comes from the fitted null.
+TAIL_EXCEEDANCES = 10
+#: Fewest positive null scores a gamma is fitted to.
+_MIN_FIT = 8
+
+
+def _fitted_null(null: np.ndarray) -> Callable[[np.ndarray], np.ndarray] | None:
+    """``P(null >= s)`` from a gamma fitted (maximum likelihood, origin at 0) to the positive
+    null scores, scaled by their share of all null scores (the rest, with no effect at all,
+    rank below every positive score); None when they are too few or all equal, or when some
+    null scores are missing (-inf: a screen left those decoys out, and a fit to the top of a
+    sample alone would put the tail too far out)."""
+    if not np.isfinite(null).all():
+        return None
+    positive = null[null > 0]
+    if positive.size < _MIN_FIT or np.ptp(positive) <= 0:
+        return None
+    shape, _, scale = stats.gamma.fit(positive, floc=0)
+    share = positive.size / null.size
+    return lambda s: share * stats.gamma.sf(s, shape, scale=scale)
+
+
+def empirical_pvalues(
+    scores: np.ndarray, null: np.ndarray, *, fit_tail: bool = False
+) -> np.ndarray:
+    """``(1 + #{null >= score}) / (1 + #null)`` for each score; NaN scores give NaN.
+
+    With ``fit_tail``, a score reached by fewer than :data:`TAIL_EXCEEDANCES` null scores
+    gets ``P(null >= score)`` from a gamma fitted to the null instead (see the module
+    docstring), when the null has enough positive scores to fit one.
+    """
     null = np.asarray(null, dtype=np.float64)
     null = np.sort(null[~np.isnan(null)])
     if null.size == 0:
@@ -518,11 +554,17 @@ def empirical_pvalues(scores: np.ndarray, null: np.ndarray) -> np.ndarray:
     scores = np.asarray(scores, dtype=np.float64)
     at_least = null.size - np.searchsorted(null, scores, side="left")
     p = (1.0 + at_least) / (1.0 + null.size)
+    tail = (at_least < TAIL_EXCEEDANCES) & np.isfinite(scores) & (scores > 0)
+    if fit_tail and tail.any():
+        survival = _fitted_null(null)
+        if survival is not None:
+            p[tail] = survival(scores[tail])
     return np.where(np.isnan(scores), np.nan, p)
 
 
-def leave_one_out_pvalues(null: np.ndarray) -> np.ndarray:
-    """Each null score's empirical p-value against the other null scores."""
+def leave_one_out_pvalues(null: np.ndarray, *, fit_tail: bool = False) -> np.ndarray:
+    """Each null score's p-value against the other null scores (as
+    :func:`empirical_pvalues`, ``fit_tail`` included)."""
     null = np.asarray(null, dtype=np.float64)
     if null.size < 2:
         raise InputError(
@@ -531,7 +573,13 @@ def leave_one_out_pvalues(null: np.ndarray) -> np.ndarray:
         )
     ordered = np.sort(null)
     # #{others >= s} = #{all >= s} - 1, so p = #{all >= s} / n.
-    return (null.size - np.searchsorted(ordered, null, side="left")) / null.size
+    at_least = null.size - np.searchsorted(ordered, null, side="left")
+    p = at_least / null.size
+    if fit_tail:
+        # Only the top scores reach the fitted tail: refit without each of them.
+        for i in np.flatnonzero(at_least - 1 < TAIL_EXCEEDANCES):
+            p[i] = empirical_pvalues(null[i : i + 1], np.delete(null, i), fit_tail=True)[0]
+    return p
 
 
 def benjamini_hochberg(p: np.ndarray) -> np.ndarray:
@@ -544,7 +592,9 @@ def benjamini_hochberg(p: np.ndarray) -> np.ndarray:
     return q
 
 
-def calibrate(scores: np.ndarray, is_decoy: np.ndarray, *, alpha: float = 0.05) -> pd.DataFrame:
+def calibrate(
+    scores: np.ndarray, is_decoy: np.ndarray, *, alpha: float = 0.05, fit_tail: bool = True
+) -> pd.DataFrame:
     """Empirical p-values and BH FDR of per-variant scores against the decoys.
 
     Parameters
@@ -557,6 +607,9 @@ def calibrate(scores: np.ndarray, is_decoy: np.ndarray, *, alpha: float = 0.05) 
         Flags the decoy columns.
     alpha
         FDR level of the ``called`` column.
+    fit_tail
+        Scores beyond all but a few decoys get their p-value from a gamma fitted to the
+        decoys (see the module docstring); False: counts only.
 
     Returns
     -------
@@ -575,8 +628,8 @@ def calibrate(scores: np.ndarray, is_decoy: np.ndarray, *, alpha: float = 0.05) 
     null = ranked[decoy]
     p = np.full(scores.shape, np.nan)
     real = ~decoy
-    p[real] = empirical_pvalues(ranked[real], null)
-    p[decoy] = leave_one_out_pvalues(null)
+    p[real] = empirical_pvalues(ranked[real], null, fit_tail=fit_tail)
+    p[decoy] = leave_one_out_pvalues(null, fit_tail=fit_tail)
     q = np.full(scores.shape, np.nan)
     q[real] = benjamini_hochberg(p[real])
     q[decoy] = _q_as_extra_test(p[real], p[decoy])
@@ -615,5 +668,5 @@ def calibration_summary(table: pd.DataFrame, is_decoy: np.ndarray) -> dict[str, 
         "called": int((called & ~decoy).sum()),
         "decoys_called": decoys_called,
         "decoys_called_share": decoys_called / n_decoys if n_decoys else float("nan"),
-        "min_p": 1.0 / (1.0 + n_decoys) if n_decoys else float("nan"),
+        "smallest_p": float(np.nanmin(table["p"].to_numpy()[~decoy], initial=np.inf)),
     }

@@ -180,8 +180,8 @@ def explain(
     genotypes: Annotated[
         Path | None, typer.Option(help="Genotype file, if moved since training.")
     ] = None,
-    top_pairs: Annotated[int, typer.Option(help="Top variants whose pairs are scanned.")] = 10,
-    null_pairs: Annotated[int, typer.Option(help="Null pairs (with a decoy) scored.")] = 1000,
+    top_pairs: Annotated[int, typer.Option(help="Top variants whose pairs are scanned.")] = 20,
+    null_pairs: Annotated[int, typer.Option(help="Null pairs (with a decoy) scored.")] = 500,
     split: Annotated[
         str, typer.Option(help="Samples explained: test, validation or train.")
     ] = "test",
@@ -228,30 +228,34 @@ def train(
     covar_name: Annotated[
         list[str] | None, typer.Option(help="Covariate column; repeatable (default all).")
     ] = None,
-    backbone: Annotated[str, typer.Option(help="gptj (causal decoder) or bert.")] = "gptj",
+    backbone: Annotated[str, typer.Option(help="bert or gptj (causal decoder).")] = "bert",
     window: Annotated[int, typer.Option(help="Variants per token.")] = 8,
     preselect: Annotated[
-        int | None, typer.Option(help="Keep the top variants by marginal p (training samples).")
+        int | None, typer.Option(help="Keep the top variants by association p (training samples).")
     ] = None,
     preselect_by: Annotated[
-        str, typer.Option(help="marginal, or marginal+variance (keeps epistatic pairs).")
-    ] = "marginal",
+        str, typer.Option(help="marginal+variance (keeps epistatic pairs), or marginal.")
+    ] = "marginal+variance",
     decoys: Annotated[
         int | None,
         typer.Option(help="Permuted decoy columns (default: as many as variants, <= 1000)."),
     ] = None,
     pooling: Annotated[str | None, typer.Option(help="bert: cls or mean.")] = None,
+    additive: Annotated[
+        bool, typer.Option(help="A linear term on the genotypes beside the transformer.")
+    ] = True,
     d_model: Annotated[int | None, typer.Option(help="Token width.")] = None,
     layers: Annotated[int | None, typer.Option(help="Transformer layers.")] = None,
     heads: Annotated[int | None, typer.Option(help="Attention heads.")] = None,
     dropout: Annotated[float | None, typer.Option(help="Dropout.")] = None,
+    init_range: Annotated[float | None, typer.Option(help="Weight initialisation std.")] = None,
     validation: Annotated[float, typer.Option(help="Share of samples for validation.")] = 0.15,
     test: Annotated[float, typer.Option(help="Share of samples for testing.")] = 0.15,
-    epochs: Annotated[float, typer.Option(help="Maximum number of epochs.")] = 30,
+    epochs: Annotated[float, typer.Option(help="Maximum number of epochs.")] = 100,
     batch_size: Annotated[int, typer.Option()] = 64,
-    learning_rate: Annotated[float, typer.Option()] = 1e-3,
+    learning_rate: Annotated[float, typer.Option()] = 3e-3,
     weight_decay: Annotated[float, typer.Option()] = 0.01,
-    patience: Annotated[int, typer.Option(help="Evaluations without improvement.")] = 5,
+    patience: Annotated[int, typer.Option(help="Evaluations without improvement.")] = 20,
     eval_every: Annotated[int | None, typer.Option(help="Steps (default: one epoch).")] = None,
     seed: Annotated[int, typer.Option()] = 0,
     device: Annotated[str, typer.Option(help="auto, cpu, cuda, npu or mps.")] = "auto",
@@ -273,10 +277,12 @@ def train(
         preselect_by=preselect_by,
         decoys=decoys,
         pooling=pooling,
+        additive=additive,
         d_model=d_model,
         n_layers=layers,
         n_heads=heads,
         dropout=dropout,
+        initializer_range=init_range,
         validation=validation,
         test=test,
         epochs=epochs,

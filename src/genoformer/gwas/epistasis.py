@@ -18,7 +18,10 @@ each top real variant with each of the most important decoys, and those decoys w
 other, so that the null pairs, like the tested ones, hold variants the model leans on.
 A tested pair's p-value is ``(1 + #{null pairs >= score}) / (1 + #null pairs)``, its q-value
 the BH FDR over the tested pairs; each null pair gets its p-value against the other null
-pairs (leave one out) and a q-value as if it were one more tested pair.
+pairs (leave one out) and a q-value as if it were one more tested pair. As for single
+variants (see :mod:`genoformer.gwas.attribution`), a score beyond all but a few null pairs
+gets its p-value from a gamma fitted to the null pairs' scores, so that a few hundred null
+pairs suffice for an FDR over a few hundred tested pairs.
 """
 
 from __future__ import annotations
@@ -176,7 +179,7 @@ def _pairs(pairs: np.ndarray | Sequence[tuple[int, int]], m: int) -> np.ndarray:
 
 
 def candidate_pairs(
-    importance: np.ndarray, is_decoy: np.ndarray, *, top: int = 10, null_pairs: int = 1000
+    importance: np.ndarray, is_decoy: np.ndarray, *, top: int = 20, null_pairs: int = 500
 ) -> pd.DataFrame:
     """The pairs to score: among the ``top`` real variants, and null pairs with a decoy.
 
@@ -236,8 +239,8 @@ def pair_scan(
     *,
     importance: np.ndarray,
     is_decoy: np.ndarray,
-    top: int = 10,
-    null_pairs: int = 1000,
+    top: int = 20,
+    null_pairs: int = 500,
     levels: tuple[float, float] = (0.0, 2.0),
     alpha: float = 0.05,
     batch_size: int | None = None,
@@ -294,8 +297,8 @@ def pair_scan(
     null = table["null"].to_numpy()
     null_scores = table["score"].to_numpy()[null]
     p = np.empty(len(table))
-    p[~null] = empirical_pvalues(table["score"].to_numpy()[~null], null_scores)
-    p[null] = leave_one_out_pvalues(null_scores)
+    p[~null] = empirical_pvalues(table["score"].to_numpy()[~null], null_scores, fit_tail=True)
+    p[null] = leave_one_out_pvalues(null_scores, fit_tail=True)
     q = np.empty(len(table))
     q[~null] = benjamini_hochberg(p[~null])
     q[null] = _q_as_extra_test(p[~null], p[null])

@@ -78,8 +78,8 @@ def explain(
     genotypes: str | os.PathLike | None = None,
     methods: Sequence[str] = ("ig", "substitution"),
     truth: str | os.PathLike | None = None,
-    top_pairs: int = 10,
-    null_pairs: int = 1000,
+    top_pairs: int = 20,
+    null_pairs: int = 500,
     pair_levels: tuple[float, float] = (0.0, 2.0),
     split: str = "test",
     max_samples: int | None = 1000,
@@ -303,7 +303,9 @@ def explain(
             pairs, run.file("pairs_heatmap.html"), order=order
         )
     if truth_table is not None:
-        metrics["truth"] = truth_recall(table, pairs, truth_table, methods=methods, top=TOP_N)
+        metrics["truth"] = truth_recall(
+            table, pairs, truth_table, methods=methods, association=assoc, top=TOP_N
+        )
     for key, path in outputs.items():
         run.record_output(key, path)
     run.record_results("explain", metrics)
@@ -447,43 +449,53 @@ def truth_recall(
     truth: pd.DataFrame,
     *,
     methods: Sequence[str],
+    association: pd.DataFrame | None = None,
     top: int = TOP_N,
 ) -> dict[str, Any]:
     """How well each ranking finds the simulated causal variants and epistatic pairs.
 
-    For each method and for the association p-value: ``causal_in_top`` (causal variants
-    among the ``top`` real variants), ``recall`` (that count over the causal variants in the
-    model) and ``called`` / ``called_causal`` at FDR 5% (association: BH over the tested
-    variants). For each epistatic pair: the variants' importance ranks and association p,
-    and the pair's rank, score, p and q among the scanned pairs (None when not scanned).
+    For each method, and for the association p-value (every variant of ``association``,
+    ``ID`` and ``P``, when given: what a GWAS ranks, not only the model's variants):
+    ``causal_in_top`` (causal variants among the ``top`` real variants), ``recall`` (that
+    count over every causal variant of the truth, in the model or not) and ``called`` /
+    ``called_causal`` at FDR 5% (association: BH over the tested variants). For each
+    epistatic pair: the variants' importance ranks and association p, and the pair's rank,
+    score, p and q among the scanned pairs (None when not scanned).
     """
     real = importance[~importance["is_decoy"].astype(bool)].reset_index(drop=True)
-    ids = real["id"].astype(str)
-    causal = set(truth["id"].astype(str)) & set(ids)
-    additive = set(truth.loc[truth["kind"] == "additive", "id"].astype(str)) & causal
-    epistatic = set(truth.loc[truth["kind"] == "epistatic", "id"].astype(str)) & causal
+    truth_ids = set(truth["id"].astype(str))
+    additive = set(truth.loc[truth["kind"] == "additive", "id"].astype(str))
+    epistatic = set(truth.loc[truth["kind"] == "epistatic", "id"].astype(str))
+    ids = {m: real["id"].astype(str).to_numpy() for m in methods}
     rankings = {m: real[m].to_numpy(dtype=float) for m in methods}
-    rankings["association"] = -np.log10(real["assoc_p"].to_numpy(dtype=float))
     q_values = {m: real[f"{m}_q"].to_numpy(dtype=float) for m in methods}
-    q_values["association"] = attribution.benjamini_hochberg(real["assoc_p"].to_numpy(dtype=float))
+    if association is None:
+        association = pd.DataFrame({"ID": real["id"], "P": real["assoc_p"]})
+    p = pd.to_numeric(association["P"], errors="coerce").to_numpy(dtype=float)
+    ids["association"] = association["ID"].astype(str).to_numpy()
+    rankings["association"] = -np.log10(p)
+    q_values["association"] = attribution.benjamini_hochberg(p)
     out: dict[str, Any] = {
-        "causal_in_model": len(causal),
+        "causal": len(truth_ids),
+        "causal_in_model": len(truth_ids & set(real["id"].astype(str))),
         "additive": len(additive),
         "epistatic": len(epistatic),
         "top": top,
+        "association_variants": int(len(association)),
     }
     for name, values in rankings.items():
         order = np.lexsort((np.arange(len(values)), -np.nan_to_num(values, nan=-np.inf)))
-        top_ids = set(ids.to_numpy()[order[:top]])
-        called = set(ids.to_numpy()[q_values[name] <= 0.05])
+        top_ids = set(ids[name][order[:top]])
+        called = set(ids[name][q_values[name] <= 0.05])
         out[name] = {
-            "causal_in_top": len(top_ids & causal),
+            "causal_in_top": len(top_ids & truth_ids),
             "additive_in_top": len(top_ids & additive),
             "epistatic_in_top": len(top_ids & epistatic),
-            "recall": len(top_ids & causal) / len(causal) if causal else None,
+            "recall": len(top_ids & truth_ids) / len(truth_ids) if truth_ids else None,
             "called": len(called),
-            "called_causal": len(called & causal),
+            "called_causal": len(called & truth_ids),
         }
+    ids = real["id"].astype(str)
     rank_column = next((c for c in importance.columns if c.endswith("_rank")), None)
     tested = pairs[~pairs["null"].astype(bool)].reset_index(drop=True)
     found = []

@@ -6,7 +6,12 @@ The genotype tokens (see :mod:`genoformer.gwas.encoding`) go into the backbone t
 projection of the standardised covariates): last in the sequence for the causal decoder,
 whose last position sees every token and is the pooled output; first for BERT, where it is
 the ``cls`` pooled output (or part of the mean). Covariates also reach the output through a
-linear term, since their effects are usually linear and should not need the backbone.
+linear term, since their effects are usually linear and should not need the backbone. So do
+the genotypes (``additive``, on by default): a linear term on the standardised dosages
+(missing calls at the training mean), started at zero, carries the additive effects the way
+ridge regression does, and leaves the backbone the part of the phenotype that is not additive
+in the genotypes (dominance, epistasis). Without it the backbone has to learn a linear map
+through its layer norms, and on a purely additive trait it falls short of ridge.
 Regression targets are standardised inside the model (loss on that scale, predictions in the
 targets' units), as the seq pillar does.
 """
@@ -54,7 +59,11 @@ class GenotypeModelConfig(PretrainedConfig):
         n_heads: int = 4,
         rotary_dim: int | None = None,
         dropout: float = 0.1,
+        initializer_range: float = 0.02,
         pooling: str | None = None,
+        additive: bool = True,
+        genotype_mean: Sequence[float] | None = None,
+        genotype_std: Sequence[float] | None = None,
         target_mean: float = 0.0,
         target_std: float = 1.0,
         covariate_names: Sequence[str] | None = None,
@@ -99,7 +108,20 @@ class GenotypeModelConfig(PretrainedConfig):
         self.n_heads = n_heads
         self.rotary_dim = rotary_dim
         self.dropout = dropout
+        self.initializer_range = float(initializer_range)
         self.pooling = pooling
+        self.additive = bool(additive)
+        self.genotype_mean = [float(v) for v in genotype_mean or [0.0] * n_variants]
+        self.genotype_std = [float(v) for v in genotype_std or [1.0] * n_variants]
+        for name, values in (
+            ("genotype_mean", self.genotype_mean),
+            ("genotype_std", self.genotype_std),
+        ):
+            if len(values) != n_variants:
+                raise InputError(
+                    f"{name} has {len(values)} entries for {n_variants} variants",
+                    fix="give one value per model column",
+                )
         self.target_mean = float(target_mean)
         self.target_std = float(target_std)
         self.covariate_names = list(covariate_names or [])
@@ -144,6 +166,7 @@ def _backbone(config: GenotypeModelConfig) -> nn.Module:
                 embd_pdrop=c.dropout,
                 attn_pdrop=c.dropout,
                 use_cache=False,
+                initializer_range=c.initializer_range,
                 bos_token_id=None,
                 eos_token_id=None,
             )
@@ -160,6 +183,7 @@ def _backbone(config: GenotypeModelConfig) -> nn.Module:
             attention_probs_dropout_prob=c.dropout,
             type_vocab_size=1,
             pad_token_id=0,
+            initializer_range=c.initializer_range,
         ),
         add_pooling_layer=False,
     )
@@ -181,12 +205,18 @@ class GenotypeModel(PreTrainedModel):
                 f"token_of_column has {len(c.token_of_column)} entries for {c.n_variants} variants",
                 fix="build the config with window_layout over the model's columns",
             )
-        self.embedding = GenotypeEmbedding(c.token_of_column, c.d_model)
-        self.readout = nn.Parameter(torch.randn(c.d_model) * 0.02)
+        self.embedding = GenotypeEmbedding(c.token_of_column, c.d_model, c.initializer_range)
+        self.readout = nn.Parameter(torch.randn(c.d_model) * c.initializer_range)
         self.covariate_embedding = nn.Linear(c.n_covariates, c.d_model) if c.n_covariates else None
         self.covariate_linear = (
             nn.Linear(c.n_covariates, c.num_labels, bias=False) if c.n_covariates else None
         )
+        self.genotype_linear = None
+        if c.additive:
+            self.register_buffer("genotype_mean", torch.tensor(c.genotype_mean))
+            self.register_buffer("genotype_scale", 1.0 / torch.tensor(c.genotype_std))
+            self.genotype_linear = nn.Linear(c.n_variants, c.num_labels, bias=False)
+            nn.init.zeros_(self.genotype_linear.weight)
         self.backbone = _backbone(c)
         self.head = nn.Sequential(nn.Dropout(c.dropout), nn.Linear(c.d_model, c.num_labels))
         self.post_init()
@@ -229,6 +259,14 @@ class GenotypeModel(PreTrainedModel):
         out = self.head(pooled)
         if self.covariate_linear is not None:
             out = out + self.covariate_linear(covariates)
+        if self.genotype_linear is not None:
+            centred = (genotypes - self.genotype_mean) * self.genotype_scale
+            absent = (
+                torch.isnan(genotypes)
+                if missing is None
+                else missing.bool() | torch.isnan(genotypes)
+            )
+            out = out + self.genotype_linear(torch.where(absent, 0.0, centred))
         return out
 
     def forward(
