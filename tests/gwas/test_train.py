@@ -250,11 +250,28 @@ def test_hapmap3_with_a_simulated_trait(tmp_path):
     assert result.metrics["samples"]["test"] == round(957 * 0.15)
     assert test["ridge"]["r2"] > 0.3
     assert test["transformer"]["pearson_r"] > 0.5
+    # ... and explains it: the causal variants lead the importance, decoys stay uncalled.
+    from genoformer.gwas.explain import explain
+
+    explained = explain(
+        tmp_path, out=tmp_path / "explain", top_pairs=5, null_pairs=50, pair_samples=64,
+        progress=False,
+    )  # fmt: skip
+    table = pd.read_csv(tmp_path / "explain" / "importance.tsv", sep="\t", dtype={"id": str})
+    with open_genotypes(bed) as source:
+        causal_ids = set(source.variants["id"].iloc[causal].astype(str))
+    top = table[~table["is_decoy"]].nsmallest(10, "substitution_rank")
+    assert len(causal_ids & set(top["id"])) >= 3
+    assert explained.metrics["substitution"]["decoys_called"] <= 1
+    assert (tmp_path / "explain" / "importance_substitution.html").exists()
 
 
 def test_transformer_beats_ridge_on_an_epistatic_trait(tmp_path):
     # CI-size version of bench/bench_gwas_model.py: two epistatic pairs (no marginal effect)
-    # carry the heritability; the variance screen keeps them, ridge cannot use a product.
+    # carry the heritability; the variance screen keeps them, ridge cannot use a product,
+    # and the explanation finds the pairs although their marginal p says nothing.
+    from genoformer.gwas.explain import explain
+
     prefix = tmp_path / "epistatic"
     simulate(
         prefix,
@@ -273,22 +290,27 @@ def test_transformer_beats_ridge_on_an_epistatic_trait(tmp_path):
         f"{prefix}.pheno",
         out=tmp_path / "run",
         trait="quant",
-        backbone="bert",
-        window=8,
         preselect=20,
-        preselect_by="marginal+variance",
-        decoys=0,
-        d_model=32,
-        dropout=0.0,
-        epochs=40,
-        learning_rate=3e-3,
-        patience=8,
         device="cpu",
         baselines_to_fit=("ridge",),
     )
     variants = pd.read_csv(tmp_path / "run" / "variants.tsv", sep="\t")
     truth = pd.read_csv(f"{prefix}.truth.tsv", sep="\t")
     assert set(truth["id"]) <= set(variants["id"])  # the screen keeps all four pair variants
+    assert variants["is_decoy"].sum() == 20
     test = result.metrics["test"]
     assert test["ridge"]["r2"] < 0.05
     assert test["transformer"]["r2"] > 0.3
+    explained = explain(
+        tmp_path / "run", out=tmp_path / "explain", truth=f"{prefix}.truth.tsv",
+        null_pairs=200, progress=False,
+    )  # fmt: skip
+    found = explained.metrics["truth"]
+    assert found["substitution"]["epistatic_in_top"] == 4
+    assert found["association"]["epistatic_in_top"] <= 1
+    # At least one pair is called although neither of its variants has a marginal signal.
+    called = [pair for pair in found["epistatic_pairs"] if pair.get("called")]
+    assert called
+    assert all(min(pair["assoc_p_a"], pair["assoc_p_b"]) > 0.01 for pair in called)
+    assert explained.metrics["substitution"]["decoys_called"] <= 1
+    assert explained.metrics["pairs"]["null_pairs_called_share"] <= 0.05

@@ -30,12 +30,14 @@ variant's empirical p-value is ``(1 + #{decoys >= score}) / (1 + #decoys)``, its
 the Benjamini-Hochberg FDR over the real variants. Each decoy gets the same p-value against
 the other decoys (leave one out), which is what checks the calibration. A count can never
 go below ``1 / (1 + #decoys)``, too coarse for an FDR over many variants when decoys are a
-few dozen: so where fewer than :data:`TAIL_EXCEEDANCES` decoys reach a score, its p-value
-comes from a gamma distribution fitted to the decoy scores (the rule of Knijnenburg et al.
-2009, "Fewer permutations, more accurate P-values", with a gamma for the whole null in place
-of their Pareto tail, since a few dozen decoys are too few to fit a tail alone). The decoys'
-own leave-one-out p-values go through the same rule, so the share of decoys called checks
-the fit too.
+few dozen: so a score beyond every decoy gets ``P(null >= score)`` from a gamma
+distribution fitted to the decoy scores, capped at the count's ``1 / (1 + #decoys)``. This
+follows Knijnenburg et al. 2009 ("Fewer permutations, more accurate P-values"), who fit a
+Pareto tail where fewer than 10 permutations exceed a score; a few dozen decoys are too few
+to fit a tail alone, and a gamma fitted to the whole null can be too light in the tail of a
+skewed null, so it is used only beyond the last decoy, where no count can say more. The
+decoys' own leave-one-out p-values go through the same rule, so the share of decoys called
+checks the fit too.
 """
 
 from __future__ import annotations
@@ -513,8 +515,6 @@ def _columns(columns: Sequence[int] | np.ndarray | None, m: int) -> np.ndarray:
 # ---------------------------------------------------------------------------------------
 
 
-#: Fewer null scores than this at or above a score: its p-value comes from the fitted null.
-TAIL_EXCEEDANCES = 10
 #: Fewest positive null scores a gamma is fitted to.
 _MIN_FIT = 8
 
@@ -540,9 +540,9 @@ def empirical_pvalues(
 ) -> np.ndarray:
     """``(1 + #{null >= score}) / (1 + #null)`` for each score; NaN scores give NaN.
 
-    With ``fit_tail``, a score reached by fewer than :data:`TAIL_EXCEEDANCES` null scores
-    gets ``P(null >= score)`` from a gamma fitted to the null instead (see the module
-    docstring), when the null has enough positive scores to fit one.
+    With ``fit_tail``, a score beyond every null score gets ``P(null >= score)`` from a gamma
+    fitted to the null, at most ``1 / (1 + #null)`` (see the module docstring), when the
+    null has enough positive scores to fit one.
     """
     null = np.asarray(null, dtype=np.float64)
     null = np.sort(null[~np.isnan(null)])
@@ -554,11 +554,11 @@ def empirical_pvalues(
     scores = np.asarray(scores, dtype=np.float64)
     at_least = null.size - np.searchsorted(null, scores, side="left")
     p = (1.0 + at_least) / (1.0 + null.size)
-    tail = (at_least < TAIL_EXCEEDANCES) & np.isfinite(scores) & (scores > 0)
+    tail = (at_least == 0) & np.isfinite(scores) & (scores > 0)
     if fit_tail and tail.any():
         survival = _fitted_null(null)
         if survival is not None:
-            p[tail] = survival(scores[tail])
+            p[tail] = np.minimum(survival(scores[tail]), p[tail])
     return np.where(np.isnan(scores), np.nan, p)
 
 
@@ -576,8 +576,8 @@ def leave_one_out_pvalues(null: np.ndarray, *, fit_tail: bool = False) -> np.nda
     at_least = null.size - np.searchsorted(ordered, null, side="left")
     p = at_least / null.size
     if fit_tail:
-        # Only the top scores reach the fitted tail: refit without each of them.
-        for i in np.flatnonzero(at_least - 1 < TAIL_EXCEEDANCES):
+        # Only the top score is beyond all the others: refit without it.
+        for i in np.flatnonzero(at_least == 1):
             p[i] = empirical_pvalues(null[i : i + 1], np.delete(null, i), fit_tail=True)[0]
     return p
 
