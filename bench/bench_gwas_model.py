@@ -70,16 +70,20 @@ def _recall_line(truth: dict) -> str:
 def _pair_lines(truth: dict) -> list[str]:
     lines = []
     for pair in truth["epistatic_pairs"]:
-        p = (
-            f"assoc p {pair['assoc_p_a']:.2g} / {pair['assoc_p_b']:.2g}"
-            if pair["assoc_p_a"] is not None
-            else "not in the model"
-        )
+        sides = []
+        for side in ("a", "b"):
+            p = pair[f"assoc_p_{side}"]
+            where = "" if pair[f"in_model_{side}"] else " (screened out)"
+            sides.append(f"{p:.2g}{where}" if p is not None else f"NA{where}")
         if pair["scanned"]:
-            found = f"pair rank {pair['pair_rank']}, FDR {pair['q']:.3g}{' called' if pair['called'] else ''}"
+            called = " called" if pair["called"] else ""
+            found = f"pair rank {pair['pair_rank']}, FDR {pair['q']:.3g}{called}"
         else:
-            found = "not scanned (a variant outside the top by importance)"
-        lines.append(f"  pair {pair['pair']} {pair['id_a']} x {pair['id_b']}: {p}; {found}")
+            found = "not scanned (a variant outside the model or its top by importance)"
+        lines.append(
+            f"  pair {pair['pair']} {pair['id_a']} x {pair['id_b']}: assoc p "
+            f"{' / '.join(sides)}; {found}"
+        )
     return lines
 
 

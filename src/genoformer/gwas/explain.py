@@ -496,6 +496,8 @@ def truth_recall(
             "called_causal": len(called & truth_ids),
         }
     ids = real["id"].astype(str)
+    assoc_p = pd.Series(p, index=association["ID"].astype(str))
+    assoc_p = assoc_p[~assoc_p.index.duplicated()]
     rank_column = next((c for c in importance.columns if c.endswith("_rank")), None)
     tested = pairs[~pairs["null"].astype(bool)].reset_index(drop=True)
     found = []
@@ -505,7 +507,9 @@ def truth_recall(
             entry: dict[str, Any] = {"pair": int(pair_id), "id_a": a, "id_b": b}
             for side, vid in (("a", a), ("b", b)):
                 row = real[ids == vid]
-                entry[f"assoc_p_{side}"] = float(row["assoc_p"].iloc[0]) if len(row) else None
+                entry[f"in_model_{side}"] = bool(len(row))
+                p_value = assoc_p.get(vid, np.nan)
+                entry[f"assoc_p_{side}"] = float(p_value) if np.isfinite(p_value) else None
                 entry[f"importance_rank_{side}"] = (
                     float(row[rank_column].iloc[0]) if len(row) and rank_column else None
                 )
