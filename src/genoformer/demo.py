@@ -3,8 +3,9 @@
 - seq: the teaching task (random 8-mers scored by base values plus TAT/GCG motif effects):
   a linear model and the small CNN trained on the same split, compared on held-out
   sequences, and the CNN's filters read back as motif logos.
-- gwas: a cohort simulated with msprime (LD, covariates, 1% missing calls, additive causal
-  variants and two epistatic pairs with no marginal effect), QC, association with covariates
+- gwas: a cohort simulated with msprime (LD, covariates, 1% missing calls, 10 additive
+  causal variants and two epistatic pairs with no marginal effect that carry 80% of the
+  heritability), QC, association with covariates
   and principal components, Manhattan and QQ plots; then the genotype transformer trained on
   the same cohort beside ridge, boosting and an MLP, and explained: variant importance
   calibrated by decoys beside the Manhattan plot, and the pairs it found.
@@ -99,7 +100,7 @@ def _gwas_demo(
             n_samples=n_samples,
             n_variants=n_variants,
             epistatic_pairs=2,
-            epistatic_share=0.5,
+            epistatic_share=0.8,
             seed=seed,
         )
     prefix = cohort.paths["prefix"]
