@@ -608,8 +608,8 @@ def calibrate(
     alpha
         FDR level of the ``called`` column.
     fit_tail
-        Scores beyond all but a few decoys get their p-value from a gamma fitted to the
-        decoys (see the module docstring); False: counts only.
+        Scores beyond every decoy get their p-value from a gamma fitted to the decoys
+        (see the module docstring); False: counts only.
 
     Returns
     -------
