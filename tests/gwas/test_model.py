@@ -13,14 +13,7 @@ from genoformer.gwas.model import GenotypeModel, GenotypeModelConfig, score
 N_VARIANTS = 12
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    # The models here are tiny: one thread is as fast as two, and threads that wait on
-    # each other on a busy machine make a step many times slower.
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def _config(**options) -> GenotypeModelConfig:

@@ -23,14 +23,7 @@ from tests.conftest import shared_data
 FAST = dict(epochs=8, batch_size=32, learning_rate=3e-3, device="cpu", d_model=16, n_heads=2)
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    # The models here are tiny: one thread is as fast as two, and threads that wait on
-    # each other on a busy machine make a step many times slower.
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")

@@ -29,6 +29,12 @@ from genoformer.engine.errors import InputError
 N_CODES = 4
 
 
+def missing_calls(genotypes: torch.Tensor, missing: torch.Tensor | None = None) -> torch.Tensor:
+    """Which cells are missing calls: flagged in ``missing`` or NaN."""
+    nan = torch.isnan(genotypes)
+    return nan if missing is None else missing.bool() | nan
+
+
 def genotype_codes(genotypes: torch.Tensor, missing: torch.Tensor | None = None) -> torch.Tensor:
     """Interpolation weights of genotypes 0, 1, 2 and the missing flag, ``[b, m, 4]``.
 
@@ -39,7 +45,7 @@ def genotype_codes(genotypes: torch.Tensor, missing: torch.Tensor | None = None)
     segment [1, 2] at 2).
     """
     x = genotypes
-    flag = torch.isnan(x) if missing is None else (missing.bool() | torch.isnan(x))
+    flag = missing_calls(x, missing)
     x = torch.where(flag, torch.zeros_like(x), x).clamp(0.0, 2.0)
     upper = (x >= 1.0).to(x.dtype).detach()  # which segment: [0, 1] or [1, 2]
     t = x - upper

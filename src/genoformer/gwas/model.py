@@ -33,7 +33,7 @@ from transformers import (
 from transformers.modeling_outputs import SequenceClassifierOutput
 
 from genoformer.engine.errors import InputError
-from genoformer.gwas.encoding import GenotypeEmbedding, window_layout
+from genoformer.gwas.encoding import GenotypeEmbedding, missing_calls, window_layout
 
 BACKBONES = ("gptj", "bert")
 TASKS = ("regression", "classification")
@@ -261,11 +261,7 @@ class GenotypeModel(PreTrainedModel):
             out = out + self.covariate_linear(covariates)
         if self.genotype_linear is not None:
             centred = (genotypes - self.genotype_mean) * self.genotype_scale
-            absent = (
-                torch.isnan(genotypes)
-                if missing is None
-                else missing.bool() | torch.isnan(genotypes)
-            )
+            absent = missing_calls(genotypes, missing)
             out = out + self.genotype_linear(torch.where(absent, 0.0, centred))
         return out
 
