@@ -466,18 +466,19 @@ def truth_recall(
     truth_ids = set(truth["id"].astype(str))
     additive = set(truth.loc[truth["kind"] == "additive", "id"].astype(str))
     epistatic = set(truth.loc[truth["kind"] == "epistatic", "id"].astype(str))
-    ids = {m: real["id"].astype(str).to_numpy() for m in methods}
+    ids = real["id"].astype(str)
+    ranked_ids = {m: ids.to_numpy() for m in methods}
     rankings = {m: real[m].to_numpy(dtype=float) for m in methods}
     q_values = {m: real[f"{m}_q"].to_numpy(dtype=float) for m in methods}
     if association is None:
         association = pd.DataFrame({"ID": real["id"], "P": real["assoc_p"]})
     p = pd.to_numeric(association["P"], errors="coerce").to_numpy(dtype=float)
-    ids["association"] = association["ID"].astype(str).to_numpy()
+    ranked_ids["association"] = association["ID"].astype(str).to_numpy()
     rankings["association"] = -np.log10(p)
     q_values["association"] = attribution.benjamini_hochberg(p)
     out: dict[str, Any] = {
         "causal": len(truth_ids),
-        "causal_in_model": len(truth_ids & set(real["id"].astype(str))),
+        "causal_in_model": len(truth_ids & set(ids)),
         "additive": len(additive),
         "epistatic": len(epistatic),
         "top": top,
@@ -485,8 +486,8 @@ def truth_recall(
     }
     for name, values in rankings.items():
         order = np.lexsort((np.arange(len(values)), -np.nan_to_num(values, nan=-np.inf)))
-        top_ids = set(ids[name][order[:top]])
-        called = set(ids[name][q_values[name] <= 0.05])
+        top_ids = set(ranked_ids[name][order[:top]])
+        called = set(ranked_ids[name][q_values[name] <= 0.05])
         out[name] = {
             "causal_in_top": len(top_ids & truth_ids),
             "additive_in_top": len(top_ids & additive),
@@ -495,8 +496,7 @@ def truth_recall(
             "called": len(called),
             "called_causal": len(called & truth_ids),
         }
-    ids = real["id"].astype(str)
-    assoc_p = pd.Series(p, index=association["ID"].astype(str))
+    assoc_p = pd.Series(p, index=ranked_ids["association"])
     assoc_p = assoc_p[~assoc_p.index.duplicated()]
     rank_column = next((c for c in importance.columns if c.endswith("_rank")), None)
     tested = pairs[~pairs["null"].astype(bool)].reset_index(drop=True)
