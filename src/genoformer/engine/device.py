@@ -1,8 +1,10 @@
-"""Pick the device a model runs on: cpu, cuda, Ascend npu or Apple mps."""
+"""Pick the device a model runs on: cpu, cuda, Ascend npu or Apple mps; borrow a model."""
 
 from __future__ import annotations
 
+import contextlib
 import importlib
+from collections.abc import Iterator
 
 import torch
 
@@ -58,3 +60,27 @@ def pick_device(name: str = "auto") -> torch.device:
             fix="use --device auto (or cpu)",
         )
     return torch.device(name)
+
+
+@contextlib.contextmanager
+def evaluating(
+    model: torch.nn.Module, device: str | torch.device | None = None
+) -> Iterator[torch.device]:
+    """Run ``model`` in eval mode on ``device``; give back its train mode and device after.
+
+    ``device=None`` keeps the device the model is already on; a name goes through
+    :func:`pick_device` (``"auto"`` included). Yields the device the model runs on.
+    """
+    try:
+        original = next(model.parameters()).device
+    except StopIteration:
+        original = torch.device("cpu")
+    target = original if device is None else pick_device(str(device))
+    was_training = model.training
+    model.to(target)
+    model.eval()
+    try:
+        yield target
+    finally:
+        model.train(was_training)
+        model.to(original)

@@ -13,9 +13,11 @@ import datetime as _dt
 import json
 import os
 import platform
+import shutil
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
 from importlib import metadata
 from pathlib import Path
 from typing import Any
@@ -40,6 +42,24 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
         os.replace(tmp, final)
     finally:
         tmp.unlink(missing_ok=True)
+
+
+def swap_directory(new: str | os.PathLike, final: str | os.PathLike) -> Path:
+    """Put the finished directory ``new`` at ``final`` in one rename, replacing what was there.
+
+    A directory cannot be renamed over a non-empty one, so the old one is renamed aside
+    first and deleted only after the new one is in place: at every moment ``final`` is
+    either the whole old directory or the whole new one (or, for an instant, absent).
+    """
+    new, final = Path(new), Path(final)
+    if final.exists():
+        old = final.with_name(f".{final.name}.{os.getpid()}.{uuid.uuid4().hex[:8]}.old")
+        os.replace(final, old)
+        os.replace(new, final)
+        shutil.rmtree(old, ignore_errors=True)
+    else:
+        os.replace(new, final)
+    return final
 
 
 def write_text(path: str | os.PathLike, text: str) -> Path:
@@ -90,6 +110,32 @@ def versions() -> dict[str, str]:
 
 def _now() -> str:
     return _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds")
+
+
+@dataclass
+class RunResult:
+    """What every command returns: its run directory, its numbers and the files it wrote.
+
+    Attributes
+    ----------
+    run_dir
+        The run directory (``manifest.json`` and everything below).
+    metrics
+        The run's numbers, JSON-ready (also in the manifest's ``results``).
+    outputs
+        The files written, by name, as paths (a name may hold a list of paths).
+    """
+
+    run_dir: Path
+    metrics: dict[str, Any] = field(default_factory=dict)
+    outputs: dict[str, Any] = field(default_factory=dict)
+
+    def table(self, name: str) -> pd.DataFrame:
+        """Read the output table ``name`` (Parquet, TSV or CSV) back as a DataFrame."""
+        path = Path(self.outputs[name])
+        if path.suffix == ".parquet":
+            return pd.read_parquet(path)
+        return pd.read_csv(path, sep="," if path.suffix == ".csv" else "\t")
 
 
 class RunDir:
@@ -149,9 +195,14 @@ class RunDir:
 
     def record_output(self, key: str, path: str | os.PathLike | list) -> None:
         """Note a written file (or list of files) in the manifest, relative to the run."""
-        paths = path if isinstance(path, list) else [path]
-        relative = [os.path.relpath(p, self.path) for p in paths]
-        self.manifest["outputs"][key] = relative if isinstance(path, list) else relative[0]
+        self.record_outputs({key: path})
+
+    def record_outputs(self, outputs: Mapping[str, str | os.PathLike | list]) -> None:
+        """Note every written file of ``outputs`` (name -> path or list of paths)."""
+        for key, path in outputs.items():
+            paths = path if isinstance(path, list) else [path]
+            relative = [os.path.relpath(p, self.path) for p in paths]
+            self.manifest["outputs"][key] = relative if isinstance(path, list) else relative[0]
         self.save()
 
     def record_results(self, key: str, results: Any) -> None:
@@ -178,7 +229,22 @@ class RunDir:
         )
         self.save()
 
-    def finish(self) -> None:
+    def finish(
+        self,
+        metrics: Mapping[str, Any] | None = None,
+        outputs: Mapping[str, str | os.PathLike | list] | None = None,
+    ) -> RunResult:
+        """Record the last outputs, mark the run complete, and return its :class:`RunResult`.
+
+        The result's ``outputs`` are every file the manifest records, as absolute paths.
+        """
+        if outputs:
+            self.record_outputs(outputs)
         self.manifest["status"] = "complete"
         self.manifest["finished"] = _now()
         self.save()
+        recorded = {
+            key: [self.path / p for p in value] if isinstance(value, list) else self.path / value
+            for key, value in self.manifest["outputs"].items()
+        }
+        return RunResult(self.path, dict(metrics or {}), recorded)

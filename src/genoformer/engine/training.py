@@ -43,7 +43,7 @@ from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR
 
 from genoformer.engine.device import pick_device
 from genoformer.engine.plots import loss_curve
-from genoformer.engine.runs import write_table
+from genoformer.engine.runs import swap_directory, write_table
 
 CHECKPOINTS = "checkpoints"
 MODEL = "model"
@@ -321,14 +321,7 @@ def save_model_atomically(model: PreTrainedModel, directory: Path) -> Path:
     tmp = Path(tempfile.mkdtemp(prefix=f".{directory.name}.", dir=directory.parent))
     try:
         model.save_pretrained(tmp)
-        if directory.exists():
-            old = directory.with_name(f".{directory.name}.old")
-            shutil.rmtree(old, ignore_errors=True)
-            os.replace(directory, old)
-            os.replace(tmp, directory)
-            shutil.rmtree(old, ignore_errors=True)
-        else:
-            os.replace(tmp, directory)
+        swap_directory(tmp, directory)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     return directory
