@@ -7,13 +7,13 @@ traceback instead.
 
 from __future__ import annotations
 
+import os
 import sys
 from pathlib import Path
 from typing import Annotated
 
 import typer
 from rich.console import Console
-from transformers.utils import logging as transformers_logging
 
 from genoformer import __version__
 from genoformer.engine.errors import InputError
@@ -73,8 +73,10 @@ def demo(
 def main(argv: list[str] | None = None) -> None:
     """Entry point of the console script."""
     debug = "--debug" in (argv if argv is not None else sys.argv[1:])
-    # Our own progress bars say what runs; the library's per-file bars only add noise.
-    transformers_logging.disable_progress_bar()
+    # Our own progress bars say what runs; the Hugging Face libraries' per-file bars only add
+    # noise. The variable, read when they are first imported, keeps transformers itself from
+    # being imported here (`gwas assoc` and `--help` need neither torch nor transformers).
+    os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
     try:
         app(args=argv, standalone_mode=True)
     except InputError as error:
