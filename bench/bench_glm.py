@@ -25,8 +25,8 @@ import pandas as pd
 
 OURS = """
 import sys, time
-from genoformer.gwas.association import associate, write_results
-from genoformer.gwas.phenotypes import covariate_matrix, phenotype_vector, read_table
+from genoformer.gwas.stats.association import associate, write_results
+from genoformer.gwas.io.phenotypes import covariate_matrix, phenotype_vector, read_table
 prefix, pheno, covar, trait, test, out = sys.argv[1:]
 y, _ = phenotype_vector(read_table(pheno), trait)
 X, _ = covariate_matrix(read_table(covar))
@@ -83,7 +83,7 @@ def main() -> None:
     args = parser.parse_args()
     for name in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "NUMBA_NUM_THREADS"):
         os.environ[name] = str(args.threads)
-    from genoformer.gwas.simulate import simulate
+    from genoformer.gwas.io.simulate import simulate
 
     plink2 = shutil.which("plink2")
     if plink2 is None:

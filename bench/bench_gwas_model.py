@@ -2,9 +2,9 @@
 
 For each seed, simulates two cohorts with msprime (LD, 1% missing calls): one whose genetic
 variance is mostly in epistatic pairs (product of two genotypes on different chromosomes, no
-marginal effect), one purely additive. On each, trains `genoformer.gwas.train` (the
+marginal effect), one purely additive. On each, trains `genoformer.gwas.model.training` (the
 transformer and, on the same split and inputs, ridge / boosting / MLP) and explains it with
-`genoformer.gwas.explain` against the simulated truth. Prints per seed and trait:
+`genoformer.gwas.model.explain` against the simulated truth. Prints per seed and trait:
 
 - test R2 per model;
 - causal variants among the top 20 by integrated gradients, by in silico substitution and by
@@ -30,9 +30,9 @@ from pathlib import Path
 
 import torch
 
-from genoformer.gwas.explain import explain
-from genoformer.gwas.simulate import simulate
-from genoformer.gwas.train import train
+from genoformer.gwas.io.simulate import simulate
+from genoformer.gwas.model.explain import explain
+from genoformer.gwas.model.training import train
 
 #: The settings the bench measures (see docs/gwas.md, "Genotype model").
 SETTINGS = dict(

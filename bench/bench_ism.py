@@ -21,7 +21,7 @@ import warnings
 import numpy as np
 import torch
 
-from genoformer.seq.interpret import saturation_mutagenesis
+from genoformer.seq.attribution import saturation_mutagenesis
 from genoformer.seq.models import SeqModelConfig, SequenceModel
 
 

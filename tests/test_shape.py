@@ -15,6 +15,31 @@ PACKAGE = ROOT / "src" / "genoformer"
 PILLARS = ("gwas", "sc", "seq")
 MAX_LINES = 100
 MAX_PARAMETERS = 12
+#: Functions that were already too long or too wide when these checks came in (issue 11):
+#: each is to be split into named steps or given an options object. The lists may only
+#: shrink: a new long or wide function fails, and so does an entry that no longer needs to
+#: be here.
+KNOWN_LONG = {
+    "gwas/model/epistasis.py:interaction_contrast",
+    "gwas/model/explain.py:explain",
+    "gwas/model/training.py:train",
+    "gwas/stats/association.py:_chunk_table",
+    "gwas/stats/association.py:associate",
+    "gwas/stats/distributed.py:map_chunks",
+    "sc/embeddings.py:extract_embeddings",
+    "sc/embeddings.py:embed",
+    "sc/medians.py:gene_medians",
+    "sc/plots.py:embedding_umap",
+    "sc/pretraining.py:pretrain",
+    "sc/tokenizer.py:tokenize",
+    "seq/attribution.py:_fast_ism_chunk",
+    "seq/plots.py:worst_predictions_html",
+}
+KNOWN_WIDE = {
+    "gwas/model/epistasis.py:pair_scan",
+    "gwas/model/network.py:__init__",
+    "seq/models.py:__init__",
+}
 
 
 def _modules() -> list[str]:
@@ -30,7 +55,7 @@ def _architecture_tree() -> set[str]:
     """The modules the tree in docs/architecture.md names, as paths relative to src/genoformer.
 
     A line of the tree starts with its names (``name.py``, several separated by commas, or a
-    ``folder/``), then two spaces and a description; a folder holds the lines indented below it.
+    ``folder/``), then a description; a folder holds the lines indented below it.
     """
     text = (ROOT / "docs" / "architecture.md").read_text()
     block = re.search(r"```\n(src/genoformer/\n.*?)```", text, flags=re.DOTALL)
@@ -41,9 +66,13 @@ def _architecture_tree() -> set[str]:
         if not line.strip():
             continue
         indent = len(line) - len(line.lstrip())
-        head = re.split(r"\s{2,}", line.strip(), maxsplit=1)[0]
-        names = [n for n in re.split(r"[,\s]+", head) if n]
-        if not names or not all(n.endswith((".py", "/")) for n in names):
+        names = []
+        for token in line.split():
+            token = token.rstrip(",")
+            if not token.endswith((".py", "/")):
+                break
+            names.append(token)
+        if not names:
             continue  # a continuation of the description above
         while folders and folders[-1][0] >= indent:
             folders.pop()
@@ -97,25 +126,27 @@ def _is_cli_command(module: str, node: ast.FunctionDef) -> bool:
 
 
 def test_no_function_over_100_lines_outside_numba_kernels():
-    long = [
-        f"{module}:{node.lineno} {node.name} ({node.end_lineno - node.lineno + 1} lines)"
+    long = {
+        f"{module}:{node.name}"
         for module, node in _functions()
         if node.end_lineno - node.lineno + 1 > MAX_LINES and not _is_numba_kernel(node)
-    ]
-    assert not long, long
+    }
+    assert not long - KNOWN_LONG, f"over {MAX_LINES} lines: {sorted(long - KNOWN_LONG)}"
+    assert not KNOWN_LONG - long, f"no longer long, drop from KNOWN_LONG: {KNOWN_LONG - long}"
 
 
 def test_no_function_over_12_parameters_outside_the_public_verbs():
     verbs = _public_verbs()
-    wide = []
+    wide = set()
     for module, node in _functions():
         a = node.args
         n = len(a.posonlyargs) + len(a.args) + len(a.kwonlyargs)
         n -= bool(a.args and a.args[0].arg in ("self", "cls"))
         exempt = (module, node.name) in verbs or _is_cli_command(module, node)
         if n > MAX_PARAMETERS and not exempt and not _is_numba_kernel(node):
-            wide.append(f"{module}:{node.lineno} {node.name} ({n} parameters)")
-    assert not wide, wide
+            wide.add(f"{module}:{node.name}")
+    assert not wide - KNOWN_WIDE, f"over {MAX_PARAMETERS} parameters: {sorted(wide - KNOWN_WIDE)}"
+    assert not KNOWN_WIDE - wide, f"no longer wide, drop from KNOWN_WIDE: {KNOWN_WIDE - wide}"
 
 
 def test_no_module_shadows_a_verb_of_its_pillar():

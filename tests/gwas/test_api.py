@@ -11,7 +11,7 @@ import pytest
 
 from genoformer.cli import main
 from genoformer.gwas import api
-from genoformer.gwas.genotypes import open_genotypes
+from genoformer.gwas.io.genotypes import open_genotypes
 from tests.conftest import shared_data
 
 

@@ -18,28 +18,28 @@ import pandas as pd
 from genoformer._lazy import lazy_exports
 from genoformer.engine.errors import InputError
 from genoformer.engine.runs import RunDir, write_table
-from genoformer.gwas import plots
-from genoformer.gwas.association import associate, write_results
-from genoformer.gwas.correction import adjust, genomic_control_lambda
-from genoformer.gwas.genotypes import GenotypeSource, open_genotypes
-from genoformer.gwas.phenotypes import (
+from genoformer.gwas.io.genotypes import GenotypeSource, open_genotypes
+from genoformer.gwas.io.phenotypes import (
     covariate_matrix,
     match_samples,
     phenotype_vector,
     read_table,
 )
-from genoformer.gwas.qc import QCResult
-from genoformer.gwas.qc import qc as run_qc
-from genoformer.gwas.simulate import simulate
-from genoformer.gwas.structure import pca as run_pca
-from genoformer.gwas.structure import write_pca
+from genoformer.gwas.io.simulate import simulate
+from genoformer.gwas.plots import association as plots
+from genoformer.gwas.stats.adjust import adjust, genomic_control_lambda
+from genoformer.gwas.stats.association import associate, write_results
+from genoformer.gwas.stats.pca import pca as run_pca
+from genoformer.gwas.stats.pca import write_pca
+from genoformer.gwas.stats.qc import QCResult
+from genoformer.gwas.stats.qc import qc as run_qc
 
 # The model commands load torch and transformers: only when they are used, so that the
 # association commands start quickly.
 _MODEL_EXPORTS = {
-    "train": "genoformer.gwas.train",
-    "predict": "genoformer.gwas.train",
-    "explain": "genoformer.gwas.explain",
+    "train": "genoformer.gwas.model.training",
+    "predict": "genoformer.gwas.model.training",
+    "explain": "genoformer.gwas.model.explain",
 }
 __all__ = ["GwasRunResult", "assoc", "pca", "plot", "qc", "simulate", *_MODEL_EXPORTS]
 __getattr__ = lazy_exports("genoformer.gwas.api", _MODEL_EXPORTS)

@@ -196,7 +196,7 @@ def explain(
     seed: Annotated[int, typer.Option()] = 0,
 ) -> None:
     """Variant importance (gradients, IG, substitution) with a decoy null, epistatic pairs."""
-    from genoformer.gwas.explain import explain as run
+    from genoformer.gwas.model.explain import explain as run
 
     result = run(
         run_dir,

@@ -22,15 +22,13 @@ from genoformer.engine.metrics import classification_metrics, regression_metrics
 from genoformer.engine.plots import confusion_matrix_plot, parity_plot, roc_pr_curves
 from genoformer.engine.runs import RunDir, write_json, write_table
 from genoformer.engine.training import TrainSettings, predict_logits, train_model
+from genoformer.seq.attribution import gradient_x_input, saturation_mutagenesis
 from genoformer.seq.data import (
     OneHotDataset,
     SequenceData,
     harmonize_lengths,
     load_sequences,
-    split_by_chromosome,
-    split_random,
 )
-from genoformer.seq.interpret import gradient_x_input, saturation_mutagenesis
 from genoformer.seq.models import SeqModelConfig, SequenceModel
 from genoformer.seq.motifs import (
     activation_ppms,
@@ -40,6 +38,7 @@ from genoformer.seq.motifs import (
     tomtom_matches,
 )
 from genoformer.seq.plots import attribution_logos, filter_heatmaps, worst_predictions_html
+from genoformer.seq.splits import split_by_chromosome, split_random
 
 SplitName = str
 SPLIT_FILE = "splits/{}.parquet"

@@ -8,7 +8,7 @@ the engine's Trainer set-up trains, checkpoints, saves and loads them.
 The convolutional models are built as ``local`` (a stack of stride-1, 'same'-padded
 convolutions whose output at a position depends on a bounded window of the input), a global
 pooling over positions, and a ``head``. That split is what lets in silico mutagenesis
-recompute only the window a mutation can change (see ``interpret.py``).
+recompute only the window a mutation can change (see ``attribution.py``).
 """
 
 from __future__ import annotations

@@ -23,6 +23,7 @@ import pyjaspar
 from pyjaspar.utils import get_jaspardb_path
 
 from genoformer.engine.errors import InputError
+from genoformer.engine.stats import benjamini_hochberg
 
 if TYPE_CHECKING:
     from matplotlib.axes import Axes
@@ -450,17 +451,6 @@ _MATCH_COLUMNS = [
 ]
 
 
-def _bh_rows(p: np.ndarray) -> np.ndarray:
-    """Benjamini-Hochberg q-values along the last axis."""
-    m = p.shape[-1]
-    order = np.argsort(p, axis=-1, kind="stable")
-    ranked = np.take_along_axis(p, order, axis=-1) * m / np.arange(1, m + 1)
-    ranked = np.minimum.accumulate(ranked[..., ::-1], axis=-1)[..., ::-1]
-    q = np.empty_like(p)
-    np.put_along_axis(q, order, np.minimum(ranked, 1.0), axis=-1)
-    return q
-
-
 def tomtom_matches(
     query_ppms,
     *,
@@ -528,7 +518,7 @@ def tomtom_matches(
     ts = [np.ascontiguousarray(m.ppm, dtype=np.float64) for m in targets]
     p, _scores, offsets, overlaps, strands = tomtom(qs, ts)
     p = np.clip(p, 0.0, 1.0)
-    q_values = _bh_rows(p)
+    q_values = benjamini_hochberg(p)
     n_targets = len(ts)
     keep = n_targets if top is None else max(0, min(int(top), n_targets))
     best = np.argsort(p, axis=1, kind="stable")[:, :keep]
@@ -603,6 +593,21 @@ def _logo_heights(matrix, kind: str) -> np.ndarray:
     return p * information_content(p) if kind == "information" else p
 
 
+def draw_letters(heights: np.ndarray, ax: Axes, positions: np.ndarray | None = None) -> None:
+    """Draw ``(4, W)`` letter heights (rows A, C, G, T) on ``ax``; the one logo drawing.
+
+    ``positions`` labels the columns (default 0..W-1).
+    """
+    import logomaker  # imports pyplot; deferred so that importing this module stays light
+
+    frame = pd.DataFrame(np.asarray(heights).T, index=positions, columns=list(BASES))
+    with warnings.catch_warnings():
+        # An all-zero matrix (a filter that never fires) has no height to scale to.
+        warnings.filterwarnings("ignore", "Attempting to set identical", UserWarning)
+        # flip_below=False keeps letters upright below zero so they stay readable.
+        logomaker.Logo(frame, ax=ax, color_scheme="classic", flip_below=False)
+
+
 def logo(
     ppm_or_matrix,
     ax: Axes | None = None,
@@ -616,18 +621,12 @@ def logo(
     probabilities; ``"weight"``: raw values such as attributions or filter weights, negative
     ones drawn below zero. Returns the axes (new ones if ``ax`` is None).
     """
-    import logomaker  # imports pyplot; deferred so that importing this module stays light
-
     heights = _logo_heights(ppm_or_matrix, kind)
     if ax is None:
         import matplotlib.pyplot as plt
 
         _, ax = plt.subplots(figsize=(max(2.0, 0.35 * heights.shape[1] + 0.8), 1.6))
-    frame = pd.DataFrame(heights.T, columns=list(BASES))
-    with warnings.catch_warnings():
-        # An all-zero matrix (a filter that never fires) has no height to scale to.
-        warnings.filterwarnings("ignore", "Attempting to set identical", UserWarning)
-        logomaker.Logo(frame, ax=ax, color_scheme="classic", flip_below=False)
+    draw_letters(heights, ax)
     if kind == "information":
         ax.set_ylim(0, 2)
         ax.set_ylabel("bits", fontsize="small")

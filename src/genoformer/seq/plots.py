@@ -4,13 +4,11 @@ from __future__ import annotations
 
 import html
 import os
-import warnings
 from collections.abc import Sequence
 from pathlib import Path
 from typing import NamedTuple
 
 import numpy as np
-import pandas as pd
 from matplotlib.figure import Figure
 
 from genoformer.engine.metrics import as_class_arrays
@@ -361,7 +359,7 @@ def attribution_logos(
     list of Path
         The files written.
     """
-    import logomaker  # imports pyplot; deferred so that importing this module stays light
+    from genoformer.seq.motifs import draw_letters
 
     a = np.asarray(attributions, dtype=np.float64)
     if a.ndim == 2:
@@ -391,12 +389,7 @@ def attribution_logos(
     axes = fig.subplots(n_seqs, 1, squeeze=False)[:, 0]
     positions = np.arange(start, end)
     for i, ax in enumerate(axes):
-        frame = pd.DataFrame(a[i, :, start:end].T, index=positions, columns=list(BASES))
-        # flip_below=False keeps letters upright below zero so they stay readable.
-        with warnings.catch_warnings():
-            # An all-zero matrix (a filter that never fires) has no height to scale to.
-            warnings.filterwarnings("ignore", "Attempting to set identical", UserWarning)
-            logomaker.Logo(frame, ax=ax, color_scheme="classic", flip_below=False)
+        draw_letters(a[i, :, start:end], ax, positions)
         ax.axhline(0, color="black", lw=0.5)
         ax.set_xlim(start - 0.5, end - 0.5)
         ax.set_ylabel("attribution", fontsize="small")

@@ -1,0 +1,1 @@
+"""Reading genotypes and phenotypes, and simulating cohorts."""

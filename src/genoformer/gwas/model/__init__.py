@@ -1,0 +1,1 @@
+"""The genotype transformer: inputs, network, baselines, training, attribution, explain."""

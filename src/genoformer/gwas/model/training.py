@@ -1,0 +1,719 @@
+"""Train the genotype-to-phenotype transformer, compare it with baselines, predict with it.
+
+A trained run directory holds:
+
+- ``model/``: the :class:`~genoformer.gwas.model.network.GenotypeModel` (``save_pretrained``);
+- ``variants.tsv``: the model's input columns in model order: ``column id chrom pos a1 a2
+  is_decoy source`` (``source``: the variant's index in the genotype file; for a decoy, the
+  index of the variant it is a permuted copy of);
+- ``samples.tsv``: ``fid iid split y decoy_row`` and the raw covariates: every sample used,
+  its split (train, validation, test), its phenotype (0/1 for case/control) and the row of
+  this table whose genotypes fill its decoy columns;
+- ``association.parquet`` (with ``preselect``): every variant's association test on the
+  training samples, which chose the model's variants;
+- ``metrics.json`` (test metrics of the transformer and of every baseline),
+  ``comparison.tsv`` and ``comparison.png`` (one row / bar per model),
+  ``test_predictions.tsv``, a parity plot or ROC/PR curves, the loss curve, checkpoints and
+  ``manifest.json``.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import torch
+
+from genoformer.engine.errors import InputError
+from genoformer.engine.metrics import classification_metrics, regression_metrics, softmax
+from genoformer.engine.plots import comparison_bar, parity_plot, roc_pr_curves
+from genoformer.engine.runs import RunDir, write_json, write_table
+from genoformer.engine.training import TrainSettings, predict_logits, train_model
+from genoformer.gwas.io.genotypes import GenotypeSource, open_genotypes
+from genoformer.gwas.io.phenotypes import (
+    covariate_matrix,
+    match_samples,
+    phenotype_vector,
+    read_table,
+)
+from genoformer.gwas.model import baselines
+from genoformer.gwas.model.inputs import (
+    CohortInputs,
+    GenotypeDataset,
+    choose_decoys,
+    covariate_scaling,
+    decoy_permutation,
+    split_missing,
+    standardise_covariates,
+    window_layout,
+    with_decoys,
+)
+from genoformer.gwas.model.network import GenotypeModel, GenotypeModelConfig
+from genoformer.gwas.stats.association import associate, write_results
+
+__all__ = ["CohortInputs", "GenotypeRunResult", "TrainedRun", "load_trained", "predict", "train"]
+
+SPLITS = ("train", "validation", "test")
+#: Default number of decoy columns: as many as the real inputs, at most this many.
+MAX_DECOYS = 1000
+#: Model defaults, tuned on simulated cohorts (bench/bench_gwas_model.py). The wider
+#: initialisation than BERT's 0.02 shortens the plateau before the model picks up
+#: interactions: at 0.02 some seeds stop early, having never left it.
+MODEL_DEFAULTS: dict[str, Any] = {
+    "d_model": 32,
+    "n_layers": 2,
+    "n_heads": 4,
+    "dropout": 0.0,
+    "initializer_range": 0.1,
+}
+
+
+@dataclass
+class GenotypeRunResult:
+    """What ``gwas train`` / ``gwas predict`` produced: run directory, numbers, files."""
+
+    run_dir: Path
+    metrics: dict[str, Any] = field(default_factory=dict)
+    outputs: dict[str, Path] = field(default_factory=dict)
+
+
+# ------------------------------------------------------------------------------ samples
+
+
+@dataclass
+class _Cohort:
+    index: np.ndarray  # rows of the genotype file, in file order
+    y: np.ndarray  # phenotype per used sample (NaN for prediction without phenotype)
+    kind: str
+    covariates: np.ndarray | None  # raw covariates per used sample
+    covariate_names: list[str]
+    covariate_columns: list[str]
+
+
+def _covariates(
+    source: GenotypeSource, covar: Any, names: Sequence[str] | None
+) -> tuple[np.ndarray, list[str], list[str]]:
+    """Covariates in the genotype file's sample order (NaN rows for samples without one),
+    the matrix's column names (categorical levels expanded) and the table columns used."""
+    table = read_table(covar, prefix="COVAR")
+    index, aligned, _ = match_samples(source.samples, table)
+    used = list(names) if names else [c for c in table.columns if c not in ("FID", "IID")]
+    X, columns = covariate_matrix(aligned, used)
+    full = np.full((source.n_samples, X.shape[1]), np.nan)
+    full[index] = X
+    return full, columns, used
+
+
+def _cohort(
+    source: GenotypeSource,
+    pheno: Any,
+    trait: str,
+    covar: Any,
+    covar_names: Sequence[str] | None,
+) -> _Cohort:
+    table = read_table(pheno)
+    if trait not in table.columns:
+        values = [c for c in table.columns if c not in ("FID", "IID")]
+        raise InputError(
+            f"no phenotype column '{trait}' (columns: {', '.join(values)})",
+            file=table.attrs.get("path") or "phenotype table",
+            fix="name a column of the phenotype file with --trait",
+        )
+    index, aligned, _ = match_samples(source.samples, table)
+    values, kind = phenotype_vector(aligned, trait)
+    y = np.full(source.n_samples, np.nan)
+    y[index] = values
+    use = np.isfinite(y)
+    X, names, columns = None, [], []
+    if covar is not None:
+        X, names, columns = _covariates(source, covar, covar_names)
+        use &= np.isfinite(X).all(axis=1)
+    chosen = np.flatnonzero(use)
+    if chosen.size == 0:
+        raise InputError(
+            f"no sample left with genotypes, a '{trait}' value and every covariate",
+            file=table.attrs.get("path") or "phenotype table",
+            fix="check that the phenotype and covariate FID/IID match the genotype file",
+        )
+    return _Cohort(chosen, y[chosen], kind, None if X is None else X[chosen], names, columns)
+
+
+def _split(n: int, validation: float, test: float, seed: int) -> np.ndarray:
+    """Split name per sample: a seeded random partition by sample."""
+    if not (0 < validation < 1 and 0 < test < 1 and validation + test < 1):
+        raise InputError(
+            f"validation {validation} and test {test} shares",
+            where="--validation / --test",
+            fix="use shares in (0, 1) that add up to less than 1",
+        )
+    n_val, n_test = round(n * validation), round(n * test)
+    if n - n_val - n_test < 2 or n_val < 1 or n_test < 1:
+        raise InputError(
+            f"{n} samples are too few to split into train, validation and test",
+            fix="give more samples with a phenotype (at least about 20)",
+        )
+    order = np.random.default_rng([seed, 3]).permutation(n)
+    split = np.empty(n, dtype=object)
+    split[order[:n_val]] = "validation"
+    split[order[n_val : n_val + n_test]] = "test"
+    split[order[n_val + n_test :]] = "train"
+    return split
+
+
+def variance_heterogeneity(G: np.ndarray, residual: np.ndarray) -> np.ndarray:
+    """Levene's test per variant: does the spread of ``residual`` differ between genotype
+    groups? One p-value per column of ``G`` (samples x variants, NaN missing; 1 when fewer
+    than two groups). A variant in an epistatic pair changes the phenotype's variance even
+    when it leaves its mean unchanged, which is what makes this screen see it."""
+    from scipy import stats
+
+    codes = np.where(np.isnan(G), -1, np.rint(G)).astype(np.int8)
+    r = np.asarray(residual, dtype=np.float64)[:, None]
+    deviation = np.zeros(G.shape, dtype=np.float64)
+    counts = []
+    for g in (0, 1, 2):
+        in_group = codes == g
+        n_g = in_group.sum(axis=0)
+        mean = (in_group * r).sum(axis=0) / np.maximum(n_g, 1)
+        deviation += in_group * np.abs(r - mean)
+        counts.append(n_g)
+    valid = codes >= 0
+    n = valid.sum(axis=0)
+    grand = (deviation * valid).sum(axis=0) / np.maximum(n, 1)
+    between = np.zeros(G.shape[1])
+    within = np.zeros(G.shape[1])
+    for g, n_g in zip((0, 1, 2), counts, strict=True):
+        in_group = codes == g
+        mean = (deviation * in_group).sum(axis=0) / np.maximum(n_g, 1)
+        between += n_g * (mean - grand) ** 2
+        within += ((deviation - mean) ** 2 * in_group).sum(axis=0)
+    k = np.sum([c > 0 for c in counts], axis=0)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        f = (between / (k - 1)) / (within / (n - k))
+        p = stats.f.sf(f, k - 1, n - k)
+    return np.where((k >= 2) & np.isfinite(p), p, 1.0)
+
+
+PRESELECT_BY = ("marginal", "marginal+variance")
+
+
+def _preselect(
+    source: GenotypeSource,
+    cohort: _Cohort,
+    train_rows: np.ndarray,
+    top: int,
+    by: str = "marginal",
+) -> tuple[np.ndarray, pd.DataFrame]:
+    """The ``top`` variants by association p on the training samples, in file order: the
+    marginal (additive) test, or the smaller of it and Levene's variance test; and the
+    association results of every variant (with ``P_VARIANCE``, Levene's p, when used)."""
+    if top < 1:
+        raise InputError(f"preselect is {top}", where="--preselect", fix="use 1 or more")
+    if by not in PRESELECT_BY:
+        raise InputError(
+            f"unknown preselection '{by}'",
+            where="--preselect-by",
+            fix=f"use {' or '.join(PRESELECT_BY)}",
+        )
+    y = np.full(source.n_samples, np.nan)
+    y[cohort.index] = cohort.y
+    X = None
+    if cohort.covariates is not None and cohort.covariates.shape[1]:
+        X = np.full((source.n_samples, cohort.covariates.shape[1]), np.nan)
+        X[cohort.index] = cohort.covariates
+    rows = cohort.index[train_rows]
+    results = associate(source, y, covariates=X, samples=rows)
+    p = results["P"].to_numpy(dtype=float)
+    if by == "marginal+variance":
+        design = np.ones((len(rows), 1))
+        if X is not None:
+            design = np.column_stack([design, X[rows]])
+        coef, *_ = np.linalg.lstsq(design, y[rows], rcond=None)
+        residual = y[rows] - design @ coef
+        levene = np.ones(source.n_variants)
+        for index, G in source.chunks(2048, samples=rows):
+            levene[index] = variance_heterogeneity(G, residual)
+        results["P_VARIANCE"] = levene
+        p = np.fmin(p, levene)
+    p = np.where(np.isfinite(p), p, np.inf)
+    return np.sort(np.argsort(p, kind="stable")[: min(top, len(p))]), results
+
+
+# --------------------------------------------------------------------------------- train
+
+
+def _variants_table(
+    source: GenotypeSource, columns: np.ndarray, decoy_source: np.ndarray
+) -> pd.DataFrame:
+    real = source.variants.iloc[columns]
+    decoys = source.variants.iloc[columns[decoy_source]]
+    table = pd.DataFrame(
+        {
+            "id": np.r_[real["id"].to_numpy(), [f"{v}_decoy" for v in decoys["id"]]],
+            "chrom": np.r_[real["chrom"].to_numpy(), decoys["chrom"].to_numpy()].astype(str),
+            "pos": np.r_[real["pos"].to_numpy(), decoys["pos"].to_numpy()].astype(np.int64),
+            "a1": np.r_[real["a1"].to_numpy(), decoys["a1"].to_numpy()],
+            "a2": np.r_[real["a2"].to_numpy(), decoys["a2"].to_numpy()],
+            "is_decoy": np.r_[np.zeros(len(real), bool), np.ones(len(decoys), bool)],
+            "source": np.r_[columns, columns[decoy_source]].astype(np.int64),
+        }
+    )
+    table.insert(0, "column", np.arange(len(table)))
+    return table
+
+
+def _evaluate(task: str, y: np.ndarray, predicted: np.ndarray) -> dict[str, Any]:
+    if task == "regression":
+        return regression_metrics(y, predicted)
+    return classification_metrics(y.astype(np.int64), predicted, classes=["control", "case"])
+
+
+def _comparison(results: dict[str, dict[str, Any]], task: str) -> pd.DataFrame:
+    keys = (
+        ("r2", "pearson_r", "spearman_r", "mse", "mae", "n")
+        if task == "regression"
+        else ("auroc", "auprc", "precision", "recall", "accuracy", "macro_f1", "n")
+    )
+    rows = [{"model": name, **{k: m.get(k) for k in keys}} for name, m in results.items()]
+    return pd.DataFrame(rows, columns=["model", *keys])
+
+
+def train(
+    genotypes: str | os.PathLike,
+    pheno: str | os.PathLike | pd.DataFrame,
+    *,
+    out: str | os.PathLike,
+    trait: str,
+    covar: str | os.PathLike | pd.DataFrame | None = None,
+    covar_names: Sequence[str] | None = None,
+    backbone: str = "bert",
+    window: int = 8,
+    preselect: int | None = None,
+    preselect_by: str = "marginal+variance",
+    decoys: int | None = None,
+    pooling: str | None = None,
+    additive: bool = True,
+    d_model: int | None = None,
+    n_layers: int | None = None,
+    n_heads: int | None = None,
+    dropout: float | None = None,
+    initializer_range: float | None = None,
+    validation: float = 0.15,
+    test: float = 0.15,
+    epochs: float = 100,
+    batch_size: int = 64,
+    learning_rate: float = 3e-3,
+    weight_decay: float = 0.01,
+    patience: int = 20,
+    eval_every: int | None = None,
+    keep_checkpoints: int = 2,
+    baselines_to_fit: Sequence[str] = baselines.BASELINES,
+    seed: int = 0,
+    device: str = "auto",
+    resume: bool = False,
+) -> GenotypeRunResult:
+    """Train the genotype transformer on a phenotype and compare it with baselines.
+
+    Samples with genotypes, a value of ``trait`` and every covariate are split by sample
+    (seeded) into train, validation and test. Optionally only the ``preselect`` variants with
+    the smallest p on the training samples are used: marginal association p, or with
+    ``preselect_by="marginal+variance"`` the smaller of it and Levene's test of unequal
+    phenotype variance across genotypes (which sees variants of epistatic pairs). ``decoys`` permuted copies of
+    real variants (default: as many as the real inputs, at most 1,000) are appended as
+    inputs. With ``additive`` the model has a linear term on the standardised genotypes
+    beside the backbone (see :mod:`genoformer.gwas.model.network`). The model trains with early stopping on validation loss; the transformer and the
+    baselines (ridge/GBLUP, gradient-boosted trees, MLP) are scored on the test samples.
+    See the module docstring for the run directory.
+    """
+    arguments = {
+        k: (v if not isinstance(v, pd.DataFrame) else "<DataFrame>") for k, v in locals().items()
+    }
+    # Absolute, so that load_trained finds the genotypes from any working directory.
+    arguments["genotypes"] = str(Path(genotypes).absolute())
+    if window < 1:
+        raise InputError(f"window is {window}", where="--window", fix="use 1 or more variants")
+    run = RunDir(out, command="gwas train", arguments=arguments, seed=seed, resume=resume)
+    with run.step("prepare"), open_genotypes(genotypes) as source:
+        cohort = _cohort(source, pheno, trait, covar, covar_names)
+        split = _split(len(cohort.index), validation, test, seed)
+        train_rows = np.flatnonzero(split == "train")
+        if preselect is not None:
+            columns, association = _preselect(source, cohort, train_rows, preselect, preselect_by)
+            # Every variant's test on the training samples: `gwas explain` draws the
+            # Manhattan panel and the association ranking from it.
+            run.record_output(
+                "association", write_results(association, run.file("association.parquet"))
+            )
+        else:
+            columns = np.arange(source.n_variants)
+        G = source.read(samples=cohort.index, variants=columns)
+        n_decoys = min(MAX_DECOYS, len(columns)) if decoys is None else decoys
+        decoy_source = choose_decoys(len(columns), n_decoys, seed)
+        permutation = decoy_permutation(len(cohort.index), seed)
+        variants = _variants_table(source, columns, decoy_source)
+        samples = source.samples.iloc[cohort.index][["fid", "iid"]].reset_index(drop=True)
+    samples["split"] = split
+    samples["y"] = cohort.y
+    samples["decoy_row"] = permutation
+    if cohort.covariates is not None:
+        for j, name in enumerate(cohort.covariate_names):
+            samples[f"covar:{name}"] = cohort.covariates[:, j]
+    run.record_output("variants", write_table(run.file("variants.tsv"), variants))
+    run.record_output("samples", write_table(run.file("samples.tsv"), samples))
+
+    task = "regression" if cohort.kind == "quantitative" else "classification"
+    values, missing = split_missing(with_decoys(G, decoy_source, permutation))
+    del G
+    scaling = ([], [])
+    covariates = None
+    if cohort.covariates is not None and cohort.covariates.shape[1]:
+        scaling = covariate_scaling(cohort.covariates[train_rows])
+        covariates = standardise_covariates(cohort.covariates, *scaling)
+    inputs = CohortInputs(values, missing, covariates, cohort.y)
+    parts = {name: inputs.subset(np.flatnonzero(split == name)) for name in SPLITS}
+    y_train = parts["train"].y
+    if task == "classification" and len(np.unique(y_train)) < 2:
+        raise InputError(
+            f"the training samples of '{trait}' are all one class",
+            fix="give a case/control phenotype with both cases and controls",
+        )
+    options = {
+        key: value if value is not None else MODEL_DEFAULTS[key]
+        for key, value in {
+            "d_model": d_model,
+            "n_layers": n_layers,
+            "n_heads": n_heads,
+            "dropout": dropout,
+            "initializer_range": initializer_range,
+        }.items()
+    }
+    column_scaling = baselines.Features(parts["train"])
+    config = GenotypeModelConfig(
+        backbone=backbone,
+        n_variants=values.shape[1],
+        n_covariates=0 if covariates is None else covariates.shape[1],
+        task=task,
+        num_labels=1 if task == "regression" else 2,
+        window=window,
+        token_of_column=window_layout(variants["chrom"], variants["is_decoy"], window).tolist(),
+        pooling=pooling,
+        additive=additive,
+        genotype_mean=column_scaling.mean.tolist(),
+        genotype_std=column_scaling.std.tolist(),
+        target_mean=float(np.mean(y_train)) if task == "regression" else 0.0,
+        target_std=(float(np.std(y_train)) or 1.0) if task == "regression" else 1.0,
+        covariate_names=cohort.covariate_names,
+        covariate_columns=cohort.covariate_columns,
+        covariate_mean=scaling[0],
+        covariate_std=scaling[1],
+        classes=None if task == "regression" else ["control", "case"],
+        **options,
+    )
+    torch.manual_seed(seed)
+    network = GenotypeModel(config)
+    steps_per_epoch = max(1, math.ceil(len(parts["train"]) / batch_size))
+    settings = TrainSettings(
+        epochs=epochs,
+        batch_size=batch_size,
+        learning_rate=learning_rate,
+        weight_decay=weight_decay,
+        warmup=0.0,
+        scheduler="constant",
+        eval_every=eval_every or steps_per_epoch,
+        keep_checkpoints=keep_checkpoints,
+        patience=patience,
+        seed=seed,
+        device=device,
+        log_every=max(1, min(50, steps_per_epoch)),
+    )
+    with run.step("train"):
+        trained = train_model(
+            network,
+            GenotypeDataset(parts["train"], task=task),
+            GenotypeDataset(parts["validation"], task=task),
+            run.path,
+            settings,
+            resume=resume,
+        )
+        for key, path in trained.outputs.items():
+            run.record_output(key, path)
+
+    with run.step("evaluate"):
+        test_part = parts["test"]
+        logits = predict_logits(trained.model, GenotypeDataset(test_part, task=task), device=device)
+        predictions = {"transformer": logits[:, 0] if task == "regression" else softmax(logits)}
+        predictions.update(
+            baselines.fit_predict(
+                parts["train"], test_part, task=task, names=baselines_to_fit, seed=seed
+            )
+        )
+        results = {name: _evaluate(task, test_part.y, p) for name, p in predictions.items()}
+        outputs = _write_evaluation(run, samples[split == "test"], test_part.y, predictions, task)
+        outputs["comparison"] = write_table(run.file("comparison.tsv"), _comparison(results, task))
+        metric = "r2" if task == "regression" else "auroc"
+        outputs["comparison_figure"] = comparison_bar(
+            results, metric, run.file("comparison.png"), title=f"test {metric}: {trait}"
+        )[0]
+    summary = {
+        "trait": trait,
+        "task": task,
+        "backbone": backbone,
+        "samples": {name: len(parts[name]) for name in SPLITS},
+        "variants": int(len(columns)),
+        "decoys": int(len(decoy_source)),
+        "tokens": config.n_tokens,
+        "n_parameters": int(sum(p.numel() for p in trained.model.parameters())),
+        "best_validation_loss": trained.best_eval_loss,
+        "steps": trained.global_step,
+        "test": results,
+    }
+    outputs["metrics"] = write_json(run.file("metrics.json"), summary)
+    for key, path in outputs.items():
+        run.record_output(key, path)
+    run.record_results("test", {name: _headline(m, task) for name, m in results.items()})
+    run.finish()
+    return GenotypeRunResult(run.path, summary, {**trained.outputs, **outputs})
+
+
+def _headline(metrics: dict[str, Any], task: str) -> dict[str, Any]:
+    keys = (
+        ("r2", "pearson_r") if task == "regression" else ("auroc", "auprc", "precision", "recall")
+    )
+    return {k: metrics[k] for k in keys}
+
+
+def _write_evaluation(
+    run: RunDir,
+    samples: pd.DataFrame,
+    y: np.ndarray,
+    predictions: dict[str, np.ndarray],
+    task: str,
+) -> dict[str, Path]:
+    table = samples[["fid", "iid"]].reset_index(drop=True)
+    table["y"] = y
+    for name, p in predictions.items():
+        table[name] = p if task == "regression" else p[:, 1]
+    outputs = {"test_predictions": write_table(run.file("test_predictions.tsv"), table)}
+    if task == "regression":
+        outputs["parity"] = parity_plot(
+            y, predictions["transformer"], run.file("test_parity.png"), title="transformer, test"
+        )[0]
+    else:
+        outputs["roc_pr"] = roc_pr_curves(
+            y.astype(np.int64),
+            predictions["transformer"],
+            run.file("test_roc_pr.png"),
+            classes=["control", "case"],
+        )[0]
+    return outputs
+
+
+# ------------------------------------------------------------------------- load, predict
+
+
+@dataclass
+class TrainedRun:
+    """A trained run: the model (eval mode), its input columns and its samples."""
+
+    run_dir: Path
+    model: GenotypeModel
+    variants: pd.DataFrame
+    samples: pd.DataFrame
+    genotypes: str | None
+
+    def inputs(
+        self, split: str = "test", *, genotypes: str | os.PathLike | None = None
+    ) -> CohortInputs:
+        """The model inputs of one split (or ``"all"``) exactly as in training: genotypes
+        read again from the genotype file, decoys permuted as in training, covariates
+        standardised with the training statistics."""
+        if split != "all" and split not in SPLITS:
+            raise InputError(f"unknown split '{split}'", fix="use train, validation, test or all")
+        path = genotypes or self.genotypes
+        if path is None:
+            raise InputError(
+                "the run does not say where its genotypes are",
+                file=self.run_dir / "manifest.json",
+                fix="pass genotypes= (the file the model was trained on)",
+            )
+        with open_genotypes(path) as source:
+            index, _, _ = match_samples(
+                source.samples,
+                self.samples.rename(columns={"fid": "FID", "iid": "IID"})[["FID", "IID"]],
+            )
+            if len(index) != len(self.samples):
+                raise InputError(
+                    f"{len(self.samples) - len(index)} of the run's samples are not in the file",
+                    file=path,
+                    fix="give the genotype file the model was trained on",
+                )
+            columns = self._real_columns(source)
+            order = _file_order(source, self.samples)
+            G = source.read(samples=order, variants=columns)
+        real = self.variants[~self.variants["is_decoy"]]
+        G = G[:, np.argsort(np.argsort(real["source"].to_numpy()))] if len(real) else G
+        decoys = self.variants[self.variants["is_decoy"]]
+        position = {s: i for i, s in enumerate(real["source"].to_numpy())}
+        decoy_source = np.array([position[s] for s in decoys["source"]], dtype=np.int64)
+        permutation = self.samples["decoy_row"].to_numpy()
+        values, missing = split_missing(with_decoys(G, decoy_source, permutation))
+        config = self.model.config
+        covariates = None
+        if config.n_covariates:
+            raw = self.samples[[f"covar:{n}" for n in config.covariate_names]].to_numpy(float)
+            covariates = standardise_covariates(raw, config.covariate_mean, config.covariate_std)
+        inputs = CohortInputs(values, missing, covariates, self.samples["y"].to_numpy(float))
+        if split == "all":
+            return inputs
+        return inputs.subset(np.flatnonzero(self.samples["split"].to_numpy() == split))
+
+    def _real_columns(self, source: GenotypeSource) -> np.ndarray:
+        real = self.variants[~self.variants["is_decoy"]]
+        return np.sort(real["source"].to_numpy())
+
+
+def _file_order(source: GenotypeSource, samples: pd.DataFrame) -> np.ndarray:
+    """Rows of the genotype file of each sample of ``samples``, in the table's order."""
+    key = source.samples["fid"].astype(str) + "\t" + source.samples["iid"].astype(str)
+    wanted = samples["fid"].astype(str) + "\t" + samples["iid"].astype(str)
+    return pd.Index(key.to_numpy()).get_indexer(wanted.to_numpy())
+
+
+def load_trained(run_dir: str | os.PathLike) -> TrainedRun:
+    """A trained run directory: the model in eval mode, ``variants.tsv``, ``samples.tsv``."""
+    import json
+
+    path = Path(run_dir)
+    model_dir = path / "model"
+    if not (model_dir / "config.json").exists():
+        raise InputError(
+            "no trained model here (model/config.json missing)",
+            file=path,
+            fix="give the run directory that `genoformer gwas train` wrote",
+        )
+    model = GenotypeModel.from_pretrained(model_dir).eval()
+    variants = pd.read_csv(path / "variants.tsv", sep="\t", dtype={"chrom": str, "id": str})
+    variants["is_decoy"] = variants["is_decoy"].astype(str).str.lower().isin(["true", "1"])
+    samples = pd.read_csv(path / "samples.tsv", sep="\t", dtype={"fid": str, "iid": str})
+    manifest = path / "manifest.json"
+    genotypes = None
+    if manifest.exists():
+        genotypes = json.loads(manifest.read_text()).get("arguments", {}).get("genotypes")
+    return TrainedRun(path, model, variants, samples, genotypes)
+
+
+def _match_variants(
+    source: GenotypeSource, variants: pd.DataFrame, path: Any
+) -> tuple[np.ndarray, np.ndarray]:
+    """Rows of the model's real variants in ``source`` (by id) and which need 2 - x
+    (alleles swapped)."""
+    real = variants[~variants["is_decoy"]]
+    found = pd.Index(source.variants["id"].astype(str)).get_indexer(real["id"].astype(str))
+    if (found < 0).any():
+        absent = real["id"].to_numpy()[found < 0]
+        raise InputError(
+            f"{len(absent)} of the model's {len(real)} variants are not in the genotypes "
+            f"(e.g. {absent[0]})",
+            file=path,
+            fix="give genotypes with the variants the model was trained on (same ids)",
+        )
+    a1 = source.variants["a1"].to_numpy()[found]
+    a2 = source.variants["a2"].to_numpy()[found]
+    same = (a1 == real["a1"].to_numpy()) & (a2 == real["a2"].to_numpy())
+    swapped = (a1 == real["a2"].to_numpy()) & (a2 == real["a1"].to_numpy())
+    bad = ~(same | swapped)
+    if bad.any():
+        j = int(np.flatnonzero(bad)[0])
+        raise InputError(
+            f"variant {real['id'].iloc[j]} has alleles {a1[j]}/{a2[j]}; the model's are "
+            f"{real['a1'].iloc[j]}/{real['a2'].iloc[j]}",
+            file=path,
+            fix="use genotypes on the same alleles as the training data",
+        )
+    return found, swapped
+
+
+def predict(
+    run_dir: str | os.PathLike,
+    genotypes: str | os.PathLike,
+    *,
+    out: str | os.PathLike,
+    covar: str | os.PathLike | pd.DataFrame | None = None,
+    device: str = "auto",
+    seed: int = 0,
+) -> GenotypeRunResult:
+    """Predictions of a trained genotype model for the samples of a genotype file.
+
+    The model's variants are found by id (alleles swapped are flipped); covariates, when
+    the model has them, are matched on FID/IID and standardised as in training (samples
+    without every covariate are left out). Writes ``predictions.tsv`` (``fid iid`` and
+    ``predicted``, or ``p_case`` and ``log_odds``) into the run directory ``out``.
+    """
+    trained = load_trained(run_dir)
+    config = trained.model.config
+    arguments = {"run_dir": run_dir, "genotypes": genotypes, "covar": covar, "seed": seed}
+    arguments = {
+        k: v if not isinstance(v, pd.DataFrame) else "<DataFrame>" for k, v in arguments.items()
+    }
+    run = RunDir(out, command="gwas predict", arguments=arguments, seed=seed)
+    with open_genotypes(genotypes) as source:
+        rows, swapped = _match_variants(source, trained.variants, genotypes)
+        keep = np.arange(source.n_samples)
+        covariates = None
+        if config.n_covariates:
+            if covar is None:
+                raise InputError(
+                    f"the model was trained with covariates ({', '.join(config.covariate_names)})",
+                    where="--covar",
+                    fix="give the covariate file",
+                )
+            X, names, _ = _covariates(source, covar, config.covariate_columns)
+            if names != config.covariate_names:
+                raise InputError(
+                    f"covariates {', '.join(names)}; the model was trained on "
+                    f"{', '.join(config.covariate_names)}",
+                    file=str(covar) if not isinstance(covar, pd.DataFrame) else None,
+                    fix="give the same covariate columns (and categorical levels) as in training",
+                )
+            keep = np.flatnonzero(np.isfinite(X).all(axis=1))
+            if keep.size == 0:
+                raise InputError(
+                    "no sample has every covariate",
+                    file=str(covar) if not isinstance(covar, pd.DataFrame) else None,
+                    fix="check that the covariate FID/IID match the genotype file",
+                )
+            covariates = standardise_covariates(
+                X[keep], config.covariate_mean, config.covariate_std
+            )
+        order = np.argsort(rows, kind="stable")
+        G = np.empty((len(keep), len(rows)), dtype=np.float32)
+        G[:, order] = source.read(samples=keep, variants=rows[order])
+        G[:, swapped] = 2.0 - G[:, swapped]
+        ids = source.samples.iloc[keep][["fid", "iid"]].reset_index(drop=True)
+    real = trained.variants[~trained.variants["is_decoy"]]
+    position = {s: i for i, s in enumerate(real["source"].to_numpy())}
+    decoys = trained.variants[trained.variants["is_decoy"]]
+    decoy_source = np.array([position[s] for s in decoys["source"]], dtype=np.int64)
+    values, missing = split_missing(
+        with_decoys(G, decoy_source, decoy_permutation(len(keep), seed))
+    )
+    inputs = CohortInputs(values, missing, covariates, np.full(len(keep), np.nan))
+    logits = predict_logits(trained.model, GenotypeDataset(inputs), device=device)
+    table = ids
+    if config.task == "regression":
+        table["predicted"] = logits[:, 0]
+    else:
+        table["p_case"] = softmax(logits)[:, 1]
+        table["log_odds"] = logits[:, 1] - logits[:, 0]
+    path = write_table(run.file("predictions.tsv"), table)
+    run.record_output("predictions", path)
+    metrics = {"samples": int(len(table)), "left_out": int(source.n_samples - len(keep))}
+    run.record_results("predict", metrics)
+    run.finish()
+    return GenotypeRunResult(run.path, metrics, {"predictions": path})

@@ -1,0 +1,1 @@
+"""Figures: association (Manhattan, QQ, PCs) and importance (tracks, pairs)."""

@@ -1,0 +1,1 @@
+"""Classical statistics: QC, association, multiple testing, PCA, the Dask engine."""

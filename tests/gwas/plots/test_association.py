@@ -1,0 +1,115 @@
+"""Manhattan and QQ plots: files written, chromosome order, thresholds, hover text, lambda."""
+
+from __future__ import annotations
+
+import json
+import re
+
+import numpy as np
+import pandas as pd
+import pytest
+from scipy import stats
+
+from genoformer.gwas.plots.association import (
+    chrom_order_key,
+    genomic_control_lambda,
+    manhattan,
+    manhattan_html,
+    qq,
+    qq_html,
+)
+
+PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+
+
+def _in_page(text: str) -> str:
+    """``text`` as plotly escapes it inside the page's JSON (HTML-safe unicode escapes)."""
+    escaped = json.dumps(text)[1:-1]
+    for char in "<>/&":
+        escaped = escaped.replace(char, f"\\u{ord(char):04x}")
+    return escaped
+
+
+@pytest.fixture(scope="module")
+def results() -> pd.DataFrame:
+    """plink2 --glm-like linear results: uniform p-values plus one strong locus on chr 6."""
+    rng = np.random.default_rng(5)
+    chroms = ["MT", "X", "10", "2", "1", "22", "6"]
+    n = 20_000
+    table = pd.DataFrame(
+        {
+            "#CHROM": rng.choice(chroms, n),
+            "POS": rng.integers(1, 50_000_000, n),
+            "ID": [f"rs{i}" for i in range(n)],
+            "REF": "A",
+            "ALT": "G",
+            "A1": "G",
+            "TEST": "ADD",
+            "OBS_CT": 1000,
+            "BETA": rng.normal(0, 0.05, n),
+            "SE": 0.05,
+            "P": rng.uniform(size=n),
+        }
+    )
+    table.loc[0, ["#CHROM", "POS", "ID", "BETA", "P"]] = ["6", 31_000_000, "rsHIT", 0.8, 1e-30]
+    # A covariate row with a tiny p that must not be drawn.
+    covar = table.iloc[[1]].assign(TEST="COVAR1", P=1e-200, ID="rsCOVAR")
+    return pd.concat([table, covar], ignore_index=True)
+
+
+def test_chromosome_order_is_natural():
+    names = ["chrX", "10", "MT", "2", "Y", "1", "chr22", "XY", "scaffold_9"]
+    assert sorted(names, key=chrom_order_key) == [
+        "1", "2", "10", "chr22", "chrX", "Y", "XY", "MT", "scaffold_9"
+    ]  # fmt: skip
+
+
+def test_genomic_control_lambda():
+    p = np.random.default_rng(1).uniform(size=50_001)
+    assert genomic_control_lambda(p) == pytest.approx(1.0, abs=0.03)
+    # Inflate every chi-square by 1.2: lambda measures it.
+    inflated = stats.chi2.sf(1.2 * stats.chi2.isf(p, 1), 1)
+    assert genomic_control_lambda(inflated) == pytest.approx(1.2, rel=1e-9 + 0.03)
+
+
+def test_manhattan_png_and_pdf(results, tmp_path):
+    written = manhattan(results, tmp_path / "manhattan.png", title="test")
+    assert [p.name for p in written] == ["manhattan.png", "manhattan.pdf"]
+    assert written[0].read_bytes()[:8] == PNG_MAGIC
+    assert written[1].read_bytes()[:5] == b"%PDF-"
+    assert not list(tmp_path.glob(".*tmp"))
+
+
+def test_manhattan_html_hover_and_order(results, tmp_path):
+    path = manhattan_html(results, tmp_path / "manhattan.html")
+    html = path.read_text()
+    assert "scattergl" in html
+    # Hovering the hit shows id, chrom:pos, alleles, effect and p.
+    hover = "<b>rsHIT</b><br>6:31000000<br>REF A  ALT G  A1 G<br>BETA 0.8<br>p 1e-30"
+    assert _in_page(hover) in html
+    assert "rsCOVAR" not in html  # only the ADD rows are drawn
+    ticks = json.loads(re.search(r'"ticktext":(\[[^\]]*\])', html).group(1))
+    assert ticks == ["1", "2", "6", "10", "22", "X", "MT"]
+    # Threshold lines at -log10(5e-8) and -log10(1e-5).
+    ys = [float(v) for v in re.findall(r'"y0":([0-9.]+)', html)]
+    assert any(abs(y - 7.30103) < 1e-4 for y in ys) and any(abs(y - 5.0) < 1e-9 for y in ys)
+
+
+def test_qq_png_and_html(results, tmp_path):
+    add = results[results["TEST"] == "ADD"]
+    lam = genomic_control_lambda(add["P"])
+    written = qq(results, tmp_path / "qq", formats=("png",))
+    assert written == [tmp_path / "qq.png"]
+    assert written[0].read_bytes()[:8] == PNG_MAGIC
+    html = qq_html(results, tmp_path / "qq.html", title="demo").read_text()
+    assert _in_page(f"λGC = {lam:.3f}") in html
+    assert _in_page("<b>rsHIT</b><br>p 1e-30") in html
+    assert "95% band" in html
+    # A given lambda is shown as given; a bare table of p-values is enough.
+    html = qq_html(pd.DataFrame({"P": add["P"]}), tmp_path / "bare.html", lambda_gc=1.234)
+    assert _in_page("λGC = 1.234") in html.read_text()
+
+
+def test_plots_need_p_values(tmp_path):
+    with pytest.raises(ValueError, match="P"):
+        manhattan(pd.DataFrame({"#CHROM": ["1"], "POS": [1]}), tmp_path / "x")
