@@ -10,8 +10,8 @@ import pandas as pd
 import pytest
 from scipy import stats
 
+from genoformer.engine.genome import chromosome_order_key
 from genoformer.gwas.plots.association import (
-    chrom_order_key,
     genomic_control_lambda,
     manhattan,
     manhattan_html,
@@ -59,7 +59,7 @@ def results() -> pd.DataFrame:
 
 def test_chromosome_order_is_natural():
     names = ["chrX", "10", "MT", "2", "Y", "1", "chr22", "XY", "scaffold_9"]
-    assert sorted(names, key=chrom_order_key) == [
+    assert sorted(names, key=chromosome_order_key) == [
         "1", "2", "10", "chr22", "chrX", "Y", "XY", "MT", "scaffold_9"
     ]  # fmt: skip
 

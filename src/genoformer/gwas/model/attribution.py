@@ -50,6 +50,7 @@ import pandas as pd
 import torch
 
 from genoformer.engine.attribution import gradients
+from genoformer.engine.attribution import integrated_gradients as engine_integrated_gradients
 from genoformer.engine.errors import InputError
 from genoformer.engine.progress import progress_bar
 from genoformer.engine.stats import (
@@ -298,50 +299,20 @@ def integrated_gradients(
         (n, m); without SmoothGrad, each row sums to ``f(x) - f(baseline)`` up to the
         quadrature error.
     """
-    from captum.attr import IntegratedGradients, NoiseTunnel
-
-    _check_batch(batch_size)
-    if n_steps < 1:
-        raise InputError(f"n_steps is {n_steps}", fix="use at least 1 integration step")
-    if smoothgrad_samples < 0 or smoothgrad_sd < 0:
-        raise InputError(
-            "smoothgrad_samples and smoothgrad_sd must not be negative",
-            fix="use smoothgrad_samples=0 to turn SmoothGrad off",
-        )
     x = as_inputs(genotypes, missing, covariates, device=device)
-    base = _baseline(baseline, x)
-
-    def forward(g: torch.Tensor, miss: torch.Tensor | None, cov: torch.Tensor | None):
-        y = f(g, miss, cov)
-        return y[:, 0] if y.ndim == 2 and y.shape[1] == 1 else y
-
-    method = IntegratedGradients(forward)
-    out = torch.empty_like(x.genotypes)
-    # NoiseTunnel draws from torch's global generator: seed it without disturbing the caller.
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(seed)
-        for lo in range(0, x.n, batch_size):
-            part = x.rows(slice(lo, lo + batch_size))
-            kwargs = dict(
-                baselines=base[lo : lo + batch_size],
-                additional_forward_args=(part.missing, part.covariates),
-                n_steps=n_steps,
-                internal_batch_size=batch_size * n_steps,
-            )
-            if smoothgrad_samples:
-                attr = NoiseTunnel(method).attribute(
-                    part.genotypes,
-                    nt_type="smoothgrad",
-                    nt_samples=smoothgrad_samples,
-                    # One noisy copy per IG call keeps each call at batch_size * n_steps.
-                    nt_samples_batch_size=1,
-                    stdevs=float(smoothgrad_sd),
-                    **kwargs,
-                )
-            else:
-                attr = method.attribute(part.genotypes, **kwargs)
-            out[lo : lo + batch_size] = attr.detach()
-    return _masked(out, x)
+    out = engine_integrated_gradients(
+        f,
+        x.genotypes,
+        args=(x.missing, x.covariates),
+        baselines=_baseline(baseline, x),
+        n_steps=n_steps,
+        smoothgrad_samples=smoothgrad_samples,
+        smoothgrad_sd=smoothgrad_sd,
+        batch_size=batch_size,
+        seed=seed,
+        device=x.genotypes.device,
+    )
+    return _masked(out.to(x.genotypes.device), x)
 
 
 def mean_absolute(attributions: np.ndarray) -> np.ndarray:

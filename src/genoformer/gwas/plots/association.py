@@ -23,11 +23,11 @@ import pandas as pd
 from matplotlib.figure import Figure
 from scipy import stats
 
+from genoformer.engine.genome import chromosome_order_key
 from genoformer.engine.plots import FORMATS, save_figure, save_html
 from genoformer.gwas.stats.adjust import genomic_control_lambda
 
 __all__ = [
-    "chrom_order_key",
     "genomic_control_lambda",
     "manhattan",
     "manhattan_html",
@@ -43,23 +43,12 @@ COLORS = ("#1f4e79", "#6fa8dc")
 HIT_COLOR = "#d62728"
 #: Above this p-value points are thinned to one per pixel-sized bin.
 THIN_ABOVE_P = 0.01
-_SPECIAL = {"X": 23, "Y": 24, "XY": 25, "MT": 26, "M": 26}
 _ALIASES = {
     "chrom": ("#CHROM", "CHROM", "CHR", "chrom", "chr"),
     "pos": ("POS", "BP", "pos", "bp"),
     "id": ("ID", "SNP", "id", "snp"),
     "p": ("P", "p", "PVALUE", "pval"),
 }
-
-
-def chrom_order_key(name: object) -> tuple[int, str]:
-    """Sort key for chromosome names: 1..22, X, Y, XY, MT, then others alphabetically."""
-    text = re.sub(r"^chr", "", str(name), flags=re.IGNORECASE).upper()
-    if text.isdigit():
-        return int(text), ""
-    if text in _SPECIAL:
-        return 1000 + _SPECIAL[text], ""
-    return 10_000, text
 
 
 def _column(results: pd.DataFrame, what: str, required: bool = True) -> str | None:
@@ -104,7 +93,7 @@ def _prepare(results: pd.DataFrame) -> pd.DataFrame:
 
 def _genome_axis(table: pd.DataFrame) -> tuple[pd.DataFrame, list[str], np.ndarray]:
     """Add a genome-wide x coordinate; return chromosome names and their centres."""
-    names = sorted(table["chrom"].unique(), key=chrom_order_key)
+    names = sorted(table["chrom"].unique(), key=chromosome_order_key)
     spans = table.groupby("chrom")["pos"].agg(["min", "max"])
     total = float((spans["max"] - spans["min"]).sum()) or float(len(names))
     gap = 0.01 * total
