@@ -8,16 +8,14 @@ from __future__ import annotations
 
 import os
 from collections.abc import Sequence
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import pandas as pd
 
 from genoformer._lazy import lazy_exports
 from genoformer.engine.errors import InputError
-from genoformer.engine.runs import RunDir, write_table
+from genoformer.engine.runs import RunDir, RunResult, write_table
 from genoformer.gwas.io.genotypes import GenotypeSource, open_genotypes
 from genoformer.gwas.io.phenotypes import (
     covariate_matrix,
@@ -41,17 +39,8 @@ _MODEL_EXPORTS = {
     "predict": "genoformer.gwas.model.training",
     "explain": "genoformer.gwas.model.explain",
 }
-__all__ = ["GwasRunResult", "assoc", "pca", "plot", "qc", "simulate", *_MODEL_EXPORTS]
+__all__ = ["RunResult", "assoc", "pca", "plot", "qc", "simulate", *_MODEL_EXPORTS]
 __getattr__ = lazy_exports("genoformer.gwas.api", _MODEL_EXPORTS)
-
-
-@dataclass
-class GwasRunResult:
-    """What a gwas command produced: its run directory, numbers and written files."""
-
-    run_dir: Path
-    metrics: dict[str, Any] = field(default_factory=dict)
-    outputs: dict[str, Path] = field(default_factory=dict)
 
 
 def _filters(maf, geno, mind, hwe) -> dict[str, float]:
@@ -82,7 +71,7 @@ def qc(
     geno: float | None = None,
     mind: float | None = None,
     hwe: float | None = None,
-) -> GwasRunResult:
+) -> RunResult:
     """Quality control as plink2 does it (--mind, --geno, --hwe, --maf, in that order).
 
     Writes ``variants.tsv`` (frequency, missingness, HWE p, kept), ``samples.keep`` and
@@ -103,7 +92,7 @@ def qc(
     for key, path in outputs.items():
         run.record_output(key, path)
     run.finish()
-    return GwasRunResult(run.path, metrics, outputs)
+    return RunResult(run.path, metrics, outputs)
 
 
 def pca(
@@ -117,7 +106,7 @@ def pca(
     geno: float | None = None,
     mind: float | None = None,
     hwe: float | None = None,
-) -> GwasRunResult:
+) -> RunResult:
     """Principal components of standardised genotypes, as plink2 --pca computes them.
 
     Writes ``pca.eigenval``, ``pca.eigenvec`` (plink2's layout) and a PC1/PC2 scatter.
@@ -142,7 +131,7 @@ def pca(
     metrics = {"eigenvalues": result.eigenvalues.tolist(), "method": result.method}
     run.record_results("pca", metrics)
     run.finish()
-    return GwasRunResult(run.path, metrics, outputs)
+    return RunResult(run.path, metrics, outputs)
 
 
 def _aligned(
@@ -177,7 +166,7 @@ def assoc(
     engine: str = "numpy",
     scheduler: str | None = None,
     seed: int = 0,
-) -> GwasRunResult:
+) -> RunResult:
     """Association of every variant with a phenotype, as plink2 --glm (or plink1.9 --assoc).
 
     QC filters are applied first; ``pcs`` principal components (of the samples and variants
@@ -250,7 +239,7 @@ def assoc(
         run.record_output(key, path)
     run.record_results("assoc", metrics)
     run.finish()
-    return GwasRunResult(run.path, metrics, outputs)
+    return RunResult(run.path, metrics, outputs)
 
 
 def _figures(results: pd.DataFrame, out_dir: Path) -> dict[str, Path]:
@@ -263,7 +252,7 @@ def _figures(results: pd.DataFrame, out_dir: Path) -> dict[str, Path]:
     }
 
 
-def plot(results: str | os.PathLike, *, out: str | os.PathLike) -> GwasRunResult:
+def plot(results: str | os.PathLike, *, out: str | os.PathLike) -> RunResult:
     """Manhattan and QQ plots (PNG and interactive HTML) of an association results table."""
     path = Path(results)
     if not path.exists():
@@ -278,4 +267,4 @@ def plot(results: str | os.PathLike, *, out: str | os.PathLike) -> GwasRunResult
     out_dir = Path(out)
     out_dir.mkdir(parents=True, exist_ok=True)
     outputs = _figures(table, out_dir)
-    return GwasRunResult(out_dir, {}, outputs)
+    return RunResult(out_dir, {}, outputs)

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import os
 from collections.abc import Sequence
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -20,7 +19,7 @@ from genoformer.engine.device import pick_device
 from genoformer.engine.errors import InputError
 from genoformer.engine.metrics import classification_metrics, regression_metrics, softmax
 from genoformer.engine.plots import confusion_matrix_plot, parity_plot, roc_pr_curves
-from genoformer.engine.runs import RunDir, write_json, write_table
+from genoformer.engine.runs import RunDir, RunResult, write_json, write_table
 from genoformer.engine.training import TrainSettings, predict_logits, train_model
 from genoformer.seq.attribution import gradient_x_input, saturation_mutagenesis
 from genoformer.seq.data import (
@@ -49,15 +48,6 @@ ARCHITECTURE_DEFAULTS: dict[str, dict[str, Any]] = {
     "deep_cnn": {"learning_rate": 1e-3},
     "transformer": {"learning_rate": 5e-4, "warmup": 0.05},
 }
-
-
-@dataclass
-class SeqRunResult:
-    """What a seq command produced: its run directory, metrics and written files."""
-
-    run_dir: Path
-    metrics: dict[str, Any] = field(default_factory=dict)
-    outputs: dict[str, Path] = field(default_factory=dict)
 
 
 def _as_data(data: SequenceData | str | os.PathLike | Sequence, **read_options) -> SequenceData:
@@ -257,7 +247,7 @@ def train(
     device: str = "auto",
     resume: bool = False,
     model_options: dict[str, Any] | None = None,
-) -> SeqRunResult:
+) -> RunResult:
     """Train a sequence model and evaluate it on held-out sequences.
 
     Writes into ``out``: the model (``model/``), checkpoints, the splits, the loss curve,
@@ -326,7 +316,7 @@ def train(
     }
     run.record_results("test", metrics)
     run.finish()
-    return SeqRunResult(run.path, metrics, {**trained.outputs, **outputs})
+    return RunResult(run.path, metrics, {**trained.outputs, **outputs})
 
 
 def evaluate(
@@ -336,7 +326,7 @@ def evaluate(
     out: str | os.PathLike | None = None,
     device: str = "auto",
     **read_options: Any,
-) -> SeqRunResult:
+) -> RunResult:
     """Evaluate a trained model on its run's test split, or on other labelled data."""
     run_path = Path(run)
     model = load_model(run_path)
@@ -351,7 +341,7 @@ def evaluate(
     )
     record.record_results("evaluation", metrics)
     record.finish()
-    return SeqRunResult(out_dir, metrics, outputs)
+    return RunResult(out_dir, metrics, outputs)
 
 
 def predict(
@@ -361,13 +351,13 @@ def predict(
     out: str | os.PathLike,
     device: str = "auto",
     **read_options: Any,
-) -> SeqRunResult:
+) -> RunResult:
     """Predictions of a trained model for new sequences, written as a table (TSV/Parquet)."""
     model = load_model(run)
     sequences = _as_data(data, **read_options)
     table = predictions_table(model, sequences, device)
     path = write_table(Path(out), table)
-    return SeqRunResult(path.parent, {"n": len(table)}, {"predictions": path})
+    return RunResult(path.parent, {"n": len(table)}, {"predictions": path})
 
 
 #: Sequences used to turn filters into motifs; more adds little and costs memory.
@@ -452,7 +442,7 @@ def interpret(
     release: str | None = None,
     device: str = "auto",
     **read_options: Any,
-) -> SeqRunResult:
+) -> RunResult:
     """Explain a trained model.
 
     CNNs: first-layer filters as heatmaps and as motif logos matched against JASPAR
@@ -510,7 +500,7 @@ def interpret(
         record.record_output(key, path)
     record.record_results("interpretation", results)
     record.finish()
-    return SeqRunResult(out_dir, results, outputs)
+    return RunResult(out_dir, results, outputs)
 
 
 def _labels(data: SequenceData) -> list[str]:

@@ -141,11 +141,11 @@ def explain(
 
     Returns
     -------
-    GwasRunResult
+    RunResult
         Run directory, metrics (variants called per method, decoys called, pairs called,
         recall with ``truth``) and the files written.
     """
-    from genoformer.gwas.api import GwasRunResult
+    from genoformer.engine.runs import RunResult
 
     methods = _check_methods(methods)
     if top_pairs < 2:
@@ -311,7 +311,7 @@ def explain(
         run.record_output(key, path)
     run.record_results("explain", metrics)
     run.finish()
-    return GwasRunResult(run.path, metrics, outputs)
+    return RunResult(run.path, metrics, outputs)
 
 
 _ARGUMENTS = {

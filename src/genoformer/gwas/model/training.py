@@ -22,7 +22,7 @@ from __future__ import annotations
 import math
 import os
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -33,7 +33,7 @@ import torch
 from genoformer.engine.errors import InputError
 from genoformer.engine.metrics import classification_metrics, regression_metrics, softmax
 from genoformer.engine.plots import comparison_bar, parity_plot, roc_pr_curves
-from genoformer.engine.runs import RunDir, write_json, write_table
+from genoformer.engine.runs import RunDir, RunResult, write_json, write_table
 from genoformer.engine.training import TrainSettings, predict_logits, train_model
 from genoformer.gwas.io.genotypes import GenotypeSource, open_genotypes
 from genoformer.gwas.io.phenotypes import (
@@ -57,7 +57,7 @@ from genoformer.gwas.model.inputs import (
 from genoformer.gwas.model.network import GenotypeModel, GenotypeModelConfig
 from genoformer.gwas.stats.association import associate, write_results
 
-__all__ = ["CohortInputs", "GenotypeRunResult", "TrainedRun", "load_trained", "predict", "train"]
+__all__ = ["CohortInputs", "RunResult", "TrainedRun", "load_trained", "predict", "train"]
 
 SPLITS = ("train", "validation", "test")
 #: Default number of decoy columns: as many as the real inputs, at most this many.
@@ -72,15 +72,6 @@ MODEL_DEFAULTS: dict[str, Any] = {
     "dropout": 0.0,
     "initializer_range": 0.1,
 }
-
-
-@dataclass
-class GenotypeRunResult:
-    """What ``gwas train`` / ``gwas predict`` produced: run directory, numbers, files."""
-
-    run_dir: Path
-    metrics: dict[str, Any] = field(default_factory=dict)
-    outputs: dict[str, Path] = field(default_factory=dict)
 
 
 # ------------------------------------------------------------------------------ samples
@@ -317,7 +308,7 @@ def train(
     seed: int = 0,
     device: str = "auto",
     resume: bool = False,
-) -> GenotypeRunResult:
+) -> RunResult:
     """Train the genotype transformer on a phenotype and compare it with baselines.
 
     Samples with genotypes, a value of ``trait`` and every covariate are split by sample
@@ -478,7 +469,7 @@ def train(
         run.record_output(key, path)
     run.record_results("test", {name: _headline(m, task) for name, m in results.items()})
     run.finish()
-    return GenotypeRunResult(run.path, summary, {**trained.outputs, **outputs})
+    return RunResult(run.path, summary, {**trained.outputs, **outputs})
 
 
 def _headline(metrics: dict[str, Any], task: str) -> dict[str, Any]:
@@ -647,7 +638,7 @@ def predict(
     covar: str | os.PathLike | pd.DataFrame | None = None,
     device: str = "auto",
     seed: int = 0,
-) -> GenotypeRunResult:
+) -> RunResult:
     """Predictions of a trained genotype model for the samples of a genotype file.
 
     The model's variants are found by id (alleles swapped are flipped); covariates, when
@@ -716,4 +707,4 @@ def predict(
     metrics = {"samples": int(len(table)), "left_out": int(source.n_samples - len(keep))}
     run.record_results("predict", metrics)
     run.finish()
-    return GenotypeRunResult(run.path, metrics, {"predictions": path})
+    return RunResult(run.path, metrics, {"predictions": path})
