@@ -13,8 +13,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
-import uuid
 from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -22,6 +20,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from genoformer.engine.errors import InputError
+from genoformer.engine.runs import swap_directory
 
 if TYPE_CHECKING:
     import datasets
@@ -194,13 +193,7 @@ def check_out(out: Path) -> None:
 
 def move_into_place(tmp: Path, out: Path) -> None:
     """Rename the finished corpus onto ``out``; an older corpus there is replaced."""
-    old = None
-    if out.exists():
-        old = out.with_name(f".{out.name}.{uuid.uuid4().hex[:8]}.old")
-        os.replace(out, old)
-    os.replace(tmp, out)
-    if old is not None:
-        shutil.rmtree(old, ignore_errors=True)
+    swap_directory(tmp, out)
 
 
 def load_corpus(path: str | os.PathLike) -> datasets.Dataset:
