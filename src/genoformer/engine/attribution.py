@@ -25,6 +25,7 @@ from genoformer.engine.errors import InputError
 
 __all__ = [
     "Target",
+    "check_batch_size",
     "explained",
     "gradient_x_input",
     "gradients",
@@ -52,7 +53,7 @@ def _dtype(model: Callable) -> torch.dtype:
     return torch.float32
 
 
-def _check_batch(batch_size: int) -> None:
+def check_batch_size(batch_size: int) -> None:
     if batch_size < 1:
         raise InputError(f"batch_size is {batch_size}", fix="use a batch size of 1 or more")
 
@@ -85,7 +86,7 @@ def gradients(
     device: str | torch.device | None = None,
 ) -> torch.Tensor:
     """Gradient of the explained output with respect to ``X``, float32 on the CPU."""
-    _check_batch(batch_size)
+    check_batch_size(batch_size)
     X = torch.as_tensor(X)
     grads = torch.empty(X.shape, dtype=torch.float32)
     with _placed(model, device) as dev:
@@ -168,7 +169,7 @@ def integrated_gradients(
     """
     from captum.attr import IntegratedGradients, NoiseTunnel
 
-    _check_batch(batch_size)
+    check_batch_size(batch_size)
     if n_steps < 1:
         raise InputError(f"n_steps is {n_steps}", fix="use at least 1 integration step")
     if smoothgrad_samples < 0 or smoothgrad_sd < 0:

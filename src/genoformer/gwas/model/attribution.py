@@ -49,7 +49,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from genoformer.engine.attribution import gradients
+from genoformer.engine.attribution import check_batch_size, gradients
 from genoformer.engine.attribution import integrated_gradients as engine_integrated_gradients
 from genoformer.engine.errors import InputError
 from genoformer.engine.progress import progress_bar
@@ -172,16 +172,6 @@ def _score(f: ScoreFunction, x: _Inputs, genotypes: torch.Tensor | None = None) 
             "it must return one scalar per sample"
         )
     return y
-
-
-def _check_batch(batch_size: int) -> None:
-    if batch_size < 1:
-        raise InputError(f"batch_size is {batch_size}", fix="use a batch size of 1 or more")
-
-
-# ---------------------------------------------------------------------------------------
-# Gradient attributions
-# ---------------------------------------------------------------------------------------
 
 
 def _gradients(f: ScoreFunction, x: _Inputs, batch_size: int) -> torch.Tensor:
@@ -401,7 +391,7 @@ def substitution(
     if level_values.size == 0:
         raise InputError("no substitution levels given", fix="use levels such as (0, 1, 2)")
     batch = batch_size or max(16, _BATCH_CELLS // x.m)
-    _check_batch(batch)
+    check_batch_size(batch)
     k, n_levels = len(columns), level_values.size
     level_t = torch.as_tensor(level_values, device=x.genotypes.device)
     with torch.inference_mode():

@@ -32,6 +32,7 @@ import numpy as np
 import pandas as pd
 import torch
 
+from genoformer.engine.attribution import check_batch_size
 from genoformer.engine.errors import InputError
 from genoformer.engine.progress import progress_bar
 from genoformer.engine.stats import (
@@ -43,7 +44,6 @@ from genoformer.engine.stats import (
 from genoformer.gwas.model.attribution import (
     _BATCH_CELLS,
     ScoreFunction,
-    _check_batch,
     _score,
     as_inputs,
 )
@@ -101,7 +101,7 @@ def interaction_contrast(
             fix="use two dosages such as (0, 2)",
         )
     batch = batch_size or max(16, _BATCH_CELLS // x.m)
-    _check_batch(batch)
+    check_batch_size(batch)
     dev = x.genotypes.device
     level = torch.tensor([lo_level, hi_level], device=dev)
     combo_a = torch.tensor([c[0] for c in _COMBOS], device=dev)
