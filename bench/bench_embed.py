@@ -74,7 +74,7 @@ def child(out: str, batch_size: int, threads: int | None) -> None:
             {
                 "seconds": seconds,
                 "embedding_seconds": manifest["results"]["embed"]["embedding_seconds"],
-                "n_cells": result.n_cells,
+                "n_cells": result.metrics["n_cells"],
                 "baseline_mib": baseline,
             }
         )

@@ -145,8 +145,8 @@ def main() -> None:
     parser.add_argument("--chunk-size", type=int, default=None)
     args = parser.parse_args()
 
-    from genoformer.sc.dictionaries import GeneVocabulary
     from genoformer.sc.tokenizer import CHUNK_SIZE, tokenize
+    from genoformer.sc.vocabulary import GeneVocabulary
 
     path = build_input(args.cells)
     start = time.perf_counter()
@@ -185,7 +185,7 @@ def main() -> None:
                 result = run(Path(tmp) / f"p{processes}_{repeat}", processes)
                 times.append(time.perf_counter() - start)
                 cpu.append(time.process_time() - start_cpu)
-                shutil.rmtree(result.out)
+                shutil.rmtree(result.run_dir)
             # Memory in a run of its own: the sampling thread would slow the timed runs.
             with TreeMemory() as memory:
                 run(Path(tmp) / f"p{processes}_memory", processes)
@@ -196,7 +196,7 @@ def main() -> None:
                 f"{label}: {seconds:6.3f} s median of {args.repeats} (fastest "
                 f"{min(times):.3f} s, first {times[0]:.3f} s; CPU of this process "
                 f"{statistics.median(cpu):.3f} s)  {speeds[processes]:9,.0f} cells/s  "
-                f"{result.n_cells:,} cells; peak resident memory of the process tree "
+                f"{result.metrics['n_cells']:,} cells; peak resident memory of the process tree "
                 f"{memory.peak:,.0f} MiB"
             )
     # ru_maxrss is in KiB on Linux, bytes on macOS. The workers are children of the fork

@@ -48,7 +48,7 @@ def _cells(folder: Path, monkeypatch) -> None:
     import anndata
 
     from genoformer.sc import tokenize
-    from genoformer.sc.dictionaries import ENV_DIR
+    from genoformer.sc.vocabulary import ENV_DIR
 
     monkeypatch.setenv(ENV_DIR, str(shared_data("geneformer")))
     cells = anndata.read_h5ad(shared_data("geneformer/fixtures/inputs/pbmc68k.h5ad"))

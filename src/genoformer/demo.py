@@ -210,6 +210,7 @@ def _sc_demo(out: Path, *, quick: bool, seed: int, run: RunDir, console: Console
     from sklearn.neighbors import KNeighborsClassifier
 
     from genoformer import sc
+    from genoformer.sc.embeddings import embedding_matrix
     from genoformer.sc.simulate import simulate_cells
 
     n_cells, n_genes, steps = (600, 400, 60) if quick else (3_000, 1_000, 600)
@@ -239,15 +240,15 @@ def _sc_demo(out: Path, *, quick: bool, seed: int, run: RunDir, console: Console
         )
     with run.step("sc_embed"):
         embedded = sc.embed(
-            trained.model_dir,
+            trained.outputs["model"],
             out / "corpus",
             out=out / "embed",
             vocabulary=vocabulary,
             label="cell_type",
             progress=False,
         )
-    table = embedded.cells
-    vectors = table[[str(i) for i in range(embedded.hidden_size)]].to_numpy()
+    table = embedded.table("cells")
+    vectors = embedding_matrix(table)
     knn = KNeighborsClassifier(n_neighbors=10)
     accuracy = cross_val_score(knn, vectors, table["cell_type"].astype(str), cv=5).mean()
     metrics = trained.metrics

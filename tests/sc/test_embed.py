@@ -14,10 +14,15 @@ import torch
 
 from genoformer.cli import main
 from genoformer.engine.errors import InputError
-from genoformer.sc.dictionaries import GeneVocabulary
-from genoformer.sc.embeddings import embed, extract_embeddings, hidden_state_index
+from genoformer.sc.embeddings import (
+    embed,
+    embedding_matrix,
+    extract_embeddings,
+    hidden_state_index,
+)
 from genoformer.sc.models import build_model, load_model, model_config
 from genoformer.sc.tokenizer import tokenize
+from genoformer.sc.vocabulary import GeneVocabulary
 from tests.conftest import shared_data
 
 FIXTURES = "geneformer/fixtures"
@@ -120,7 +125,7 @@ def test_our_tokenization_gives_geneformer_embeddings(
         vocabulary=vocabularies[version],
         cell_attributes=["bulk_labels"],
         progress=False,
-    ).out
+    ).run_dir
     model, reference, n = {
         "V1": ("gf6L_random", "pbmc68k_V1_gf6L_cell_Lm1_bs100.csv", 60),
         "V2": ("v2tiny_random", "pbmc68k_V2_v2tiny_cell_Lm1_bs100.csv", 100),
@@ -226,7 +231,7 @@ def test_embed_writes_tables_anndata_and_manifest(tiny_models, tmp_path, vocabul
         vocabulary=vocabularies["V2"],
         cell_attributes=["bulk_labels", "phase"],
         progress=False,
-    ).out
+    ).run_dir
     result = embed(
         tiny_models["V2"],
         corpus,
@@ -246,12 +251,14 @@ def test_embed_writes_tables_anndata_and_manifest(tiny_models, tmp_path, vocabul
     np.testing.assert_allclose(
         csv[columns[4:]].to_numpy(), cells[columns[4:]].to_numpy(), atol=1e-6
     )
-    np.testing.assert_allclose(result.embeddings, cells[columns[4:]].to_numpy())
+    np.testing.assert_allclose(
+        embedding_matrix(result.table("cells")), cells[columns[4:]].to_numpy()
+    )
 
     written = ad.read_h5ad(run / "embeddings.h5ad")
     obsm = written.obsm["X_genoformer"]
     assert obsm.shape == (700, 128)
-    np.testing.assert_allclose(obsm[:25], result.embeddings)
+    np.testing.assert_allclose(obsm[:25], embedding_matrix(result.table("cells")))
     assert np.isnan(obsm[25:]).all()  # cells not embedded
 
     genes = pd.read_parquet(run / "gene_embeddings.parquet")
@@ -283,8 +290,10 @@ def test_embed_puts_embeddings_into_an_anndata_object(tiny_models, tmp_path, voc
         vocabulary=vocabularies["V1"],
         progress=False,
     )
-    rows = result.cells["cell_index"].to_numpy()
-    np.testing.assert_allclose(adata.obsm["X_genoformer"][rows], result.embeddings)
+    rows = result.table("cells")["cell_index"].to_numpy()
+    np.testing.assert_allclose(
+        adata.obsm["X_genoformer"][rows], embedding_matrix(result.table("cells"))
+    )
     assert not (tmp_path / "run" / "embeddings.h5ad").exists()
 
 

@@ -10,7 +10,6 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from genoformer.engine.errors import InputError
-from genoformer.sc.dictionaries import GeneVocabulary
 from genoformer.sc.masking import (
     HELD_OUT_STREAM,
     IGNORE,
@@ -20,6 +19,7 @@ from genoformer.sc.masking import (
     PadCollator,
     truncate,
 )
+from genoformer.sc.vocabulary import GeneVocabulary
 
 PAD, MASK, CLS, EOS = 0, 1, 2, 3
 N_TOKENS = 504

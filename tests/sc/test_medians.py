@@ -15,8 +15,8 @@ from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
 from genoformer.engine.errors import InputError
-from genoformer.sc.dictionaries import GeneVocabulary, resolve
 from genoformer.sc.medians import ExactMedians, StreamingMedians, gene_medians
+from genoformer.sc.vocabulary import GeneVocabulary, resolve
 from tests.conftest import shared_data
 
 GENES = ["ENSG00000000004", "ENSG00000000002", "ENSG00000000003", "ENSG00000000001"]

@@ -10,8 +10,8 @@ import pytest
 import torch
 
 from genoformer.engine.errors import InputError
-from genoformer.sc.dictionaries import GeneVocabulary
 from genoformer.sc.models import PRESETS, build_model, load_model, model_config
+from genoformer.sc.vocabulary import GeneVocabulary
 from tests.conftest import shared_data
 
 #: Preset name -> the config file of the published checkpoint in ../shared/data.

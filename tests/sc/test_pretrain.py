@@ -20,12 +20,10 @@ from transformers import BertForMaskedLM
 
 from genoformer.engine.errors import InputError
 from genoformer.engine.training import SeededLengthSampler
-from genoformer.sc.dictionaries import ENV_DIR, GeneVocabulary
 from genoformer.sc.masking import IGNORE, truncate
 from genoformer.sc.medians import gene_medians
-from genoformer.sc.models import build_model, load_model, model_config
+from genoformer.sc.models import MaskedGeneLM, build_model, load_model, model_config
 from genoformer.sc.pretraining import (
-    MaskedGeneLM,
     frequency_baseline,
     masked_position_sums,
     pretrain,
@@ -33,6 +31,7 @@ from genoformer.sc.pretraining import (
 )
 from genoformer.sc.simulate import simulate_cells
 from genoformer.sc.tokenizer import tokenize
+from genoformer.sc.vocabulary import ENV_DIR, GeneVocabulary
 from tests.conftest import shared_data
 
 FIXTURES = "geneformer/fixtures"
@@ -56,7 +55,7 @@ def corpora(tmp_path_factory, v2) -> list[Path]:
     paths = []
     for name in ("pbmc68k", "celltypist559"):
         source = shared_data(f"{FIXTURES}/inputs/{name}.h5ad")
-        paths.append(tokenize(source, out=out / name, vocabulary=v2, progress=False).out)
+        paths.append(tokenize(source, out=out / name, vocabulary=v2, progress=False).run_dir)
     return paths
 
 
@@ -74,7 +73,7 @@ def test_pretraining_beats_predicting_genes_by_their_frequency(tmp_path):
     # other genes of the cell reveal and the corpus frequency of genes does not.
     cells = simulate_cells(800, 300, n_types=5, markers_per_type=20, seed=0)
     vocabulary = gene_medians(cells, name="simulated", input_size=64)
-    corpus = tokenize(cells, out=tmp_path / "corpus", vocabulary=vocabulary, progress=False).out
+    corpus = tokenize(cells, out=tmp_path / "corpus", vocabulary=vocabulary, progress=False).run_dir
     result = pretrain(
         corpus,
         out=tmp_path / "run",
@@ -108,9 +107,9 @@ def test_pretraining_beats_predicting_genes_by_their_frequency(tmp_path):
     assert history[0].split("\t") == ["step", "epoch", "train_loss", "eval_loss"]
     assert (run / "loss_curve.png").stat().st_size > 0
     # The saved model is a plain BertForMaskedLM that the model loader reads.
-    config = json.loads((result.model_dir / "config.json").read_text())
+    config = json.loads((result.outputs["model"] / "config.json").read_text())
     assert config["architectures"] == ["BertForMaskedLM"]
-    model = load_model(result.model_dir)
+    model = load_model(result.outputs["model"])
     assert type(model) is BertForMaskedLM
     assert model.cls.predictions.decoder.weight.data_ptr() == (
         model.bert.embeddings.word_embeddings.weight.data_ptr()

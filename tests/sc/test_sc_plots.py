@@ -116,9 +116,9 @@ def test_embed_draws_the_pictures_when_given_a_label(tmp_path):
         max_cells=60,
         progress=False,
     )
-    names = {p.name for key in ("umap", "heatmap") for p in result.files[key]}
+    names = {p.name for key in ("umap", "heatmap") for p in result.outputs[key]}
     assert names == {"umap.png", "umap.html", "heatmap.png", "heatmap.html"}
-    first = result.cells.iloc[0]
+    first = result.table("cells").iloc[0]
     page = page_text(tmp_path / "run" / "figures" / "umap.html")
     assert f"{first['cell_id']}<br>bulk_labels: {first['bulk_labels']}" in page
     manifest = json.loads((tmp_path / "run" / "manifest.json").read_text())

@@ -19,9 +19,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from genoformer.engine.errors import InputError
-from genoformer.sc.dictionaries import GeneVocabulary
 from genoformer.sc.ranking import EncodeOptions, encode_chunk
 from genoformer.sc.tokenizer import load_corpus, plan_genes, tokenize
+from genoformer.sc.vocabulary import GeneVocabulary
 from tests.conftest import shared_data
 
 FIXTURES = "geneformer/fixtures"
@@ -145,10 +145,10 @@ def test_tokens_equal_geneformer(dataset, version, geneformer_vocabularies, tmp_
         cell_attributes=labels,
         progress=False,
     )
-    corpus = load_corpus(result.out)
+    corpus = load_corpus(result.run_dir)
     expected = fixture_tokens(dataset, version)
-    assert result.n_cells == len(corpus) == len(expected)
-    assert result.n_dropped == {"filter_pass": 0, "no_tokens": 0}
+    assert result.metrics["n_cells"] == len(corpus) == len(expected)
+    assert result.metrics["n_dropped"] == {"filter_pass": 0, "no_tokens": 0}
     rows = {row["cell_index"]: row for row in corpus}
     differing = [
         cell["cell_index"]
@@ -173,10 +173,12 @@ def test_tokens_equal_geneformer(dataset, version, geneformer_vocabularies, tmp_
         == info["features"]["input_ids"]["feature"]["dtype"]
     )
     assert corpus.features["length"].dtype == "int64"
-    manifest = json.loads((result.out / "manifest.json").read_text())
+    manifest = json.loads((result.run_dir / "manifest.json").read_text())
     assert manifest["status"] == "complete"
     assert manifest["results"]["tokenize"]["cells_out"] == len(expected)
-    assert manifest["results"]["tokenize"]["genes"]["share"] == pytest.approx(result.gene_share)
+    assert manifest["results"]["tokenize"]["genes"]["share"] == pytest.approx(
+        result.metrics["gene_share"]
+    )
 
 
 @pytest.mark.realdata
@@ -335,7 +337,7 @@ def test_duplicate_gene_ids_are_summed(tmp_path):
     split_ids = np.array([ids[0], ids[1], ids[1] + ".7", ids[2]])
     whole = tokenize(make_adata(dense, ids), out=tmp_path / "a", vocabulary=vocabulary)
     parts = tokenize(make_adata(split, split_ids), out=tmp_path / "b", vocabulary=vocabulary)
-    assert corpus_tokens(load_corpus(whole.out)) == corpus_tokens(load_corpus(parts.out))
+    assert corpus_tokens(load_corpus(whole.run_dir)) == corpus_tokens(load_corpus(parts.run_dir))
 
 
 def test_gene_symbols_are_mapped(tmp_path):
@@ -350,9 +352,11 @@ def test_gene_symbols_are_mapped(tmp_path):
         var=pd.DataFrame(index=symbols),
     )
     by_symbol = tokenize(adata, out=tmp_path / "symbol", vocabulary=vocabulary)
-    assert corpus_tokens(load_corpus(by_id.out)) == corpus_tokens(load_corpus(by_symbol.out))
-    assert by_symbol.gene_share == pytest.approx(4 / 5)
-    manifest = json.loads((by_symbol.out / "manifest.json").read_text())
+    assert corpus_tokens(load_corpus(by_id.run_dir)) == corpus_tokens(
+        load_corpus(by_symbol.run_dir)
+    )
+    assert by_symbol.metrics["gene_share"] == pytest.approx(4 / 5)
+    manifest = json.loads((by_symbol.run_dir / "manifest.json").read_text())
     assert manifest["results"]["tokenize"]["genes"]["matched_by"] == "symbol"
 
 
@@ -373,13 +377,13 @@ def test_filter_pass_and_empty_cells_are_dropped_and_counted(tmp_path):
         cell_attributes={"label": "cell_type"},
         min_gene_share=0.5,
     )
-    corpus = load_corpus(result.out)
-    assert result.n_dropped == {"filter_pass": 1, "no_tokens": 2}
+    corpus = load_corpus(result.run_dir)
+    assert result.metrics["n_dropped"] == {"filter_pass": 1, "no_tokens": 2}
     assert corpus["cell_index"] == [0, 3]
     assert corpus["cell_id"] == ["c0", "c3"]
     assert corpus["cell_type"] == ["a", "d"]
     assert corpus["length"] == [4, 4]
-    manifest = json.loads((result.out / "manifest.json").read_text())["results"]["tokenize"]
+    manifest = json.loads((result.run_dir / "manifest.json").read_text())["results"]["tokenize"]
     assert manifest["dropped"] == {"filter_pass": 1, "no_tokens": 2}
     assert manifest["cells_in"] == 5 and manifest["cells_out"] == 2
 
@@ -399,9 +403,11 @@ def test_n_counts_computed_over_all_genes_when_absent(tmp_path):
         vocabulary=vocabulary,
         min_gene_share=0.5,
     )
-    assert corpus_tokens(load_corpus(computed.out)) == corpus_tokens(load_corpus(given.out))
+    assert corpus_tokens(load_corpus(computed.run_dir)) == corpus_tokens(load_corpus(given.run_dir))
     reference = encode_dense(dense, ids, vocabulary, n_counts=dense.sum(axis=1))
-    assert list(corpus_tokens(load_corpus(computed.out)).values()) == [c[0] for c in reference if c]
+    assert list(corpus_tokens(load_corpus(computed.run_dir)).values()) == [
+        c[0] for c in reference if c
+    ]
 
 
 def test_rerun_replaces_a_corpus_and_failures_leave_nothing(tmp_path):
@@ -461,7 +467,7 @@ def test_too_few_genes_in_the_vocabulary(tmp_path, vocab3):
     result = tokenize(
         make_adata(dense, ids), out=tmp_path / "c", vocabulary=vocab3, min_gene_share=0.1
     )
-    assert result.gene_share == pytest.approx(0.1)
+    assert result.metrics["gene_share"] == pytest.approx(0.1)
 
 
 def test_bad_n_counts(tmp_path, vocab3):
@@ -544,10 +550,12 @@ def test_processes_give_the_same_corpus(kind, pbmc_filtered, geneformer_vocabula
     )
     one = tokenize(source, out=tmp_path / "one", **options)
     two = tokenize(source, out=tmp_path / "two", processes=2, **options)
-    assert_same_corpus(one.out, two.out)
-    assert one.n_dropped == two.n_dropped == {"filter_pass": 100, "no_tokens": 0}
+    assert_same_corpus(one.run_dir, two.run_dir)
+    assert (
+        one.metrics["n_dropped"] == two.metrics["n_dropped"] == {"filter_pass": 100, "no_tokens": 0}
+    )
     expected = {c["cell_index"]: c["input_ids"] for c in fixture_tokens("pbmc68k", "V2")}
-    tokens = corpus_tokens(load_corpus(two.out))
+    tokens = corpus_tokens(load_corpus(two.run_dir))
     assert tokens == {i: ids for i, ids in expected.items() if i % 7 != 0}
 
 
@@ -559,7 +567,7 @@ def test_processes_on_a_large_file(geneformer_vocabularies, tmp_path):
     three = tokenize(
         source, out=tmp_path / "three", vocabulary=vocabulary, chunk_size=50, processes=3
     )
-    assert_same_corpus(one.out, three.out)
+    assert_same_corpus(one.run_dir, three.run_dir)
 
 
 def test_counts_that_are_not_integers_found_by_a_worker(tmp_path, vocab3):
@@ -589,14 +597,14 @@ def test_corpus_shards_and_files_as_save_to_disk_writes_them(tmp_path, vocab3, m
     sharded = tokenize(
         adata, out=tmp_path / "sharded", vocabulary=vocab3, cell_attributes=["group"], chunk_size=32
     )
-    shards = sorted(p.name for p in sharded.out.glob("data-*.arrow"))
+    shards = sorted(p.name for p in sharded.run_dir.glob("data-*.arrow"))
     assert len(shards) > 3 and shards[-1].endswith(f"-of-{len(shards):05d}.arrow")
-    assert_same_corpus(whole.out, sharded.out)
+    assert_same_corpus(whole.run_dir, sharded.run_dir)
     # the same dataset_info.json and state.json datasets' save_to_disk writes
     reference = tmp_path / "reference"
-    load_corpus(whole.out).save_to_disk(str(reference))
+    load_corpus(whole.run_dir).save_to_disk(str(reference))
     for name in ("dataset_info.json", "state.json"):
-        ours, theirs = (json.loads((d / name).read_text()) for d in (whole.out, reference))
+        ours, theirs = (json.loads((d / name).read_text()) for d in (whole.run_dir, reference))
         if name == "state.json":
             ours.pop("_fingerprint"), theirs.pop("_fingerprint")
         assert ours == theirs
@@ -614,7 +622,7 @@ _MEMORY_SCRIPT = textwrap.dedent(
 
     import numpy as np
 
-    from genoformer.sc.dictionaries import GeneVocabulary
+    from genoformer.sc.vocabulary import GeneVocabulary
     from genoformer.sc.tokenizer import tokenize
 
     def anon_mib():
@@ -642,7 +650,7 @@ _MEMORY_SCRIPT = textwrap.dedent(
     )
     done.set()
     thread.join()
-    print(json.dumps({"growth_mib": peak[0] - base, "cells": result.n_cells}))
+    print(json.dumps({"growth_mib": peak[0] - base, "cells": result.metrics["n_cells"]}))
     """
 )
 

@@ -31,9 +31,14 @@ def summary_rows(metrics: Mapping[str, Any], prefix: str = "") -> list[tuple[str
     return rows
 
 
-def print_summary(title: str, result: RunResult, console: Console | None = None) -> None:
-    """The command's summary table (``title``) and the run directory's path."""
+def print_summary(
+    title: str, result: RunResult, headline: str | None = None, console: Console | None = None
+) -> None:
+    """The command's one-sentence ``headline`` (if any), its summary table (``title``) and
+    the run directory's path."""
     console = console or _console
+    if headline:
+        console.print(headline, highlight=False, soft_wrap=True)
     table = Table(title=title)
     table.add_column("metric")
     table.add_column("value", justify="right")

@@ -1,9 +1,11 @@
-"""A run directory: manifest.json, atomic writes, resumable steps.
+"""A run directory: manifest.json, atomic writes, the steps of a run.
 
 Every analysis writes into its own directory. Files are written under a temporary name in
 the same directory and renamed into place, so a killed run never leaves a half-written
 result; ``manifest.json`` records the command, its arguments, versions, seed, timings and
-which steps are complete, so that a resumed run skips what is already done.
+which steps are complete (:meth:`RunDir.is_done` reads that back). A killed training run
+(``seq train``, ``gwas train``, ``sc pretrain``) resumes from its last checkpoint with
+``resume=True``; the other commands are quick enough to run again whole.
 """
 
 from __future__ import annotations
@@ -129,6 +131,20 @@ class RunResult:
     run_dir: Path
     metrics: dict[str, Any] = field(default_factory=dict)
     outputs: dict[str, Any] = field(default_factory=dict)
+
+    def relocated(self, run_dir: str | os.PathLike) -> RunResult:
+        """The same result once the run directory has moved to ``run_dir`` (a run written
+        beside its place and renamed into it)."""
+        new = Path(run_dir)
+
+        def moved(path: Path) -> Path:
+            return new / Path(path).relative_to(self.run_dir)
+
+        outputs = {
+            key: [moved(p) for p in value] if isinstance(value, list) else moved(value)
+            for key, value in self.outputs.items()
+        }
+        return RunResult(new, dict(self.metrics), outputs)
 
     def table(self, name: str) -> pd.DataFrame:
         """Read the output table ``name`` (Parquet, TSV or CSV) back as a DataFrame."""

@@ -10,7 +10,7 @@ _EXPORTS = {
     "tokenize": "genoformer.sc.tokenizer",
     "load_corpus": "genoformer.sc.tokenizer",
     "gene_medians": "genoformer.sc.medians",
-    "GeneVocabulary": "genoformer.sc.dictionaries",
+    "GeneVocabulary": "genoformer.sc.vocabulary",
     "open_cells": "genoformer.sc.readers",
     "embed": "genoformer.sc.embeddings",
     "pretrain": "genoformer.sc.pretraining",

@@ -18,7 +18,7 @@ Dictionaries = Annotated[
     Path | None,
     typer.Option(
         help="Folder holding Geneformer's gc30M/ and gc104M/ dictionaries "
-        "(default: $GENOFORMER_GENEFORMER_DIR)."
+        "(default: $GENOFORMER_GENEFORMER_DIR, else the copy genoformer ships)."
     ),
 ]
 Layer = Annotated[str | None, typer.Option(help="Layer holding raw counts ('raw' for .raw).")]
@@ -51,13 +51,14 @@ def tokenize_command(
     backed: Backed = None,
 ) -> None:
     """Rank value encoding of each cell, exactly as Geneformer does it."""
-    from genoformer.sc.dictionaries import resolve
+    from genoformer.engine.console import print_summary
     from genoformer.sc.tokenizer import tokenize
 
     result = tokenize(
         str(source),
         out=out,
-        vocabulary=resolve(vocabulary, dictionaries),
+        vocabulary=vocabulary,
+        dictionaries=dictionaries,
         cell_attributes=attribute or None,
         encoding=encoding,
         n_bins=n_bins,
@@ -68,9 +69,12 @@ def tokenize_command(
         min_gene_share=min_gene_share,
         backed=backed,
     )
-    _console.print(
-        f"{result.n_cells} cells tokenized in {result.seconds:.1f} s "
-        f"({result.gene_share:.1%} of genes in the vocabulary); corpus in {result.out}"
+    metrics = result.metrics
+    print_summary(
+        "sc tokenize",
+        result,
+        f"{metrics['n_cells']} cells tokenized in {metrics['seconds']:.1f} s "
+        f"({metrics['gene_share']:.1%} of genes in the vocabulary)",
     )
 
 
@@ -145,6 +149,7 @@ def pretrain_command(
     resume: Annotated[bool, typer.Option(help="Continue from the last checkpoint.")] = False,
 ) -> None:
     """Masked-gene pretraining of a Geneformer-compatible model (several devices: torchrun)."""
+    from genoformer.engine.console import print_summary
     from genoformer.sc.pretraining import pretrain
 
     result = pretrain(
@@ -174,11 +179,12 @@ def pretrain_command(
     )
     metrics = result.metrics
     if "frequency_loss" in metrics:  # the first process of a torchrun run reports
-        _console.print(
+        print_summary(
+            "sc pretrain",
+            result,
             f"held-out masked-gene loss {metrics['heldout_loss']:.4f} (frequency baseline "
             f"{metrics['frequency_loss']:.4f}), accuracy {metrics['heldout_accuracy']:.3f} "
-            f"(baseline {metrics['frequency_accuracy']:.3f}) after {metrics['steps']} steps; "
-            f"model in {result.model_dir}"
+            f"(baseline {metrics['frequency_accuracy']:.3f}) after {metrics['steps']} steps",
         )
 
 
@@ -211,6 +217,7 @@ def embed_command(
     seed: Annotated[int, typer.Option(help="Seed of the UMAP layout.")] = 0,
 ) -> None:
     """Cell (and gene) embeddings from a chosen layer, into tables, AnnData and pictures."""
+    from genoformer.engine.console import print_summary
     from genoformer.sc.embeddings import embed
 
     result = embed(
@@ -229,10 +236,12 @@ def embed_command(
         max_cells=max_cells,
         seed=seed,
     )
-    _console.print(
-        f"{result.n_cells:,} cell embeddings ({result.hidden_size} dimensions, {result.emb_mode}"
-        f" mode, emb_layer {result.emb_layer}) in {result.seconds:.1f} s "
-        f"({result.cells_per_second:,.1f} cells/s); written to {result.out}"
+    metrics = result.metrics
+    print_summary(
+        "sc embed",
+        result,
+        f"{metrics['n_cells']:,} cell embeddings ({metrics['hidden_size']} dimensions, "
+        f"{metrics['emb_mode']} mode, emb_layer {metrics['emb_layer']})",
     )
 
 

@@ -26,7 +26,7 @@ if TYPE_CHECKING:
     import datasets
     import pyarrow as pa
 
-    from genoformer.sc.dictionaries import GeneVocabulary
+    from genoformer.sc.vocabulary import GeneVocabulary
 
 __all__ = ["SHARD_BYTES", "CorpusWriter", "load_corpus"]
 

@@ -20,13 +20,14 @@ import os
 import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 
 from genoformer.engine.errors import InputError
+from genoformer.engine.runs import RunDir, RunResult, atomic_path, write_table
 from genoformer.sc.corpus import tokenize_record
 
 if TYPE_CHECKING:
@@ -35,9 +36,9 @@ if TYPE_CHECKING:
     import pandas as pd
     from transformers import BertModel, PreTrainedModel
 
-    from genoformer.sc.dictionaries import GeneVocabulary
+    from genoformer.sc.vocabulary import GeneVocabulary
 
-__all__ = ["EmbedResult", "Embeddings", "embed", "extract_embeddings", "hidden_state_index"]
+__all__ = ["Embeddings", "embed", "embedding_matrix", "extract_embeddings", "hidden_state_index"]
 
 #: The obsm / varm key the embeddings are written under.
 ANNDATA_KEY = "X_genoformer"
@@ -46,7 +47,6 @@ _TOKEN_COLUMNS = ("input_ids", "length", "values", "attention_mask", "token_type
 #: Geneformer's V2 special tokens, to recognise a V2 corpus that has no manifest.
 _V2_CLS, _V2_EOS = 2, 3
 #: Names of Geneformer's vocabularies, as a corpus manifest records them.
-_GENEFORMER_NAMES = frozenset({"V1", "V2", "GC30M", "GC104M"})
 EMB_MODES = ("cell", "cls")
 BATCH_SIZE = 16
 
@@ -154,32 +154,19 @@ def _layout(tokens: _Tokens) -> tuple[np.ndarray, np.ndarray]:
 def _resolve_vocabulary(
     vocabulary: GeneVocabulary | str | os.PathLike | None,
     dictionaries: str | os.PathLike | None,
-    recorded: dict[str, Any],
+    path: Path | None,
     tokens: _Tokens,
 ) -> GeneVocabulary:
     """The vocabulary named by the caller, else the corpus manifest's, else Geneformer's V1
     or V2 by the corpus's layout (V2 cells start with ``<cls>`` and end with ``<eos>``)."""
-    from genoformer.sc.dictionaries import resolve
+    from genoformer.sc.vocabulary import corpus_vocabulary
 
     first, last = _layout(tokens)
-    if vocabulary is not None:
-        vocab = resolve(vocabulary, dictionaries)
-    elif recorded.get("vocabulary"):
-        name = str(recorded["vocabulary"])
-        try:
-            vocab = resolve(name, dictionaries)
-        except InputError:
-            if name.upper() in _GENEFORMER_NAMES:
-                raise  # Geneformer's: its dictionaries are missing, resolve says where to look
-            raise InputError(
-                f"the corpus was tokenized with the vocabulary {name!r} (manifest.json), which "
-                "is not one of Geneformer's",
-                file=tokens.source,
-                fix="pass that vocabulary's file (vocabulary= / --vocabulary)",
-            ) from None
-    else:
-        v2 = bool(np.all(first == _V2_CLS) and np.all(last == _V2_EOS))
-        vocab = resolve("V2" if v2 else "V1", dictionaries)
+    v2 = bool(np.all(first == _V2_CLS) and np.all(last == _V2_EOS))
+    records = {} if path is None else {Path(path): tokenize_record(path)}
+    vocab = corpus_vocabulary(
+        vocabulary, dictionaries, records, default="V2" if v2 else "V1", check_input_size=False
+    )
     _check_layout(vocab, tokens, first, last)
     return vocab
 
@@ -418,7 +405,7 @@ def extract_embeddings(
     dataset, path, source = _load(corpus)
     tokens = _corpus_tokens(dataset, source, max_cells)
     recorded = tokenize_record(path)
-    vocab = _resolve_vocabulary(vocabulary, dictionaries, recorded, tokens)
+    vocab = _resolve_vocabulary(vocabulary, dictionaries, path, tokens)
     if emb_mode == "cls" and not vocab.has_cls_eos:
         raise InputError(
             f"emb_mode='cls' needs a <cls> token, and the corpus's {vocab.name} cells have none",
@@ -625,45 +612,10 @@ def _add_to_adata(
 # The public API
 
 
-@dataclass
-class EmbedResult:
-    """What :func:`embed` wrote and measured.
-
-    Attributes
-    ----------
-    out
-        The run directory.
-    cells
-        ``cell_id``, ``cell_index``, the corpus's cell attributes, then the embedding
-        ``0`` .. ``H-1``: one row per cell, in the corpus's order.
-    genes
-        ``token_id``, ``gene_id``, ``symbol``, ``n_cells``, then ``0`` .. ``H-1`` (when genes
-        were asked for).
-    files
-        Paths written, by kind (``cells``, ``cells_csv``, ``genes``, ``adata``, figures ...).
-    """
-
-    out: Path
-    cells: pd.DataFrame
-    genes: pd.DataFrame | None
-    emb_mode: str
-    emb_layer: int
-    hidden_size: int
-    seconds: float
-    files: dict[str, Any] = field(default_factory=dict)
-
-    @property
-    def n_cells(self) -> int:
-        return len(self.cells)
-
-    @property
-    def embeddings(self) -> np.ndarray:
-        """The cell embeddings, shape ``(n_cells, hidden_size)``, in the corpus's order."""
-        return self.cells[[str(i) for i in range(self.hidden_size)]].to_numpy(np.float32)
-
-    @property
-    def cells_per_second(self) -> float:
-        return self.n_cells / self.seconds if self.seconds else float("nan")
+def embedding_matrix(table: pd.DataFrame) -> np.ndarray:
+    """The embedding columns ``0`` .. ``H-1`` of a cell or gene table, as a float32 array."""
+    hidden = sum(1 for column in table.columns if str(column).isdigit())
+    return table[[str(i) for i in range(hidden)]].to_numpy(np.float32)
 
 
 def embed(
@@ -684,7 +636,7 @@ def embed(
     threads: int | None = None,
     seed: int = 0,
     progress: bool = True,
-) -> EmbedResult:
+) -> RunResult:
     """Cell (and gene) embeddings of a tokenized corpus, written as tables, AnnData, pictures.
 
     Parameters
@@ -717,7 +669,7 @@ def embed(
         mean embedding per label.
     vocabulary, dictionaries
         The vocabulary the corpus was tokenized with (``"V1"``, ``"V2"``, a vocabulary file
-        or a :class:`~genoformer.sc.dictionaries.GeneVocabulary`) and the folder of
+        or a :class:`~genoformer.sc.vocabulary.GeneVocabulary`) and the folder of
         Geneformer's dictionaries. Default: the corpus manifest's vocabulary, else V2 when
         every cell starts with ``<cls>`` and ends with ``<eos>``, else V1.
     device
@@ -733,7 +685,13 @@ def embed(
 
     Returns
     -------
-    EmbedResult
+    RunResult
+        ``metrics``: ``n_cells``, ``hidden_size``, ``emb_mode``, ``emb_layer``, ``seconds``,
+        ``cells_per_second`` ...; ``outputs``: ``cells`` (``cell_id``, ``cell_index``, the
+        corpus's cell attributes, then the embedding ``0`` .. ``H-1``, in the corpus's
+        order; ``result.table("cells")``, :func:`embedding_matrix` for the array), ``genes``
+        (``token_id``, ``gene_id``, ``symbol``, ``n_cells``, ``0`` .. ``H-1``), ``adata``,
+        ``umap``, ``heatmap``.
 
     Raises
     ------
@@ -744,8 +702,6 @@ def embed(
         corpus has no ``input_ids``, the label is not a column of the corpus, or the AnnData
         is not the one the corpus came from.
     """
-    from genoformer.engine.runs import RunDir, write_table
-
     start = time.perf_counter()
     out = Path(out)
     if out.exists() and not out.is_dir():
@@ -766,18 +722,8 @@ def embed(
         "max_cells": max_cells,
         "threads": threads,
     }
-    # Found before the run rather than after it.
-    if label is not None:
-        columns = _load(corpus)[0].column_names
-        if label not in columns or label in _TOKEN_COLUMNS:
-            raise InputError(
-                f"no cell attribute {label!r} in the corpus (it has: "
-                + ", ".join(c for c in columns if c not in _TOKEN_COLUMNS)
-                + ")",
-                file=corpus if isinstance(corpus, (str, os.PathLike)) else None,
-                where="label",
-                fix="tokenize with --attribute for that obs column, or pick one of those",
-            )
+    if label is not None:  # found before the run rather than after it
+        _check_label(corpus, label)
     adata_object, adata_source = _read_adata(adata) if adata is not None else (None, None)
     run = RunDir(out, command="sc embed", arguments=arguments, seed=seed)
     with run.step("embed"):
@@ -795,74 +741,85 @@ def embed(
             threads=threads,
             progress=progress,
         )
-    values = result.cells[emb_layer]
-    hidden = values.shape[1]
-    cells = _embedding_table(result.obs, values)
-    files: dict[str, Any] = {
-        "cells": write_table(run.file("cell_embeddings.parquet"), cells),
-        "cells_csv": write_table(run.file("cell_embeddings.csv"), cells),
-    }
-    gene_table = None
-    if genes:
-        gene_table = _gene_frame(result, emb_layer)
-        files["genes"] = write_table(run.file("gene_embeddings.parquet"), gene_table)
-        files["genes_csv"] = write_table(run.file("gene_embeddings.csv"), gene_table)
-    n_in_adata = None
-    if adata_object is not None:
-        n_in_adata = _add_to_adata(adata_object, adata_source, result, emb_layer, gene_table)
-        if adata_source != "<AnnData>":
-            from genoformer.engine.runs import atomic_path
-
-            with atomic_path(run.file("embeddings.h5ad")) as tmp:
-                adata_object.write_h5ad(tmp)
-            files["adata"] = run.path / "embeddings.h5ad"
-    if label is not None:
-        from genoformer.sc.plots import embedding_heatmap, embedding_umap
-
-        with run.step("figures"):
-            what = f"{emb_mode} embeddings, emb_layer {emb_layer}"
-            files["umap"] = embedding_umap(
-                values,
-                result.obs[label].to_numpy(),
-                run.file("figures/umap"),
-                cell_ids=result.obs["cell_id"].to_numpy(),
-                label=label,
-                title=f"UMAP of {len(cells):,} {what}",
-                seed=seed,
-            )
-            files["heatmap"] = embedding_heatmap(
-                values,
-                result.obs[label].to_numpy(),
-                run.file("figures/heatmap"),
-                label=label,
-                title=f"Mean {what} by {label}",
-            )
-    for key, written in files.items():
-        run.record_output(key, written)
-    seconds = time.perf_counter() - start
-    results = {
+    cells, gene_table, files = _write_tables(run, result, emb_layer)
+    metrics: dict[str, Any] = {
         "n_cells": len(cells),
-        "hidden_size": hidden,
+        "hidden_size": result.cells[emb_layer].shape[1],
         "emb_mode": emb_mode,
         "emb_layer": emb_layer,
         "vocabulary": result.vocabulary.name,
         "embedding_seconds": round(result.seconds, 3),
         "cells_per_second": round(len(cells) / result.seconds, 2) if result.seconds else None,
-        "seconds": round(seconds, 3),
     }
     if gene_table is not None:
-        results["n_genes"] = len(gene_table)
-    if n_in_adata is not None:
-        results["adata"] = {"cells": n_in_adata[0], "genes": n_in_adata[1]}
-    run.record_results("embed", results)
-    run.finish()
-    return EmbedResult(
-        out=out,
-        cells=cells,
-        genes=gene_table,
-        emb_mode=emb_mode,
-        emb_layer=emb_layer,
-        hidden_size=hidden,
-        seconds=result.seconds,
-        files=files,
-    )
+        metrics["n_genes"] = len(gene_table)
+    if adata_object is not None:
+        n_cells, n_genes = _add_to_adata(adata_object, adata_source, result, emb_layer, gene_table)
+        metrics["adata"] = {"cells": n_cells, "genes": n_genes}
+        if adata_source != "<AnnData>":
+            with atomic_path(run.file("embeddings.h5ad")) as tmp:
+                adata_object.write_h5ad(tmp)
+            files["adata"] = run.path / "embeddings.h5ad"
+    if label is not None:
+        with run.step("figures"):
+            files.update(_draw(run, result, emb_layer, label, seed))
+    metrics["seconds"] = round(time.perf_counter() - start, 3)
+    run.record_results("embed", metrics)
+    return run.finish(metrics, files)
+
+
+def _check_label(corpus: datasets.Dataset | str | os.PathLike, label: str) -> None:
+    columns = _load(corpus)[0].column_names
+    if label not in columns or label in _TOKEN_COLUMNS:
+        raise InputError(
+            f"no cell attribute {label!r} in the corpus (it has: "
+            + ", ".join(c for c in columns if c not in _TOKEN_COLUMNS)
+            + ")",
+            file=corpus if isinstance(corpus, (str, os.PathLike)) else None,
+            where="label",
+            fix="tokenize with --attribute for that obs column, or pick one of those",
+        )
+
+
+def _write_tables(
+    run: RunDir, result: Embeddings, emb_layer: int
+) -> tuple[pd.DataFrame, pd.DataFrame | None, dict[str, Any]]:
+    """The cell (and gene) embedding tables, written as Parquet and CSV."""
+    cells = _embedding_table(result.obs, result.cells[emb_layer])
+    files: dict[str, Any] = {
+        "cells": write_table(run.file("cell_embeddings.parquet"), cells),
+        "cells_csv": write_table(run.file("cell_embeddings.csv"), cells),
+    }
+    gene_table = None
+    if result.genes is not None:
+        gene_table = _gene_frame(result, emb_layer)
+        files["genes"] = write_table(run.file("gene_embeddings.parquet"), gene_table)
+        files["genes_csv"] = write_table(run.file("gene_embeddings.csv"), gene_table)
+    return cells, gene_table, files
+
+
+def _draw(run: RunDir, result: Embeddings, emb_layer: int, label: str, seed: int) -> dict:
+    """UMAP and heatmap of the cell embeddings, coloured by ``label``."""
+    from genoformer.sc.plots import embedding_heatmap, embedding_umap
+
+    values = result.cells[emb_layer]
+    what = f"{result.emb_mode} embeddings, emb_layer {emb_layer}"
+    labels = result.obs[label].to_numpy()
+    return {
+        "umap": embedding_umap(
+            values,
+            labels,
+            run.file("figures/umap"),
+            cell_ids=result.obs["cell_id"].to_numpy(),
+            label=label,
+            title=f"UMAP of {len(values):,} {what}",
+            seed=seed,
+        ),
+        "heatmap": embedding_heatmap(
+            values,
+            labels,
+            run.file("figures/heatmap"),
+            label=label,
+            title=f"Mean {what} by {label}",
+        ),
+    }

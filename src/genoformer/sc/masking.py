@@ -32,7 +32,7 @@ from genoformer.engine.errors import InputError
 if TYPE_CHECKING:
     import torch
 
-    from genoformer.sc.dictionaries import GeneVocabulary
+    from genoformer.sc.vocabulary import GeneVocabulary
 
 __all__ = ["IGNORE", "MaskedCells", "MaskingRule", "PadCollator", "truncate"]
 

@@ -42,8 +42,8 @@ import scipy.sparse as sp
 from genoformer.engine.errors import InputError
 from genoformer.engine.progress import progress_bar
 from genoformer.engine.runs import RunDir, write_table
-from genoformer.sc.dictionaries import GeneVocabulary
 from genoformer.sc.readers import CellMatrix, open_cells
+from genoformer.sc.vocabulary import GeneVocabulary
 
 TARGET_SUM = 10_000.0
 VOCABULARY_FILE = "vocabulary.json"

@@ -10,6 +10,7 @@ work. Attention runs through PyTorch's scaled-dot-product kernels (SDPA).
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 from collections.abc import Iterator
@@ -18,14 +19,20 @@ from pathlib import Path
 from typing import Any
 
 import torch
+import torch.nn.functional as F
 from transformers import BertConfig, BertForMaskedLM, BertModel
+from transformers.modeling_outputs import MaskedLMOutput
 from transformers.utils import logging as hf_logging
 
 from genoformer.engine.errors import InputError
-from genoformer.sc.dictionaries import GeneVocabulary
+from genoformer.engine.runs import write_json
+from genoformer.sc.masking import IGNORE
+from genoformer.sc.vocabulary import GeneVocabulary
 
 __all__ = [
     "PRESETS",
+    "MaskedGeneLM",
+    "as_masked_gene_lm",
     "build_model",
     "check_vocabulary",
     "load_model",
@@ -239,3 +246,65 @@ def load_model(
             fix="pass a complete BertForMaskedLM checkpoint",
         )
     return model.eval()
+
+
+class MaskedGeneLM(BertForMaskedLM):
+    """``BertForMaskedLM`` whose loss computes the output layer at the labelled positions only.
+
+    Same weights, same loss (mean cross-entropy over the positions whose label is not
+    -100); its ``logits`` are then one row per labelled position, in row-major order.
+    Without labels it is ``BertForMaskedLM``. It saves as a ``BertForMaskedLM``.
+    """
+
+    # Each batch's loss is its own mean, as Geneformer trains: the Trainer then averages
+    # batches (gradient accumulation) and processes (DDP) with equal weights, and reports
+    # held-out losses that do not depend on how the cells were shared out.
+    accepts_loss_kwargs = False
+
+    def forward(
+        self,
+        input_ids: torch.Tensor | None = None,
+        attention_mask: torch.Tensor | None = None,
+        token_type_ids: torch.Tensor | None = None,
+        position_ids: torch.Tensor | None = None,
+        labels: torch.Tensor | None = None,
+        **kwargs: Any,
+    ) -> MaskedLMOutput:
+        if labels is None:
+            return super().forward(
+                input_ids=input_ids,
+                attention_mask=attention_mask,
+                token_type_ids=token_type_ids,
+                position_ids=position_ids,
+                **kwargs,
+            )
+        hidden = self.bert(
+            input_ids,
+            attention_mask=attention_mask,
+            token_type_ids=token_type_ids,
+            position_ids=position_ids,
+            return_dict=True,
+            **kwargs,
+        ).last_hidden_state
+        chosen = labels != IGNORE
+        logits = self.cls(hidden[chosen])
+        loss = F.cross_entropy(logits.float(), labels[chosen])
+        return MaskedLMOutput(loss=loss, logits=logits)
+
+    def save_pretrained(self, save_directory: str | os.PathLike, *args: Any, **kwargs: Any) -> None:
+        super().save_pretrained(save_directory, *args, **kwargs)
+        # transformers names the saved architecture after the class; the weights and the
+        # model are BertForMaskedLM's, and tools that read the name should see that.
+        config = Path(save_directory) / "config.json"
+        if kwargs.get("is_main_process", True) and config.exists():
+            document = json.loads(config.read_text())
+            document["architectures"] = ["BertForMaskedLM"]
+            write_json(config, document)
+
+
+def as_masked_gene_lm(model: BertForMaskedLM) -> MaskedGeneLM:
+    """The model as a :class:`MaskedGeneLM` (in place: the same object and weights)."""
+    # The subclass adds a forward and nothing else (no parameters, no state), so the model
+    # object becomes one in place rather than being built and loaded a second time.
+    model.__class__ = MaskedGeneLM
+    return model  # type: ignore[return-value]

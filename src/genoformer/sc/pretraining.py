@@ -28,7 +28,7 @@ import math
 import os
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -36,13 +36,11 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from transformers import BertForMaskedLM, SchedulerType
-from transformers.modeling_outputs import MaskedLMOutput
 
 from genoformer.engine.errors import InputError
-from genoformer.engine.runs import MANIFEST, RunDir, write_json, write_table
+from genoformer.engine.runs import MANIFEST, RunDir, RunResult, write_json, write_table
 from genoformer.engine.training import CHECKPOINTS, TrainSettings, length_grouping, train_model
 from genoformer.sc.corpus import load_corpus, tokenize_record
-from genoformer.sc.dictionaries import GeneVocabulary, resolve
 from genoformer.sc.masking import (
     HELD_OUT_STREAM,
     IGNORE,
@@ -51,13 +49,14 @@ from genoformer.sc.masking import (
     MaskingRule,
     PadCollator,
 )
-from genoformer.sc.models import PRESETS, build_model, load_model
+from genoformer.sc.models import PRESETS, as_masked_gene_lm, build_model, load_model
+from genoformer.sc.vocabulary import GeneVocabulary, corpus_vocabulary
 
 if TYPE_CHECKING:
     import datasets
     from transformers import EvalPrediction
 
-__all__ = ["MaskedGeneLM", "PretrainResult", "frequency_baseline", "pretrain"]
+__all__ = ["frequency_baseline", "pretrain"]
 
 #: Geneformer's pretraining warm-up (training_args of its published models).
 GENEFORMER_WARMUP_STEPS = 10_000
@@ -69,91 +68,6 @@ CHECK_TOKENS = 200_000_000
 _BLOCK = 8192
 #: Arguments that may change when a run is resumed (they do not change what is trained).
 _RESUMABLE = {"resume", "device", "num_workers", "dictionaries"}
-
-
-@dataclass(frozen=True)
-class PretrainResult:
-    """What :func:`pretrain` wrote.
-
-    Attributes
-    ----------
-    run_dir
-        The run directory (``manifest.json``, ``metrics.json``, loss curve, checkpoints).
-    model_dir
-        The pretrained model (a ``BertForMaskedLM`` directory, loadable by Geneformer).
-    metrics
-        Held-out masked-gene loss and accuracy of the model (``heldout_loss``,
-        ``heldout_accuracy``), of the frequency baseline (``frequency_loss``,
-        ``frequency_accuracy``), and the run's sizes and steps.
-    outputs
-        The files written, by name.
-    """
-
-    run_dir: Path
-    model_dir: Path
-    metrics: dict[str, Any] = field(default_factory=dict)
-    outputs: dict[str, Path] = field(default_factory=dict)
-
-
-class MaskedGeneLM(BertForMaskedLM):
-    """``BertForMaskedLM`` whose loss computes the output layer at the labelled positions only.
-
-    Same weights, same loss (mean cross-entropy over the positions whose label is not
-    -100); its ``logits`` are then one row per labelled position, in row-major order.
-    Without labels it is ``BertForMaskedLM``. It saves as a ``BertForMaskedLM``.
-    """
-
-    # Each batch's loss is its own mean, as Geneformer trains: the Trainer then averages
-    # batches (gradient accumulation) and processes (DDP) with equal weights, and reports
-    # held-out losses that do not depend on how the cells were shared out.
-    accepts_loss_kwargs = False
-
-    def forward(
-        self,
-        input_ids: torch.Tensor | None = None,
-        attention_mask: torch.Tensor | None = None,
-        token_type_ids: torch.Tensor | None = None,
-        position_ids: torch.Tensor | None = None,
-        labels: torch.Tensor | None = None,
-        **kwargs: Any,
-    ) -> MaskedLMOutput:
-        if labels is None:
-            return super().forward(
-                input_ids=input_ids,
-                attention_mask=attention_mask,
-                token_type_ids=token_type_ids,
-                position_ids=position_ids,
-                **kwargs,
-            )
-        hidden = self.bert(
-            input_ids,
-            attention_mask=attention_mask,
-            token_type_ids=token_type_ids,
-            position_ids=position_ids,
-            return_dict=True,
-            **kwargs,
-        ).last_hidden_state
-        chosen = labels != IGNORE
-        logits = self.cls(hidden[chosen])
-        loss = F.cross_entropy(logits.float(), labels[chosen])
-        return MaskedLMOutput(loss=loss, logits=logits)
-
-    def save_pretrained(self, save_directory: str | os.PathLike, *args: Any, **kwargs: Any) -> None:
-        super().save_pretrained(save_directory, *args, **kwargs)
-        # transformers names the saved architecture after the class; the weights and the
-        # model are BertForMaskedLM's, and tools that read the name should see that.
-        config = Path(save_directory) / "config.json"
-        if kwargs.get("is_main_process", True) and config.exists():
-            document = json.loads(config.read_text())
-            document["architectures"] = ["BertForMaskedLM"]
-            write_json(config, document)
-
-
-def _for_training(model: BertForMaskedLM) -> MaskedGeneLM:
-    # The subclass adds a forward and nothing else (no parameters, no state), so the model
-    # object becomes one in place rather than being built and loaded a second time.
-    model.__class__ = MaskedGeneLM
-    return model  # type: ignore[return-value]
 
 
 # ---------------------------------------------------------------------------------------------
@@ -205,8 +119,7 @@ class _Corpus:
     paths: list[Path]
     starts: np.ndarray  # first row of each corpus
     lengths: np.ndarray  # tokens per cell, untruncated
-    vocabulary_names: dict[Path, str]  # from the manifests
-    input_sizes: dict[Path, int]
+    records: dict[Path, dict]  # what each manifest recorded about the tokenization
 
     def source(self, row: int) -> tuple[Path, int]:
         """The corpus path and the row in it of a concatenated row."""
@@ -224,17 +137,13 @@ def _list_lengths(column: Any) -> np.ndarray:
 def _read_corpora(paths: Sequence[Path]) -> _Corpus:
     import datasets
 
-    parts, names, sizes = [], {}, {}
+    parts, records = [], {}
     for path in paths:
         corpus = load_corpus(path)
         if corpus._indices is not None:  # a selection saved with its index mapping
             corpus = corpus.flatten_indices()
         parts.append(corpus.select_columns(["input_ids"]))
-        results = tokenize_record(path)
-        if "vocabulary" in results:
-            names[path] = str(results["vocabulary"])
-        if "input_size" in results:
-            sizes[path] = int(results["input_size"])
+        records[path] = tokenize_record(path)
     try:
         cells = parts[0] if len(parts) == 1 else datasets.concatenate_datasets(parts)
     except ValueError as error:
@@ -246,61 +155,7 @@ def _read_corpora(paths: Sequence[Path]) -> _Corpus:
     counts = np.array([len(p) for p in parts])
     starts = np.concatenate([[0], np.cumsum(counts)[:-1]])
     lengths = _list_lengths(cells.data.table.column("input_ids"))
-    return _Corpus(cells, list(paths), starts, lengths, names, sizes)
-
-
-def _vocabulary(
-    corpus: _Corpus,
-    vocabulary: GeneVocabulary | str | os.PathLike | None,
-    dictionaries: str | os.PathLike | None,
-) -> GeneVocabulary:
-    names = corpus.vocabulary_names
-    if vocabulary is None:
-        missing = [p for p in corpus.paths if p not in names]
-        if missing:
-            raise InputError(
-                "no manifest.json names the vocabulary this corpus was tokenized with",
-                file=missing[0],
-                fix="pass the vocabulary (--vocabulary V1, V2 or a vocabulary file)",
-            )
-        if len(set(names.values())) > 1:
-            raise InputError(
-                "the corpora were tokenized with different vocabularies ("
-                + ", ".join(sorted(set(names.values())))
-                + ")",
-                file=corpus.paths[0],
-                fix="pretrain on corpora tokenized with one vocabulary",
-            )
-        name = next(iter(names.values()))
-        try:
-            vocab = resolve(name, dictionaries)
-        except InputError as error:
-            raise InputError(
-                f"the corpus was tokenized with the vocabulary {name!r}, which cannot be "
-                f"found by its name ({error.problem})",
-                file=corpus.paths[0] / MANIFEST,
-                fix="pass it with --vocabulary (a vocabulary file or V1/V2 with --dictionaries)",
-            ) from None
-    else:
-        vocab = resolve(vocabulary, dictionaries)
-    for path, name in names.items():
-        if name != vocab.name:
-            raise InputError(
-                f"tokenized with the {name} vocabulary, not {vocab.name}",
-                file=path / MANIFEST,
-                where="results.tokenize.vocabulary",
-                fix="pass the vocabulary the corpus was tokenized with, or tokenize it again",
-            )
-    for path, size in corpus.input_sizes.items():
-        if size != vocab.input_size:
-            raise InputError(
-                f"tokenized for input size {size:,}, the {vocab.name} vocabulary's is "
-                f"{vocab.input_size:,}",
-                file=path / MANIFEST,
-                where="results.tokenize.input_size",
-                fix="pass the vocabulary the corpus was tokenized with",
-            )
-    return vocab
+    return _Corpus(cells, list(paths), starts, lengths, records)
 
 
 def _check_tokens(corpus: _Corpus, vocab_size: int) -> None:
@@ -595,7 +450,7 @@ def pretrain(
     device: str = "auto",
     num_workers: int = 0,
     resume: bool = False,
-) -> PretrainResult:
+) -> RunResult:
     """Pretrain a Geneformer-compatible model by masked-gene prediction on tokenized cells.
 
     Parameters
@@ -649,7 +504,11 @@ def pretrain(
 
     Returns
     -------
-    PretrainResult
+    RunResult
+        ``metrics``: held-out masked-gene loss and accuracy of the model (``heldout_loss``,
+        ``heldout_accuracy``), of the frequency baseline (``frequency_loss``,
+        ``frequency_accuracy``), the run's sizes and steps; ``outputs["model"]``: the
+        pretrained model, a ``BertForMaskedLM`` directory that Geneformer loads.
     """
     start = time.perf_counter()
     paths = [Path(corpus)] if isinstance(corpus, (str, os.PathLike)) else [Path(p) for p in corpus]
@@ -698,7 +557,7 @@ def pretrain(
     _check_run_dir(out, resume, arguments)
 
     cells = _read_corpora(paths)
-    vocab = _vocabulary(cells, vocabulary, dictionaries)
+    vocab = corpus_vocabulary(vocabulary, dictionaries, cells.records)
     network, origin = _model(model, vocab, seed)
     config = network.config
     _check_tokens(cells, config.vocab_size)
@@ -725,29 +584,7 @@ def pretrain(
     warmup_value = warmup_steps(
         warmup, n_train=len(train_rows), batch_size=batch_size, epochs=epochs, max_steps=max_steps
     )
-    settings = TrainSettings(
-        epochs=epochs,
-        max_steps=max_steps,
-        batch_size=batch_size,
-        eval_batch_size=batch_size,
-        learning_rate=learning_rate,
-        weight_decay=weight_decay,
-        warmup=warmup_value,
-        scheduler=scheduler,
-        eval_every=eval_every,
-        keep_checkpoints=keep_checkpoints,
-        patience=patience,
-        seed=seed,
-        device=device,
-        num_workers=num_workers,
-        log_every=min(50, eval_every),
-        extra={
-            **length_grouping(),
-            "batch_eval_metrics": True,
-            # Every parameter takes part in each step; DDP need not search for unused ones.
-            "ddp_find_unused_parameters": False,
-        },
-    )
+    settings = _train_settings(arguments, warmup_value)
 
     main = _is_main_process()
     run = (
@@ -761,17 +598,10 @@ def pretrain(
 
     outputs: dict[str, Path] = {}
     if run is not None:
-        import pandas as pd
-
-        sources = [cells.source(int(r)) for r in held_rows]
-        table = pd.DataFrame(
-            {"corpus": [str(p) for p, _ in sources], "row": [r for _, r in sources]}
-        )
-        outputs["held_out"] = write_table(run.file("splits/held_out.parquet"), table)
-        run.record_output("held_out", outputs["held_out"])
+        outputs["held_out"] = _write_held_out(run, cells, held_rows)
     with step("train"):
         trained = train_model(
-            _for_training(network),
+            as_masked_gene_lm(network),
             train_cells,
             held_cells,
             out,
@@ -798,7 +628,7 @@ def pretrain(
         "world_size": _world_size(),
     }
     if run is None:
-        return PretrainResult(out, trained.model_dir, metrics, outputs)
+        return RunResult(out, metrics, outputs)
     with step("baseline"):
         counts = token_counts(
             cells.cells,
@@ -810,8 +640,44 @@ def pretrain(
         metrics.update(frequency_baseline(counts, rule.special_ids, _held_out_labels(held_cells)))
     metrics["seconds"] = round(time.perf_counter() - start, 3)
     outputs["metrics"] = write_json(out / "metrics.json", metrics)
-    for key, path in outputs.items():
-        run.record_output(key, path)
     run.record_results("pretrain", metrics)
-    run.finish()
-    return PretrainResult(out, trained.model_dir, metrics, outputs)
+    return run.finish(metrics, outputs)
+
+
+def _train_settings(arguments: dict[str, Any], warmup: int) -> TrainSettings:
+    """The Trainer's settings from :func:`pretrain`'s checked arguments."""
+    a = arguments
+    return TrainSettings(
+        epochs=a["epochs"],
+        max_steps=a["max_steps"],
+        batch_size=a["batch_size"],
+        eval_batch_size=a["batch_size"],
+        learning_rate=a["learning_rate"],
+        weight_decay=a["weight_decay"],
+        warmup=warmup,
+        scheduler=a["scheduler"],
+        eval_every=a["eval_every"],
+        keep_checkpoints=a["keep_checkpoints"],
+        patience=a["patience"],
+        seed=a["seed"],
+        device=a["device"],
+        num_workers=a["num_workers"],
+        log_every=min(50, a["eval_every"]),
+        extra={
+            **length_grouping(),
+            "batch_eval_metrics": True,
+            # Every parameter takes part in each step; DDP need not search for unused ones.
+            "ddp_find_unused_parameters": False,
+        },
+    )
+
+
+def _write_held_out(run: RunDir, cells: _Corpus, held_rows: np.ndarray) -> Path:
+    """The held-out cells (corpus, row), so that the split can be checked and reused."""
+    import pandas as pd
+
+    sources = [cells.source(int(r)) for r in held_rows]
+    table = pd.DataFrame({"corpus": [str(p) for p, _ in sources], "row": [r for _, r in sources]})
+    path = write_table(run.file("splits/held_out.parquet"), table)
+    run.record_output("held_out", path)
+    return path

@@ -39,6 +39,7 @@ import numpy as np
 
 from genoformer.engine.errors import InputError
 from genoformer.engine.progress import progress_bar
+from genoformer.engine.runs import RunDir, RunResult
 from genoformer.sc.corpus import (
     CorpusWriter,
     check_out,
@@ -59,10 +60,10 @@ from genoformer.sc.ranking import (
 if TYPE_CHECKING:  # the heavy modules load on use: spawned workers start without them
     import pyarrow as pa
 
-    from genoformer.sc.dictionaries import GeneVocabulary
     from genoformer.sc.readers import CellMatrix
+    from genoformer.sc.vocabulary import GeneVocabulary
 
-__all__ = ["TokenizeResult", "load_corpus", "plan_genes", "tokenize"]
+__all__ = ["load_corpus", "plan_genes", "tokenize"]
 
 #: The share of the input's genes that must be in the vocabulary (else the ids are wrong).
 MIN_GENE_SHARE = 0.2
@@ -71,32 +72,6 @@ CHUNK_SIZE = 1024
 # Chunks per worker task at most (a task's cells become one shard of the corpus).
 _TASK_CHUNKS = 64
 _RESERVED = ("input_ids", "values", "length", "cell_id", "cell_index")
-
-
-@dataclass(frozen=True)
-class TokenizeResult:
-    """What :func:`tokenize` wrote.
-
-    Attributes
-    ----------
-    out
-        The corpus directory (Hugging Face ``datasets``, with our ``manifest.json``).
-    n_cells
-        Cells in the corpus.
-    n_dropped
-        Cells left out, by reason: ``filter_pass`` (the column is not 1) and ``no_tokens``
-        (no counts on any vocabulary gene).
-    gene_share
-        Share of the input's genes found in the vocabulary.
-    seconds
-        Wall time of the whole run.
-    """
-
-    out: Path
-    n_cells: int
-    n_dropped: dict[str, int]
-    gene_share: float
-    seconds: float
 
 
 # ---------------------------------------------------------------------------------------------
@@ -705,6 +680,7 @@ def tokenize(
     *,
     out: str | os.PathLike,
     vocabulary: GeneVocabulary | str | os.PathLike,
+    dictionaries: str | os.PathLike | None = None,
     cell_attributes: Sequence[str] | Mapping[str, str] | None = None,
     encoding: Literal["rank", "binned"] = "rank",
     n_bins: int = 51,
@@ -715,7 +691,7 @@ def tokenize(
     min_gene_share: float = MIN_GENE_SHARE,
     backed: bool | None = None,
     progress: bool = True,
-) -> TokenizeResult:
+) -> RunResult:
     """Tokenize single-cell raw counts into a Geneformer corpus (rank value encoding).
 
     Parameters
@@ -731,6 +707,9 @@ def tokenize(
         A :class:`GeneVocabulary`, ``"V1"``/``"V2"`` for Geneformer's dictionaries, or the
         path of a vocabulary file. Its input size and special tokens decide truncation and
         ``<cls>``/``<eos>``.
+    dictionaries
+        Folder of Geneformer's pickled dictionaries for ``"V1"``/``"V2"`` (default:
+        ``$GENOFORMER_GENEFORMER_DIR``, else the copy the package ships).
     cell_attributes
         obs columns to copy into the corpus (a list, or Geneformer's ``{obs column: corpus
         column}``). ``cell_id`` (the obs index) and ``cell_index`` (the row in the input)
@@ -757,11 +736,14 @@ def tokenize(
 
     Returns
     -------
-    TokenizeResult
+    RunResult
+        ``run_dir`` is the corpus; ``metrics``: ``n_cells`` (cells written), ``n_dropped``
+        (by reason: ``filter_pass``, the column is not 1; ``no_tokens``, no counts on any
+        vocabulary gene), ``gene_share`` (share of the input's genes in the vocabulary),
+        ``seconds``; ``outputs["corpus"]``: its Arrow files.
     """
-    from genoformer.engine.runs import RunDir
-    from genoformer.sc.dictionaries import resolve
     from genoformer.sc.readers import open_cells
+    from genoformer.sc.vocabulary import resolve
 
     start = time.perf_counter()
     if encoding not in ("rank", "binned"):
@@ -770,18 +752,9 @@ def tokenize(
         raise InputError(f"n_bins={n_bins}, expected 3 to 32,768", fix="use e.g. 51 (scGPT)")
     if chunk_size < 1 or processes < 1:
         raise InputError(f"chunk_size={chunk_size}, processes={processes}: both must be >= 1")
-    vocab = resolve(vocabulary)
+    vocab = resolve(vocabulary, dictionaries)
     out = Path(out)
     check_out(out)
-    special = 2 if vocab.has_cls_eos else 0
-    if vocab.input_size <= special:
-        raise InputError(f"input size {vocab.input_size} leaves no room for genes")
-    options = EncodeOptions(
-        max_genes=vocab.input_size - special,
-        cls_id=vocab.cls_id if vocab.has_cls_eos else -1,
-        eos_id=vocab.eos_id if vocab.has_cls_eos else -1,
-        n_bins=n_bins if encoding == "binned" else 0,
-    )
     arguments = {
         "source": source if isinstance(source, (str, os.PathLike)) else "<AnnData>",
         "out": out,
@@ -796,6 +769,71 @@ def tokenize(
         "min_gene_share": min_gene_share,
         "backed": backed,
     }
+    backed, reader = _reading_plan(source, layer, gene_id_column, backed, processes)
+    request = _Request(
+        vocab=vocab,
+        options=_encode_options(vocab, encoding, n_bins),
+        binned=encoding == "binned",
+        cell_attributes=cell_attributes,
+        min_gene_share=min_gene_share,
+        chunk_size=chunk_size,
+        processes=processes,
+        reader=reader,
+        progress=progress,
+        start=start,
+    )
+    pool = _start_pool(processes) if processes > 1 else None
+    tmp = out.with_name(f".{out.name}.{uuid.uuid4().hex[:8]}.tmp")
+    try:
+        with open_cells(source, layer=layer, gene_id_column=gene_id_column, backed=backed) as cells:
+            manifest = RunDir(tmp, command="sc tokenize", arguments=arguments)
+            metrics = _write_corpus(manifest, cells, request, pool)
+            written = manifest.finish(metrics)
+        move_into_place(tmp, out)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    finally:
+        release_workspaces()
+        if pool is not None:
+            # Their work is done (or abandoned): let the workers exit in their own time.
+            pool.shutdown(wait=False, cancel_futures=True)
+    written.metrics["seconds"] = time.perf_counter() - start
+    return written.relocated(out)
+
+
+@dataclass(frozen=True)
+class _Request:
+    """What one :func:`tokenize` call asks for, once its arguments are checked."""
+
+    vocab: GeneVocabulary
+    options: EncodeOptions
+    binned: bool
+    cell_attributes: Sequence[str] | Mapping[str, str] | None
+    min_gene_share: float
+    chunk_size: int
+    processes: int
+    reader: tuple | None  # how workers read their own cells (None: this process reads)
+    progress: bool
+    start: float
+
+
+def _encode_options(vocab: GeneVocabulary, encoding: str, n_bins: int) -> EncodeOptions:
+    special = 2 if vocab.has_cls_eos else 0
+    if vocab.input_size <= special:
+        raise InputError(f"input size {vocab.input_size} leaves no room for genes")
+    return EncodeOptions(
+        max_genes=vocab.input_size - special,
+        cls_id=vocab.cls_id if vocab.has_cls_eos else -1,
+        eos_id=vocab.eos_id if vocab.has_cls_eos else -1,
+        n_bins=n_bins if encoding == "binned" else 0,
+    )
+
+
+def _reading_plan(
+    source: Any, layer: str | None, gene_id_column: str | None, backed: bool | None, processes: int
+) -> tuple[bool | None, tuple | None]:
+    """Whether to read from disk, and how worker processes read their own cells (if they do)."""
     csr_file = _csr_h5ad(source, layer)
     if backed is None and csr_file:
         backed = True
@@ -808,105 +846,94 @@ def tokenize(
         # (a 10x matrix directory is text, parsed whole: this process reads it)
         if reader is not None:
             backed = True  # this process only reads the cell and gene tables
-    pool = _start_pool(processes) if processes > 1 else None
-    tmp = out.with_name(f".{out.name}.{uuid.uuid4().hex[:8]}.tmp")
-    try:
-        with open_cells(source, layer=layer, gene_id_column=gene_id_column, backed=backed) as cells:
-            plan = plan_genes(
-                cells.gene_ids,
-                vocab,
-                gene_symbols=cells.gene_symbols,
-                min_gene_share=min_gene_share,
-                source=cells.source,
-            )
-            columns = _attribute_columns(cells, cell_attributes)
-            attributes = [_arrow_column(cells.obs[column]) for column in columns]
-            cell_ids = _arrow_column(np.asarray(cells.obs.index, dtype=object).astype(str))
-            tokens = token_dtype(vocab)
-            types = {name: a.type for name, a in zip(columns.values(), attributes, strict=True)}
-            schema = corpus_schema(tokens, encoding == "binned", types)
-            job = _Job(plan, options, schema, tokens, cells.source)
+    return backed, reader
 
-            manifest = RunDir(tmp, command="sc tokenize", arguments=arguments)
-            corpus = CorpusWriter(tmp, schema)
-            keep = _filter_pass(cells)
-            n_chunks = math.ceil(cells.n_cells / chunk_size)
-            if pool is not None and n_chunks < 2:  # nothing to share out
-                pool.shutdown(wait=False, cancel_futures=True)
-                pool = None
-            with progress_bar(enabled=progress, unit="chunks") as bar, manifest.step("tokenize"):
-                task = bar.add_task(f"tokenizing {Path(cells.source).name}", total=n_chunks)
-                run = _Run(
-                    job=job,
-                    cells=cells,
-                    chunk_size=chunk_size,
-                    keep=keep,
-                    obs_counts=_obs_n_counts(cells),
-                    attributes=attributes,
-                    cell_ids=cell_ids,
-                    corpus=corpus,
-                    advance=lambda: bar.advance(task),
-                )
-                try:
-                    if pool is None:
-                        _in_process(run)
-                    elif reader is None:
-                        _pooled_chunks(run, pool, window=2 * processes)
-                    else:
-                        _pooled_ranges(run, pool, reader, processes, window=2 * processes)
-                finally:
-                    corpus.close()
-            n_filtered = int(cells.n_cells - keep.sum())
-            n_written = corpus.n_cells
-            if n_written == 0:
-                raise InputError(
-                    f"no cell has counts on a gene of the {vocab.name} vocabulary "
-                    f"({n_filtered:,} of {cells.n_cells:,} cells failed filter_pass)",
-                    file=cells.source,
-                    fix="check that the matrix holds counts and that filter_pass keeps cells",
-                )
-            # A fingerprint that names what was tokenized (datasets caches by it).
-            fingerprint = hashlib.sha256(
-                json.dumps(manifest.manifest["arguments"], sort_keys=True).encode()
-                + f"{cells.n_cells}:{n_written}".encode()
-            ).hexdigest()[:16]
-            corpus.finish(fingerprint)
-            manifest.record_output("corpus", [tmp / f["filename"] for f in corpus.data_files])
-            dropped = {"filter_pass": n_filtered, "no_tokens": run.n_empty}
-            seconds = time.perf_counter() - start
-            manifest.record_results(
-                "tokenize",
-                {
-                    "cells_in": cells.n_cells,
-                    "cells_out": n_written,
-                    "dropped": dropped,
-                    "genes": {
-                        "input": plan.n_input,
-                        "in_vocabulary": plan.n_matched,
-                        "share": round(plan.share, 6),
-                        "matched_by": plan.by,
-                    },
-                    "vocabulary": vocab.name,
-                    "input_size": vocab.input_size,
-                    "encoding": encoding,
-                    "seconds": round(seconds, 3),
-                    "cells_per_second": round(cells.n_cells / seconds, 1),
-                },
-            )
-            manifest.finish()
-        move_into_place(tmp, out)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
-    finally:
-        release_workspaces()
-        if pool is not None:
-            # Their work is done (or abandoned): let the workers exit in their own time.
-            pool.shutdown(wait=False, cancel_futures=True)
-    return TokenizeResult(
-        out=out,
-        n_cells=n_written,
-        n_dropped=dropped,
-        gene_share=plan.share,
-        seconds=time.perf_counter() - start,
+
+def _write_corpus(manifest: RunDir, cells: CellMatrix, request: _Request, pool: Any) -> dict:
+    """Tokenize every cell into the corpus beside ``manifest``; the run's metrics."""
+    vocab = request.vocab
+    plan = plan_genes(
+        cells.gene_ids,
+        vocab,
+        gene_symbols=cells.gene_symbols,
+        min_gene_share=request.min_gene_share,
+        source=cells.source,
     )
+    columns = _attribute_columns(cells, request.cell_attributes)
+    attributes = [_arrow_column(cells.obs[column]) for column in columns]
+    tokens = token_dtype(vocab)
+    types = {name: a.type for name, a in zip(columns.values(), attributes, strict=True)}
+    schema = corpus_schema(tokens, request.binned, types)
+    corpus = CorpusWriter(manifest.path, schema)
+    keep = _filter_pass(cells)
+    n_chunks = math.ceil(cells.n_cells / request.chunk_size)
+    if pool is not None and n_chunks < 2:  # nothing to share out
+        pool.shutdown(wait=False, cancel_futures=True)
+        pool = None
+    with progress_bar(enabled=request.progress, unit="chunks") as bar, manifest.step("tokenize"):
+        task = bar.add_task(f"tokenizing {Path(cells.source).name}", total=n_chunks)
+        run = _Run(
+            job=_Job(plan, request.options, schema, tokens, cells.source),
+            cells=cells,
+            chunk_size=request.chunk_size,
+            keep=keep,
+            obs_counts=_obs_n_counts(cells),
+            attributes=attributes,
+            cell_ids=_arrow_column(np.asarray(cells.obs.index, dtype=object).astype(str)),
+            corpus=corpus,
+            advance=lambda: bar.advance(task),
+        )
+        try:
+            window = 2 * request.processes
+            if pool is None:
+                _in_process(run)
+            elif request.reader is None:
+                _pooled_chunks(run, pool, window=window)
+            else:
+                _pooled_ranges(run, pool, request.reader, request.processes, window=window)
+        finally:
+            corpus.close()
+    return _finish_corpus(manifest, run, plan, request)
+
+
+def _finish_corpus(manifest: RunDir, run: _Run, plan: GenePlan, request: _Request) -> dict:
+    """Seal the corpus, record what was tokenized; the run's metrics."""
+    cells, corpus, vocab = run.cells, run.corpus, request.vocab.name
+    n_filtered = int(cells.n_cells - run.keep.sum())
+    n_written = corpus.n_cells
+    if n_written == 0:
+        raise InputError(
+            f"no cell has counts on a gene of the {vocab} vocabulary "
+            f"({n_filtered:,} of {cells.n_cells:,} cells failed filter_pass)",
+            file=cells.source,
+            fix="check that the matrix holds counts and that filter_pass keeps cells",
+        )
+    # A fingerprint that names what was tokenized (datasets caches by it).
+    fingerprint = hashlib.sha256(
+        json.dumps(manifest.manifest["arguments"], sort_keys=True).encode()
+        + f"{cells.n_cells}:{n_written}".encode()
+    ).hexdigest()[:16]
+    corpus.finish(fingerprint)
+    manifest.record_output("corpus", [manifest.path / f["filename"] for f in corpus.data_files])
+    dropped = {"filter_pass": n_filtered, "no_tokens": run.n_empty}
+    seconds = time.perf_counter() - request.start
+    manifest.record_results(
+        "tokenize",
+        {
+            "cells_in": cells.n_cells,
+            "cells_out": n_written,
+            "dropped": dropped,
+            "genes": {
+                "input": plan.n_input,
+                "in_vocabulary": plan.n_matched,
+                "share": round(plan.share, 6),
+                "matched_by": plan.by,
+            },
+            "vocabulary": vocab,
+            "input_size": request.vocab.input_size,
+            "encoding": "binned" if request.binned else "rank",
+            "seconds": round(seconds, 3),
+            "cells_per_second": round(cells.n_cells / seconds, 1),
+        },
+    )
+    return {"n_cells": n_written, "n_dropped": dropped, "gene_share": plan.share}

@@ -13,7 +13,13 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from genoformer.engine.errors import InputError
-from genoformer.sc.dictionaries import ENV_DIR, GeneVocabulary, load_pickle_dict, resolve
+from genoformer.sc.vocabulary import (
+    ENV_DIR,
+    PACKAGED,
+    GeneVocabulary,
+    load_pickle_dict,
+    resolve,
+)
 from tests.conftest import shared_data
 
 
@@ -89,6 +95,28 @@ def test_release_names_and_env_var(geneformer_dir: Path, monkeypatch) -> None:
         GeneVocabulary.geneformer("V2")
     with pytest.raises(InputError, match="use V1"):
         GeneVocabulary.geneformer("V3", geneformer_dir)
+
+
+@pytest.mark.parametrize("version", ["V1", "V2"])
+def test_packaged_dictionaries_equal_geneformers_pickles(version, geneformer_dir) -> None:
+    packaged = GeneVocabulary.packaged(version)
+    assert packaged == GeneVocabulary.geneformer(version, geneformer_dir)
+    assert list(packaged.token_ids) == list(
+        GeneVocabulary.geneformer(version, geneformer_dir).token_ids
+    )
+    assert (PACKAGED / "NOTICE").read_text().count("Apache License") >= 2
+
+
+def test_v1_and_v2_need_no_folder_on_a_fresh_install(monkeypatch, tmp_path: Path) -> None:
+    monkeypatch.delenv(ENV_DIR, raising=False)
+    assert resolve("V2") == GeneVocabulary.packaged("V2")
+    assert resolve("gc30M").name == "gc30M"
+    # A folder (or the variable) still overrides the packaged copy, and is checked.
+    with pytest.raises(InputError, match="no token_dictionary_gc104M.pkl"):
+        resolve("V2", tmp_path)
+    monkeypatch.setenv(ENV_DIR, str(tmp_path))
+    with pytest.raises(InputError, match="no token_dictionary_gc104M.pkl"):
+        resolve("V2")
 
 
 def test_missing_pickles_are_named(tmp_path: Path, geneformer_dir: Path) -> None:

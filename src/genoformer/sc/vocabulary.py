@@ -17,9 +17,10 @@ dictionaries, and cannot be replaced atomically.
 from __future__ import annotations
 
 import json
+import lzma
 import os
 import pickle
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -35,6 +36,8 @@ from genoformer.engine.errors import InputError
 from genoformer.engine.runs import write_text
 
 ENV_DIR = "GENOFORMER_GENEFORMER_DIR"
+# Geneformer's dictionaries as the package ships them (our format, xz; see NOTICE there).
+PACKAGED = Path(__file__).with_name("geneformer")
 FORMAT = "genoformer.gene_vocabulary"
 FORMAT_VERSION = 1
 
@@ -312,6 +315,12 @@ class GeneVocabulary:
             special_tokens=special_tokens,
         )
 
+    @classmethod
+    def packaged(cls, version: Literal["V1", "V2"] = "V2") -> GeneVocabulary:
+        """Geneformer's V1 or V2 dictionaries as genoformer ships them: the same keys and
+        values as :meth:`geneformer` reads from the pickles, with no folder to set."""
+        return cls.load(PACKAGED / f"{_release(version)['name']}.json.xz")
+
     # -- our own format -------------------------------------------------------------------
 
     def save(self, path: str | os.PathLike) -> Path:
@@ -336,10 +345,11 @@ class GeneVocabulary:
         """Read a vocabulary written by :meth:`save`."""
         path = Path(path)
         try:
-            document = json.loads(path.read_text(encoding="utf-8"))
+            raw = lzma.decompress(path.read_bytes()) if path.suffix == ".xz" else path.read_bytes()
+            document = json.loads(raw.decode("utf-8"))
         except FileNotFoundError:
             raise InputError("file not found", file=path) from None
-        except (json.JSONDecodeError, UnicodeDecodeError) as error:
+        except (json.JSONDecodeError, UnicodeDecodeError, lzma.LZMAError) as error:
             raise InputError(f"not a JSON vocabulary ({error})", file=path) from None
         if not isinstance(document, dict) or document.get("format") != FORMAT:
             raise InputError(
@@ -458,9 +468,10 @@ def resolve(
 ) -> GeneVocabulary:
     """A vocabulary from what the user named.
 
-    ``"V1"``/``"V2"`` (or ``"gc30M"``/``"gc104M"``) load Geneformer's dictionaries (from
-    ``directory``, else ``GENOFORMER_GENEFORMER_DIR``); a path loads our JSON format (a
-    folder: its ``vocabulary.json``); a :class:`GeneVocabulary` is returned as it is.
+    ``"V1"``/``"V2"`` (or ``"gc30M"``/``"gc104M"``) load Geneformer's dictionaries: the
+    pickles in ``directory`` (else in ``GENOFORMER_GENEFORMER_DIR``), or, when neither is
+    set, the copy the package ships; a path loads our JSON format (a folder: its
+    ``vocabulary.json``); a :class:`GeneVocabulary` is returned as it is.
     """
     if isinstance(vocabulary, GeneVocabulary):
         return vocabulary
@@ -469,6 +480,8 @@ def resolve(
     if not path.exists() and (
         text.upper() in _RELEASES or text.lower() in {r["name"].lower() for r in _RELEASES.values()}
     ):
+        if directory is None and not os.environ.get(ENV_DIR):
+            return GeneVocabulary.packaged(text)  # type: ignore[arg-type]
         return GeneVocabulary.geneformer(text, directory)  # type: ignore[arg-type]
     if path.is_dir():
         path = path / "vocabulary.json"
@@ -480,3 +493,78 @@ def resolve(
             "`genoformer sc medians`",
         )
     return GeneVocabulary.load(path)
+
+
+def corpus_vocabulary(
+    vocabulary: str | os.PathLike | GeneVocabulary | None,
+    dictionaries: str | os.PathLike | None,
+    records: Mapping[Path, Mapping[str, Any]],
+    *,
+    default: str | None = None,
+    check_input_size: bool = True,
+) -> GeneVocabulary:
+    """The vocabulary corpora were tokenized with, checked against what they recorded.
+
+    ``records`` holds each corpus's ``results.tokenize`` (:func:`~genoformer.sc.corpus.
+    tokenize_record`). The vocabulary is the caller's, else the one the manifests name, else
+    ``default`` (for corpora without a manifest, Geneformer's own); with no ``default``, a
+    corpus without a recorded vocabulary is an error. ``check_input_size=False`` leaves the
+    recorded input size to the caller (who checks it against the model instead).
+    """
+    names = {path: str(r["vocabulary"]) for path, r in records.items() if r.get("vocabulary")}
+    first = next(iter(records), None)
+    if vocabulary is None:
+        missing = [path for path in records if path not in names]
+        if missing and default is None:
+            raise InputError(
+                "no manifest.json names the vocabulary this corpus was tokenized with",
+                file=missing[0],
+                fix="pass the vocabulary (--vocabulary V1, V2 or a vocabulary file)",
+            )
+        if len(set(names.values())) > 1:
+            raise InputError(
+                "the corpora were tokenized with different vocabularies ("
+                + ", ".join(sorted(set(names.values())))
+                + ")",
+                file=first,
+                fix="use corpora tokenized with one vocabulary",
+            )
+        vocab = _recorded(next(iter(names.values())), dictionaries, first) if names else None
+        vocab = vocab or resolve(default, dictionaries)  # type: ignore[arg-type]
+    else:
+        vocab = resolve(vocabulary, dictionaries)
+    for path, name in names.items():
+        if name != vocab.name:
+            raise InputError(
+                f"tokenized with the {name} vocabulary, not {vocab.name}",
+                file=path / "manifest.json",
+                where="results.tokenize.vocabulary",
+                fix="pass the vocabulary the corpus was tokenized with, or tokenize it again",
+            )
+    for path, record in records.items():
+        size = record.get("input_size")
+        if check_input_size and size is not None and int(size) != vocab.input_size:
+            raise InputError(
+                f"tokenized for input size {int(size):,}, the {vocab.name} vocabulary's is "
+                f"{vocab.input_size:,}",
+                file=path / "manifest.json",
+                where="results.tokenize.input_size",
+                fix="pass the vocabulary the corpus was tokenized with",
+            )
+    return vocab
+
+
+def _recorded(
+    name: str, dictionaries: str | os.PathLike | None, corpus: Path | None
+) -> GeneVocabulary:
+    """The vocabulary a manifest names, found by its name."""
+    try:
+        return resolve(name, dictionaries)
+    except InputError as error:
+        raise InputError(
+            f"the corpus was tokenized with the vocabulary {name!r}, which cannot be found by "
+            f"its name ({error.problem})",
+            file=None if corpus is None else corpus / "manifest.json",
+            fix="pass that vocabulary (--vocabulary / vocabulary=: its file, or V1/V2 with "
+            "--dictionaries)",
+        ) from None
