@@ -33,7 +33,7 @@ from genoformer.engine.errors import InputError
 from genoformer.engine.runs import RunDir, write_table
 from genoformer.gwas.io.genotypes import GenotypeSource
 from genoformer.gwas.model import attribution
-from genoformer.gwas.model.epistasis import pair_scan
+from genoformer.gwas.model.epistasis import PairScanOptions, pair_scan
 from genoformer.gwas.plots import association as plots
 
 __all__ = ["ASSOCIATION_FILES", "ArrayGenotypes", "explain", "truth_recall"]
@@ -271,11 +271,13 @@ def explain(
             is_decoy=is_decoy,
             top=top_pairs,
             null_pairs=null_pairs,
-            levels=pair_levels,
-            alpha=alpha,
-            batch_size=batch_size,
-            device=dev,
-            progress=progress,
+            options=PairScanOptions(
+                levels=pair_levels,
+                alpha=alpha,
+                batch_size=batch_size,
+                device=dev,
+                progress=progress,
+            ),
         )
         pairs = _pair_table(pairs, variants, table)
     metrics["pairs"] = {**pairs.attrs, "samples": int(len(pair_rows)), "levels": list(pair_levels)}
