@@ -20,12 +20,6 @@ MAX_PARAMETERS = 12
 #: shrink: a new long or wide function fails, and so does an entry that no longer needs to
 #: be here.
 KNOWN_LONG = {
-    "gwas/model/epistasis.py:interaction_contrast",
-    "gwas/model/explain.py:explain",
-    "gwas/model/training.py:train",
-    "gwas/stats/association.py:_chunk_table",
-    "gwas/stats/association.py:associate",
-    "gwas/stats/distributed.py:map_chunks",
     "sc/embeddings.py:extract_embeddings",
     "sc/embeddings.py:embed",
     "sc/medians.py:gene_medians",
@@ -36,7 +30,6 @@ KNOWN_LONG = {
     "seq/plots.py:worst_predictions_html",
 }
 KNOWN_WIDE = {
-    "gwas/model/epistasis.py:pair_scan",
     "gwas/model/network.py:__init__",
     "seq/models.py:__init__",
 }

@@ -4,7 +4,8 @@ Every reader yields the same thing: ``(variant_indices, G)`` where ``G`` is floa
 ``(n_samples, n_chunk)`` holding the count of allele ``a1`` (0, 1, 2; a dosage for VCF ``DS``)
 and NaN for a missing call. Allele ``a1`` is column 5 of the .bim (the allele bed-reader counts
 with ``count_A1=True``; plink2 reads that column as ALT), and ALT for VCF, so a .bed converted
-from a VCF by plink2 gives the same numbers.
+from a VCF by plink2 gives the same numbers. :class:`ArrayGenotypes` serves a matrix already in
+memory the same way.
 """
 
 from __future__ import annotations
@@ -463,3 +464,28 @@ def _as_index(selection: np.ndarray | None, n: int, what: str) -> np.ndarray | N
     if array.size and (array.min() < 0 or array.max() >= n):
         raise IndexError(f"{what} index out of range 0..{n - 1}")
     return array
+
+
+# ------------------------------------------------------------------------------ in memory
+
+
+class ArrayGenotypes(GenotypeSource):
+    """Genotypes already in memory ((samples, variants), NaN missing) as a genotype source,
+    so that :func:`~genoformer.gwas.stats.association.associate` tests them like a file."""
+
+    kind = "array"
+
+    def __init__(self, G: np.ndarray, variants: pd.DataFrame, samples: pd.DataFrame) -> None:
+        super().__init__(
+            "<memory>", samples.reset_index(drop=True), variants.reset_index(drop=True)
+        )
+        self._G = np.asarray(G, dtype=np.float32)
+
+    def _chunks(
+        self, size: int, samples: np.ndarray | None, variants: np.ndarray | None
+    ) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+        columns = np.arange(self.n_variants) if variants is None else variants
+        rows = self._G if samples is None else self._G[samples]
+        for start in range(0, len(columns), size):
+            index = columns[start : start + size]
+            yield index, rows[:, index]

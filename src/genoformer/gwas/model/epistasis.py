@@ -27,6 +27,7 @@ pairs suffice for an FDR over a few hundred tested pairs.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
@@ -44,11 +45,12 @@ from genoformer.engine.stats import (
 from genoformer.gwas.model.attribution import (
     _BATCH_CELLS,
     ScoreFunction,
+    _Inputs,
     _score,
     as_inputs,
 )
 
-__all__ = ["candidate_pairs", "interaction_contrast", "pair_scan"]
+__all__ = ["PairScanOptions", "candidate_pairs", "interaction_contrast", "pair_scan"]
 
 #: Relative size of a contrast below which it is rounding noise: 4 scores, each with a
 #: float32 rounding error of a few units of eps, summed and averaged.
@@ -104,9 +106,6 @@ def interaction_contrast(
     check_batch_size(batch)
     dev = x.genotypes.device
     level = torch.tensor([lo_level, hi_level], device=dev)
-    combo_a = torch.tensor([c[0] for c in _COMBOS], device=dev)
-    combo_b = torch.tensor([c[1] for c in _COMBOS], device=dev)
-    sign = torch.tensor([c[2] for c in _COMBOS], dtype=torch.float64, device=dev)
     out = np.zeros(len(pairs_np), dtype=np.float64)
     per_block = max(1, (1 << 22) // (4 * x.n))
     with torch.inference_mode():
@@ -117,47 +116,65 @@ def interaction_contrast(
             task = bar.add_task("pair interaction contrasts", total=len(pairs_np))
             for start in range(0, len(pairs_np), per_block):
                 block = torch.as_tensor(pairs_np[start : start + per_block], device=dev)
-                ga, gb = x.genotypes[:, block[:, 0]], x.genotypes[:, block[:, 1]]  # (n, P)
-                want_a = level[combo_a]  # (4,)
-                want_b = level[combo_b]
-                changed = (ga[:, :, None] != want_a) | (gb[:, :, None] != want_b)  # (n, P, 4)
-                if x.missing is not None:
-                    either = x.missing[:, block[:, 0]] | x.missing[:, block[:, 1]]
-                    changed |= either[:, :, None]
-                # Unchanged inputs score as the reference: their delta is 0 without a pass.
-                sample, which, combo = torch.nonzero(changed, as_tuple=True)
-                total = torch.zeros(len(block), dtype=torch.float64, device=dev)
-                # Sum over samples and combinations of |f|, for the rounding floor below.
-                unchanged = (~changed).sum(dim=2).double()  # (n, P)
-                magnitude = (unchanged * reference.abs().double()[:, None]).sum(dim=0)
-                for lo in range(0, len(sample), batch):
-                    s, w, c = (
-                        sample[lo : lo + batch],
-                        which[lo : lo + batch],
-                        combo[lo : lo + batch],
-                    )
-                    rows = x.rows(s)  # advanced indexing: a copy, edited in place
-                    e = torch.arange(len(s), device=dev)
-                    a, b = block[w, 0], block[w, 1]
-                    rows.genotypes[e, a] = want_a[c]
-                    rows.genotypes[e, b] = want_b[c]
-                    if rows.missing is not None:
-                        rows.missing[e, a] = False
-                        rows.missing[e, b] = False
-                    y = _score(f, rows)
-                    delta = (y - reference[s]).double()
-                    total.index_add_(0, w, sign[c] * delta)
-                    magnitude.index_add_(0, w, y.abs().double())
-                # The signs sum to 0, so the reference terms cancel: the contrast is the
-                # signed sum of the changes alone. A contrast within the rounding error of
-                # four float32 scores is no interaction: it is set to exactly 0, so that an
-                # additive pair ties with the null instead of beating it by rounding noise.
-                contrast = total / x.n
-                floor = _ROUNDING * magnitude / (4 * x.n)
-                contrast[contrast.abs() <= floor] = 0.0
+                contrast = _block_contrast(f, x, block, reference, level, batch)
                 out[start : start + len(block)] = contrast.cpu().numpy()
                 bar.advance(task, len(block))
     return out
+
+
+def _block_contrast(
+    f: ScoreFunction,
+    x: _Inputs,
+    block: torch.Tensor,
+    reference: torch.Tensor,
+    level: torch.Tensor,
+    batch: int,
+) -> torch.Tensor:
+    """Mean interaction contrast of each pair of ``block`` ((P, 2) model columns).
+
+    ``reference`` holds every sample's score as it is, ``level`` the ``(lo, hi)`` dosages;
+    only the (sample, pair, combination) inputs that a combination changes are scored,
+    ``batch`` at a time.
+    """
+    dev = x.genotypes.device
+    combo_a = torch.tensor([c[0] for c in _COMBOS], device=dev)
+    combo_b = torch.tensor([c[1] for c in _COMBOS], device=dev)
+    sign = torch.tensor([c[2] for c in _COMBOS], dtype=torch.float64, device=dev)
+    ga, gb = x.genotypes[:, block[:, 0]], x.genotypes[:, block[:, 1]]  # (n, P)
+    want_a = level[combo_a]  # (4,)
+    want_b = level[combo_b]
+    changed = (ga[:, :, None] != want_a) | (gb[:, :, None] != want_b)  # (n, P, 4)
+    if x.missing is not None:
+        either = x.missing[:, block[:, 0]] | x.missing[:, block[:, 1]]
+        changed |= either[:, :, None]
+    # Unchanged inputs score as the reference: their delta is 0 without a pass.
+    sample, which, combo = torch.nonzero(changed, as_tuple=True)
+    total = torch.zeros(len(block), dtype=torch.float64, device=dev)
+    # Sum over samples and combinations of |f|, for the rounding floor below.
+    unchanged = (~changed).sum(dim=2).double()  # (n, P)
+    magnitude = (unchanged * reference.abs().double()[:, None]).sum(dim=0)
+    for lo in range(0, len(sample), batch):
+        s, w, c = sample[lo : lo + batch], which[lo : lo + batch], combo[lo : lo + batch]
+        rows = x.rows(s)  # advanced indexing: a copy, edited in place
+        e = torch.arange(len(s), device=dev)
+        a, b = block[w, 0], block[w, 1]
+        rows.genotypes[e, a] = want_a[c]
+        rows.genotypes[e, b] = want_b[c]
+        if rows.missing is not None:
+            rows.missing[e, a] = False
+            rows.missing[e, b] = False
+        y = _score(f, rows)
+        delta = (y - reference[s]).double()
+        total.index_add_(0, w, sign[c] * delta)
+        magnitude.index_add_(0, w, y.abs().double())
+    # The signs sum to 0, so the reference terms cancel: the contrast is the signed sum of
+    # the changes alone. A contrast within the rounding error of four float32 scores is no
+    # interaction: it is set to exactly 0, so that an additive pair ties with the null
+    # instead of beating it by rounding noise.
+    contrast = total / x.n
+    floor = _ROUNDING * magnitude / (4 * x.n)
+    contrast[contrast.abs() <= floor] = 0.0
+    return contrast
 
 
 def _pairs(pairs: np.ndarray | Sequence[tuple[int, int]], m: int) -> np.ndarray:
@@ -233,6 +250,27 @@ def candidate_pairs(
     return pd.DataFrame(rows + nulls[:null_pairs], columns=["a", "b", "null"])
 
 
+@dataclass(frozen=True)
+class PairScanOptions:
+    """How :func:`pair_scan` scores and calls pairs.
+
+    Attributes
+    ----------
+    levels
+        ``(lo, hi)`` dosages of the contrast.
+    alpha
+        FDR level of the ``called`` column.
+    batch_size, device, progress
+        As in :func:`interaction_contrast`.
+    """
+
+    levels: tuple[float, float] = (0.0, 2.0)
+    alpha: float = 0.05
+    batch_size: int | None = None
+    device: str | torch.device | None = None
+    progress: bool = False
+
+
 def pair_scan(
     f: ScoreFunction,
     genotypes: np.ndarray | torch.Tensor,
@@ -243,11 +281,7 @@ def pair_scan(
     is_decoy: np.ndarray,
     top: int = 20,
     null_pairs: int = 500,
-    levels: tuple[float, float] = (0.0, 2.0),
-    alpha: float = 0.05,
-    batch_size: int | None = None,
-    device: str | torch.device | None = None,
-    progress: bool = False,
+    options: PairScanOptions | None = None,
 ) -> pd.DataFrame:
     """Interaction contrasts of the top pairs, calibrated against decoy pairs.
 
@@ -259,12 +293,9 @@ def pair_scan(
         One importance and one decoy flag per model column.
     top, null_pairs
         See :func:`candidate_pairs`.
-    levels
-        ``(lo, hi)`` dosages of the contrast.
-    alpha
-        FDR level of the ``called`` column.
-    batch_size, device, progress
-        As in :func:`interaction_contrast`.
+    options
+        Contrast levels, FDR level and how the model is run (default
+        ``PairScanOptions()``: levels 0 and 2, FDR 0.05).
 
     Returns
     -------
@@ -273,7 +304,8 @@ def pair_scan(
         ``q``, ``called``; tested pairs first, each group by score, strongest first.
     ``attrs`` holds the counts: tested and null pairs, pairs called, null pairs called.
     """
-    x = as_inputs(genotypes, missing, covariates, device=device)
+    options = options or PairScanOptions()
+    x = as_inputs(genotypes, missing, covariates, device=options.device)
     importance = np.asarray(importance, dtype=np.float64)
     decoy = np.asarray(is_decoy, dtype=bool)
     if importance.shape != (x.m,) or decoy.shape != (x.m,):
@@ -289,10 +321,10 @@ def pair_scan(
         x.missing,
         x.covariates,
         pairs=table[["a", "b"]].to_numpy(),
-        levels=levels,
-        batch_size=batch_size,
-        device=device,
-        progress=progress,
+        levels=options.levels,
+        batch_size=options.batch_size,
+        device=options.device,
+        progress=options.progress,
     )
     table["interaction"] = contrast
     table["score"] = np.abs(contrast)
@@ -305,7 +337,7 @@ def pair_scan(
     q[~null] = benjamini_hochberg(p[~null])
     q[null] = q_as_extra_test(p[~null], p[null])
     table["p"], table["q"] = p, q
-    table["called"] = q <= alpha
+    table["called"] = q <= options.alpha
     table = table.sort_values(["null", "score"], ascending=[True, False], kind="stable")
     table = table.reset_index(drop=True)
     n_null = int(null.sum())

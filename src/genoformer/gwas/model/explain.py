@@ -21,7 +21,8 @@ from __future__ import annotations
 
 import functools
 import os
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
+from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
 
@@ -31,12 +32,14 @@ import torch
 
 from genoformer.engine.errors import InputError
 from genoformer.engine.runs import RunDir, write_table
-from genoformer.gwas.io.genotypes import GenotypeSource
+from genoformer.gwas.io.genotypes import ArrayGenotypes
 from genoformer.gwas.model import attribution
-from genoformer.gwas.model.epistasis import pair_scan
+from genoformer.gwas.model.attribution import ScoreFunction
+from genoformer.gwas.model.epistasis import PairScanOptions, pair_scan
+from genoformer.gwas.model.inputs import CohortInputs
 from genoformer.gwas.plots import association as plots
 
-__all__ = ["ASSOCIATION_FILES", "ArrayGenotypes", "explain", "truth_recall"]
+__all__ = ["ASSOCIATION_FILES", "explain", "truth_recall"]
 
 #: Association tables a training run may have written, read instead of testing again.
 ASSOCIATION_FILES = ("assoc.parquet", "assoc.tsv", "association.parquet", "association.tsv")
@@ -48,28 +51,6 @@ _LABELS = {
     "ig": "mean |integrated gradients|",
     "substitution": "mean |substitution change|",
 }
-
-
-class ArrayGenotypes(GenotypeSource):
-    """Genotypes already in memory ((samples, variants), NaN missing) as a genotype source,
-    so that :func:`~genoformer.gwas.stats.association.associate` tests them like a file."""
-
-    kind = "array"
-
-    def __init__(self, G: np.ndarray, variants: pd.DataFrame, samples: pd.DataFrame) -> None:
-        super().__init__(
-            "<memory>", samples.reset_index(drop=True), variants.reset_index(drop=True)
-        )
-        self._G = np.asarray(G, dtype=np.float32)
-
-    def _chunks(
-        self, size: int, samples: np.ndarray | None, variants: np.ndarray | None
-    ) -> Iterator[tuple[np.ndarray, np.ndarray]]:
-        columns = np.arange(self.n_variants) if variants is None else variants
-        rows = self._G if samples is None else self._G[samples]
-        for start in range(0, len(columns), size):
-            index = columns[start : start + size]
-            yield index, rows[:, index]
 
 
 def explain(
@@ -145,9 +126,68 @@ def explain(
         Run directory, metrics (variants called per method, decoys called, pairs called,
         recall with ``truth``) and the files written.
     """
-    from genoformer.engine.runs import RunResult
-
     methods = _check_methods(methods)
+    _check_sizes(top_pairs, max_samples, substitution_budget, pair_samples)
+    truth_table = _read_truth(truth) if truth is not None else None
+    trained = _load(run_dir, genotypes)
+    arguments = {k: v for k, v in locals().items() if k in _ARGUMENTS}
+    run = RunDir(out, command="gwas explain", arguments=arguments, seed=seed)
+    options = _Options.of(arguments, seed=seed, progress=progress)
+    variants = trained.variants.reset_index(drop=True)
+    f, dev = _score_function(trained.model, device)
+    with run.step("inputs"):
+        cohort, x = _explained_samples(trained, options, dev, run_dir)
+    table, scores, metrics = _importance(run, options, f, x, dev, variants)
+    assoc, assoc_source = _association_columns(run, run_dir, trained, variants, table, metrics)
+    table[f"{options.primary}_rank"] = _rank(table[options.primary].to_numpy(), _is_decoy(variants))
+    with run.step("pairs"):
+        pairs, n_pair_samples = _scan_pairs(
+            f, cohort, scores[options.primary], variants, table, options, dev
+        )
+    metrics["pairs"] = {**pairs.attrs, "samples": n_pair_samples, "levels": list(pair_levels)}
+    outputs = _write_outputs(run, options, table, pairs, assoc, assoc_source, metrics)
+    if truth_table is not None:
+        metrics["truth"] = truth_recall(
+            table, pairs, truth_table, methods=methods, association=assoc, top=TOP_N
+        )
+    return _finish(run, metrics, outputs)
+
+
+@dataclass(frozen=True)
+class _Options:
+    """The settings of one :func:`explain` run (its parameters of the same names)."""
+
+    methods: list[str]
+    top_pairs: int
+    null_pairs: int
+    pair_levels: tuple[float, float]
+    split: str
+    max_samples: int | None
+    pair_samples: int
+    substitution_budget: int | None
+    ig_steps: int
+    baseline: str
+    smoothgrad: int
+    alpha: float
+    batch_size: int | None
+    seed: int
+    progress: bool
+
+    @classmethod
+    def of(cls, arguments: dict[str, Any], **others: Any) -> _Options:
+        """The options among the run's recorded ``arguments``, plus ``others``."""
+        names = {f.name for f in fields(cls)}
+        return cls(**{k: v for k, v in arguments.items() if k in names}, **others)
+
+    @property
+    def primary(self) -> str:
+        """The method that ranks the variants and chooses the pairs scanned."""
+        return "substitution" if "substitution" in self.methods else self.methods[0]
+
+
+def _check_sizes(
+    top_pairs: int, max_samples: int | None, substitution_budget: int | None, pair_samples: int
+) -> None:
     if top_pairs < 2:
         raise InputError(
             f"top_pairs is {top_pairs}: a pair needs 2 variants",
@@ -165,78 +205,67 @@ def explain(
         raise InputError(
             f"pair_samples is {pair_samples}", where="--pair-samples", fix="use 1 or more"
         )
-    truth_table = _read_truth(truth) if truth is not None else None
-    trained = _load(run_dir, genotypes)
-    arguments = {k: v for k, v in locals().items() if k in _ARGUMENTS}
-    run = RunDir(out, command="gwas explain", arguments=arguments, seed=seed)
-    variants = trained.variants.reset_index(drop=True)
-    is_decoy = variants["is_decoy"].astype(bool).to_numpy()
-    model = trained.model
-    dev = _device(device)
-    model.to(dev).eval()
+
+
+def _score_function(model: Any, device: str) -> tuple[ScoreFunction, torch.device]:
+    """The model, in eval mode on ``device``, as a score function; and the device."""
     from genoformer.gwas.model.network import score
 
-    f = functools.partial(score, model)
-    rng = np.random.default_rng(seed)
+    dev = _device(device)
+    model.to(dev).eval()
+    return functools.partial(score, model), dev
 
-    with run.step("inputs"):
-        cohort = trained.inputs(split)
-        if len(cohort) == 0:
-            raise InputError(
-                f"no {split} samples in the run", file=run_dir, fix="explain another split"
-            )
-        chosen = _draw(len(cohort), max_samples, rng)
-        x = attribution.as_inputs(
-            cohort.genotypes[chosen], cohort.missing[chosen],
-            None if cohort.covariates is None else cohort.covariates[chosen], device=dev,
-        )  # fmt: skip
+
+def _is_decoy(variants: pd.DataFrame) -> np.ndarray:
+    """Which model columns are decoys, from ``variants.tsv``'s rows (or the importance table)."""
+    return variants["is_decoy"].astype(bool).to_numpy()
+
+
+def _explained_samples(
+    trained: Any, options: _Options, dev: torch.device, run_dir: str | os.PathLike
+) -> tuple[CohortInputs, Any]:
+    """The model inputs of the explained split, and of the samples drawn from it for the
+    per-variant methods (on ``dev``)."""
+    cohort = trained.inputs(options.split)
+    if len(cohort) == 0:
+        raise InputError(
+            f"no {options.split} samples in the run", file=run_dir, fix="explain another split"
+        )
+    chosen = _draw(len(cohort), options.max_samples, np.random.default_rng(options.seed))
+    x = attribution.as_inputs(
+        cohort.genotypes[chosen], cohort.missing[chosen],
+        None if cohort.covariates is None else cohort.covariates[chosen], device=dev,
+    )  # fmt: skip
+    return cohort, x
+
+
+def _importance(
+    run: RunDir,
+    options: _Options,
+    f: ScoreFunction,
+    x: Any,
+    dev: torch.device,
+    variants: pd.DataFrame,
+) -> tuple[pd.DataFrame, dict[str, np.ndarray], dict[str, Any]]:
+    """Every method's score per model column, calibrated against the decoys.
+
+    Returns the importance table (one row per model column), the raw scores per method and
+    the run's metrics so far.
+    """
+    is_decoy = _is_decoy(variants)
     table = variants[
         [c for c in ("column", "id", "chrom", "pos", "a1", "a2", "is_decoy") if c in variants]
     ].copy()
-    metrics: dict[str, Any] = {"split": split, "samples": int(x.n), "columns": int(x.m),
+    metrics: dict[str, Any] = {"split": options.split, "samples": int(x.n), "columns": int(x.m),
                                "real_variants": int((~is_decoy).sum()), "decoys": int(is_decoy.sum())}  # fmt: skip
-    scores: dict[str, np.ndarray] = {}
-    common = {"batch_size": batch_size or 64, "device": dev}
-    for method in (m for m in methods if m in attribution.GRADIENT_METHODS):
-        with run.step(method):
-            if method == "ig":
-                per_sample = attribution.integrated_gradients(
-                    f, x.genotypes, x.missing, x.covariates, baseline=baseline,
-                    n_steps=ig_steps, smoothgrad_samples=smoothgrad, seed=seed, **common,
-                )  # fmt: skip
-            else:
-                function = getattr(attribution, method)
-                per_sample = function(f, x.genotypes, x.missing, x.covariates, **common)
-            scores[method] = attribution.mean_absolute(per_sample)
-            table[f"{method}_signed"] = per_sample.mean(axis=0)
-    if "substitution" in methods:
+    scores = _gradient_scores(run, options, f, x, dev, table)
+    if "substitution" in options.methods:
         with run.step("substitution"):
-            columns = None
-            if substitution_budget is not None and substitution_budget < x.m:
-                screen_by = next((m for m in methods if m in scores), None)
-                if screen_by is None:
-                    screen_by = "gradient_x_input"
-                    scores_gxi = attribution.mean_absolute(
-                        attribution.gradient_x_input(
-                            f, x.genotypes, x.missing, x.covariates, **common
-                        )
-                    )
-                else:
-                    scores_gxi = scores[screen_by]
-                columns = attribution.screen(scores_gxi, substitution_budget)
-                metrics["substitution_screen"] = {"by": screen_by, "columns": int(len(columns))}
-            result = attribution.substitution(
-                f, x.genotypes, x.missing, x.covariates, columns=columns,
-                batch_size=batch_size, device=dev, progress=progress,
-            )  # fmt: skip
-            full = np.full(x.m, np.nan)
-            full[result.columns] = result.importance
-            scores["substitution"] = full
-            effect = np.full(x.m, np.nan)
-            effect[result.columns] = result.effect
-            table["substitution_effect"] = effect
-    for method in methods:
-        calibrated = attribution.calibrate(scores[method], is_decoy, alpha=alpha)
+            scores["substitution"] = _substitution_scores(
+                options, f, x, dev, scores, table, metrics
+            )
+    for method in options.methods:
+        calibrated = attribution.calibrate(scores[method], is_decoy, alpha=options.alpha)
         table[method] = calibrated["score"].to_numpy()
         table[f"{method}_p"] = calibrated["p"].to_numpy()
         table[f"{method}_q"] = calibrated["q"].to_numpy()
@@ -245,7 +274,86 @@ def explain(
             "decoy_max": float(np.nanmax(np.where(is_decoy, scores[method], np.nan)))
             if np.isfinite(scores[method][is_decoy]).any() else None,
         }  # fmt: skip
+    return table, scores, metrics
 
+
+def _gradient_scores(
+    run: RunDir,
+    options: _Options,
+    f: ScoreFunction,
+    x: Any,
+    dev: torch.device,
+    table: pd.DataFrame,
+) -> dict[str, np.ndarray]:
+    """Mean absolute attribution per column of each gradient method of ``options``; the
+    mean signed attribution goes into ``table`` (``<method>_signed``)."""
+    scores: dict[str, np.ndarray] = {}
+    common = {"batch_size": options.batch_size or 64, "device": dev}
+    for method in (m for m in options.methods if m in attribution.GRADIENT_METHODS):
+        with run.step(method):
+            if method == "ig":
+                per_sample = attribution.integrated_gradients(
+                    f, x.genotypes, x.missing, x.covariates, baseline=options.baseline,
+                    n_steps=options.ig_steps, smoothgrad_samples=options.smoothgrad,
+                    seed=options.seed, **common,
+                )  # fmt: skip
+            else:
+                function = getattr(attribution, method)
+                per_sample = function(f, x.genotypes, x.missing, x.covariates, **common)
+            scores[method] = attribution.mean_absolute(per_sample)
+            table[f"{method}_signed"] = per_sample.mean(axis=0)
+    return scores
+
+
+def _substitution_scores(
+    options: _Options,
+    f: ScoreFunction,
+    x: Any,
+    dev: torch.device,
+    scores: dict[str, np.ndarray],
+    table: pd.DataFrame,
+    metrics: dict[str, Any],
+) -> np.ndarray:
+    """In silico substitution importance per column (NaN for columns not substituted): of the
+    ``substitution_budget`` columns ranked highest by the first gradient method of
+    ``scores`` (gradient x input when there is none), or of every column. The mean effect
+    goes into ``table`` (``substitution_effect``), the screen into ``metrics``."""
+    columns = None
+    if options.substitution_budget is not None and options.substitution_budget < x.m:
+        screen_by = next((m for m in options.methods if m in scores), None)
+        if screen_by is None:
+            screen_by = "gradient_x_input"
+            common = {"batch_size": options.batch_size or 64, "device": dev}
+            scores_gxi = attribution.mean_absolute(
+                attribution.gradient_x_input(f, x.genotypes, x.missing, x.covariates, **common)
+            )
+        else:
+            scores_gxi = scores[screen_by]
+        columns = attribution.screen(scores_gxi, options.substitution_budget)
+        metrics["substitution_screen"] = {"by": screen_by, "columns": int(len(columns))}
+    result = attribution.substitution(
+        f, x.genotypes, x.missing, x.covariates, columns=columns,
+        batch_size=options.batch_size, device=dev, progress=options.progress,
+    )  # fmt: skip
+    full = np.full(x.m, np.nan)
+    full[result.columns] = result.importance
+    effect = np.full(x.m, np.nan)
+    effect[result.columns] = result.effect
+    table["substitution_effect"] = effect
+    return full
+
+
+def _association_columns(
+    run: RunDir,
+    run_dir: str | os.PathLike,
+    trained: Any,
+    variants: pd.DataFrame,
+    table: pd.DataFrame,
+    metrics: dict[str, Any],
+) -> tuple[pd.DataFrame, str]:
+    """The association table (see :func:`_association`) and where it came from; every real
+    variant's association p goes into ``table`` (``assoc_p``)."""
+    is_decoy = _is_decoy(variants)
     with run.step("association"):
         assoc, assoc_source = _association(run_dir, trained, variants, is_decoy)
     metrics["association"] = {"source": assoc_source, "variants": int(len(assoc))}
@@ -256,30 +364,54 @@ def explain(
     table["assoc_p"] = np.where(
         is_decoy, np.nan, table["id"].astype(str).map(p_by_id).to_numpy(dtype=float)
     )
-    primary = "substitution" if "substitution" in methods else methods[0]
-    table[f"{primary}_rank"] = _rank(table[primary].to_numpy(), is_decoy)
+    return assoc, assoc_source
 
-    outputs: dict[str, Path] = {}
-    with run.step("pairs"):
-        pair_rows = _draw(len(cohort), pair_samples, np.random.default_rng([seed, 1]))
-        pairs = pair_scan(
-            f,
-            cohort.genotypes[pair_rows],
-            cohort.missing[pair_rows],
-            None if cohort.covariates is None else cohort.covariates[pair_rows],
-            importance=np.nan_to_num(scores[primary], nan=-np.inf),
-            is_decoy=is_decoy,
-            top=top_pairs,
-            null_pairs=null_pairs,
-            levels=pair_levels,
-            alpha=alpha,
-            batch_size=batch_size,
+
+def _scan_pairs(
+    f: ScoreFunction,
+    cohort: CohortInputs,
+    importance: np.ndarray,
+    variants: pd.DataFrame,
+    table: pd.DataFrame,
+    options: _Options,
+    dev: torch.device,
+) -> tuple[pd.DataFrame, int]:
+    """The pair scan on ``pair_samples`` samples drawn from the explained split, with the ids,
+    places and association p of both variants (``attrs`` holds its counts); and the number
+    of samples it ran on."""
+    pair_rows = _draw(len(cohort), options.pair_samples, np.random.default_rng([options.seed, 1]))
+    pairs = pair_scan(
+        f,
+        cohort.genotypes[pair_rows],
+        cohort.missing[pair_rows],
+        None if cohort.covariates is None else cohort.covariates[pair_rows],
+        importance=np.nan_to_num(importance, nan=-np.inf),
+        is_decoy=_is_decoy(variants),
+        top=options.top_pairs,
+        null_pairs=options.null_pairs,
+        options=PairScanOptions(
+            levels=options.pair_levels,
+            alpha=options.alpha,
+            batch_size=options.batch_size,
             device=dev,
-            progress=progress,
-        )
-        pairs = _pair_table(pairs, variants, table)
-    metrics["pairs"] = {**pairs.attrs, "samples": int(len(pair_rows)), "levels": list(pair_levels)}
+            progress=options.progress,
+        ),
+    )
+    return _pair_table(pairs, variants, table), int(len(pair_rows))
 
+
+def _write_outputs(
+    run: RunDir,
+    options: _Options,
+    table: pd.DataFrame,
+    pairs: pd.DataFrame,
+    assoc: pd.DataFrame,
+    assoc_source: str,
+    metrics: dict[str, Any],
+) -> dict[str, Path]:
+    """The association table (when computed here), ``importance.tsv``, ``pairs.tsv`` and the
+    figures: an importance track per method and the pair heatmap."""
+    outputs: dict[str, Path] = {}
     if assoc_source == "computed":
         from genoformer.gwas.stats.association import write_results
 
@@ -287,7 +419,7 @@ def explain(
     outputs["importance"] = write_table(run.file("importance.tsv"), table)
     outputs["pairs"] = write_table(run.file("pairs.tsv"), pairs)
     with run.step("figures"):
-        for method in methods:
+        for method in options.methods:
             decoy_max = metrics[method]["decoy_max"]
             common_plot = {"score": method, "label": _LABELS[method], "null_max": decoy_max}
             outputs[f"importance_{method}"] = plots.importance_track(
@@ -296,17 +428,21 @@ def explain(
             outputs[f"importance_{method}_html"] = plots.importance_track_html(
                 table, assoc, run.file(f"importance_{method}.html"), **common_plot
             )
-        order = table.sort_values(f"{primary}_rank", kind="stable")["id"].astype(str).tolist()
+        rank = f"{options.primary}_rank"
+        order = table.sort_values(rank, kind="stable")["id"].astype(str).tolist()
         outputs["pairs_heatmap"] = plots.pair_heatmap(
             pairs, run.file("pairs_heatmap.png"), order=order
         )[0]
         outputs["pairs_heatmap_html"] = plots.pair_heatmap_html(
             pairs, run.file("pairs_heatmap.html"), order=order
         )
-    if truth_table is not None:
-        metrics["truth"] = truth_recall(
-            table, pairs, truth_table, methods=methods, association=assoc, top=TOP_N
-        )
+    return outputs
+
+
+def _finish(run: RunDir, metrics: dict[str, Any], outputs: dict[str, Path]) -> Any:
+    """Record the outputs and metrics, close the run directory: the run's result."""
+    from genoformer.engine.runs import RunResult
+
     for key, path in outputs.items():
         run.record_output(key, path)
     run.record_results("explain", metrics)

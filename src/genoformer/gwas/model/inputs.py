@@ -8,22 +8,28 @@ embedding is differentiable in the dosage and equals the genotype's own embeddin
 window's token is the sum of its columns' embeddings (a linear projection of its genotypes)
 plus a learned embedding of the window itself. ``window=1`` gives one token per variant.
 
-Data side: the cohort's input matrix (real columns, then decoys), covariates standardised
-with the training samples' mean and standard deviation, and a torch dataset of the dicts the
-model takes.
+Data side: pre-selection of the variants the model takes (the marginal association screen,
+optionally with Levene's variance test, on the training samples), the cohort's input matrix
+(real columns, then decoys), covariates standardised with the training samples' mean and
+standard deviation, and a torch dataset of the dicts the model takes.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
+import pandas as pd
 import torch
 from torch import nn
 from torch.utils.data import Dataset
 
 from genoformer.engine.errors import InputError
+
+if TYPE_CHECKING:
+    from genoformer.gwas.io.genotypes import GenotypeSource
 
 #: Genotype codes per column: weights of genotype 0, 1, 2 and the missing flag.
 N_CODES = 4
@@ -108,6 +114,96 @@ class GenotypeEmbedding(nn.Module):
         tokens = per_column.new_zeros(per_column.shape[0], self.n_tokens, self.d_model)
         tokens = tokens.index_add(1, self.token_of_column, per_column)
         return tokens + self.position
+
+
+# ------------------------------------------------------------------------ pre-selection
+
+
+def variance_heterogeneity(G: np.ndarray, residual: np.ndarray) -> np.ndarray:
+    """Levene's test per variant: does the spread of ``residual`` differ between genotype
+    groups? One p-value per column of ``G`` (samples x variants, NaN missing; 1 when fewer
+    than two groups). A variant in an epistatic pair changes the phenotype's variance even
+    when it leaves its mean unchanged, which is what makes this screen see it."""
+    from scipy import stats
+
+    codes = np.where(np.isnan(G), -1, np.rint(G)).astype(np.int8)
+    r = np.asarray(residual, dtype=np.float64)[:, None]
+    deviation = np.zeros(G.shape, dtype=np.float64)
+    counts = []
+    for g in (0, 1, 2):
+        in_group = codes == g
+        n_g = in_group.sum(axis=0)
+        mean = (in_group * r).sum(axis=0) / np.maximum(n_g, 1)
+        deviation += in_group * np.abs(r - mean)
+        counts.append(n_g)
+    valid = codes >= 0
+    n = valid.sum(axis=0)
+    grand = (deviation * valid).sum(axis=0) / np.maximum(n, 1)
+    between = np.zeros(G.shape[1])
+    within = np.zeros(G.shape[1])
+    for g, n_g in zip((0, 1, 2), counts, strict=True):
+        in_group = codes == g
+        mean = (deviation * in_group).sum(axis=0) / np.maximum(n_g, 1)
+        between += n_g * (mean - grand) ** 2
+        within += ((deviation - mean) ** 2 * in_group).sum(axis=0)
+    k = np.sum([c > 0 for c in counts], axis=0)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        f = (between / (k - 1)) / (within / (n - k))
+        p = stats.f.sf(f, k - 1, n - k)
+    return np.where((k >= 2) & np.isfinite(p), p, 1.0)
+
+
+PRESELECT_BY = ("marginal", "marginal+variance")
+
+
+def preselect_variants(
+    source: GenotypeSource,
+    index: np.ndarray,
+    y: np.ndarray,
+    covariates: np.ndarray | None,
+    train_rows: np.ndarray,
+    top: int,
+    by: str = "marginal",
+) -> tuple[np.ndarray, pd.DataFrame]:
+    """The ``top`` variants by association p on the training samples, in file order: the
+    marginal (additive) test, or the smaller of it and Levene's variance test; and the
+    association results of every variant (with ``P_VARIANCE``, Levene's p, when used).
+
+    ``index`` holds the cohort's rows of the genotype file, ``y`` and ``covariates`` (raw,
+    or None) one row per cohort sample, ``train_rows`` the training samples' rows of them.
+    """
+    from genoformer.gwas.stats.association import associate
+
+    if top < 1:
+        raise InputError(f"preselect is {top}", where="--preselect", fix="use 1 or more")
+    if by not in PRESELECT_BY:
+        raise InputError(
+            f"unknown preselection '{by}'",
+            where="--preselect-by",
+            fix=f"use {' or '.join(PRESELECT_BY)}",
+        )
+    y_file = np.full(source.n_samples, np.nan)
+    y_file[index] = y
+    X = None
+    if covariates is not None and covariates.shape[1]:
+        X = np.full((source.n_samples, covariates.shape[1]), np.nan)
+        X[index] = covariates
+    rows = index[train_rows]
+    results = associate(source, y_file, covariates=X, samples=rows)
+    p = results["P"].to_numpy(dtype=float)
+    if by == "marginal+variance":
+        design = np.ones((len(rows), 1))
+        if X is not None:
+            design = np.column_stack([design, X[rows]])
+        coef, *_ = np.linalg.lstsq(design, y_file[rows], rcond=None)
+        residual = y_file[rows] - design @ coef
+        levene = np.ones(source.n_variants)
+        for chunk, G in source.chunks(2048, samples=rows):
+            levene[chunk] = variance_heterogeneity(G, residual)
+        results["P_VARIANCE"] = levene
+        p = np.fmin(p, levene)
+    p = np.where(np.isfinite(p), p, np.inf)
+    return np.sort(np.argsort(p, kind="stable")[: min(top, len(p))]), results
 
 
 # ------------------------------------------------------------------------------ data side

@@ -49,13 +49,14 @@ from genoformer.gwas.model.inputs import (
     choose_decoys,
     covariate_scaling,
     decoy_permutation,
+    preselect_variants,
     split_missing,
     standardise_covariates,
     window_layout,
     with_decoys,
 )
 from genoformer.gwas.model.network import GenotypeModel, GenotypeModelConfig
-from genoformer.gwas.stats.association import associate, write_results
+from genoformer.gwas.stats.association import write_results
 
 __all__ = ["CohortInputs", "RunResult", "TrainedRun", "load_trained", "predict", "train"]
 
@@ -157,85 +158,6 @@ def _split(n: int, validation: float, test: float, seed: int) -> np.ndarray:
     return split
 
 
-def variance_heterogeneity(G: np.ndarray, residual: np.ndarray) -> np.ndarray:
-    """Levene's test per variant: does the spread of ``residual`` differ between genotype
-    groups? One p-value per column of ``G`` (samples x variants, NaN missing; 1 when fewer
-    than two groups). A variant in an epistatic pair changes the phenotype's variance even
-    when it leaves its mean unchanged, which is what makes this screen see it."""
-    from scipy import stats
-
-    codes = np.where(np.isnan(G), -1, np.rint(G)).astype(np.int8)
-    r = np.asarray(residual, dtype=np.float64)[:, None]
-    deviation = np.zeros(G.shape, dtype=np.float64)
-    counts = []
-    for g in (0, 1, 2):
-        in_group = codes == g
-        n_g = in_group.sum(axis=0)
-        mean = (in_group * r).sum(axis=0) / np.maximum(n_g, 1)
-        deviation += in_group * np.abs(r - mean)
-        counts.append(n_g)
-    valid = codes >= 0
-    n = valid.sum(axis=0)
-    grand = (deviation * valid).sum(axis=0) / np.maximum(n, 1)
-    between = np.zeros(G.shape[1])
-    within = np.zeros(G.shape[1])
-    for g, n_g in zip((0, 1, 2), counts, strict=True):
-        in_group = codes == g
-        mean = (deviation * in_group).sum(axis=0) / np.maximum(n_g, 1)
-        between += n_g * (mean - grand) ** 2
-        within += ((deviation - mean) ** 2 * in_group).sum(axis=0)
-    k = np.sum([c > 0 for c in counts], axis=0)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        f = (between / (k - 1)) / (within / (n - k))
-        p = stats.f.sf(f, k - 1, n - k)
-    return np.where((k >= 2) & np.isfinite(p), p, 1.0)
-
-
-PRESELECT_BY = ("marginal", "marginal+variance")
-
-
-def _preselect(
-    source: GenotypeSource,
-    cohort: _Cohort,
-    train_rows: np.ndarray,
-    top: int,
-    by: str = "marginal",
-) -> tuple[np.ndarray, pd.DataFrame]:
-    """The ``top`` variants by association p on the training samples, in file order: the
-    marginal (additive) test, or the smaller of it and Levene's variance test; and the
-    association results of every variant (with ``P_VARIANCE``, Levene's p, when used)."""
-    if top < 1:
-        raise InputError(f"preselect is {top}", where="--preselect", fix="use 1 or more")
-    if by not in PRESELECT_BY:
-        raise InputError(
-            f"unknown preselection '{by}'",
-            where="--preselect-by",
-            fix=f"use {' or '.join(PRESELECT_BY)}",
-        )
-    y = np.full(source.n_samples, np.nan)
-    y[cohort.index] = cohort.y
-    X = None
-    if cohort.covariates is not None and cohort.covariates.shape[1]:
-        X = np.full((source.n_samples, cohort.covariates.shape[1]), np.nan)
-        X[cohort.index] = cohort.covariates
-    rows = cohort.index[train_rows]
-    results = associate(source, y, covariates=X, samples=rows)
-    p = results["P"].to_numpy(dtype=float)
-    if by == "marginal+variance":
-        design = np.ones((len(rows), 1))
-        if X is not None:
-            design = np.column_stack([design, X[rows]])
-        coef, *_ = np.linalg.lstsq(design, y[rows], rcond=None)
-        residual = y[rows] - design @ coef
-        levene = np.ones(source.n_variants)
-        for index, G in source.chunks(2048, samples=rows):
-            levene[index] = variance_heterogeneity(G, residual)
-        results["P_VARIANCE"] = levene
-        p = np.fmin(p, levene)
-    p = np.where(np.isfinite(p), p, np.inf)
-    return np.sort(np.argsort(p, kind="stable")[: min(top, len(p))]), results
-
-
 # --------------------------------------------------------------------------------- train
 
 
@@ -333,68 +255,169 @@ def train(
     with run.step("prepare"), open_genotypes(genotypes) as source:
         cohort = _cohort(source, pheno, trait, covar, covar_names)
         split = _split(len(cohort.index), validation, test, seed)
-        train_rows = np.flatnonzero(split == "train")
-        if preselect is not None:
-            columns, association = _preselect(source, cohort, train_rows, preselect, preselect_by)
-            # Every variant's test on the training samples: `gwas explain` draws the
-            # Manhattan panel and the association ranking from it.
-            run.record_output(
-                "association", write_results(association, run.file("association.parquet"))
-            )
-        else:
-            columns = np.arange(source.n_variants)
+        columns = _model_variants(run, source, cohort, split, preselect, preselect_by)
         G = source.read(samples=cohort.index, variants=columns)
-        n_decoys = min(MAX_DECOYS, len(columns)) if decoys is None else decoys
-        decoy_source = choose_decoys(len(columns), n_decoys, seed)
-        permutation = decoy_permutation(len(cohort.index), seed)
-        variants = _variants_table(source, columns, decoy_source)
-        samples = source.samples.iloc[cohort.index][["fid", "iid"]].reset_index(drop=True)
+        layout = _layout(source, cohort, split, columns, decoys, seed)
+    run.record_output("variants", write_table(run.file("variants.tsv"), layout.variants))
+    run.record_output("samples", write_table(run.file("samples.tsv"), layout.samples))
+    task = "regression" if cohort.kind == "quantitative" else "classification"
+    parts, scaling = _model_inputs(G, layout, cohort, split, task=task, trait=trait)
+    del G
+    architecture = {
+        "backbone": backbone, "window": window, "pooling": pooling, "additive": additive,
+        "d_model": d_model, "n_layers": n_layers, "n_heads": n_heads, "dropout": dropout,
+        "initializer_range": initializer_range,
+    }  # fmt: skip
+    config = _model_config(architecture, task, parts, cohort, layout.variants, scaling)
+    torch.manual_seed(seed)
+    network = GenotypeModel(config)
+    settings = _train_settings(
+        len(parts["train"]), epochs=epochs, batch_size=batch_size, learning_rate=learning_rate,
+        weight_decay=weight_decay, patience=patience, eval_every=eval_every,
+        keep_checkpoints=keep_checkpoints, seed=seed, device=device,
+    )  # fmt: skip
+    with run.step("train"):
+        trained = _fit(run, network, parts, task, settings, resume=resume)
+    with run.step("evaluate"):
+        results, outputs = _compare(
+            run, trained.model, parts, layout.samples[split == "test"],
+            task=task, trait=trait, names=baselines_to_fit, seed=seed, device=device,
+        )  # fmt: skip
+    summary = _summary(trait, task, config, parts, layout, trained, results)
+    outputs["metrics"] = write_json(run.file("metrics.json"), summary)
+    for key, path in outputs.items():
+        run.record_output(key, path)
+    run.record_results("test", {name: _headline(m, task) for name, m in results.items()})
+    run.finish()
+    return RunResult(run.path, summary, {**trained.outputs, **outputs})
+
+
+def _summary(
+    trait: str,
+    task: str,
+    config: GenotypeModelConfig,
+    parts: dict[str, CohortInputs],
+    layout: _Layout,
+    trained: Any,
+    results: dict[str, dict[str, Any]],
+) -> dict[str, Any]:
+    """``metrics.json``: the data, the model and its training, every model's test metrics."""
+    return {
+        "trait": trait,
+        "task": task,
+        "backbone": config.backbone,
+        "samples": {name: len(parts[name]) for name in SPLITS},
+        "variants": int((~layout.variants["is_decoy"]).sum()),
+        "decoys": int(len(layout.decoy_source)),
+        "tokens": config.n_tokens,
+        "n_parameters": int(sum(p.numel() for p in trained.model.parameters())),
+        "best_validation_loss": trained.best_eval_loss,
+        "steps": trained.global_step,
+        "test": results,
+    }
+
+
+def _model_variants(
+    run: RunDir,
+    source: GenotypeSource,
+    cohort: _Cohort,
+    split: np.ndarray,
+    preselect: int | None,
+    preselect_by: str,
+) -> np.ndarray:
+    """The variants the model takes, in file order: every one, or the ``preselect`` chosen on
+    the training samples (see :func:`~genoformer.gwas.model.inputs.preselect_variants`)."""
+    if preselect is None:
+        return np.arange(source.n_variants)
+    train_rows = np.flatnonzero(split == "train")
+    columns, association = preselect_variants(
+        source, cohort.index, cohort.y, cohort.covariates, train_rows, preselect, preselect_by
+    )
+    # Every variant's test on the training samples: `gwas explain` draws the
+    # Manhattan panel and the association ranking from it.
+    run.record_output("association", write_results(association, run.file("association.parquet")))
+    return columns
+
+
+@dataclass
+class _Layout:
+    """The model's columns and samples, as ``variants.tsv`` and ``samples.tsv`` hold them."""
+
+    decoy_source: np.ndarray  # the real column each decoy copies
+    permutation: np.ndarray  # the sample row whose genotypes fill each sample's decoys
+    variants: pd.DataFrame
+    samples: pd.DataFrame
+
+
+def _layout(
+    source: GenotypeSource,
+    cohort: _Cohort,
+    split: np.ndarray,
+    columns: np.ndarray,
+    decoys: int | None,
+    seed: int,
+) -> _Layout:
+    """Decoys chosen for the model's variants, and the variants and samples tables."""
+    n_decoys = min(MAX_DECOYS, len(columns)) if decoys is None else decoys
+    decoy_source = choose_decoys(len(columns), n_decoys, seed)
+    permutation = decoy_permutation(len(cohort.index), seed)
+    variants = _variants_table(source, columns, decoy_source)
+    samples = source.samples.iloc[cohort.index][["fid", "iid"]].reset_index(drop=True)
     samples["split"] = split
     samples["y"] = cohort.y
     samples["decoy_row"] = permutation
     if cohort.covariates is not None:
         for j, name in enumerate(cohort.covariate_names):
             samples[f"covar:{name}"] = cohort.covariates[:, j]
-    run.record_output("variants", write_table(run.file("variants.tsv"), variants))
-    run.record_output("samples", write_table(run.file("samples.tsv"), samples))
+    return _Layout(decoy_source, permutation, variants, samples)
 
-    task = "regression" if cohort.kind == "quantitative" else "classification"
-    values, missing = split_missing(with_decoys(G, decoy_source, permutation))
-    del G
-    scaling = ([], [])
+
+def _model_inputs(
+    G: np.ndarray, layout: _Layout, cohort: _Cohort, split: np.ndarray, *, task: str, trait: str
+) -> tuple[dict[str, CohortInputs], tuple[list[float], list[float]]]:
+    """The model inputs of each split (decoys appended, covariates standardised with the
+    training samples' statistics) and those statistics (empty without covariates)."""
+    values, missing = split_missing(with_decoys(G, layout.decoy_source, layout.permutation))
+    scaling: tuple[list[float], list[float]] = ([], [])
     covariates = None
     if cohort.covariates is not None and cohort.covariates.shape[1]:
-        scaling = covariate_scaling(cohort.covariates[train_rows])
+        scaling = covariate_scaling(cohort.covariates[split == "train"])
         covariates = standardise_covariates(cohort.covariates, *scaling)
     inputs = CohortInputs(values, missing, covariates, cohort.y)
     parts = {name: inputs.subset(np.flatnonzero(split == name)) for name in SPLITS}
-    y_train = parts["train"].y
-    if task == "classification" and len(np.unique(y_train)) < 2:
+    if task == "classification" and len(np.unique(parts["train"].y)) < 2:
         raise InputError(
             f"the training samples of '{trait}' are all one class",
             fix="give a case/control phenotype with both cases and controls",
         )
-    options = {
-        key: value if value is not None else MODEL_DEFAULTS[key]
-        for key, value in {
-            "d_model": d_model,
-            "n_layers": n_layers,
-            "n_heads": n_heads,
-            "dropout": dropout,
-            "initializer_range": initializer_range,
-        }.items()
+    return parts, scaling
+
+
+def _model_config(
+    architecture: dict[str, Any],
+    task: str,
+    parts: dict[str, CohortInputs],
+    cohort: _Cohort,
+    variants: pd.DataFrame,
+    scaling: tuple[list[float], list[float]],
+) -> GenotypeModelConfig:
+    """The model's configuration: ``architecture`` (``MODEL_DEFAULTS`` where None) and what
+    the data decide (sizes, token layout, genotype, target and covariate scaling)."""
+    architecture = {
+        key: MODEL_DEFAULTS[key] if value is None and key in MODEL_DEFAULTS else value
+        for key, value in architecture.items()
     }
-    column_scaling = baselines.Features(parts["train"])
-    config = GenotypeModelConfig(
-        backbone=backbone,
-        n_variants=values.shape[1],
-        n_covariates=0 if covariates is None else covariates.shape[1],
+    train_part = parts["train"]
+    y_train = train_part.y
+    column_scaling = baselines.Features(train_part)
+    window = architecture.pop("window")
+    return GenotypeModelConfig(
+        n_variants=train_part.genotypes.shape[1],
+        n_covariates=0 if train_part.covariates is None else train_part.covariates.shape[1],
         task=task,
         num_labels=1 if task == "regression" else 2,
         window=window,
         token_of_column=window_layout(variants["chrom"], variants["is_decoy"], window).tolist(),
-        pooling=pooling,
-        additive=additive,
         genotype_mean=column_scaling.mean.tolist(),
         genotype_std=column_scaling.std.tolist(),
         target_mean=float(np.mean(y_train)) if task == "regression" else 0.0,
@@ -404,12 +427,26 @@ def train(
         covariate_mean=scaling[0],
         covariate_std=scaling[1],
         classes=None if task == "regression" else ["control", "case"],
-        **options,
+        **architecture,
     )
-    torch.manual_seed(seed)
-    network = GenotypeModel(config)
-    steps_per_epoch = max(1, math.ceil(len(parts["train"]) / batch_size))
-    settings = TrainSettings(
+
+
+def _train_settings(
+    n_train: int,
+    *,
+    epochs: float,
+    batch_size: int,
+    learning_rate: float,
+    weight_decay: float,
+    patience: int,
+    eval_every: int | None,
+    keep_checkpoints: int,
+    seed: int,
+    device: str,
+) -> TrainSettings:
+    """The Trainer's settings: constant learning rate, evaluated every epoch by default."""
+    steps_per_epoch = max(1, math.ceil(n_train / batch_size))
+    return TrainSettings(
         epochs=epochs,
         batch_size=batch_size,
         learning_rate=learning_rate,
@@ -423,53 +460,59 @@ def train(
         device=device,
         log_every=max(1, min(50, steps_per_epoch)),
     )
-    with run.step("train"):
-        trained = train_model(
-            network,
-            GenotypeDataset(parts["train"], task=task),
-            GenotypeDataset(parts["validation"], task=task),
-            run.path,
-            settings,
-            resume=resume,
-        )
-        for key, path in trained.outputs.items():
-            run.record_output(key, path)
 
-    with run.step("evaluate"):
-        test_part = parts["test"]
-        logits = predict_logits(trained.model, GenotypeDataset(test_part, task=task), device=device)
-        predictions = {"transformer": logits[:, 0] if task == "regression" else softmax(logits)}
-        predictions.update(
-            baselines.fit_predict(
-                parts["train"], test_part, task=task, names=baselines_to_fit, seed=seed
-            )
-        )
-        results = {name: _evaluate(task, test_part.y, p) for name, p in predictions.items()}
-        outputs = _write_evaluation(run, samples[split == "test"], test_part.y, predictions, task)
-        outputs["comparison"] = write_table(run.file("comparison.tsv"), _comparison(results, task))
-        metric = "r2" if task == "regression" else "auroc"
-        outputs["comparison_figure"] = comparison_bar(
-            results, metric, run.file("comparison.png"), title=f"test {metric}: {trait}"
-        )[0]
-    summary = {
-        "trait": trait,
-        "task": task,
-        "backbone": backbone,
-        "samples": {name: len(parts[name]) for name in SPLITS},
-        "variants": int(len(columns)),
-        "decoys": int(len(decoy_source)),
-        "tokens": config.n_tokens,
-        "n_parameters": int(sum(p.numel() for p in trained.model.parameters())),
-        "best_validation_loss": trained.best_eval_loss,
-        "steps": trained.global_step,
-        "test": results,
-    }
-    outputs["metrics"] = write_json(run.file("metrics.json"), summary)
-    for key, path in outputs.items():
+
+def _fit(
+    run: RunDir,
+    network: GenotypeModel,
+    parts: dict[str, CohortInputs],
+    task: str,
+    settings: TrainSettings,
+    *,
+    resume: bool,
+) -> Any:
+    """Train with early stopping on the validation samples; the Trainer's outputs recorded."""
+    trained = train_model(
+        network,
+        GenotypeDataset(parts["train"], task=task),
+        GenotypeDataset(parts["validation"], task=task),
+        run.path,
+        settings,
+        resume=resume,
+    )
+    for key, path in trained.outputs.items():
         run.record_output(key, path)
-    run.record_results("test", {name: _headline(m, task) for name, m in results.items()})
-    run.finish()
-    return RunResult(run.path, summary, {**trained.outputs, **outputs})
+    return trained
+
+
+def _compare(
+    run: RunDir,
+    model: GenotypeModel,
+    parts: dict[str, CohortInputs],
+    test_samples: pd.DataFrame,
+    *,
+    task: str,
+    trait: str,
+    names: Sequence[str],
+    seed: int,
+    device: str,
+) -> tuple[dict[str, dict[str, Any]], dict[str, Path]]:
+    """The transformer and the baselines scored on the test samples: metrics per model, and
+    the predictions, comparison table and figures written."""
+    test_part = parts["test"]
+    logits = predict_logits(model, GenotypeDataset(test_part, task=task), device=device)
+    predictions = {"transformer": logits[:, 0] if task == "regression" else softmax(logits)}
+    predictions.update(
+        baselines.fit_predict(parts["train"], test_part, task=task, names=names, seed=seed)
+    )
+    results = {name: _evaluate(task, test_part.y, p) for name, p in predictions.items()}
+    outputs = _write_evaluation(run, test_samples, test_part.y, predictions, task)
+    outputs["comparison"] = write_table(run.file("comparison.tsv"), _comparison(results, task))
+    metric = "r2" if task == "regression" else "auroc"
+    outputs["comparison_figure"] = comparison_bar(
+        results, metric, run.file("comparison.png"), title=f"test {metric}: {trait}"
+    )[0]
+    return results, outputs
 
 
 def _headline(metrics: dict[str, Any], task: str) -> dict[str, Any]:

@@ -890,61 +890,108 @@ def _chunk_table(
     alt = variants["a1"].astype(str).to_numpy()
     ref = variants["a2"].astype(str).to_numpy()
     a1_allele = np.where(flip, ref, alt)
-    other = np.where(flip, alt, ref)
     if test == "chisq":
-        r = _chisq_chunk(G, y)
-        return pd.DataFrame(
-            {
-                "CHR": variants["chrom"].to_numpy(),
-                "SNP": variants["id"].to_numpy(),
-                "BP": variants["pos"].to_numpy(),
-                "A1": a1_allele,
-                "F_A": r["f_a"],
-                "F_U": r["f_u"],
-                "A2": other,
-                "CHISQ": r["chisq"],
-                "P": r["p"],
-                "OR": r["or"],
-            }  # fmt: skip
-        )
+        return _chisq_table(variants, G, y, a1_allele, np.where(flip, alt, ref))
     m = G.shape[1]
-    k = X.shape[1]
     Gt = np.ascontiguousarray(G.T, dtype=np.float32)
     chk = _variant_checks(Gt, X_raw[:, 1:], y)
+    err = _error_codes(chk, X.shape[1])
+    if test == "linear":
+        r = _linear_chunk(G, y, X, chk["obs"], chk["sum_g"])
+        used_firth = np.zeros(m, dtype=bool)
+    else:
+        assert b0 is not None
+        r, used_firth = _logistic_fits(Gt, y, X_raw, b0, firth, chk, err)
+    alleles = {"REF": ref, "ALT": alt, "A1": a1_allele}
+    return _glm_table(variants, alleles, chk["obs"], err, r, used_firth, test=test, firth=firth)
+
+
+def _chisq_table(
+    variants: pd.DataFrame, G: np.ndarray, y: np.ndarray, a1: np.ndarray, a2: np.ndarray
+) -> pd.DataFrame:
+    """plink1.9 ``--assoc`` rows of a chunk; ``G`` counts the A1 alleles."""
+    r = _chisq_chunk(G, y)
+    return pd.DataFrame(
+        {
+            "CHR": variants["chrom"].to_numpy(),
+            "SNP": variants["id"].to_numpy(),
+            "BP": variants["pos"].to_numpy(),
+            "A1": a1,
+            "F_A": r["f_a"],
+            "F_U": r["f_u"],
+            "A2": a2,
+            "CHISQ": r["chisq"],
+            "P": r["p"],
+            "OR": r["or"],
+        }  # fmt: skip
+    )
+
+
+def _error_codes(chk: dict[str, np.ndarray], k: int) -> np.ndarray:
+    """ERRCODE per variant from the checks before any fit (``"."`` where the variant is
+    fitted); ``k`` is the number of columns of the design (intercept and covariates)."""
     obs = chk["obs"]
     # plink2's order: too few samples, constant genotype, then the collinearity checks
-    err = np.full(m, ".", dtype=object)
+    err = np.full(obs.shape[0], ".", dtype=object)
     err[chk["vif_high"]] = "VIF_TOO_HIGH"
     err[chk["vif_infinite"]] = "VIF_INFINITE"
     err[chk["corr_high"]] = "CORR_TOO_HIGH"
     err[chk["const"]] = "CONST_OMITTED_ALLELE"
     err[obs <= k + 1] = "SAMPLE_CT<=PREDICTOR_CT"
-    fit = err == "."
+    return err
+
+
+def _logistic_fits(
+    Gt: np.ndarray,
+    y: np.ndarray,
+    X_raw: np.ndarray,
+    b0: np.ndarray,
+    firth: str,
+    chk: dict[str, np.ndarray],
+    err: np.ndarray,
+) -> tuple[dict[str, np.ndarray], np.ndarray]:
+    """Logistic (or Firth) fits of the variants that passed the checks (``err == "."``).
+
+    Returns the per-variant ``beta``, ``se``, ``stat`` and ``p`` (NaN where not fitted) and
+    which variants used Firth; ``err`` gets the codes of separation and failed fits, in place.
+    """
+    m = Gt.shape[0]
+    obs = chk["obs"]
     used_firth = np.zeros(m, dtype=bool)
-    if test == "linear":
-        r = _linear_chunk(G, y, X, obs, chk["sum_g"])
-    else:
-        assert b0 is not None
-        r = {key: np.full(m, np.nan) for key in ("beta", "se", "stat", "p")}
-        idx = np.flatnonzero(fit)
-        if idx.size:
-            # A1 dosage 0 in cases or controls, or only A1 there (plink2 tests every allele)
-            case_g, tot_g, n_case = chk["case_g"][idx], chk["sum_g"][idx], chk["n_case"][idx]
-            ctrl_g = tot_g - case_g
-            separated = (case_g == 0) | (ctrl_g == 0) | (case_g == 2 * n_case)
-            separated |= ctrl_g == 2 * (obs[idx] - n_case)
-            if firth == "never":
-                err[idx[separated]] = "SEPARATION"
-                idx, separated = idx[~separated], separated[~separated]
-            fitted = _logistic_chunk(Gt[idx], y, X_raw, b0, firth, separated)
-            for key in r:
-                r[key][idx] = fitted[key]
-            used_firth[idx] = fitted["firth"]
-            failed = idx[fitted["failed"]]
-            err[failed] = np.where(
-                used_firth[failed], "FIRTH_CONVERGE_FAIL", "LOGISTIC_CONVERGE_FAIL"
-            )
-            err[idx[fitted["invalid"]]] = "INVALID_RESULT"
+    r = {key: np.full(m, np.nan) for key in ("beta", "se", "stat", "p")}
+    idx = np.flatnonzero(err == ".")
+    if not idx.size:
+        return r, used_firth
+    # A1 dosage 0 in cases or controls, or only A1 there (plink2 tests every allele)
+    case_g, tot_g, n_case = chk["case_g"][idx], chk["sum_g"][idx], chk["n_case"][idx]
+    ctrl_g = tot_g - case_g
+    separated = (case_g == 0) | (ctrl_g == 0) | (case_g == 2 * n_case)
+    separated |= ctrl_g == 2 * (obs[idx] - n_case)
+    if firth == "never":
+        err[idx[separated]] = "SEPARATION"
+        idx, separated = idx[~separated], separated[~separated]
+    fitted = _logistic_chunk(Gt[idx], y, X_raw, b0, firth, separated)
+    for key in r:
+        r[key][idx] = fitted[key]
+    used_firth[idx] = fitted["firth"]
+    failed = idx[fitted["failed"]]
+    err[failed] = np.where(used_firth[failed], "FIRTH_CONVERGE_FAIL", "LOGISTIC_CONVERGE_FAIL")
+    err[idx[fitted["invalid"]]] = "INVALID_RESULT"
+    return r, used_firth
+
+
+def _glm_table(
+    variants: pd.DataFrame,
+    alleles: dict[str, np.ndarray],
+    obs: np.ndarray,
+    err: np.ndarray,
+    r: dict[str, np.ndarray],
+    used_firth: np.ndarray,
+    *,
+    test: str,
+    firth: str,
+) -> pd.DataFrame:
+    """plink2 ``--glm`` rows of a chunk: estimates are NA where ERRCODE is not ``"."``."""
     na = err != "."
     beta = np.where(na, np.nan, r["beta"])
     se = np.where(na, np.nan, r["se"])
@@ -954,9 +1001,9 @@ def _chunk_table(
         "#CHROM": variants["chrom"].to_numpy(),
         "POS": variants["pos"].to_numpy(),
         "ID": variants["id"].to_numpy(),
-        "REF": ref,
-        "ALT": alt,
-        "A1": a1_allele,
+        "REF": alleles["REF"],
+        "ALT": alleles["ALT"],
+        "A1": alleles["A1"],
     }
     if test == "logistic" and firth == "fallback":  # plink2 has the column for fallback only
         out["FIRTH?"] = np.where(used_firth, "Y", "N")
@@ -1034,30 +1081,8 @@ def associate(
     if firth not in ("fallback", "always", "never"):
         raise InputError(f"unknown firth {firth!r}", fix="use fallback, always or never")
     C, _names = _prepare_covariates(covariates if test != "chisq" else None, n_all)
-    use = np.isfinite(y) & np.isfinite(C).all(axis=1)
-    if samples is not None:
-        chosen = np.zeros(n_all, dtype=bool)
-        chosen[np.asarray(samples)] = True
-        use &= chosen
-    base = np.flatnonzero(chosen) if samples is not None else np.arange(n_all)
-    founders = _founder_rows(source.samples, base)
-    keep = np.flatnonzero(use)
-    # rows of the analysed samples within the chunk read for ``base``
-    rows = np.flatnonzero(use[base])
-    if keep.size == 0:
-        raise InputError(
-            "no sample left with a phenotype, all covariates and the chosen ids",
-            fix="check that phenotype and covariate ids match the genotype file",
-        )
-    y_used = y[keep]
-    X, X_raw = _design(C[keep])
-    b0 = None
-    if test == "logistic":
-        if y_used.min() == y_used.max():
-            raise InputError("logistic regression needs both cases and controls")
-        b0 = _logistic_null(y_used, X_raw)
-    if test == "linear":
-        y_used = y_used - y_used.mean()  # intercept in the model: numerical stability only
+    base, keep, rows, founders = _analysed_samples(source, y, C, samples)
+    y_used, X, X_raw, b0 = _null_design(y[keep], C[keep], test)
     variant_table = source.variants.reset_index(drop=True)
     # Memory is bounded by the chunk: fewer variants per chunk for larger cohorts.
     chunk_size = max(64, min(chunk_size, _READ_CELLS // max(len(base), 1)))
@@ -1074,7 +1099,81 @@ def associate(
             y=y_used, X=X, X_raw=X_raw, test=test, firth=firth, b0=b0,
         )  # fmt: skip
 
-    parts: Iterator[pd.DataFrame]
+    parts = _chunk_parts(
+        source,
+        run_chunk,
+        engine=engine,
+        chunk_size=chunk_size,
+        samples=base,
+        variants=variants,
+        scheduler=scheduler,
+        n_used=y_used.size,
+    )
+    tables = list(parts)
+    if not tables:
+        columns = {"chisq": ASSOC_COLUMNS, "linear": GLM_LINEAR_COLUMNS}
+        return pd.DataFrame(columns=columns.get(test, GLM_LOGISTIC_COLUMNS))
+    return pd.concat(tables, ignore_index=True)
+
+
+def _analysed_samples(
+    source: Any, y: np.ndarray, C: np.ndarray, samples: np.ndarray | None
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray | None]:
+    """Which samples are read and which analysed.
+
+    Returns ``base`` (the chosen samples, read for every chunk), ``keep`` (those with a
+    phenotype and every covariate, the analysed ones), ``rows`` (the analysed samples' rows
+    within a chunk read for ``base``) and ``founders`` (rows of ``base`` whose allele
+    frequencies decide A1, None for all).
+    """
+    n_all = y.shape[0]
+    use = np.isfinite(y) & np.isfinite(C).all(axis=1)
+    if samples is not None:
+        chosen = np.zeros(n_all, dtype=bool)
+        chosen[np.asarray(samples)] = True
+        use &= chosen
+    base = np.flatnonzero(chosen) if samples is not None else np.arange(n_all)
+    founders = _founder_rows(source.samples, base)
+    keep = np.flatnonzero(use)
+    # rows of the analysed samples within the chunk read for ``base``
+    rows = np.flatnonzero(use[base])
+    if keep.size == 0:
+        raise InputError(
+            "no sample left with a phenotype, all covariates and the chosen ids",
+            fix="check that phenotype and covariate ids match the genotype file",
+        )
+    return base, keep, rows, founders
+
+
+def _null_design(
+    y_used: np.ndarray, C_used: np.ndarray, test: str
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray | None]:
+    """The analysed samples' phenotype (centred for linear regression), the designs with
+    standardised and with raw covariates, and the covariates-only logistic fit (or None)."""
+    X, X_raw = _design(C_used)
+    b0 = None
+    if test == "logistic":
+        if y_used.min() == y_used.max():
+            raise InputError("logistic regression needs both cases and controls")
+        b0 = _logistic_null(y_used, X_raw)
+    if test == "linear":
+        y_used = y_used - y_used.mean()  # intercept in the model: numerical stability only
+    return y_used, X, X_raw, b0
+
+
+def _chunk_parts(
+    source: Any,
+    run_chunk: Callable[[np.ndarray, np.ndarray], pd.DataFrame],
+    *,
+    engine: str,
+    chunk_size: int,
+    samples: np.ndarray,
+    variants: np.ndarray | None,
+    scheduler: Any,
+    n_used: int,
+) -> Iterator[pd.DataFrame]:
+    """The per-chunk tables, computed by ``engine``: in this process or on a Dask cluster;
+    ``n_used`` is the number of analysed samples (it sizes the sub-blocks in this process)."""
     if engine == "dask":
         try:
             from genoformer.gwas.stats.distributed import map_chunks
@@ -1082,26 +1181,20 @@ def associate(
             raise InputError(
                 "engine='dask' needs genoformer.gwas.stats.distributed", fix="use engine='numpy'"
             ) from exc
-        parts = map_chunks(
+        return map_chunks(
             source,
             run_chunk,
             chunk_size=chunk_size,
-            samples=base,
+            samples=samples,
             variants=variants,
             scheduler=scheduler,
         )
-    elif engine == "numpy":
-        parts = (
-            _split_run(run_chunk, idx, G, y_used.size)
-            for idx, G in source.chunks(size=chunk_size, samples=base, variants=variants)
+    if engine == "numpy":
+        return (
+            _split_run(run_chunk, idx, G, n_used)
+            for idx, G in source.chunks(size=chunk_size, samples=samples, variants=variants)
         )
-    else:
-        raise InputError(f"unknown engine {engine!r}", fix="use numpy or dask")
-    tables = list(parts)
-    if not tables:
-        columns = {"chisq": ASSOC_COLUMNS, "linear": GLM_LINEAR_COLUMNS}
-        return pd.DataFrame(columns=columns.get(test, GLM_LOGISTIC_COLUMNS))
-    return pd.concat(tables, ignore_index=True)
+    raise InputError(f"unknown engine {engine!r}", fix="use numpy or dask")
 
 
 def _split_run(

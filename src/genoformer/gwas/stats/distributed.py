@@ -123,21 +123,39 @@ def map_chunks(
     ------
     The result of ``func`` for each chunk, in chunk order.
     """
-    from distributed import Client, LocalCluster
+    import distributed  # noqa: F401 - fails here, before any work, where it is not installed
 
     if chunk_size < 1:
         raise ValueError(f"chunk size must be at least 1, got {chunk_size}")
     path = source_path(source)
+    blocks = _blocks(_n_variants(source, path), variants, chunk_size)
+    client, cluster, own_client = _connect(scheduler, n_workers, processes)
+    try:
+        yield from _stream(client, path, func, samples, blocks, max_pending)
+    finally:
+        if own_client:
+            client.close()
+        if cluster is not None:
+            cluster.close()
+
+
+def _n_variants(source: Any, path: str) -> int:
+    """How many variants ``source`` (a ``GenotypeSource`` or the path ``path``) holds."""
     if isinstance(source, (str, os.PathLike)):
         from genoformer.gwas.io.genotypes import open_genotypes
 
-        n_variants = open_genotypes(path).n_variants
-    else:
-        n_variants = source.n_variants
-    blocks = _blocks(n_variants, variants, chunk_size)
+        return open_genotypes(path).n_variants
+    return source.n_variants
 
-    cluster = None
-    own_client = True
+
+def _connect(scheduler: str | Any | None, n_workers: int | None, processes: bool) -> tuple:
+    """A client of the cluster ``scheduler`` names, or of a local cluster started here.
+
+    Returns ``(client, cluster, own_client)``: ``cluster`` is the local cluster (None for an
+    existing one), ``own_client`` whether the client is to be closed when the work is done.
+    """
+    from distributed import Client, LocalCluster
+
     if scheduler is None:
         workers = n_workers or min(os.cpu_count() or 1, 4)
         if processes:
@@ -150,12 +168,22 @@ def map_chunks(
             silence_logs=logging.ERROR,
             **kwargs,
         )
-        client = Client(cluster)
-    elif isinstance(scheduler, Client):
-        client, own_client = scheduler, False
-    else:
-        client = Client(scheduler)
+        return Client(cluster), cluster, True
+    if isinstance(scheduler, Client):
+        return scheduler, None, False
+    return Client(scheduler), None, True
 
+
+def _stream(
+    client: Any,
+    path: str,
+    func: Callable[[np.ndarray, np.ndarray], T],
+    samples: np.ndarray | None,
+    blocks: list[np.ndarray],
+    max_pending: int | None,
+) -> Iterator[T]:
+    """Submit one task per block, at most ``max_pending`` in flight, and yield the results in
+    block order; tasks still pending are cancelled when the iteration stops."""
     pending: deque = deque()
     try:
         threads = sum(client.nthreads().values()) or 1
@@ -193,7 +221,3 @@ def map_chunks(
     finally:
         for future in pending:
             future.cancel()
-        if own_client:
-            client.close()
-        if cluster is not None:
-            cluster.close()
