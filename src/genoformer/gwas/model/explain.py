@@ -34,7 +34,7 @@ from genoformer.engine.runs import RunDir, write_table
 from genoformer.gwas.io.genotypes import GenotypeSource
 from genoformer.gwas.model import attribution
 from genoformer.gwas.model.epistasis import pair_scan
-from genoformer.gwas.plots import association as plots
+from genoformer.gwas.plots import importance as plots
 
 __all__ = ["ASSOCIATION_FILES", "ArrayGenotypes", "explain", "truth_recall"]
 
