@@ -218,9 +218,7 @@ def _mpl_panel(fig: Figure, ax, panel: Panel) -> None:
         if not _is_empty(layer):
             _MPL_LAYERS[type(layer)](fig, ax, layer)
     for line in panel.lines:
-        ax.axhline(
-            line.y, color=line.color, lw=line.width, ls=_MPL_DASH[line.dash], label=line.label
-        )
+        ax.axhline(line.y, **_mpl_stroke(line))
     for note in panel.notes:
         ax.annotate(
             note.text,
@@ -277,15 +275,17 @@ def _mpl_scatter(fig: Figure, ax, layer: Scatter) -> None:
     )
 
 
+def _mpl_stroke(stroke: Stroke) -> dict:
+    return {
+        "color": stroke.color,
+        "lw": stroke.width,
+        "ls": _MPL_DASH[stroke.dash],
+        "label": stroke.label,
+    }
+
+
 def _mpl_line(fig: Figure, ax, layer: Line) -> None:
-    ax.plot(
-        layer.x,
-        layer.y,
-        color=layer.color,
-        lw=layer.width,
-        ls=_MPL_DASH[layer.dash],
-        label=layer.label,
-    )
+    ax.plot(layer.x, layer.y, **_mpl_stroke(layer))
 
 
 def _mpl_band(fig: Figure, ax, layer: Band) -> None:
@@ -347,10 +347,7 @@ def _page_panel(fig, panel: Panel, where: dict, suffix: str) -> None:
             for trace in _PAGE_LAYERS[type(layer)](layer):
                 fig.add_trace(trace, **where)
     for line in panel.lines:
-        style = {"color": line.color, "width": line.width}
-        if line.dash != "solid":
-            style["dash"] = line.dash
-        fig.add_hline(y=line.y, line=style, **where)
+        fig.add_hline(y=line.y, line=_page_stroke(line), **where)
     for note in panel.notes:
         fig.add_annotation(
             x=note.x,
@@ -396,6 +393,13 @@ def _page_axis(axis: Axis) -> dict:
     return props
 
 
+def _page_stroke(stroke: Stroke) -> dict:
+    style = {"color": stroke.color, "width": stroke.width}
+    if stroke.dash != "solid":
+        style["dash"] = stroke.dash
+    return style
+
+
 def _legend(label: str | None) -> dict:
     return {"name": label, "showlegend": True} if label is not None else {"showlegend": False}
 
@@ -422,10 +426,7 @@ def _page_scatter(layer: Scatter) -> list:
 def _page_line(layer: Line) -> list:
     import plotly.graph_objects as go
 
-    style = {"color": layer.color, "width": layer.width}
-    if layer.dash != "solid":
-        style["dash"] = layer.dash
-    trace = go.Scatter(x=list(layer.x), y=list(layer.y), mode="lines", line=style)
+    trace = go.Scatter(x=list(layer.x), y=list(layer.y), mode="lines", line=_page_stroke(layer))
     return [trace.update(hoverinfo="skip", **_legend(layer.label))]
 
 
