@@ -10,7 +10,7 @@ import pytest
 
 from genoformer.engine.errors import InputError
 from genoformer.gwas.model.explain import explain
-from genoformer.gwas.plots.association import (
+from genoformer.gwas.plots.importance import (
     importance_track,
     importance_track_html,
     pair_heatmap,
@@ -105,7 +105,7 @@ def test_importance_track_figures(tables, tmp_path):
 
 
 def test_importance_track_shares_one_genome_axis(tables):
-    from genoformer.gwas.plots.association import _importance_tracks
+    from genoformer.gwas.plots.importance import _importance_tracks
 
     importance, assoc, _ = tables
     top, bottom, names, _ = _importance_tracks(importance, assoc, "ig")

@@ -37,7 +37,7 @@ from genoformer.gwas.model import attribution
 from genoformer.gwas.model.attribution import ScoreFunction
 from genoformer.gwas.model.epistasis import PairScanOptions, pair_scan
 from genoformer.gwas.model.inputs import CohortInputs
-from genoformer.gwas.plots import association as plots
+from genoformer.gwas.plots import importance as plots
 
 __all__ = ["ASSOCIATION_FILES", "explain", "truth_recall"]
 
