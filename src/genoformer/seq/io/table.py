@@ -105,14 +105,13 @@ def read_table(
         raise InputError(
             "no data rows below the header", file=path, fix="add rows of sequences and targets"
         )
-    header_where = "line 1 (header)"
-    if sequence_column not in columns:
-        raise InputError(
-            f"no column {sequence_column!r}; the columns are {_listing(columns)}",
-            file=path,
-            where=header_where,
-            fix="name the sequence column with sequence_column=... (or check the delimiter)",
-        )
+    _require_column(
+        sequence_column,
+        columns,
+        path,
+        noun="column",
+        fix="name the sequence column with sequence_column=... (or check the delimiter)",
+    )
     sequences = [s.strip() for s in frame[sequence_column]]
     for i, seq in enumerate(sequences):
         if not seq:
@@ -129,13 +128,9 @@ def read_table(
     elif isinstance(target_columns, str):
         target_columns = [target_columns]
     for column in target_columns:
-        if column not in columns:
-            raise InputError(
-                f"no target column {column!r}; the columns are {_listing(columns)}",
-                file=path,
-                where=header_where,
-                fix="choose target columns from the header",
-            )
+        _require_column(
+            column, columns, path, noun="target column", fix="choose target columns from the header"
+        )
     targets, names, classes = _targets(frame[list(target_columns)], task, path, lines)
     ids = (
         [s.strip() for s in frame[id_column]]
@@ -148,3 +143,14 @@ def read_table(
         _require_values(chroms, "chromosome", path, lines)
     data = SequenceData(sequences, targets, names, classes, ids, chroms, str(path))
     return _apply_lengths(data, lengths, length)
+
+
+def _require_column(column: str, columns: list[str], path: Path, *, noun: str, fix: str) -> None:
+    """An InputError at the header line, listing the columns, unless ``column`` is one."""
+    if column not in columns:
+        raise InputError(
+            f"no {noun} {column!r}; the columns are {_listing(columns)}",
+            file=path,
+            where="line 1 (header)",
+            fix=fix,
+        )
