@@ -26,8 +26,6 @@ KNOWN_LONG = {
     "sc/plots.py:embedding_umap",
     "sc/pretraining.py:pretrain",
     "sc/tokenizer.py:tokenize",
-    "seq/attribution.py:_fast_ism_chunk",
-    "seq/plots.py:worst_predictions_html",
 }
 KNOWN_WIDE = {
     "gwas/model/network.py:__init__",

@@ -13,7 +13,7 @@ _EXPORTS = {
     "predict": "genoformer.seq.api",
     "interpret": "genoformer.seq.api",
     "SequenceData": "genoformer.seq.data",
-    "load_sequences": "genoformer.seq.data",
+    "load_sequences": "genoformer.seq.io.load",
 }
 __all__ = sorted(_EXPORTS)
 

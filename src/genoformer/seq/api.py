@@ -22,12 +22,8 @@ from genoformer.engine.plots import confusion_matrix_plot, parity_plot, roc_pr_c
 from genoformer.engine.runs import RunDir, RunResult, write_json, write_table
 from genoformer.engine.training import TrainSettings, predict_logits, train_model
 from genoformer.seq.attribution import gradient_x_input, saturation_mutagenesis
-from genoformer.seq.data import (
-    OneHotDataset,
-    SequenceData,
-    harmonize_lengths,
-    load_sequences,
-)
+from genoformer.seq.data import OneHotDataset, SequenceData, harmonize_lengths
+from genoformer.seq.io.load import load_sequences
 from genoformer.seq.models import SeqModelConfig, SequenceModel
 from genoformer.seq.motifs import (
     activation_ppms,

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Callable, Iterator
+from typing import NamedTuple
 
 import numpy as np
 import torch
@@ -321,56 +322,19 @@ def _fast_ism_chunk(
     outside the window comes from prefix and suffix maxima of the reference features, the
     sum from prefix sums.
     """
-    n, _, length = x.shape
+    length = x.shape[-1]
     h = int(model.half_receptive_field)
     pad = _plan_padding(plan)
     mode = model.config.pooling
-    use_max = mode in ("max", "maxmean")
-    use_mean = mode in ("mean", "maxmean")
-    first = plan[0][0]
     shortcut = _linear_first_step(plan)
-
-    def padded_rows(t: torch.Tensor) -> torch.Tensor:
-        """(n, C, L) -> (n * (L + 2 pad), C): zero-padded, one contiguous row per position."""
-        t = torch.nn.functional.pad(t, (pad, pad))
-        return t.transpose(1, 2).reshape(-1, t.shape[1])
-
-    # Reference activations that the mutants' windows are spliced into: the input of each
-    # convolution-like step (for the shortcut, the first convolution's output instead).
-    references: list[torch.Tensor | None] = []
-    features = x
-    for k, (module, half) in enumerate(plan):
-        if half > 0 and not (k == 0 and shortcut):
-            references.append(padded_rows(features))
-        features = module(features)
-        if half > 0 and k == 0 and shortcut:
-            references.append(padded_rows(features))
-        if half == 0:
-            references.append(None)
+    references, features = _reference_steps(x, plan, shortcut, pad)
     y0 = model.to_output_scale(model.head(model.pool(features)))
     index = _target_index(model, y0, target)
     ref = _select(y0, index)
-    channels = features.shape[1]
-
-    # Row j of these (n * (L + 1), C) tables summarises the positions before j (prefix)
-    # or from j on (suffix), so that each mutant gathers whole contiguous rows.
-    def rows(t: torch.Tensor) -> torch.Tensor:
-        return t.transpose(1, 2).reshape(-1, channels)
-
-    edge = features.new_full((n, channels, 1), -torch.inf)
-    if use_max:
-        prefix_max = rows(torch.cat([edge, features.cummax(dim=-1).values], dim=-1))
-        suffix = features.flip(-1).cummax(dim=-1).values.flip(-1)
-        suffix_max = rows(torch.cat([suffix, edge], dim=-1))
-    if use_mean:
-        # In float64: the sum outside a window is a difference of prefix sums.
-        prefix_sum = torch.cat([torch.zeros_like(edge), features], dim=-1).double().cumsum(-1)
-        total = prefix_sum[:, :, -1]
-        prefix_sum = rows(prefix_sum)
-    if shortcut:
-        # Row a, laid out (width, C): the change in the first convolution's output on
-        # [i - w, i + w] per unit of base a added at i.
-        kernel = first.weight.flip(-1).permute(1, 2, 0).reshape(4, -1)
+    tables = _pool_tables(features, mode in ("max", "maxmean"), mode in ("mean", "maxmean"))
+    # Row a, laid out (width, C): the change in the first convolution's output on
+    # [i - w, i + w] per unit of base a added at i.
+    kernel = plan[0][0].weight.flip(-1).permute(1, 2, 0).reshape(4, -1) if shortcut else None
 
     seq, base, pos = _edit_list(x)
     # Windows of mutants within h of an end reach past it and need masking; grouping those
@@ -381,55 +345,154 @@ def _fast_ism_chunk(
     out = torch.empty(len(seq), dtype=y0.dtype, device=x.device)
     for lo in range(0, len(seq), batch_size):
         s, b, p = seq[lo : lo + batch_size], base[lo : lo + batch_size], pos[lo : lo + batch_size]
-        n_edits = len(s)
-        new_base = torch.nn.functional.one_hot(b, 4).to(x.dtype)
-
-        centre = s * (length + 2 * pad) + p + pad  # each mutant's row in the tables
-        current = new_base[:, :, None]  # the mutant's window at the input: one column
-        c = 0
-        for k, (module, half) in enumerate(plan):
-            if half == 0:
-                current = module(current)
-            elif k == 0 and shortcut:
-                rows = _rows_around(references[0], centre, half).transpose(1, 2)  # (E, w, C)
-                change = new_base - x[s, :, p]
-                current = torch.addmm(rows.reshape(n_edits, -1), change, kernel)
-                current = current.view(n_edits, 2 * half + 1, channels).transpose(1, 2)
-                c = half
-            else:
-                spliced = _rows_around(references[k], centre, c + 2 * half)  # a copy
-                spliced[:, :, 2 * half : 2 * half + 2 * c + 1] = current
-                c += half
-                current = module(spliced)[:, :, half : half + 2 * c + 1]
-            if c > 0:
-                # Positions past either end are the zero padding the next step reads.
-                where = p[:, None] + torch.arange(-c, c + 1, device=x.device)
-                outside = (where < 0) | (where >= length)
-                if bool(outside.any()):
-                    current = current.masked_fill(outside[:, None, :], 0.0)
-        where = p[:, None] + torch.arange(-h, h + 1, device=x.device)
-        outside = (where < 0) | (where >= length)
-        any_outside = bool(outside.any())
-        start = (p - h).clamp(0, length)
-        stop = (p + h + 1).clamp(0, length)
-        pooled = []
-        if use_max:
-            if any_outside:
-                new_max = current.masked_fill(outside[:, None, :], -torch.inf).amax(dim=-1)
-            else:
-                new_max = current.amax(dim=-1)
-            rest = torch.maximum(
-                prefix_max[s * (length + 1) + start], suffix_max[s * (length + 1) + stop]
-            )
-            pooled.append(torch.maximum(rest, new_max))
-        if use_mean:
-            ps = prefix_sum
-            rest = total[s] - ps[s * (length + 1) + stop] + ps[s * (length + 1) + start]
-            pooled.append((rest.to(current.dtype) + current.sum(dim=-1)) / length)
-        y = model.to_output_scale(model.head(torch.cat(pooled, dim=-1)))
+        current = _local_windows(plan, references, kernel, x, s, b, p, pad, features.shape[1])
+        pooled = _pool_mutants(current, tables, s, p, h, length)
+        y = model.to_output_scale(model.head(pooled))
         out[lo : lo + batch_size] = _select(y, None if index is None else index[s]) - ref[s]
         advance(len(s))
     return seq, base, pos, out
+
+
+class _PoolTables(NamedTuple):
+    """Per-sequence summaries of the reference features, for pooling outside a window.
+
+    Row ``s * (L + 1) + j`` of the (n * (L + 1), C) tables summarises the positions of
+    sequence ``s`` before ``j`` (prefix) or from ``j`` on (suffix), so that each mutant
+    gathers whole contiguous rows. None where the pooling does not need them.
+    """
+
+    prefix_max: torch.Tensor | None
+    suffix_max: torch.Tensor | None
+    #: float64: the sum outside a window is a difference of prefix sums.
+    prefix_sum: torch.Tensor | None
+    #: (n, C) float64: the sum over every position.
+    total: torch.Tensor | None
+
+
+def _reference_steps(
+    x: torch.Tensor, plan: list[tuple[nn.Module, int]], shortcut: bool, pad: int
+) -> tuple[list[torch.Tensor | None], torch.Tensor]:
+    """The reference activations that the mutants' windows are spliced into, and the local
+    stack's output features (n, C, L).
+
+    One entry per step: the input of each convolution-like step (for the shortcut, the
+    first convolution's output instead) as (n * (L + 2 pad), C) rows, zero-padded, one
+    contiguous row per position; None for pointwise steps.
+    """
+
+    def padded_rows(t: torch.Tensor) -> torch.Tensor:
+        t = torch.nn.functional.pad(t, (pad, pad))
+        return t.transpose(1, 2).reshape(-1, t.shape[1])
+
+    references: list[torch.Tensor | None] = []
+    features = x
+    for k, (module, half) in enumerate(plan):
+        if half > 0 and not (k == 0 and shortcut):
+            references.append(padded_rows(features))
+        features = module(features)
+        if half > 0 and k == 0 and shortcut:
+            references.append(padded_rows(features))
+        if half == 0:
+            references.append(None)
+    return references, features
+
+
+def _pool_tables(features: torch.Tensor, use_max: bool, use_mean: bool) -> _PoolTables:
+    """Prefix and suffix maxima and prefix sums of the reference features (n, C, L)."""
+    n, channels, _ = features.shape
+
+    def rows(t: torch.Tensor) -> torch.Tensor:
+        return t.transpose(1, 2).reshape(-1, channels)
+
+    prefix_max = suffix_max = prefix_sum = total = None
+    edge = features.new_full((n, channels, 1), -torch.inf)
+    if use_max:
+        prefix_max = rows(torch.cat([edge, features.cummax(dim=-1).values], dim=-1))
+        suffix = features.flip(-1).cummax(dim=-1).values.flip(-1)
+        suffix_max = rows(torch.cat([suffix, edge], dim=-1))
+    if use_mean:
+        prefix_sum = torch.cat([torch.zeros_like(edge), features], dim=-1).double().cumsum(-1)
+        total = prefix_sum[:, :, -1]
+        prefix_sum = rows(prefix_sum)
+    return _PoolTables(prefix_max, suffix_max, prefix_sum, total)
+
+
+def _local_windows(
+    plan: list[tuple[nn.Module, int]],
+    references: list[torch.Tensor | None],
+    kernel: torch.Tensor | None,
+    x: torch.Tensor,
+    s: torch.Tensor,
+    b: torch.Tensor,
+    p: torch.Tensor,
+    pad: int,
+    channels: int,
+) -> torch.Tensor:
+    """The local stack's output on ``[p - h, p + h]`` of each mutant (sequence ``s``, base
+    ``b`` written at ``p``), (E, C, 2h + 1); positions past the ends are zero.
+
+    ``kernel`` is the first convolution as a formula (see :func:`_fast_ism_chunk`), or None
+    to run every step.
+    """
+    length = x.shape[-1]
+    n_edits = len(s)
+    new_base = torch.nn.functional.one_hot(b, 4).to(x.dtype)
+    centre = s * (length + 2 * pad) + p + pad  # each mutant's row in the tables
+    current = new_base[:, :, None]  # the mutant's window at the input: one column
+    c = 0
+    for k, (module, half) in enumerate(plan):
+        if half == 0:
+            current = module(current)
+        elif k == 0 and kernel is not None:
+            rows = _rows_around(references[0], centre, half).transpose(1, 2)  # (E, w, C)
+            change = new_base - x[s, :, p]
+            current = torch.addmm(rows.reshape(n_edits, -1), change, kernel)
+            current = current.view(n_edits, 2 * half + 1, channels).transpose(1, 2)
+            c = half
+        else:
+            spliced = _rows_around(references[k], centre, c + 2 * half)  # a copy
+            spliced[:, :, 2 * half : 2 * half + 2 * c + 1] = current
+            c += half
+            current = module(spliced)[:, :, half : half + 2 * c + 1]
+        if c > 0:
+            # Positions past either end are the zero padding the next step reads.
+            where = p[:, None] + torch.arange(-c, c + 1, device=x.device)
+            outside = (where < 0) | (where >= length)
+            if bool(outside.any()):
+                current = current.masked_fill(outside[:, None, :], 0.0)
+    return current
+
+
+def _pool_mutants(
+    current: torch.Tensor,
+    tables: _PoolTables,
+    s: torch.Tensor,
+    p: torch.Tensor,
+    h: int,
+    length: int,
+) -> torch.Tensor:
+    """The pooled features of each mutant: its window ``current`` (E, C, 2h + 1) around
+    ``p`` pooled with the reference features of sequence ``s`` outside it."""
+    where = p[:, None] + torch.arange(-h, h + 1, device=p.device)
+    outside = (where < 0) | (where >= length)
+    any_outside = bool(outside.any())
+    start = (p - h).clamp(0, length)
+    stop = (p + h + 1).clamp(0, length)
+    pooled = []
+    if tables.prefix_max is not None:
+        if any_outside:
+            new_max = current.masked_fill(outside[:, None, :], -torch.inf).amax(dim=-1)
+        else:
+            new_max = current.amax(dim=-1)
+        rest = torch.maximum(
+            tables.prefix_max[s * (length + 1) + start], tables.suffix_max[s * (length + 1) + stop]
+        )
+        pooled.append(torch.maximum(rest, new_max))
+    if tables.prefix_sum is not None:
+        ps = tables.prefix_sum
+        rest = tables.total[s] - ps[s * (length + 1) + stop] + ps[s * (length + 1) + start]
+        pooled.append((rest.to(current.dtype) + current.sum(dim=-1)) / length)
+    return torch.cat(pooled, dim=-1)
 
 
 def _linear_first_step(plan: list[tuple[nn.Module, int]]) -> bool:

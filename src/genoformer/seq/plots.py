@@ -6,13 +6,16 @@ import html
 import os
 from collections.abc import Sequence
 from pathlib import Path
-from typing import NamedTuple
+from typing import TYPE_CHECKING, NamedTuple
 
 import numpy as np
 from matplotlib.figure import Figure
 
 from genoformer.engine.metrics import as_class_arrays
 from genoformer.engine.plots import EVAL_COLOR, FORMATS, save_figure, save_html
+
+if TYPE_CHECKING:
+    import plotly.graph_objects as go
 
 __all__ = ["attribution_logos", "filter_heatmaps", "truncate_sequence", "worst_predictions_html"]
 
@@ -143,19 +146,43 @@ def worst_predictions_html(
     Path
         The HTML file written (self-contained, works offline).
     """
-    import plotly.graph_objects as go
     from plotly.subplots import make_subplots
 
     # Plotly renders hover and table text as HTML: escape what came from the user's files.
     ids = [html.escape(str(i)) for i in ids]
     sequences = [str(s) for s in sequences]
     view = _view(y_true, y_pred, task, classes)
-    error, truth, pred, x, y = view.error, view.truth, view.prediction, view.x, view.y
-    if not (len(ids) == len(sequences) == len(error)):
+    if not (len(ids) == len(sequences) == len(view.error)):
         raise ValueError(
-            f"ids ({len(ids)}), sequences ({len(sequences)}) and predictions ({len(error)}) "
+            f"ids ({len(ids)}), sequences ({len(sequences)}) and predictions ({len(view.error)}) "
             "differ in length"
         )
+    scorable, worst, rest = _rank_by_error(view, top, max_points)
+    fig = make_subplots(
+        rows=2,
+        cols=1,
+        row_heights=[0.55, 0.45],
+        vertical_spacing=0.08,
+        specs=[[{"type": "xy"}], [{"type": "table"}]],
+    )
+    _add_points(fig, view, ids, sequences, worst, rest)
+    _add_reference(fig, view, scorable)
+    fig.add_trace(_worst_table(view, ids, sequences, worst), row=2, col=1)
+    fig.update_layout(
+        title=f"The {len(worst)} test sequences with the largest errors ({task})",
+        height=1100,
+        template="plotly_white",
+        legend={"orientation": "h", "y": 1.02, "x": 0, "yanchor": "bottom"},
+    )
+    return save_html(fig, path)
+
+
+def _rank_by_error(
+    view: _View, top: int, max_points: int
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Indices of the scorable sequences, the ``top`` worst, and the others drawn (at most
+    ``max_points``, a seeded random subset in input order)."""
+    error, x, y = view.error, view.x, view.y
     if top < 1:
         raise ValueError(f"top must be at least 1, got {top}")
     scorable = np.flatnonzero(np.isfinite(error) & np.isfinite(x) & np.isfinite(y))
@@ -167,21 +194,30 @@ def worst_predictions_html(
     rest = ranked[top:]
     if rest.size > max_points:
         rest = np.sort(np.random.default_rng(0).choice(rest, max_points, replace=False))
+    return scorable, worst, rest
 
-    def hover(idx: np.ndarray) -> list[str]:
-        return [
-            f"<b>{ids[i]}</b><br>{html.escape(truncate_sequence(sequences[i]))}"
-            f"<br>truth: {truth[i]}<br>prediction: {pred[i]}<br>error: {error[i]:.4g}"
-            for i in idx
-        ]
 
-    fig = make_subplots(
-        rows=2,
-        cols=1,
-        row_heights=[0.55, 0.45],
-        vertical_spacing=0.08,
-        specs=[[{"type": "xy"}], [{"type": "table"}]],
-    )
+def _hover(view: _View, ids: list[str], sequences: list[str], idx: np.ndarray) -> list[str]:
+    return [
+        f"<b>{ids[i]}</b><br>{html.escape(truncate_sequence(sequences[i]))}"
+        f"<br>truth: {view.truth[i]}<br>prediction: {view.prediction[i]}"
+        f"<br>error: {view.error[i]:.4g}"
+        for i in idx
+    ]
+
+
+def _add_points(
+    fig: go.Figure,
+    view: _View,
+    ids: list[str],
+    sequences: list[str],
+    worst: np.ndarray,
+    rest: np.ndarray,
+) -> None:
+    """The scatter of truth against prediction: the others in grey, the worst in red."""
+    import plotly.graph_objects as go
+
+    x, y = view.x, view.y
     # WebGL keeps tens of thousands of points responsive.
     fig.add_trace(
         go.Scattergl(
@@ -190,7 +226,7 @@ def worst_predictions_html(
             mode="markers",
             name="other test sequences",
             marker={"size": 5, "color": "rgba(120,120,120,0.45)"},
-            hovertext=hover(rest),
+            hovertext=_hover(view, ids, sequences, rest),
             hoverinfo="text",
         ),
         row=1,
@@ -203,12 +239,19 @@ def worst_predictions_html(
             mode="markers",
             name=f"{len(worst)} worst",
             marker={"size": 8, "color": EVAL_COLOR, "line": {"width": 1, "color": "black"}},
-            hovertext=hover(worst),
+            hovertext=_hover(view, ids, sequences, worst),
             hoverinfo="text",
         ),
         row=1,
         col=1,
     )
+
+
+def _add_reference(fig: go.Figure, view: _View, scorable: np.ndarray) -> None:
+    """The line y = x (regression) or the class names on the x axis, and the axis titles."""
+    import plotly.graph_objects as go
+
+    x, y = view.x, view.y
     if view.class_names is None:
         lo = float(min(x[scorable].min(), y[scorable].min()))
         hi = float(max(x[scorable].max(), y[scorable].max()))
@@ -230,37 +273,32 @@ def worst_predictions_html(
         )
     fig.update_xaxes(title_text=view.x_title, row=1, col=1)
     fig.update_yaxes(title_text=view.y_title, row=1, col=1)
-    fig.add_trace(
-        go.Table(
-            columnwidth=[0.5, 1.5, 6, 1.2, 1.6, 1],
-            header={
-                "values": ["rank", "id", "sequence", "truth", "prediction", "error"],
-                "fill_color": "#e8e8e8",
-                "align": "left",
-            },
-            cells={
-                "values": [
-                    list(range(1, len(worst) + 1)),
-                    [ids[i] for i in worst],
-                    [_wrap(sequences[i]) for i in worst],
-                    [truth[i] for i in worst],
-                    [pred[i] for i in worst],
-                    [f"{error[i]:.4g}" for i in worst],
-                ],
-                "align": "left",
-                "font": {"family": "monospace", "size": 11},
-            },
-        ),
-        row=2,
-        col=1,
+
+
+def _worst_table(view: _View, ids: list[str], sequences: list[str], worst: np.ndarray) -> go.Table:
+    """The table of the worst, with their whole sequences in lines of 60 bases."""
+    import plotly.graph_objects as go
+
+    return go.Table(
+        columnwidth=[0.5, 1.5, 6, 1.2, 1.6, 1],
+        header={
+            "values": ["rank", "id", "sequence", "truth", "prediction", "error"],
+            "fill_color": "#e8e8e8",
+            "align": "left",
+        },
+        cells={
+            "values": [
+                list(range(1, len(worst) + 1)),
+                [ids[i] for i in worst],
+                [_wrap(sequences[i]) for i in worst],
+                [view.truth[i] for i in worst],
+                [view.prediction[i] for i in worst],
+                [f"{view.error[i]:.4g}" for i in worst],
+            ],
+            "align": "left",
+            "font": {"family": "monospace", "size": 11},
+        },
     )
-    fig.update_layout(
-        title=f"The {len(worst)} test sequences with the largest errors ({task})",
-        height=1100,
-        template="plotly_white",
-        legend={"orientation": "h", "y": 1.02, "x": 0, "yanchor": "bottom"},
-    )
-    return save_html(fig, path)
 
 
 def filter_heatmaps(

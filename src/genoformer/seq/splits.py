@@ -8,7 +8,8 @@ import numpy as np
 
 from genoformer.engine.errors import InputError
 from genoformer.engine.genome import chromosome_order_key
-from genoformer.seq.data import SequenceData, _listing
+from genoformer.seq.data import SequenceData
+from genoformer.seq.io._common import _listing
 
 __all__ = ["split_by_chromosome", "split_random"]
 
