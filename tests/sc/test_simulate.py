@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from genoformer.engine.errors import InputError
-from genoformer.sc.readers import check_raw_counts
+from genoformer.sc.io import check_raw_counts
 from genoformer.sc.simulate import simulate_cells
 
 

@@ -11,7 +11,7 @@ _EXPORTS = {
     "load_corpus": "genoformer.sc.tokenizer",
     "gene_medians": "genoformer.sc.medians",
     "GeneVocabulary": "genoformer.sc.vocabulary",
-    "open_cells": "genoformer.sc.readers",
+    "open_cells": "genoformer.sc.io",
     "embed": "genoformer.sc.embeddings",
     "pretrain": "genoformer.sc.pretraining",
 }

@@ -558,7 +558,7 @@ def _add_to_adata(
 ) -> tuple[int, int]:
     """Put the cell embeddings into ``obsm`` (rows matched on ``cell_index``) and the gene
     embeddings into ``varm``; cells and genes without an embedding get NaN rows."""
-    from genoformer.sc.readers import open_cells
+    from genoformer.sc.io import open_cells
     from genoformer.sc.tokenizer import plan_genes
 
     index = result.obs["cell_index"].to_numpy()

@@ -42,7 +42,7 @@ import scipy.sparse as sp
 from genoformer.engine.errors import InputError
 from genoformer.engine.progress import progress_bar
 from genoformer.engine.runs import RunDir, write_table
-from genoformer.sc.readers import CellMatrix, open_cells
+from genoformer.sc.io import CellMatrix, open_cells
 from genoformer.sc.vocabulary import GeneVocabulary
 
 TARGET_SUM = 10_000.0
@@ -393,7 +393,7 @@ def gene_medians(
         The vocabulary's name, model input size and special tokens (see
         :meth:`GeneVocabulary.from_medians`: special tokens first, then genes by id).
     layer, gene_id_column, backed
-        Passed to :func:`~genoformer.sc.readers.open_cells`.
+        Passed to :func:`~genoformer.sc.io.open_cells`.
     id_mapping
         Map gene ids (or their upper case) to the ids of the vocabulary; ids it lacks are
         left out, ids that map to one gene have their counts summed. Stored in the

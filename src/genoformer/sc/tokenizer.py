@@ -39,7 +39,6 @@ import numpy as np
 
 from genoformer.engine.errors import InputError
 from genoformer.engine.progress import progress_bar
-from genoformer.engine.runs import RunDir, RunResult
 from genoformer.sc.corpus import (
     CorpusWriter,
     check_out,
@@ -60,7 +59,8 @@ from genoformer.sc.ranking import (
 if TYPE_CHECKING:  # the heavy modules load on use: spawned workers start without them
     import pyarrow as pa
 
-    from genoformer.sc.readers import CellMatrix
+    from genoformer.engine.runs import RunDir, RunResult
+    from genoformer.sc.io import CellMatrix
     from genoformer.sc.vocabulary import GeneVocabulary
 
 __all__ = ["load_corpus", "plan_genes", "tokenize"]
@@ -115,14 +115,14 @@ def plan_genes(
     InputError
         No gene matches, or fewer than ``min_gene_share`` of them.
     """
-    from genoformer.sc.readers import _looks_ensembl
+    from genoformer.sc.io.matrix import looks_ensembl
 
     ids = np.asarray(gene_ids, dtype=str)
     genes = vocabulary.gene_ids()
     index = {gene: i for i, gene in enumerate(genes)}  # gene_ids() is in token id order
     mapping = vocabulary.id_mapping
     # Evenly spaced ids suffice to tell Ensembl ids from symbols, and keep this quick.
-    by = "ensembl" if _looks_ensembl(ids[:: max(1, len(ids) // 2000)]) else "symbol"
+    by = "ensembl" if looks_ensembl(ids[:: max(1, len(ids) // 2000)]) else "symbol"
     names = ids if by == "ensembl" or gene_symbols is None else np.asarray(gene_symbols, str)
     listed = names.tolist()
     if by == "ensembl":
@@ -346,73 +346,16 @@ def _encode(job: _Job, counts: tuple, keep: np.ndarray, n_counts: np.ndarray) ->
 # tables or anndata. Given an AnnData object, this process sends chunks and gets tokens back.
 
 
-def _matrix_node(handle: Any, layer: str | None) -> Any:
-    """The group or dataset of an open .h5ad that holds X, a layer, or raw/X (None: none)."""
-    if layer is None:
-        return handle.get("X")
-    if layer in handle.get("layers", {}):
-        return handle["layers"][layer]
-    return handle.get("raw/X") if layer == "raw" else None
-
-
-def _csr_h5ad(source: Any, layer: str | None) -> bool:
-    """Whether ``source`` is an .h5ad whose chosen matrix is stored by cell (CSR)."""
-    if not isinstance(source, (str, os.PathLike)) or Path(source).suffix.lower() != ".h5ad":
-        return False
-    import h5py
-
-    try:
-        with h5py.File(source, "r") as handle:
-            node = _matrix_node(handle, layer)
-            kind = None if node is None else node.attrs.get("encoding-type")
-    except OSError:
-        return False  # the readers report it
-    kind = kind.decode() if isinstance(kind, bytes) else kind
-    return kind == "csr_matrix"
-
-
-class _CsrRows:
-    """Rows of an .h5ad's CSR matrix, read straight from its three arrays."""
-
-    def __init__(self, path: str, layer: str | None) -> None:
-        import h5py
-
-        self.handle = h5py.File(path, "r")
-        node = _matrix_node(self.handle, layer)
-        self.data, self.indices, self.indptr = node["data"], node["indices"], node["indptr"]
-
-    def read(self, start: int, stop: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        ptr = np.asarray(self.indptr[start : stop + 1], dtype=np.int64)
-        lo, hi = int(ptr[0]), int(ptr[-1])
-        return np.asarray(self.data[lo:hi]), np.asarray(self.indices[lo:hi]), ptr - lo
-
-
-class _CellRows:
-    """Rows of any other input the readers open from disk (.loom, .zarr, 10x .h5)."""
-
-    def __init__(self, path: str, layer: str | None, gene_id_column: str | None) -> None:
-        from genoformer.sc.readers import open_cells
-
-        self.cells = open_cells(path, layer=layer, gene_id_column=gene_id_column, backed=True)
-
-    def read(self, start: int, stop: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        import scipy.sparse as sp
-
-        cells = self.cells
-        block = cells._rows.read(start, stop)  # noqa: SLF001 - the readers' chunks, any block
-        if cells._keep is not None:  # noqa: SLF001
-            block = block[:, cells._keep]  # noqa: SLF001
-        block = sp.csr_matrix(block)
-        return block.data, block.indices, block.indptr
-
-
 _OPENED: dict[tuple, Any] = {}
 
 
 def _rows(reader: tuple) -> Any:
+    """This process's row reader of ``reader`` (``(kind, path, layer[, gene_id_column])``),
+    opened once."""
     if reader not in _OPENED:
-        kind, *args = reader
-        _OPENED[reader] = _CsrRows(*args) if kind == "csr" else _CellRows(*args)
+        from genoformer.sc.io.rows import open_rows
+
+        _OPENED[reader] = open_rows(*reader)
     return _OPENED[reader]
 
 
@@ -483,7 +426,9 @@ def _range_task(
     try:
         for a in range(first, stop, chunk_size):
             b = min(a + chunk_size, stop)
-            data, indices, indptr = rows.read(a, b)
+            block = rows.read(a, b)
+            data, indices = block.data, block.indices
+            indptr = block.indptr.astype(np.int64, copy=False)
             bad = _not_counts(data, indptr)
             if bad is not None:
                 return stream.n_cells, n_empty, (a + bad[0], bad[1])
@@ -607,7 +552,7 @@ def _pooled_chunks(run: _Run, pool: Any, window: int) -> None:
 
 def _pooled_ranges(run: _Run, pool: Any, reader: tuple, processes: int, window: int) -> None:
     """Ranges of cells read, encoded and written by the workers; their files become shards."""
-    from genoformer.sc.readers import check_raw_counts
+    from genoformer.sc.io import check_raw_counts
 
     n_cells, size = run.cells.n_cells, run.chunk_size
     # About four tasks per worker, for balance, and at most _TASK_CHUNKS chunks each.
@@ -720,7 +665,7 @@ def tokenize(
     n_bins
         Bins of the binned encoding, 0 included (values run 1 .. n_bins - 1).
     layer, gene_id_column, backed
-        How to read the input (see :func:`genoformer.sc.readers.open_cells`). By default an
+        How to read the input (see :func:`genoformer.sc.io.open_cells`). By default an
         .h5ad stored by cell (CSR) is read from disk chunk by chunk, whatever its size: the
         tokenizer reads each cell once.
     chunk_size
@@ -742,7 +687,8 @@ def tokenize(
         vocabulary gene), ``gene_share`` (share of the input's genes in the vocabulary),
         ``seconds``; ``outputs["corpus"]``: its Arrow files.
     """
-    from genoformer.sc.readers import open_cells
+    from genoformer.engine.runs import RunDir
+    from genoformer.sc.io import open_cells
     from genoformer.sc.vocabulary import resolve
 
     start = time.perf_counter()
@@ -834,7 +780,9 @@ def _reading_plan(
     source: Any, layer: str | None, gene_id_column: str | None, backed: bool | None, processes: int
 ) -> tuple[bool | None, tuple | None]:
     """Whether to read from disk, and how worker processes read their own cells (if they do)."""
-    csr_file = _csr_h5ad(source, layer)
+    from genoformer.sc.io.rows import is_csr_h5ad
+
+    csr_file = is_csr_h5ad(source, layer)
     if backed is None and csr_file:
         backed = True
     reader = None

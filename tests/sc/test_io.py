@@ -19,7 +19,7 @@ import scipy.io
 import scipy.sparse as sp
 
 from genoformer.engine.errors import InputError
-from genoformer.sc.readers import CellMatrix, check_raw_counts, open_cells
+from genoformer.sc.io import CellMatrix, check_raw_counts, open_cells
 from tests.conftest import shared_data
 
 N_CELLS, N_GENES = 37, 23
@@ -340,10 +340,10 @@ def test_10x_mtx_file_path_and_v2_genes_tsv(files, tmp_path, counts, gene_ids, s
 
 def test_small_read_blocks(files, counts, monkeypatch):
     """Dense rows read in several pieces, a CSC matrix scanned in several blocks."""
-    import genoformer.sc.readers as readers
+    import genoformer.sc.io.rows as rows
 
-    monkeypatch.setattr(readers, "_DENSE_BLOCK_BYTES", 8)
-    monkeypatch.setattr(readers, "_SCAN_BLOCK_NNZ", 7)
+    monkeypatch.setattr(rows, "_DENSE_BLOCK_BYTES", 8)
+    monkeypatch.setattr(rows, "_SCAN_BLOCK_NNZ", 7)
     for kind, backed in (("h5ad_dense", True), ("h5ad_dense", False), ("h5ad_csc", True)):
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
@@ -361,11 +361,11 @@ def test_csc_backed_warns(files):
 
 
 def test_backed_is_chosen_by_size(files, monkeypatch):
-    import genoformer.sc.readers as readers
+    import genoformer.sc.io.h5ad as h5ad
 
     with open_cells(files["h5ad"]) as cells:
         assert not hasattr(cells._rows, "handle")  # small: in memory
-    monkeypatch.setattr(readers, "BACKED_MAX_BYTES", 100)
+    monkeypatch.setattr(h5ad, "BACKED_MAX_BYTES", 100)
     with open_cells(files["h5ad"]) as cells:
         assert cells._rows.handle is not None  # over the limit: backed
 
@@ -517,7 +517,7 @@ def test_celltypist559_fixture():
 _MEASURE = """
 import json, sys, tracemalloc
 import anndata, anndata.io, h5py  # imported first: module objects are not the reader's memory
-from genoformer.sc.readers import open_cells
+from genoformer.sc.io import open_cells
 path, backed = sys.argv[1], sys.argv[2] == "1"
 tracemalloc.start()
 total = 0.0

@@ -1,0 +1,241 @@
+"""AnnData inputs: in memory, ``.h5ad`` and ``.zarr``, whole or backed (one chunk at a time).
+
+An .h5ad or .zarr is read whole when small, and from disk one chunk of cells at a time
+("backed") when it is larger than :data:`BACKED_MAX_BYTES` or a quarter of the available
+memory, or when ``backed=True``; backed reading slices the on-disk CSR group
+(``data``/``indices``/``indptr``), so only the rows of one chunk are in memory.
+"""
+
+from __future__ import annotations
+
+import os
+import warnings
+from pathlib import Path
+from typing import Any
+
+from genoformer.engine.errors import InputError
+from genoformer.sc.io.matrix import (
+    CellMatrix,
+    as_strings,
+    check_shape,
+    frame_columns,
+    missing_layer,
+    obs_frame,
+    pick_genes,
+)
+from genoformer.sc.io.rows import CscGroupRows, CsrGroupRows, DenseDatasetRows, MemoryRows, Rows
+
+#: An .h5ad/.zarr larger than this is read backed (from disk, one chunk at a time) by default.
+BACKED_MAX_BYTES = 1 << 30
+
+
+#: ... as is one larger than this share of the memory available when it is opened.
+BACKED_MEMORY_FRACTION = 0.25
+
+
+def is_anndata(obj: Any) -> bool:
+    try:
+        import anndata
+    except ImportError:  # pragma: no cover - anndata is a dependency of the sc pillar
+        return False
+    return isinstance(obj, anndata.AnnData)
+
+
+def from_anndata(
+    adata: Any, source: str, layer: str | None, gene_id_column: str | None
+) -> CellMatrix:
+    layers = list(adata.layers.keys()) + (["raw"] if adata.raw is not None else [])
+    var = adata.var
+    if layer is None:
+        matrix = adata.X
+        if matrix is None:
+            raise InputError(
+                "the AnnData has no X", file=source, fix="pass layer= one of: " + ", ".join(layers)
+            )
+    elif layer in adata.layers:
+        matrix = adata.layers[layer]
+    elif layer == "raw" and adata.raw is not None:
+        matrix, var = adata.raw.X, adata.raw.var
+    else:
+        raise missing_layer(layer, layers, source)
+    n_cells, n_genes = adata.n_obs, var.shape[0]
+    check_shape(n_cells, n_genes, source)
+    names = as_strings(var.index.to_numpy(dtype=object))
+    ids, symbols = pick_genes(names, frame_columns(var), gene_id_column, source, "var column")
+    return CellMatrix(
+        source=source,
+        n_cells=n_cells,
+        gene_ids=ids,
+        gene_symbols=symbols,
+        obs=obs_frame(adata.obs),
+        layer=layer,
+        layers=tuple(layers),
+        _rows=MemoryRows(matrix),
+    )
+
+
+def _path_bytes(path: Path) -> int:
+    if path.is_file():
+        return path.stat().st_size
+    return sum(p.stat().st_size for p in path.rglob("*") if p.is_file())
+
+
+def _available_memory() -> int | None:
+    """Bytes of memory available now (Linux /proc/meminfo, else POSIX sysconf), or None."""
+    try:
+        with open("/proc/meminfo") as fh:
+            for line in fh:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    try:
+        return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    except (ValueError, OSError, AttributeError):
+        return None
+
+
+def _want_backed(path: Path, backed: bool | None) -> bool:
+    if backed is not None:
+        return backed
+    limit = BACKED_MAX_BYTES
+    available = _available_memory()
+    if available is not None:
+        limit = min(limit, int(available * BACKED_MEMORY_FRACTION))
+    return _path_bytes(path) > limit
+
+
+def open_h5ad(
+    path: Path, source: str, layer: str | None, gene_id_column: str | None, backed: bool | None
+) -> CellMatrix:
+    import h5py
+
+    if not _want_backed(path, backed):
+        import anndata
+
+        try:
+            adata = anndata.read_h5ad(path)
+        except Exception as err:  # h5py/anndata raise many types for a damaged file
+            raise InputError(
+                f"cannot read as .h5ad: {err}", file=source, fix="check that it is an AnnData file"
+            ) from err
+        return from_anndata(adata, source, layer, gene_id_column)
+    try:
+        handle = h5py.File(path, "r")
+    except OSError as err:
+        raise InputError(
+            f"cannot open as HDF5: {err}", file=source, fix="check that it is an .h5ad file"
+        ) from err
+    try:
+        return _from_group(handle, handle, source, layer, gene_id_column)
+    except BaseException:
+        handle.close()
+        raise
+
+
+def open_zarr(
+    path: Path, source: str, layer: str | None, gene_id_column: str | None, backed: bool | None
+) -> CellMatrix:
+    import zarr
+
+    if not _want_backed(path, backed):
+        import anndata
+
+        try:
+            adata = anndata.read_zarr(path)
+        except Exception as err:
+            raise InputError(
+                f"cannot read as AnnData zarr: {err}",
+                file=source,
+                fix="check that it was written by anndata (write_zarr)",
+            ) from err
+        return from_anndata(adata, source, layer, gene_id_column)
+    try:
+        group = zarr.open_group(path, mode="r")
+    except Exception as err:
+        raise InputError(
+            f"cannot open as zarr: {err}", file=source, fix="check that it is a zarr store"
+        ) from err
+    return _from_group(group, None, source, layer, gene_id_column)
+
+
+def _group_keys(group: Any, name: str) -> list[str]:
+    return list(group[name].keys()) if name in group else []
+
+
+def _from_group(
+    root: Any, handle: Any, source: str, layer: str | None, gene_id_column: str | None
+) -> CellMatrix:
+    """An AnnData file (h5py File or zarr Group) read lazily: only obs/var loaded now."""
+    try:
+        from anndata.io import read_elem
+    except ImportError:  # anndata < 0.11
+        from anndata.experimental import read_elem
+
+    has_raw = "raw" in root and "X" in root["raw"]
+    layers = _group_keys(root, "layers") + (["raw"] if has_raw else [])
+    var_key = "var"
+    if layer is None:
+        if "X" not in root:
+            raise InputError(
+                "the file has no X", file=source, fix="pass layer= one of: " + ", ".join(layers)
+            )
+        element = root["X"]
+    elif layer in _group_keys(root, "layers"):
+        element = root["layers"][layer]
+    elif layer == "raw" and has_raw:
+        element, var_key = root["raw"]["X"], "raw/var"
+    else:
+        raise missing_layer(layer, layers, source)
+    try:
+        obs = read_elem(root["obs"])
+        var = read_elem(root[var_key])
+    except Exception as err:
+        raise InputError(
+            f"cannot read the cell/gene tables (obs/{var_key}): {err}",
+            file=source,
+            fix="rewrite the file with a current anndata (read_h5ad then write_h5ad)",
+        ) from err
+    n_cells, n_genes = obs.shape[0], var.shape[0]
+    check_shape(n_cells, n_genes, source)
+    where = "X" if layer is None else f"layer {layer!r}"
+    attrs = dict(element.attrs)
+    kind = attrs.get("encoding-type") or attrs.get("h5sparse_format")
+    shape = tuple(attrs.get("shape", attrs.get("h5sparse_shape", getattr(element, "shape", ()))))
+    if shape != (n_cells, n_genes):
+        raise InputError(
+            f"{where} has shape {shape}, but there are {n_cells} cells and {n_genes} genes",
+            file=source,
+            fix="rewrite the file with anndata",
+        )
+    rows: Rows
+    if kind in ("csr_matrix", "csr"):
+        rows = CsrGroupRows(element, n_genes, handle)
+    elif kind in ("csc_matrix", "csc"):
+        warnings.warn(
+            f"{source}: {where} is stored by gene (CSC): each chunk of cells scans the whole "
+            "matrix; for speed rewrite it by cell (adata.X = adata.X.tocsr()) or read it "
+            "into memory (backed=False)",
+            stacklevel=3,
+        )
+        rows = CscGroupRows(element, n_genes, handle)
+    elif hasattr(element, "shape") and len(element.shape) == 2:
+        rows = DenseDatasetRows(element, handle)
+    else:
+        raise InputError(
+            f"{where} has an unsupported encoding {kind!r}",
+            file=source,
+            fix="rewrite it as a CSR or dense matrix with anndata",
+        )
+    names = as_strings(var.index.to_numpy(dtype=object))
+    ids, symbols = pick_genes(names, frame_columns(var), gene_id_column, source, "var column")
+    return CellMatrix(
+        source=source,
+        n_cells=n_cells,
+        gene_ids=ids,
+        gene_symbols=symbols,
+        obs=obs_frame(obs),
+        layer=layer,
+        layers=tuple(layers),
+        _rows=rows,
+    )

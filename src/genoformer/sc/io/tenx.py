@@ -1,0 +1,219 @@
+"""10x Genomics inputs: CellRanger's ``.h5`` (read from disk, never whole; only "Gene
+Expression" features kept) and the matrix directory (``matrix.mtx(.gz)``, ``features.tsv``
+or ``genes.tsv``, ``barcodes.tsv``: Matrix Market is text, so it is parsed whole)."""
+
+from __future__ import annotations
+
+import gzip
+import re
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import scipy.sparse as sp
+
+from genoformer.engine.errors import InputError
+from genoformer.sc.io.h5ad import open_h5ad
+from genoformer.sc.io.matrix import CellMatrix, as_strings, check_shape
+from genoformer.sc.io.rows import CsrGroupRows, MemoryRows
+
+
+def _no_layers(layer: str | None, source: str, kind: str) -> None:
+    if layer is not None:
+        raise InputError(
+            f"layer {layer!r} does not exist ({kind} has no layers)",
+            file=source,
+            fix="leave the layer out",
+        )
+
+
+def _tenx_genes(
+    ids: np.ndarray,
+    names: np.ndarray | None,
+    types: np.ndarray | None,
+    gene_id_column: str | None,
+    source: str,
+) -> tuple[np.ndarray, np.ndarray | None, np.ndarray | None]:
+    """Gene ids, symbols and the columns to keep (Gene Expression features only)."""
+    keep = None
+    if (
+        types is not None
+        and (types != "Gene Expression").any()
+        and (types == "Gene Expression").any()
+    ):
+        # Antibody, CRISPR guide ... features are not genes: the tokenizer must not see them.
+        keep = np.flatnonzero(types == "Gene Expression")
+        ids = ids[keep]
+        names = None if names is None else names[keep]
+    if gene_id_column in (None, "id", "gene_ids"):
+        return ids, names, keep
+    if gene_id_column in ("name", "gene_symbols") and names is not None:
+        return names, None, keep
+    have = "'id', 'name'" if names is not None else "'id'"
+    raise InputError(
+        f"gene id column {gene_id_column!r} does not exist (there are: {have})",
+        file=source,
+        fix="pass gene_id_column='id' (Ensembl ids) or 'name' (symbols)",
+    )
+
+
+def open_10x_h5(
+    path: Path, source: str, layer: str | None, gene_id_column: str | None, backed: bool | None
+) -> CellMatrix:
+    import h5py
+
+    try:
+        handle = h5py.File(path, "r")
+    except OSError as err:
+        raise InputError(
+            f"cannot open as HDF5: {err}", file=source, fix="check that it is a 10x .h5 file"
+        ) from err
+    try:
+        if handle.attrs.get("encoding-type") == "anndata":
+            # An AnnData file named .h5: read it as one.
+            handle.close()
+            return open_h5ad(path, source, layer, gene_id_column, backed)
+        return _from_10x_h5(handle, source, layer, gene_id_column)
+    except BaseException:
+        handle.close()
+        raise
+
+
+def _from_10x_h5(
+    handle: Any, source: str, layer: str | None, gene_id_column: str | None
+) -> CellMatrix:
+    groups = list(handle.keys())
+    if "matrix" not in handle:
+        raise InputError(
+            "no 'matrix' group, so not a CellRanger v3+ .h5 (groups: "
+            + (", ".join(repr(g) for g in groups) or "none")
+            + "; a CellRanger v2 file has one group per genome)",
+            file=source,
+            fix="use the CellRanger v3+ filtered_feature_bc_matrix.h5, or convert the file to "
+            ".h5ad (scanpy.read_10x_h5(path, genome=...).write_h5ad(...))",
+        )
+    _no_layers(layer, source, "a 10x .h5")
+    m = handle["matrix"]
+    need = ("data", "indices", "indptr", "shape", "barcodes", "features")
+    missing = [k for k in need if k not in m]
+    if missing:
+        raise InputError(
+            "the 'matrix' group lacks " + ", ".join(repr(k) for k in missing),
+            file=source,
+            where="matrix",
+            fix="use an unmodified CellRanger v3+ .h5",
+        )
+    n_genes, n_cells = (int(x) for x in m["shape"][:])
+    check_shape(n_cells, n_genes, source)
+    f = m["features"]
+    ids = as_strings(f["id"][:])
+    names = as_strings(f["name"][:]) if "name" in f else None
+    types = as_strings(f["feature_type"][:]) if "feature_type" in f else None
+    barcodes = as_strings(m["barcodes"][:])
+    if len(ids) != n_genes or len(barcodes) != n_cells or m["indptr"].shape[0] != n_cells + 1:
+        raise InputError(
+            f"shape {n_genes} x {n_cells} disagrees with {len(ids)} features, "
+            f"{len(barcodes)} barcodes and {m['indptr'].shape[0]} indptr entries",
+            file=source,
+            where="matrix",
+            fix="use an unmodified CellRanger v3+ .h5",
+        )
+    ids, symbols, keep = _tenx_genes(ids, names, types, gene_id_column, source)
+    obs = pd.DataFrame(index=pd.Index(barcodes, dtype=object))
+    return CellMatrix(
+        source=source,
+        n_cells=n_cells,
+        gene_ids=ids,
+        gene_symbols=symbols,
+        obs=obs,
+        _rows=CsrGroupRows(m, n_genes, handle),
+        _keep=keep,
+    )
+
+
+def find_mtx(directory: Path) -> Path | None:
+    """The one ``*matrix.mtx(.gz)`` of a 10x directory (GEO adds prefixes), or None."""
+    found = sorted(p for p in directory.iterdir() if re.search(r"matrix\.mtx(\.gz)?$", p.name))
+    return found[0] if len(found) == 1 else None
+
+
+def _open_text(path: Path) -> Any:
+    return gzip.open(path, "rt") if path.suffix == ".gz" else open(path)
+
+
+def _read_tsv(path: Path) -> pd.DataFrame:
+    with _open_text(path) as fh:
+        return pd.read_csv(fh, sep="\t", header=None, dtype=str, keep_default_na=False)
+
+
+def open_mtx(
+    directory: Path,
+    source: str,
+    layer: str | None,
+    gene_id_column: str | None,
+    matrix: Path | None = None,
+) -> CellMatrix:
+    import scipy.io
+
+    _no_layers(layer, source, "a 10x matrix directory")
+    matrix = matrix or find_mtx(directory)
+    if matrix is None:
+        raise InputError(
+            "no single matrix.mtx(.gz) in the directory",
+            file=source,
+            fix="pass the 10x directory that holds matrix.mtx, features.tsv and barcodes.tsv",
+        )
+    prefix = re.sub(r"matrix\.mtx(\.gz)?$", "", matrix.name)
+
+    def sibling(*stems: str) -> Path:
+        for stem in stems:
+            for ext in (".tsv.gz", ".tsv"):
+                p = directory / f"{prefix}{stem}{ext}"
+                if p.exists():
+                    return p
+        raise InputError(
+            f"{prefix}{stems[0]}.tsv(.gz) is missing beside {matrix.name}",
+            file=source,
+            fix="a 10x directory needs matrix.mtx, features.tsv (or genes.tsv) and barcodes.tsv",
+        )
+
+    features_path = sibling("features", "genes")
+    barcodes_path = sibling("barcodes")
+    try:
+        with gzip.open(matrix, "rb") if matrix.suffix == ".gz" else open(matrix, "rb") as fh:
+            counts = scipy.io.mmread(fh)
+    except (ValueError, OSError) as err:
+        raise InputError(
+            f"cannot read the Matrix Market file: {err}",
+            file=matrix,
+            fix="check that it is an unmodified 10x matrix.mtx",
+        ) from err
+    n_genes, n_cells = counts.shape
+    features = _read_tsv(features_path)
+    barcodes = _read_tsv(barcodes_path)
+    for table, n, what, path in (
+        (features, n_genes, "rows (genes)", features_path),
+        (barcodes, n_cells, "columns (cells)", barcodes_path),
+    ):
+        if len(table) != n:
+            raise InputError(
+                f"{len(table)} lines, but {matrix.name} has {n} {what}",
+                file=path,
+                fix="use the files CellRanger wrote together",
+            )
+    check_shape(n_cells, n_genes, source)
+    ids = as_strings(features[0].to_numpy())
+    names = as_strings(features[1].to_numpy()) if features.shape[1] > 1 else None
+    types = as_strings(features[2].to_numpy()) if features.shape[1] > 2 else None
+    ids, symbols, keep = _tenx_genes(ids, names, types, gene_id_column, source)
+    obs = pd.DataFrame(index=pd.Index(as_strings(barcodes[0].to_numpy()), dtype=object))
+    return CellMatrix(
+        source=source,
+        n_cells=n_cells,
+        gene_ids=ids,
+        gene_symbols=symbols,
+        obs=obs,
+        _rows=MemoryRows(sp.csr_matrix(counts.T)),
+        _keep=keep,
+    )
