@@ -16,6 +16,7 @@ back in the corpus's order, whatever order the batches ran in.
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import time
 from collections.abc import Iterator, Sequence
@@ -27,6 +28,7 @@ from typing import TYPE_CHECKING, Any, Literal
 import numpy as np
 
 from genoformer.engine.errors import InputError
+from genoformer.engine.options import with_overrides
 from genoformer.engine.runs import RunDir, RunResult, atomic_path, write_table
 from genoformer.sc.corpus import tokenize_record
 
@@ -38,7 +40,14 @@ if TYPE_CHECKING:
 
     from genoformer.sc.vocabulary import GeneVocabulary
 
-__all__ = ["Embeddings", "embed", "embedding_matrix", "extract_embeddings", "hidden_state_index"]
+__all__ = [
+    "EmbedSettings",
+    "Embeddings",
+    "embed",
+    "embedding_matrix",
+    "extract_embeddings",
+    "hidden_state_index",
+]
 
 #: The obsm / varm key the embeddings are written under.
 ANNDATA_KEY = "X_genoformer"
@@ -394,17 +403,9 @@ def extract_embeddings(
     from genoformer.engine.progress import progress_bar
 
     start = time.perf_counter()
-    if emb_mode not in EMB_MODES:
-        raise InputError(f"unknown emb_mode {emb_mode!r}", where="emb_mode", fix="use cell or cls")
-    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
-        raise InputError(f"batch_size={batch_size!r}, expected a positive integer")
-    if max_cells is not None and max_cells < 1:
-        raise InputError(f"max_cells={max_cells}, expected a positive number of cells")
-    if not emb_layers:
-        raise InputError("no emb_layer asked for", where="emb_layer")
+    _check_request(emb_mode, batch_size, max_cells, emb_layers)
     dataset, path, source = _load(corpus)
     tokens = _corpus_tokens(dataset, source, max_cells)
-    recorded = tokenize_record(path)
     vocab = _resolve_vocabulary(vocabulary, dictionaries, path, tokens)
     if emb_mode == "cls" and not vocab.has_cls_eos:
         raise InputError(
@@ -417,27 +418,18 @@ def extract_embeddings(
     n_layers = len(encoder.encoder.layer)
     layers = list(dict.fromkeys(int(x) for x in emb_layers))
     indices = [hidden_state_index(layer, n_layers) for layer in layers]
-    _check_input_size(encoder, tokens, recorded, model_name)
+    _check_input_size(encoder, tokens, tokenize_record(path), model_name)
 
     target = pick_device(device)
     encoder.to(target)
     hidden = int(encoder.config.hidden_size)
     pad = vocab.pad_id if vocab.pad_id is not None else int(encoder.config.pad_token_id or 0)
     special = 1 if vocab.has_cls_eos else 0  # <cls> first, <eos> last
-    lengths = tokens.lengths
     # Longest first, as Geneformer runs them: a too-large batch fails at once, not at the end.
-    order = np.argsort(-lengths, kind="stable")
+    order = np.argsort(-tokens.lengths, kind="stable")
     n_cells = len(tokens)
     out = {layer: np.empty((n_cells, hidden), dtype=np.float32) for layer in layers}
-    accumulate = None
-    if genes:
-        # float64 sums keep the mean exact over many cells; Apple's mps has no float64.
-        wide = torch.float32 if target.type == "mps" else torch.float64
-        accumulate = {
-            layer: torch.zeros((len(vocab), hidden), dtype=wide, device=target) for layer in layers
-        }
-        seen = torch.zeros(len(vocab), dtype=torch.int64, device=target)
-
+    sums = _GeneSums(layers, len(vocab), hidden, target) if genes else None
     with (
         torch.inference_mode(),
         _threads(threads or (_cores() if target.type == "cpu" else None)),
@@ -448,17 +440,7 @@ def extract_embeddings(
         single = len(set(indices)) == 1
         for begin in range(0, n_cells, batch_size):
             rows = order[begin : begin + batch_size]
-            width = int(lengths[rows].max())
-            ids = np.full((len(rows), width), pad, dtype=np.int64)
-            for i, row in enumerate(rows):
-                ids[i, : lengths[row]] = tokens.values[
-                    tokens.offsets[row] : tokens.offsets[row + 1]
-                ]
-            positions = np.arange(width)
-            attention = positions[None, :] < lengths[rows, None]
-            input_ids = torch.from_numpy(ids).to(target)
-            # No mask when no cell is padded: attention then takes its unmasked fast path.
-            mask = None if attention.all() else torch.from_numpy(attention).to(target)
+            input_ids, mask, gene_mask = _batch(tokens, rows, pad, special, target)
             output = encoder(
                 input_ids=input_ids, attention_mask=mask, output_hidden_states=not single
             )
@@ -467,37 +449,95 @@ def extract_embeddings(
                 if single
                 else [output.hidden_states[i] for i in indices]
             )
-            n_genes = lengths[rows] - 2 * special
-            gene_mask = (positions[None, :] >= special) & (
-                positions[None, :] < (special + n_genes)[:, None]
-            )
-            weights = torch.from_numpy(gene_mask.astype(np.float32)).to(target)
-            counts = torch.from_numpy(n_genes.astype(np.float32)).to(target)[:, None]
             for layer, state in zip(layers, states, strict=True):
-                if emb_mode == "cls":
-                    pooled = state[:, 0, :]
-                else:
-                    pooled = torch.bmm(weights[:, None, :], state)[:, 0, :] / counts
-                out[layer][rows] = pooled.float().cpu().numpy()
-            if accumulate is not None:
-                chosen = torch.from_numpy(gene_mask).to(target)
-                gene_ids = input_ids[chosen]
-                seen.index_add_(0, gene_ids, torch.ones_like(gene_ids))
-                for layer, state in zip(layers, states, strict=True):
-                    accumulate[layer].index_add_(0, gene_ids, state[chosen].to(wide))
+                out[layer][rows] = _pooled(state, gene_mask, emb_mode).float().cpu().numpy()
+            if sums is not None:
+                sums.add(input_ids, gene_mask, states)
             bar.advance(task, len(rows))
 
     result = Embeddings(cells=out, obs=tokens.obs, emb_mode=emb_mode, vocabulary=vocab)
-    if accumulate is not None:
-        found = torch.nonzero(seen).flatten()
-        result.gene_tokens = found.cpu().numpy()
-        result.gene_cells = seen[found].cpu().numpy()
-        result.genes = {
-            layer: (acc[found] / seen[found, None]).float().cpu().numpy()
-            for layer, acc in accumulate.items()
-        }
+    if sums is not None:
+        result.gene_tokens, result.gene_cells, result.genes = sums.means()
     result.seconds = time.perf_counter() - start
     return result
+
+
+def _check_request(
+    emb_mode: str, batch_size: Any, max_cells: int | None, emb_layers: Sequence[int]
+) -> None:
+    if emb_mode not in EMB_MODES:
+        raise InputError(f"unknown emb_mode {emb_mode!r}", where="emb_mode", fix="use cell or cls")
+    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+        raise InputError(f"batch_size={batch_size!r}, expected a positive integer")
+    if max_cells is not None and max_cells < 1:
+        raise InputError(f"max_cells={max_cells}, expected a positive number of cells")
+    if not emb_layers:
+        raise InputError("no emb_layer asked for", where="emb_layer")
+
+
+def _batch(
+    tokens: _Tokens, rows: np.ndarray, pad: int, special: int, target: Any
+) -> tuple[Any, Any, Any]:
+    """One batch of cells: input ids (padded), the attention mask (None when no cell is
+    padded: attention then takes its unmasked fast path) and the mask of gene positions."""
+    import torch
+
+    lengths = tokens.lengths[rows]
+    width = int(lengths.max())
+    ids = np.full((len(rows), width), pad, dtype=np.int64)
+    for i, row in enumerate(rows):
+        ids[i, : lengths[i]] = tokens.values[tokens.offsets[row] : tokens.offsets[row + 1]]
+    positions = np.arange(width)
+    attention = positions[None, :] < lengths[:, None]
+    n_genes = lengths - 2 * special
+    genes = (positions[None, :] >= special) & (positions[None, :] < (special + n_genes)[:, None])
+    mask = None if attention.all() else torch.from_numpy(attention).to(target)
+    return torch.from_numpy(ids).to(target), mask, torch.from_numpy(genes).to(target)
+
+
+def _pooled(state: Any, gene_mask: Any, emb_mode: str) -> Any:
+    """The cell embeddings of a batch: ``<cls>``, or the mean over the gene positions."""
+    import torch
+
+    if emb_mode == "cls":
+        return state[:, 0, :]
+    weights = gene_mask.to(torch.float32)
+    return torch.bmm(weights[:, None, :], state)[:, 0, :] / weights.sum(1, keepdim=True)
+
+
+class _GeneSums:
+    """Each gene's summed embedding over the cells it is in, per layer, and its cell count."""
+
+    def __init__(self, layers: Sequence[int], n_tokens: int, hidden: int, target: Any) -> None:
+        import torch
+
+        # float64 sums keep the mean exact over many cells; Apple's mps has no float64.
+        self.wide = torch.float32 if target.type == "mps" else torch.float64
+        self.sums = {
+            layer: torch.zeros((n_tokens, hidden), dtype=self.wide, device=target)
+            for layer in layers
+        }
+        self.seen = torch.zeros(n_tokens, dtype=torch.int64, device=target)
+
+    def add(self, input_ids: Any, gene_mask: Any, states: Sequence[Any]) -> None:
+        import torch
+
+        gene_ids = input_ids[gene_mask]
+        self.seen.index_add_(0, gene_ids, torch.ones_like(gene_ids))
+        for total, state in zip(self.sums.values(), states, strict=True):
+            total.index_add_(0, gene_ids, state[gene_mask].to(self.wide))
+
+    def means(self) -> tuple[np.ndarray, np.ndarray, dict[int, np.ndarray]]:
+        """(token ids seen, cells per token, ``{layer: mean embedding per token}``)."""
+        import torch
+
+        found = torch.nonzero(self.seen).flatten()
+        seen = self.seen[found]
+        means = {
+            layer: (total[found] / seen[:, None]).float().cpu().numpy()
+            for layer, total in self.sums.items()
+        }
+        return found.cpu().numpy(), seen.cpu().numpy(), means
 
 
 # ---------------------------------------------------------------------------------------------
@@ -618,24 +658,67 @@ def embedding_matrix(table: pd.DataFrame) -> np.ndarray:
     return table[[str(i) for i in range(hidden)]].to_numpy(np.float32)
 
 
+@dataclass(frozen=True)
+class EmbedSettings:
+    """How :func:`embed` embeds (each also a keyword argument of it, and a CLI flag).
+
+    Attributes
+    ----------
+    emb_mode
+        ``"cell"``: mean over the cell's gene tokens; ``"cls"``: the ``<cls>`` token (V2).
+    emb_layer
+        Geneformer's layer number: -1 the second-to-last layer (default), 0 the last, down
+        to ``-num_hidden_layers`` (the input embeddings).
+    batch_size
+        Cells per forward pass (cells of similar length run together).
+    genes
+        Also average each gene's embedding over the cells it appears in.
+    device
+        ``auto``, ``cpu``, ``cuda``, ``npu`` or ``mps``.
+    max_cells
+        Embed only the corpus's first ``max_cells`` cells.
+    threads
+        CPU threads of the forward passes (default: this machine's cores).
+    seed
+        Seed of the UMAP layout.
+    progress
+        Show a progress bar.
+    """
+
+    emb_mode: Literal["cell", "cls"] = "cell"
+    emb_layer: int = -1
+    batch_size: int = BATCH_SIZE
+    genes: bool = False
+    device: str = "auto"
+    max_cells: int | None = None
+    threads: int | None = None
+    seed: int = 0
+    progress: bool = True
+
+
+# The settings of embed that extract_embeddings takes as they are.
+_EXTRACT_SETTINGS = (
+    "emb_mode",
+    "batch_size",
+    "genes",
+    "device",
+    "max_cells",
+    "threads",
+    "progress",
+)
+
+
 def embed(
     model: PreTrainedModel | str | os.PathLike,
     corpus: datasets.Dataset | str | os.PathLike,
     *,
     out: str | os.PathLike,
-    emb_mode: Literal["cell", "cls"] = "cell",
-    emb_layer: int = -1,
-    batch_size: int = BATCH_SIZE,
-    genes: bool = False,
     adata: ad.AnnData | str | os.PathLike | None = None,
     label: str | None = None,
     vocabulary: GeneVocabulary | str | os.PathLike | None = None,
     dictionaries: str | os.PathLike | None = None,
-    device: str = "auto",
-    max_cells: int | None = None,
-    threads: int | None = None,
-    seed: int = 0,
-    progress: bool = True,
+    settings: EmbedSettings | None = None,
+    **overrides: Any,
 ) -> RunResult:
     """Cell (and gene) embeddings of a tokenized corpus, written as tables, AnnData, pictures.
 
@@ -650,15 +733,6 @@ def embed(
     out
         The run directory: ``cell_embeddings.parquet`` / ``.csv``, ``gene_embeddings.*``,
         ``embeddings.h5ad``, ``figures/``, ``manifest.json``.
-    emb_mode
-        ``"cell"``: mean over the cell's gene tokens; ``"cls"``: the ``<cls>`` token (V2).
-    emb_layer
-        Geneformer's layer number: -1 the second-to-last layer (default), 0 the last, down
-        to ``-num_hidden_layers`` (the input embeddings).
-    batch_size
-        Cells per forward pass (cells of similar length run together).
-    genes
-        Also average each gene's embedding over the cells it appears in.
     adata
         The .h5ad (or AnnData) the corpus was tokenized from: the cell embeddings go into
         ``.obsm['X_genoformer']`` (rows matched on ``cell_index``, NaN for cells not in the
@@ -672,16 +746,9 @@ def embed(
         or a :class:`~genoformer.sc.vocabulary.GeneVocabulary`) and the folder of
         Geneformer's dictionaries. Default: the corpus manifest's vocabulary, else V2 when
         every cell starts with ``<cls>`` and ends with ``<eos>``, else V1.
-    device
-        ``auto``, ``cpu``, ``cuda``, ``npu`` or ``mps``.
-    max_cells
-        Embed only the corpus's first ``max_cells`` cells.
-    threads
-        CPU threads of the forward passes (default: this machine's cores).
-    seed
-        Seed of the UMAP layout.
-    progress
-        Show a progress bar.
+    settings, **overrides
+        How to embed: an :class:`EmbedSettings`, and/or any of its fields by name
+        (``emb_layer=0, genes=True``).
 
     Returns
     -------
@@ -703,72 +770,85 @@ def embed(
         is not the one the corpus came from.
     """
     start = time.perf_counter()
+    options = with_overrides(EmbedSettings, settings, overrides, "embed")
     out = Path(out)
     if out.exists() and not out.is_dir():
         raise InputError("exists and is not a directory", file=out, fix="choose another --out")
     arguments = {
         "model": model if isinstance(model, (str, os.PathLike)) else type(model).__name__,
         "corpus": corpus if isinstance(corpus, (str, os.PathLike)) else "<Dataset>",
-        "emb_mode": emb_mode,
-        "emb_layer": emb_layer,
-        "batch_size": batch_size,
-        "genes": genes,
         "adata": adata if adata is None or isinstance(adata, (str, os.PathLike)) else "<AnnData>",
         "label": label,
         "vocabulary": vocabulary
         if vocabulary is None or isinstance(vocabulary, (str, os.PathLike))
         else vocabulary.name,
-        "device": device,
-        "max_cells": max_cells,
-        "threads": threads,
+        **{k: v for k, v in dataclasses.asdict(options).items() if k not in ("seed", "progress")},
     }
-    if label is not None:  # found before the run rather than after it
-        _check_label(corpus, label)
+    _check_label(corpus, label)  # found before the run rather than after it
     adata_object, adata_source = _read_adata(adata) if adata is not None else (None, None)
-    run = RunDir(out, command="sc embed", arguments=arguments, seed=seed)
+    run = RunDir(out, command="sc embed", arguments=arguments, seed=options.seed)
     with run.step("embed"):
         result = extract_embeddings(
             model,
             corpus,
-            emb_mode=emb_mode,
-            emb_layers=(emb_layer,),
-            batch_size=batch_size,
-            genes=genes,
+            emb_layers=(options.emb_layer,),
             vocabulary=vocabulary,
             dictionaries=dictionaries,
-            device=device,
-            max_cells=max_cells,
-            threads=threads,
-            progress=progress,
+            **{name: getattr(options, name) for name in _EXTRACT_SETTINGS},
         )
-    cells, gene_table, files = _write_tables(run, result, emb_layer)
-    metrics: dict[str, Any] = {
-        "n_cells": len(cells),
-        "hidden_size": result.cells[emb_layer].shape[1],
-        "emb_mode": emb_mode,
-        "emb_layer": emb_layer,
-        "vocabulary": result.vocabulary.name,
-        "embedding_seconds": round(result.seconds, 3),
-        "cells_per_second": round(len(cells) / result.seconds, 2) if result.seconds else None,
-    }
-    if gene_table is not None:
-        metrics["n_genes"] = len(gene_table)
+    cells, gene_table, files = _write_tables(run, result, options.emb_layer)
+    metrics = _embed_metrics(result, options.emb_layer, len(cells), gene_table)
     if adata_object is not None:
-        n_cells, n_genes = _add_to_adata(adata_object, adata_source, result, emb_layer, gene_table)
-        metrics["adata"] = {"cells": n_cells, "genes": n_genes}
-        if adata_source != "<AnnData>":
-            with atomic_path(run.file("embeddings.h5ad")) as tmp:
-                adata_object.write_h5ad(tmp)
-            files["adata"] = run.path / "embeddings.h5ad"
+        metrics["adata"] = _into_adata(
+            run, adata_object, adata_source, result, options.emb_layer, gene_table, files
+        )
     if label is not None:
         with run.step("figures"):
-            files.update(_draw(run, result, emb_layer, label, seed))
+            files.update(_draw(run, result, options.emb_layer, label, options.seed))
     metrics["seconds"] = round(time.perf_counter() - start, 3)
     run.record_results("embed", metrics)
     return run.finish(metrics, files)
 
 
-def _check_label(corpus: datasets.Dataset | str | os.PathLike, label: str) -> None:
+def _embed_metrics(
+    result: Embeddings, layer: int, n_cells: int, gene_table: pd.DataFrame | None
+) -> dict[str, Any]:
+    metrics: dict[str, Any] = {
+        "n_cells": n_cells,
+        "hidden_size": result.cells[layer].shape[1],
+        "emb_mode": result.emb_mode,
+        "emb_layer": layer,
+        "vocabulary": result.vocabulary.name,
+        "embedding_seconds": round(result.seconds, 3),
+        "cells_per_second": round(n_cells / result.seconds, 2) if result.seconds else None,
+    }
+    if gene_table is not None:
+        metrics["n_genes"] = len(gene_table)
+    return metrics
+
+
+def _into_adata(
+    run: RunDir,
+    adata: ad.AnnData,
+    source: str,
+    result: Embeddings,
+    layer: int,
+    gene_table: pd.DataFrame | None,
+    files: dict[str, Any],
+) -> dict[str, int]:
+    """The embeddings into ``adata`` (written to the run when it came from a file); how many
+    cells and genes got one."""
+    n_cells, n_genes = _add_to_adata(adata, source, result, layer, gene_table)
+    if source != "<AnnData>":
+        with atomic_path(run.file("embeddings.h5ad")) as tmp:
+            adata.write_h5ad(tmp)
+        files["adata"] = run.path / "embeddings.h5ad"
+    return {"cells": n_cells, "genes": n_genes}
+
+
+def _check_label(corpus: datasets.Dataset | str | os.PathLike, label: str | None) -> None:
+    if label is None:
+        return
     columns = _load(corpus)[0].column_names
     if label not in columns or label in _TOKEN_COLUMNS:
         raise InputError(

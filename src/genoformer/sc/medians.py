@@ -28,6 +28,7 @@ Two ways to compute it:
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import os
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
@@ -40,6 +41,7 @@ import pandas as pd
 import scipy.sparse as sp
 
 from genoformer.engine.errors import InputError
+from genoformer.engine.options import with_overrides
 from genoformer.engine.progress import progress_bar
 from genoformer.engine.runs import RunDir, write_table
 from genoformer.sc.io import CellMatrix, open_cells
@@ -356,34 +358,13 @@ def _progress(show: bool) -> Iterator[Callable[[str, int, int], None]]:
 # ---------------------------------------------------------------------------------------
 
 
-def gene_medians(
-    inputs: str | os.PathLike | Any | Sequence[str | os.PathLike | Any],
-    *,
-    out: str | os.PathLike | None = None,
-    streaming: bool = False,
-    chunk_size: int = 1024,
-    name: str = "custom",
-    input_size: int = 4096,
-    special: Iterable[str] = ("pad", "mask", "cls", "eos"),
-    layer: str | None = None,
-    gene_id_column: str | None = None,
-    id_mapping: dict[str, str] | None = None,
-    symbol_to_id: dict[str, str] | None = None,
-    bins_per_octave: int = 128,
-    backed: bool | None = None,
-    progress: bool = False,
-) -> GeneVocabulary:
-    """Each gene's median of non-zero normalised expression across a corpus, as a vocabulary.
+@dataclass(frozen=True)
+class MediansSettings:
+    """How :func:`gene_medians` reads and what vocabulary it makes (each also a keyword
+    argument of it).
 
-    Parameters
+    Attributes
     ----------
-    inputs
-        A .h5ad, .loom, .zarr or 10x file, an AnnData object, a folder of such files, or a
-        list of these. Raw counts.
-    out
-        A run directory to write ``vocabulary.json`` (:meth:`GeneVocabulary.save`),
-        ``gene_medians.tsv`` (``gene_id``, ``n_nonzero`` cells, ``median``; every gene,
-        also those never expressed) and ``manifest.json``.
     streaming
         Approximate the medians with bounded memory (:class:`StreamingMedians`) instead of
         keeping every non-zero value.
@@ -405,6 +386,42 @@ def gene_medians(
         Resolution of the streaming histograms (a power of two).
     progress
         Show a progress bar per input.
+    """
+
+    streaming: bool = False
+    chunk_size: int = 1024
+    name: str = "custom"
+    input_size: int = 4096
+    special: Iterable[str] = ("pad", "mask", "cls", "eos")
+    layer: str | None = None
+    gene_id_column: str | None = None
+    id_mapping: dict[str, str] | None = None
+    symbol_to_id: dict[str, str] | None = None
+    bins_per_octave: int = 128
+    backed: bool | None = None
+    progress: bool = False
+
+
+def gene_medians(
+    inputs: str | os.PathLike | Any | Sequence[str | os.PathLike | Any],
+    *,
+    out: str | os.PathLike | None = None,
+    settings: MediansSettings | None = None,
+    **overrides: Any,
+) -> GeneVocabulary:
+    """Each gene's median of non-zero normalised expression across a corpus, as a vocabulary.
+
+    Parameters
+    ----------
+    inputs
+        A .h5ad, .loom, .zarr or 10x file, an AnnData object, a folder of such files, or a
+        list of these. Raw counts.
+    out
+        A run directory to write ``vocabulary.json`` (:meth:`GeneVocabulary.save`),
+        ``gene_medians.tsv`` (``gene_id``, ``n_nonzero`` cells, ``median``; every gene,
+        also those never expressed) and ``manifest.json``.
+    settings, **overrides
+        A :class:`MediansSettings`, and/or any of its fields by name (``streaming=True``).
 
     Returns
     -------
@@ -412,30 +429,14 @@ def gene_medians(
         Genes with at least one non-zero value, with their medians.
     """
     started = time.perf_counter()
-    if chunk_size < 1:
+    options = with_overrides(MediansSettings, settings, overrides, "gene_medians")
+    if options.chunk_size < 1:
         raise InputError(
-            f"chunk size {chunk_size}, expected at least 1", fix="pass --chunk-size 1 or more"
+            f"chunk size {options.chunk_size}, expected at least 1",
+            fix="pass --chunk-size 1 or more",
         )
-    accumulator: ExactMedians | StreamingMedians = (
-        StreamingMedians(bins_per_octave) if streaming else ExactMedians()
-    )
-    index = _GeneIndex(id_mapping=id_mapping, ids=[], numbers={}, symbols={})
-    stats = dict.fromkeys(
-        ("files", "cells", "cells_with_counts", "cells_filtered_out", "genes_without_id"), 0
-    )
     sources = _expand(inputs)
-    with _progress(progress) as show:
-        for source in sources:
-            with open_cells(
-                source, layer=layer, gene_id_column=gene_id_column, backed=backed
-            ) as cells:
-                label = f"medians: {Path(cells.source).name}"
-                done = 0
-                for genes, values, n_read in _normalised(cells, index, chunk_size, stats):
-                    accumulator.add(genes, values)
-                    done += n_read
-                    show(label, done, cells.n_cells)
-            stats["files"] += 1
+    accumulator, index, stats = _accumulate(sources, options)
     medians, n_nonzero = accumulator.result(len(index.ids))
     if not np.isfinite(medians).any():
         raise InputError(
@@ -445,54 +446,76 @@ def gene_medians(
         )
     expressed = {g: float(m) for g, m in zip(index.ids, medians, strict=True) if np.isfinite(m)}
     symbols = (
-        symbol_to_id
-        if symbol_to_id is not None
+        options.symbol_to_id
+        if options.symbol_to_id is not None
         else {s: g for s, g in index.symbols.items() if g in expressed}
     )
     vocabulary = GeneVocabulary.from_medians(
         expressed,
-        name=name,
-        input_size=input_size,
-        special=special,
+        name=options.name,
+        input_size=options.input_size,
+        special=options.special,
         symbol_to_id=symbols,
-        id_mapping=id_mapping,
+        id_mapping=options.id_mapping,
     )
     if out is not None:
         table = pd.DataFrame({"gene_id": index.ids, "n_nonzero": n_nonzero, "median": medians})
+        arguments = {
+            **dataclasses.asdict(options),
+            "inputs": [
+                str(s) if isinstance(s, (str, os.PathLike)) else "<AnnData>" for s in sources
+            ],
+            "special": list(options.special),
+            "id_mapping": None
+            if options.id_mapping is None
+            else f"{len(options.id_mapping)} entries",
+            "bins_per_octave": options.bins_per_octave if options.streaming else None,
+        }
+        for unrecorded in ("symbol_to_id", "backed", "progress"):
+            arguments.pop(unrecorded)
+        results = {
+            **stats,
+            "genes": len(index.ids),
+            "genes_with_median": len(expressed),
+            "relative_error_bound": accumulator.relative_error if options.streaming else 0.0,
+            "seconds": round(time.perf_counter() - started, 3),
+        }
         _write_run(
-            Path(out),
-            vocabulary,
-            table.sort_values("gene_id", kind="stable"),
-            arguments={
-                "inputs": [
-                    str(s) if isinstance(s, (str, os.PathLike)) else "<AnnData>" for s in sources
-                ],
-                "streaming": streaming,
-                "chunk_size": chunk_size,
-                "name": name,
-                "input_size": input_size,
-                "special": list(special),
-                "layer": layer,
-                "gene_id_column": gene_id_column,
-                "id_mapping": None if id_mapping is None else f"{len(id_mapping)} entries",
-                "bins_per_octave": bins_per_octave if streaming else None,
-            },
-            results={
-                **stats,
-                "genes": len(index.ids),
-                "genes_with_median": len(expressed),
-                "relative_error_bound": accumulator.relative_error if streaming else 0.0,
-                "seconds": round(time.perf_counter() - started, 3),
-            },
+            Path(out), vocabulary, table.sort_values("gene_id", kind="stable"), arguments, results
         )
     return vocabulary
+
+
+def _accumulate(
+    sources: list[Any], options: MediansSettings
+) -> tuple[ExactMedians | StreamingMedians, _GeneIndex, dict[str, int]]:
+    """Every non-zero normalised value of every input, gathered gene by gene."""
+    accumulator: ExactMedians | StreamingMedians = (
+        StreamingMedians(options.bins_per_octave) if options.streaming else ExactMedians()
+    )
+    index = _GeneIndex(id_mapping=options.id_mapping, ids=[], numbers={}, symbols={})
+    stats = dict.fromkeys(
+        ("files", "cells", "cells_with_counts", "cells_filtered_out", "genes_without_id"), 0
+    )
+    read = {"layer": options.layer, "gene_id_column": options.gene_id_column}
+    with _progress(options.progress) as show:
+        for source in sources:
+            with open_cells(source, backed=options.backed, **read) as cells:
+                label = f"medians: {Path(cells.source).name}"
+                done = 0
+                chunks = _normalised(cells, index, options.chunk_size, stats)
+                for genes, values, n_read in chunks:
+                    accumulator.add(genes, values)
+                    done += n_read
+                    show(label, done, cells.n_cells)
+            stats["files"] += 1
+    return accumulator, index, stats
 
 
 def _write_run(
     out: Path,
     vocabulary: GeneVocabulary,
     table: pd.DataFrame,
-    *,
     arguments: dict[str, Any],
     results: dict[str, Any],
 ) -> None:

@@ -11,7 +11,9 @@ from __future__ import annotations
 import os
 import warnings
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -87,6 +89,76 @@ def _hex(color: tuple) -> str:
     return "#" + "".join(f"{round(255 * c):02x}" for c in color[:3])
 
 
+@dataclass(frozen=True)
+class _UmapPoints:
+    """The cells of a UMAP, drawn into the picture (matplotlib) and the page (plotly)."""
+
+    xy: np.ndarray
+    ids: np.ndarray
+    names: np.ndarray
+    label: str
+    size: float
+
+    def draw_continuous(self, fig: Figure, ax: Any, page: Any, values: pd.Series) -> None:
+        """Numbers with many distinct values: one continuous colour scale."""
+        import plotly.graph_objects as go
+
+        xy, label = self.xy, self.label
+        points = ax.scatter(
+            xy[:, 0], xy[:, 1], c=values, s=self.size, cmap="viridis", edgecolor="none", alpha=0.8
+        )
+        fig.colorbar(points, ax=ax, label=label)
+        page.add_trace(
+            go.Scattergl(
+                x=xy[:, 0],
+                y=xy[:, 1],
+                mode="markers",
+                marker={"size": 5, "color": values, "colorscale": "Viridis", "showscale": True},
+                text=[f"{i}<br>{label}: {v}" for i, v in zip(self.ids, self.names, strict=True)],
+                hovertemplate="%{text}<extra></extra>",
+                showlegend=False,
+            )
+        )
+
+    def draw_categories(self, ax: Any, page: Any) -> None:
+        """Categories: one colour and legend entry each, the largest first."""
+        import plotly.graph_objects as go
+
+        xy, label, names = self.xy, self.label, self.names
+        categories = list(pd.Series(names).value_counts().index)
+        colors = _category_colors(categories)
+        for category in categories:
+            chosen = names == category
+            ax.scatter(
+                xy[chosen, 0],
+                xy[chosen, 1],
+                s=self.size,
+                color=colors[category],
+                edgecolor="none",
+                alpha=0.8,
+                label=f"{category} ({chosen.sum():,})",
+            )
+            page.add_trace(
+                go.Scattergl(
+                    x=xy[chosen, 0],
+                    y=xy[chosen, 1],
+                    mode="markers",
+                    name=category,
+                    marker={"size": 5, "color": _hex(colors[category])},
+                    text=[f"{i}<br>{label}: {category}" for i in self.ids[chosen]],
+                    hovertemplate="%{text}<extra></extra>",
+                )
+            )
+        ax.legend(
+            title=label,
+            frameon=False,
+            fontsize="small",
+            markerscale=max(1.0, 12 / self.size),
+            loc="center left",
+            bbox_to_anchor=(1.0, 0.5),
+        )
+
+
 def embedding_umap(
     embeddings: np.ndarray,
     labels: Sequence | np.ndarray,
@@ -144,55 +216,11 @@ def embedding_umap(
     ax = fig.subplots()
     size = max(2.0, min(20.0, 3000 / n))
     page = go.Figure()
+    points = _UmapPoints(xy, ids, names, label, size)
     if continuous:
-        points = ax.scatter(
-            xy[:, 0], xy[:, 1], c=numeric, s=size, cmap="viridis", edgecolor="none", alpha=0.8
-        )
-        fig.colorbar(points, ax=ax, label=label)
-        page.add_trace(
-            go.Scattergl(
-                x=xy[:, 0],
-                y=xy[:, 1],
-                mode="markers",
-                marker={"size": 5, "color": numeric, "colorscale": "Viridis", "showscale": True},
-                text=[f"{i}<br>{label}: {v}" for i, v in zip(ids, names, strict=True)],
-                hovertemplate="%{text}<extra></extra>",
-                showlegend=False,
-            )
-        )
+        points.draw_continuous(fig, ax, page, numeric)
     else:
-        categories = list(pd.Series(names).value_counts().index)
-        colors = _category_colors(categories)
-        for category in categories:
-            chosen = names == category
-            ax.scatter(
-                xy[chosen, 0],
-                xy[chosen, 1],
-                s=size,
-                color=colors[category],
-                edgecolor="none",
-                alpha=0.8,
-                label=f"{category} ({chosen.sum():,})",
-            )
-            page.add_trace(
-                go.Scattergl(
-                    x=xy[chosen, 0],
-                    y=xy[chosen, 1],
-                    mode="markers",
-                    name=category,
-                    marker={"size": 5, "color": _hex(colors[category])},
-                    text=[f"{i}<br>{label}: {category}" for i in ids[chosen]],
-                    hovertemplate="%{text}<extra></extra>",
-                )
-            )
-        ax.legend(
-            title=label,
-            frameon=False,
-            fontsize="small",
-            markerscale=max(1.0, 12 / size),
-            loc="center left",
-            bbox_to_anchor=(1.0, 0.5),
-        )
+        points.draw_categories(ax, page)
     ax.set_xlabel("UMAP 1")
     ax.set_ylabel("UMAP 2")
     ax.set_xticks([])

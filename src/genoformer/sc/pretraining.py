@@ -23,6 +23,7 @@ of a small model's work, is never formed. The saved model is a plain ``BertForMa
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import json
 import math
 import os
@@ -38,6 +39,7 @@ import torch.nn.functional as F
 from transformers import BertForMaskedLM, SchedulerType
 
 from genoformer.engine.errors import InputError
+from genoformer.engine.options import with_overrides
 from genoformer.engine.runs import MANIFEST, RunDir, RunResult, write_json, write_table
 from genoformer.engine.training import CHECKPOINTS, TrainSettings, length_grouping, train_model
 from genoformer.sc.corpus import load_corpus, tokenize_record
@@ -56,7 +58,7 @@ if TYPE_CHECKING:
     import datasets
     from transformers import EvalPrediction
 
-__all__ = ["frequency_baseline", "pretrain"]
+__all__ = ["PretrainSettings", "frequency_baseline", "pretrain"]
 
 #: Geneformer's pretraining warm-up (training_args of its published models).
 GENEFORMER_WARMUP_STEPS = 10_000
@@ -335,20 +337,13 @@ def warmup_steps(
     return float(min(GENEFORMER_WARMUP_STEPS, math.floor(MAX_WARMUP_SHARE * total)))
 
 
-def _check_numbers(
-    *,
-    held_out: float,
-    batch_size: int,
-    eval_every: int,
-    keep_checkpoints: int,
-    max_cells: int | None,
-    max_length: int | None,
-    scheduler: str,
-    learning_rate: float,
-    weight_decay: float,
-    epochs: float,
-    max_steps: int,
-) -> None:
+def _check_numbers(arguments: dict[str, Any]) -> None:
+    """Refuse settings no run can use, naming the argument."""
+    a = arguments
+    held_out, batch_size, eval_every = a["held_out"], a["batch_size"], a["eval_every"]
+    keep_checkpoints, max_cells, max_length = a["keep_checkpoints"], a["max_cells"], a["max_length"]
+    learning_rate, weight_decay, scheduler = a["learning_rate"], a["weight_decay"], a["scheduler"]
+    epochs, max_steps = a["epochs"], a["max_steps"]
     checks = [
         (0 < held_out < 1, "held_out", f"{held_out}", "a share between 0 and 1, e.g. 0.05"),
         (batch_size >= 1, "batch_size", f"{batch_size}", "1 or more cells per device"),
@@ -425,51 +420,12 @@ def _check_run_dir(out: Path, resume: bool, arguments: dict[str, Any]) -> None:
 # The public API
 
 
-def pretrain(
-    corpus: str | os.PathLike | Sequence[str | os.PathLike],
-    *,
-    out: str | os.PathLike,
-    model: str | os.PathLike = "tiny",
-    vocabulary: GeneVocabulary | str | os.PathLike | None = None,
-    dictionaries: str | os.PathLike | None = None,
-    epochs: float = 3.0,
-    max_steps: int = -1,
-    batch_size: int = 12,
-    learning_rate: float = 1e-3,
-    scheduler: str = "linear",
-    warmup: float | None = None,
-    weight_decay: float = 0.001,
-    eval_every: int = 1000,
-    keep_checkpoints: int = 2,
-    patience: int | None = None,
-    held_out: float = 0.05,
-    max_cells: int | None = None,
-    max_length: int | None = None,
-    mask_probability: float = 0.15,
-    seed: int = 0,
-    device: str = "auto",
-    num_workers: int = 0,
-    resume: bool = False,
-) -> RunResult:
-    """Pretrain a Geneformer-compatible model by masked-gene prediction on tokenized cells.
+@dataclass(frozen=True)
+class PretrainSettings:
+    """How :func:`pretrain` trains (each also a keyword argument of it, and a CLI flag).
 
-    Parameters
+    Attributes
     ----------
-    corpus
-        A corpus directory from ``genoformer sc tokenize`` or Geneformer's tokenizer, or
-        several (read as one).
-    out
-        The run directory: ``model/``, ``checkpoints/``, ``loss_curve.{tsv,png}``,
-        ``metrics.json``, ``splits/held_out.parquet``, ``manifest.json``.
-    model
-        A preset (``tiny``, ``small``, or a published architecture such as
-        ``gf-6L-30M-i2048``) built fresh with ``seed``, or a checkpoint directory to
-        continue pretraining from.
-    vocabulary
-        ``V1``, ``V2``, a vocabulary file or a :class:`GeneVocabulary`; by default the one
-        named in the corpus' ``manifest.json`` (required for corpora without one).
-    dictionaries
-        Folder of Geneformer's dictionaries (default: ``$GENOFORMER_GENEFORMER_DIR``).
     epochs, max_steps
         Length of the run (``max_steps`` > 0 overrides ``epochs``).
     batch_size
@@ -501,6 +457,61 @@ def pretrain(
         Data-loading worker processes per device.
     resume
         Continue the run in ``out`` from its last complete checkpoint.
+    """
+
+    epochs: float = 3.0
+    max_steps: int = -1
+    batch_size: int = 12
+    learning_rate: float = 1e-3
+    scheduler: str = "linear"
+    warmup: float | None = None
+    weight_decay: float = 0.001
+    eval_every: int = 1000
+    keep_checkpoints: int = 2
+    patience: int | None = None
+    held_out: float = 0.05
+    max_cells: int | None = None
+    max_length: int | None = None
+    mask_probability: float = 0.15
+    seed: int = 0
+    device: str = "auto"
+    num_workers: int = 0
+    resume: bool = False
+
+
+def pretrain(
+    corpus: str | os.PathLike | Sequence[str | os.PathLike],
+    *,
+    out: str | os.PathLike,
+    model: str | os.PathLike = "tiny",
+    vocabulary: GeneVocabulary | str | os.PathLike | None = None,
+    dictionaries: str | os.PathLike | None = None,
+    settings: PretrainSettings | None = None,
+    **overrides: Any,
+) -> RunResult:
+    """Pretrain a Geneformer-compatible model by masked-gene prediction on tokenized cells.
+
+    Parameters
+    ----------
+    corpus
+        A corpus directory from ``genoformer sc tokenize`` or Geneformer's tokenizer, or
+        several (read as one).
+    out
+        The run directory: ``model/``, ``checkpoints/``, ``loss_curve.{tsv,png}``,
+        ``metrics.json``, ``splits/held_out.parquet``, ``manifest.json``.
+    model
+        A preset (``tiny``, ``small``, or a published architecture such as
+        ``gf-6L-30M-i2048``) built fresh with ``seed``, or a checkpoint directory to
+        continue pretraining from.
+    vocabulary
+        ``V1``, ``V2``, a vocabulary file or a :class:`GeneVocabulary`; by default the one
+        named in the corpus' ``manifest.json`` (required for corpora without one).
+    dictionaries
+        Folder of Geneformer's pickled dictionaries (default: ``$GENOFORMER_GENEFORMER_DIR``,
+        else the copy the package ships).
+    settings, **overrides
+        How to train: a :class:`PretrainSettings`, and/or any of its fields by name
+        (``max_steps=20000, batch_size=12``), which replace the ones in ``settings``.
 
     Returns
     -------
@@ -511,142 +522,144 @@ def pretrain(
         pretrained model, a ``BertForMaskedLM`` directory that Geneformer loads.
     """
     start = time.perf_counter()
+    options = with_overrides(PretrainSettings, settings, overrides, "pretrain")
     paths = [Path(corpus)] if isinstance(corpus, (str, os.PathLike)) else [Path(p) for p in corpus]
     if not paths:
         raise InputError("no corpus given", fix="pass the directory `genoformer sc tokenize` wrote")
     out = Path(out)
-    arguments = {
-        "corpus": [os.path.abspath(p) for p in paths],
-        "out": os.path.abspath(out),
-        "model": str(model),
-        "vocabulary": vocabulary.name if isinstance(vocabulary, GeneVocabulary) else vocabulary,
-        "dictionaries": dictionaries,
-        "epochs": epochs,
-        "max_steps": max_steps,
-        "batch_size": batch_size,
-        "learning_rate": learning_rate,
-        "scheduler": scheduler,
-        "warmup": warmup,
-        "weight_decay": weight_decay,
-        "eval_every": eval_every,
-        "keep_checkpoints": keep_checkpoints,
-        "patience": patience,
-        "held_out": held_out,
-        "max_cells": max_cells,
-        "max_length": max_length,
-        "mask_probability": mask_probability,
-        "seed": seed,
-        "device": device,
-        "num_workers": num_workers,
-        "resume": resume,
-    }
-    arguments = json.loads(json.dumps(arguments, default=str))
-    _check_numbers(
-        held_out=held_out,
-        batch_size=batch_size,
-        eval_every=eval_every,
-        keep_checkpoints=keep_checkpoints,
-        max_cells=max_cells,
-        max_length=max_length,
-        scheduler=scheduler,
-        learning_rate=learning_rate,
-        weight_decay=weight_decay,
-        epochs=epochs,
-        max_steps=max_steps,
-    )
-    _check_run_dir(out, resume, arguments)
-
+    arguments = _arguments(paths, out, model, vocabulary, dictionaries, options)
+    _check_numbers(arguments)
+    _check_run_dir(out, options.resume, arguments)
     cells = _read_corpora(paths)
     vocab = corpus_vocabulary(vocabulary, dictionaries, cells.records)
-    network, origin = _model(model, vocab, seed)
-    config = network.config
-    _check_tokens(cells, config.vocab_size)
-    lengths = truncated_lengths(cells.lengths, max_length)
-    _check_lengths(cells, lengths, config.max_position_embeddings)
-    train_rows, held_rows = _split(len(lengths), held_out, max_cells, seed, paths[0])
-
-    rule = MaskingRule.from_vocabulary(vocab, probability=mask_probability)
-    shared = dict(
-        corpus=cells.cells,
-        rule=rule,
-        seed=seed,
-        max_length=max_length,
-        eos_id=vocab.eos_id if vocab.has_cls_eos else None,
-        vocab_size=config.vocab_size,
-        locate=cells.source,
-    )
-    train_cells = MaskedCells(
-        rows=train_rows, lengths=lengths[train_rows], stream=TRAIN_STREAM, **shared
-    )
-    held_cells = MaskedCells(
-        rows=held_rows, lengths=lengths[held_rows], stream=HELD_OUT_STREAM, **shared
-    )
-    warmup_value = warmup_steps(
-        warmup, n_train=len(train_rows), batch_size=batch_size, epochs=epochs, max_steps=max_steps
-    )
-    settings = _train_settings(arguments, warmup_value)
-
-    main = _is_main_process()
-    run = (
-        RunDir(out, command="sc pretrain", arguments=arguments, seed=seed, resume=resume)
-        if main
-        else None
-    )
-
-    def step(name: str) -> contextlib.AbstractContextManager:
-        return run.step(name) if run is not None else contextlib.nullcontext()
-
+    network, origin = _model(model, vocab, options.seed)
+    train_cells, held_cells = _masked_cells(cells, vocab, network.config, arguments, paths[0])
+    trainer_settings = _train_settings(arguments, n_train=len(train_cells.rows))
+    # Under torchrun, the first process alone keeps the run directory.
+    run = None
+    if _is_main_process():
+        run = RunDir(
+            out,
+            command="sc pretrain",
+            arguments=arguments,
+            seed=options.seed,
+            resume=options.resume,
+        )
     outputs: dict[str, Path] = {}
     if run is not None:
-        outputs["held_out"] = _write_held_out(run, cells, held_rows)
-    with step("train"):
+        outputs["held_out"] = _write_held_out(run, cells, held_cells.rows)
+    with run.step("train") if run is not None else contextlib.nullcontext():
         trained = train_model(
             as_masked_gene_lm(network),
             train_cells,
             held_cells,
             out,
-            settings,
-            resume=resume,
+            trainer_settings,
+            resume=options.resume,
             data_collator=PadCollator(vocab.pad_id if vocab.pad_id is not None else 0),
             compute_metrics=HeldOutMetrics(),
             preprocess_logits_for_metrics=masked_position_sums,
         )
     outputs.update(trained.outputs)
-    evaluation = trained.eval_metrics
-    metrics: dict[str, Any] = {
-        "heldout_loss": evaluation.get("eval_mlm_loss"),
-        "heldout_accuracy": evaluation.get("eval_accuracy"),
-        "heldout_masked_positions": int(evaluation.get("eval_masked", 0)),
-        "model_step": int(evaluation["step"]) if "step" in evaluation else None,
-        "steps": trained.global_step,
-        "train_cells": len(train_rows),
-        "heldout_cells": len(held_rows),
-        "n_parameters": int(sum(p.numel() for p in trained.model.parameters())),
-        "model": origin,
-        "vocabulary": vocab.name,
-        "warmup": warmup_value,
-        "world_size": _world_size(),
-    }
+    warmup = trainer_settings.warmup
+    metrics = _trained_metrics(trained, train_cells, held_cells, origin, vocab.name, warmup)
     if run is None:
         return RunResult(out, metrics, outputs)
-    with step("baseline"):
+    with run.step("baseline"):
         counts = token_counts(
             cells.cells,
-            train_rows,
-            config.vocab_size,
-            max_length=max_length,
-            eos_id=shared["eos_id"],
+            train_cells.rows,
+            network.config.vocab_size,
+            max_length=options.max_length,
+            eos_id=train_cells.eos_id,
         )
-        metrics.update(frequency_baseline(counts, rule.special_ids, _held_out_labels(held_cells)))
+        special = train_cells.rule.special_ids
+        metrics.update(frequency_baseline(counts, special, _held_out_labels(held_cells)))
     metrics["seconds"] = round(time.perf_counter() - start, 3)
     outputs["metrics"] = write_json(out / "metrics.json", metrics)
     run.record_results("pretrain", metrics)
     return run.finish(metrics, outputs)
 
 
-def _train_settings(arguments: dict[str, Any], warmup: int) -> TrainSettings:
+def _arguments(
+    paths: list[Path],
+    out: Path,
+    model: str | os.PathLike,
+    vocabulary: GeneVocabulary | str | os.PathLike | None,
+    dictionaries: str | os.PathLike | None,
+    options: PretrainSettings,
+) -> dict[str, Any]:
+    """The run's arguments as the manifest records them (JSON values, absolute paths)."""
+    arguments = {
+        "corpus": [os.path.abspath(p) for p in paths],
+        "out": os.path.abspath(out),
+        "model": str(model),
+        "vocabulary": vocabulary.name if isinstance(vocabulary, GeneVocabulary) else vocabulary,
+        "dictionaries": dictionaries,
+        **dataclasses.asdict(options),
+    }
+    return json.loads(json.dumps(arguments, default=str))
+
+
+def _trained_metrics(
+    trained: Any,
+    train_cells: MaskedCells,
+    held_cells: MaskedCells,
+    origin: str,
+    vocabulary: str,
+    warmup: int,
+) -> dict[str, Any]:
+    """The held-out masked-gene loss and accuracy of the trained model, and the run's sizes."""
+    evaluation = trained.eval_metrics
+    return {
+        "heldout_loss": evaluation.get("eval_mlm_loss"),
+        "heldout_accuracy": evaluation.get("eval_accuracy"),
+        "heldout_masked_positions": int(evaluation.get("eval_masked", 0)),
+        "model_step": int(evaluation["step"]) if "step" in evaluation else None,
+        "steps": trained.global_step,
+        "train_cells": len(train_cells.rows),
+        "heldout_cells": len(held_cells.rows),
+        "n_parameters": int(sum(p.numel() for p in trained.model.parameters())),
+        "model": origin,
+        "vocabulary": vocabulary,
+        "warmup": warmup,
+        "world_size": _world_size(),
+    }
+
+
+def _masked_cells(
+    cells: _Corpus, vocab: GeneVocabulary, config: Any, arguments: dict[str, Any], first: Path
+) -> tuple[MaskedCells, MaskedCells]:
+    """The training and held-out cells, checked against the model, with their masks."""
+    a = arguments
+    _check_tokens(cells, config.vocab_size)
+    lengths = truncated_lengths(cells.lengths, a["max_length"])
+    _check_lengths(cells, lengths, config.max_position_embeddings)
+    train_rows, held_rows = _split(len(lengths), a["held_out"], a["max_cells"], a["seed"], first)
+    shared = dict(
+        corpus=cells.cells,
+        rule=MaskingRule.from_vocabulary(vocab, probability=a["mask_probability"]),
+        seed=a["seed"],
+        max_length=a["max_length"],
+        eos_id=vocab.eos_id if vocab.has_cls_eos else None,
+        vocab_size=config.vocab_size,
+        locate=cells.source,
+    )
+    train = MaskedCells(rows=train_rows, lengths=lengths[train_rows], stream=TRAIN_STREAM, **shared)
+    held = MaskedCells(rows=held_rows, lengths=lengths[held_rows], stream=HELD_OUT_STREAM, **shared)
+    return train, held
+
+
+def _train_settings(arguments: dict[str, Any], n_train: int) -> TrainSettings:
     """The Trainer's settings from :func:`pretrain`'s checked arguments."""
     a = arguments
+    warmup = warmup_steps(
+        a["warmup"],
+        n_train=n_train,
+        batch_size=a["batch_size"],
+        epochs=a["epochs"],
+        max_steps=a["max_steps"],
+    )
     return TrainSettings(
         epochs=a["epochs"],
         max_steps=a["max_steps"],

@@ -22,6 +22,7 @@ Cells left without any vocabulary gene are dropped and counted.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import math
@@ -38,6 +39,7 @@ from typing import TYPE_CHECKING, Any, Literal
 import numpy as np
 
 from genoformer.engine.errors import InputError
+from genoformer.engine.options import with_overrides
 from genoformer.engine.progress import progress_bar
 from genoformer.sc.corpus import (
     CorpusWriter,
@@ -63,7 +65,7 @@ if TYPE_CHECKING:  # the heavy modules load on use: spawned workers start withou
     from genoformer.sc.io import CellMatrix
     from genoformer.sc.vocabulary import GeneVocabulary
 
-__all__ = ["load_corpus", "plan_genes", "tokenize"]
+__all__ = ["TokenizeSettings", "load_corpus", "plan_genes", "tokenize"]
 
 #: The share of the input's genes that must be in the vocabulary (else the ids are wrong).
 MIN_GENE_SHARE = 0.2
@@ -620,41 +622,12 @@ def _single_value_matrix(value: float) -> Any:
 # The public API
 
 
-def tokenize(
-    source: str | os.PathLike | Any,
-    *,
-    out: str | os.PathLike,
-    vocabulary: GeneVocabulary | str | os.PathLike,
-    dictionaries: str | os.PathLike | None = None,
-    cell_attributes: Sequence[str] | Mapping[str, str] | None = None,
-    encoding: Literal["rank", "binned"] = "rank",
-    n_bins: int = 51,
-    layer: str | None = None,
-    gene_id_column: str | None = None,
-    chunk_size: int = CHUNK_SIZE,
-    processes: int = 1,
-    min_gene_share: float = MIN_GENE_SHARE,
-    backed: bool | None = None,
-    progress: bool = True,
-) -> RunResult:
-    """Tokenize single-cell raw counts into a Geneformer corpus (rank value encoding).
+@dataclass(frozen=True)
+class TokenizeSettings:
+    """How :func:`tokenize` reads and encodes (each also a keyword argument of it).
 
-    Parameters
+    Attributes
     ----------
-    source
-        A .h5ad, .zarr, .loom, 10x .h5 file or matrix directory, or an AnnData object.
-    out
-        The corpus directory to write (Hugging Face ``datasets``, read by Geneformer's
-        ``load_from_disk`` and by :func:`load_corpus`), with our ``manifest.json``. Written
-        beside its final place and renamed there, so a killed run leaves nothing half-done;
-        a corpus already there is replaced.
-    vocabulary
-        A :class:`GeneVocabulary`, ``"V1"``/``"V2"`` for Geneformer's dictionaries, or the
-        path of a vocabulary file. Its input size and special tokens decide truncation and
-        ``<cls>``/``<eos>``.
-    dictionaries
-        Folder of Geneformer's pickled dictionaries for ``"V1"``/``"V2"`` (default:
-        ``$GENOFORMER_GENEFORMER_DIR``, else the copy the package ships).
     cell_attributes
         obs columns to copy into the corpus (a list, or Geneformer's ``{obs column: corpus
         column}``). ``cell_id`` (the obs index) and ``cell_index`` (the row in the input)
@@ -678,6 +651,50 @@ def tokenize(
         Least share of the input's genes that must be in the vocabulary.
     progress
         Show a progress bar over chunks.
+    """
+
+    cell_attributes: Sequence[str] | Mapping[str, str] | None = None
+    encoding: Literal["rank", "binned"] = "rank"
+    n_bins: int = 51
+    layer: str | None = None
+    gene_id_column: str | None = None
+    chunk_size: int = CHUNK_SIZE
+    processes: int = 1
+    min_gene_share: float = MIN_GENE_SHARE
+    backed: bool | None = None
+    progress: bool = True
+
+
+def tokenize(
+    source: str | os.PathLike | Any,
+    *,
+    out: str | os.PathLike,
+    vocabulary: GeneVocabulary | str | os.PathLike,
+    dictionaries: str | os.PathLike | None = None,
+    settings: TokenizeSettings | None = None,
+    **overrides: Any,
+) -> RunResult:
+    """Tokenize single-cell raw counts into a Geneformer corpus (rank value encoding).
+
+    Parameters
+    ----------
+    source
+        A .h5ad, .zarr, .loom, 10x .h5 file or matrix directory, or an AnnData object.
+    out
+        The corpus directory to write (Hugging Face ``datasets``, read by Geneformer's
+        ``load_from_disk`` and by :func:`load_corpus`), with our ``manifest.json``. Written
+        beside its final place and renamed there, so a killed run leaves nothing half-done;
+        a corpus already there is replaced.
+    vocabulary
+        A :class:`GeneVocabulary`, ``"V1"``/``"V2"`` for Geneformer's dictionaries, or the
+        path of a vocabulary file. Its input size and special tokens decide truncation and
+        ``<cls>``/``<eos>``.
+    dictionaries
+        Folder of Geneformer's pickled dictionaries for ``"V1"``/``"V2"`` (default:
+        ``$GENOFORMER_GENEFORMER_DIR``, else the copy the package ships).
+    settings, **overrides
+        How to read and encode: a :class:`TokenizeSettings`, and/or any of its fields by
+        name (``processes=2, cell_attributes=["cell_type"]``).
 
     Returns
     -------
@@ -692,12 +709,8 @@ def tokenize(
     from genoformer.sc.vocabulary import resolve
 
     start = time.perf_counter()
-    if encoding not in ("rank", "binned"):
-        raise InputError(f"unknown encoding {encoding!r}", fix="use 'rank' or 'binned'")
-    if encoding == "binned" and not 3 <= n_bins <= 2**15:
-        raise InputError(f"n_bins={n_bins}, expected 3 to 32,768", fix="use e.g. 51 (scGPT)")
-    if chunk_size < 1 or processes < 1:
-        raise InputError(f"chunk_size={chunk_size}, processes={processes}: both must be >= 1")
+    options = with_overrides(TokenizeSettings, settings, overrides, "tokenize")
+    _check_settings(options)
     vocab = resolve(vocabulary, dictionaries)
     out = Path(out)
     check_out(out)
@@ -705,32 +718,17 @@ def tokenize(
         "source": source if isinstance(source, (str, os.PathLike)) else "<AnnData>",
         "out": out,
         "vocabulary": vocab.name,
-        "cell_attributes": cell_attributes,
-        "encoding": encoding,
-        "n_bins": n_bins if encoding == "binned" else None,
-        "layer": layer,
-        "gene_id_column": gene_id_column,
-        "chunk_size": chunk_size,
-        "processes": processes,
-        "min_gene_share": min_gene_share,
-        "backed": backed,
+        **{k: v for k, v in dataclasses.asdict(options).items() if k != "progress"},
+        "n_bins": options.n_bins if options.encoding == "binned" else None,
     }
-    backed, reader = _reading_plan(source, layer, gene_id_column, backed, processes)
+    backed, reader = _reading_plan(source, options)
     request = _Request(
-        vocab=vocab,
-        options=_encode_options(vocab, encoding, n_bins),
-        binned=encoding == "binned",
-        cell_attributes=cell_attributes,
-        min_gene_share=min_gene_share,
-        chunk_size=chunk_size,
-        processes=processes,
-        reader=reader,
-        progress=progress,
-        start=start,
+        vocab, _encode_options(vocab, options.encoding, options.n_bins), options, reader, start
     )
-    pool = _start_pool(processes) if processes > 1 else None
+    pool = _start_pool(options.processes) if options.processes > 1 else None
     tmp = out.with_name(f".{out.name}.{uuid.uuid4().hex[:8]}.tmp")
     try:
+        layer, gene_id_column = options.layer, options.gene_id_column
         with open_cells(source, layer=layer, gene_id_column=gene_id_column, backed=backed) as cells:
             manifest = RunDir(tmp, command="sc tokenize", arguments=arguments)
             metrics = _write_corpus(manifest, cells, request, pool)
@@ -754,14 +752,22 @@ class _Request:
 
     vocab: GeneVocabulary
     options: EncodeOptions
-    binned: bool
-    cell_attributes: Sequence[str] | Mapping[str, str] | None
-    min_gene_share: float
-    chunk_size: int
-    processes: int
+    settings: TokenizeSettings
     reader: tuple | None  # how workers read their own cells (None: this process reads)
-    progress: bool
     start: float
+
+
+def _check_settings(settings: TokenizeSettings) -> None:
+    if settings.encoding not in ("rank", "binned"):
+        raise InputError(f"unknown encoding {settings.encoding!r}", fix="use 'rank' or 'binned'")
+    if settings.encoding == "binned" and not 3 <= settings.n_bins <= 2**15:
+        raise InputError(
+            f"n_bins={settings.n_bins}, expected 3 to 32,768", fix="use e.g. 51 (scGPT)"
+        )
+    if settings.chunk_size < 1 or settings.processes < 1:
+        raise InputError(
+            f"chunk_size={settings.chunk_size}, processes={settings.processes}: both must be >= 1"
+        )
 
 
 def _encode_options(vocab: GeneVocabulary, encoding: str, n_bins: int) -> EncodeOptions:
@@ -776,12 +782,11 @@ def _encode_options(vocab: GeneVocabulary, encoding: str, n_bins: int) -> Encode
     )
 
 
-def _reading_plan(
-    source: Any, layer: str | None, gene_id_column: str | None, backed: bool | None, processes: int
-) -> tuple[bool | None, tuple | None]:
+def _reading_plan(source: Any, settings: TokenizeSettings) -> tuple[bool | None, tuple | None]:
     """Whether to read from disk, and how worker processes read their own cells (if they do)."""
     from genoformer.sc.io.rows import is_csr_h5ad
 
+    layer, backed, processes = settings.layer, settings.backed, settings.processes
     csr_file = is_csr_h5ad(source, layer)
     if backed is None and csr_file:
         backed = True
@@ -790,7 +795,7 @@ def _reading_plan(
         if csr_file:
             reader = ("csr", str(source), layer)
         elif Path(source).suffix.lower() in (".zarr", ".loom", ".h5", ".hdf5"):
-            reader = ("cells", str(source), layer, gene_id_column)
+            reader = ("cells", str(source), layer, settings.gene_id_column)
         # (a 10x matrix directory is text, parsed whole: this process reads it)
         if reader is not None:
             backed = True  # this process only reads the cell and gene tables
@@ -804,26 +809,29 @@ def _write_corpus(manifest: RunDir, cells: CellMatrix, request: _Request, pool: 
         cells.gene_ids,
         vocab,
         gene_symbols=cells.gene_symbols,
-        min_gene_share=request.min_gene_share,
+        min_gene_share=request.settings.min_gene_share,
         source=cells.source,
     )
-    columns = _attribute_columns(cells, request.cell_attributes)
+    columns = _attribute_columns(cells, request.settings.cell_attributes)
     attributes = [_arrow_column(cells.obs[column]) for column in columns]
     tokens = token_dtype(vocab)
     types = {name: a.type for name, a in zip(columns.values(), attributes, strict=True)}
-    schema = corpus_schema(tokens, request.binned, types)
+    schema = corpus_schema(tokens, request.settings.encoding == "binned", types)
     corpus = CorpusWriter(manifest.path, schema)
     keep = _filter_pass(cells)
-    n_chunks = math.ceil(cells.n_cells / request.chunk_size)
+    n_chunks = math.ceil(cells.n_cells / request.settings.chunk_size)
     if pool is not None and n_chunks < 2:  # nothing to share out
         pool.shutdown(wait=False, cancel_futures=True)
         pool = None
-    with progress_bar(enabled=request.progress, unit="chunks") as bar, manifest.step("tokenize"):
+    with (
+        progress_bar(enabled=request.settings.progress, unit="chunks") as bar,
+        manifest.step("tokenize"),
+    ):
         task = bar.add_task(f"tokenizing {Path(cells.source).name}", total=n_chunks)
         run = _Run(
             job=_Job(plan, request.options, schema, tokens, cells.source),
             cells=cells,
-            chunk_size=request.chunk_size,
+            chunk_size=request.settings.chunk_size,
             keep=keep,
             obs_counts=_obs_n_counts(cells),
             attributes=attributes,
@@ -832,13 +840,13 @@ def _write_corpus(manifest: RunDir, cells: CellMatrix, request: _Request, pool: 
             advance=lambda: bar.advance(task),
         )
         try:
-            window = 2 * request.processes
+            window = 2 * request.settings.processes
             if pool is None:
                 _in_process(run)
             elif request.reader is None:
                 _pooled_chunks(run, pool, window=window)
             else:
-                _pooled_ranges(run, pool, request.reader, request.processes, window=window)
+                _pooled_ranges(run, pool, request.reader, request.settings.processes, window=window)
         finally:
             corpus.close()
     return _finish_corpus(manifest, run, plan, request)
@@ -879,7 +887,7 @@ def _finish_corpus(manifest: RunDir, run: _Run, plan: GenePlan, request: _Reques
             },
             "vocabulary": vocab,
             "input_size": request.vocab.input_size,
-            "encoding": "binned" if request.binned else "rank",
+            "encoding": request.settings.encoding,
             "seconds": round(seconds, 3),
             "cells_per_second": round(cells.n_cells / seconds, 1),
         },
