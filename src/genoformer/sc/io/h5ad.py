@@ -8,6 +8,7 @@ memory, or when ``backed=True``; backed reading slices the on-disk CSR group
 
 from __future__ import annotations
 
+import contextlib
 import os
 import warnings
 from pathlib import Path
@@ -108,29 +109,12 @@ def _want_backed(path: Path, backed: bool | None) -> bool:
 def open_h5ad(
     path: Path, source: str, layer: str | None, gene_id_column: str | None, backed: bool | None
 ) -> CellMatrix:
-    import h5py
-
     if not _want_backed(path, backed):
-        import anndata
-
-        try:
-            adata = anndata.read_h5ad(path)
-        except Exception as err:  # h5py/anndata raise many types for a damaged file
-            raise InputError(
-                f"cannot read as .h5ad: {err}", file=source, fix="check that it is an AnnData file"
-            ) from err
-        return from_anndata(adata, source, layer, gene_id_column)
-    try:
-        handle = h5py.File(path, "r")
-    except OSError as err:
-        raise InputError(
-            f"cannot open as HDF5: {err}", file=source, fix="check that it is an .h5ad file"
-        ) from err
-    try:
+        fix = "check that it is an AnnData file"
+        return _read_whole("read_h5ad", path, source, layer, gene_id_column, ".h5ad", fix)
+    handle = open_hdf5(path, source, fix="check that it is an .h5ad file")
+    with closed_on_error(handle):
         return _from_group(handle, handle, source, layer, gene_id_column)
-    except BaseException:
-        handle.close()
-        raise
 
 
 def open_zarr(
@@ -139,17 +123,8 @@ def open_zarr(
     import zarr
 
     if not _want_backed(path, backed):
-        import anndata
-
-        try:
-            adata = anndata.read_zarr(path)
-        except Exception as err:
-            raise InputError(
-                f"cannot read as AnnData zarr: {err}",
-                file=source,
-                fix="check that it was written by anndata (write_zarr)",
-            ) from err
-        return from_anndata(adata, source, layer, gene_id_column)
+        fix = "check that it was written by anndata (write_zarr)"
+        return _read_whole("read_zarr", path, source, layer, gene_id_column, "AnnData zarr", fix)
     try:
         group = zarr.open_group(path, mode="r")
     except Exception as err:
@@ -157,6 +132,45 @@ def open_zarr(
             f"cannot open as zarr: {err}", file=source, fix="check that it is a zarr store"
         ) from err
     return _from_group(group, None, source, layer, gene_id_column)
+
+
+def _read_whole(
+    reader: str,
+    path: Path,
+    source: str,
+    layer: str | None,
+    gene_id_column: str | None,
+    kind: str,
+    fix: str,
+) -> CellMatrix:
+    """The whole file read into memory by anndata's ``reader`` (``read_h5ad``, ...)."""
+    import anndata
+
+    try:
+        adata = getattr(anndata, reader)(path)
+    except Exception as err:  # h5py/zarr/anndata raise many types for a damaged file
+        raise InputError(f"cannot read as {kind}: {err}", file=source, fix=fix) from err
+    return from_anndata(adata, source, layer, gene_id_column)
+
+
+def open_hdf5(path: Path, source: str, fix: str) -> Any:
+    """``path`` opened read-only with h5py, or an error naming the file."""
+    import h5py
+
+    try:
+        return h5py.File(path, "r")
+    except OSError as err:
+        raise InputError(f"cannot open as HDF5: {err}", file=source, fix=fix) from err
+
+
+@contextlib.contextmanager
+def closed_on_error(handle: Any) -> Iterator[None]:
+    """Close ``handle`` if the block fails (on success, the opened matrix owns it)."""
+    try:
+        yield
+    except BaseException:
+        handle.close()
+        raise
 
 
 def _group_keys(group: Any, name: str) -> list[str]:

@@ -14,7 +14,7 @@ import pandas as pd
 import scipy.sparse as sp
 
 from genoformer.engine.errors import InputError
-from genoformer.sc.io.h5ad import open_h5ad
+from genoformer.sc.io.h5ad import closed_on_error, open_h5ad, open_hdf5
 from genoformer.sc.io.matrix import CellMatrix, as_strings, check_shape
 from genoformer.sc.io.rows import CsrGroupRows, MemoryRows
 
@@ -61,23 +61,13 @@ def _tenx_genes(
 def open_10x_h5(
     path: Path, source: str, layer: str | None, gene_id_column: str | None, backed: bool | None
 ) -> CellMatrix:
-    import h5py
-
-    try:
-        handle = h5py.File(path, "r")
-    except OSError as err:
-        raise InputError(
-            f"cannot open as HDF5: {err}", file=source, fix="check that it is a 10x .h5 file"
-        ) from err
-    try:
+    handle = open_hdf5(path, source, fix="check that it is a 10x .h5 file")
+    with closed_on_error(handle):
         if handle.attrs.get("encoding-type") == "anndata":
             # An AnnData file named .h5: read it as one.
             handle.close()
             return open_h5ad(path, source, layer, gene_id_column, backed)
         return _from_10x_h5(handle, source, layer, gene_id_column)
-    except BaseException:
-        handle.close()
-        raise
 
 
 def _from_10x_h5(
