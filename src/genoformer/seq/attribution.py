@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Callable, Iterator
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 import numpy as np
 import torch
@@ -539,36 +539,6 @@ class _Logits(nn.Module):
         return self.model(x).logits
 
 
-def _gradients(
-    model: nn.Module,
-    x: np.ndarray | torch.Tensor,
-    target: int | None,
-    center: bool,
-    batch_size: int,
-    device: str | torch.device | None,
-) -> tuple[torch.Tensor, torch.Tensor]:
-    x = _as_one_hot(x)
-    _check_target(model, target)
-    if getattr(model.config, "architecture", None) == "transformer":
-        # k-mer tokens are looked up from the one-hot input, which has no gradient.
-        raise InputError(
-            "gradient attributions need a model that is differentiable in its one-hot "
-            "input; the transformer reads k-mer tokens",
-            fix="use saturation_mutagenesis for transformer models",
-        )
-    if target is None and model.config.task != "classification":
-        explained = None  # the mean over the outputs, as _select does
-    else:
-
-        def explained(y: torch.Tensor) -> torch.Tensor:
-            return _target_index(model, y, target)
-
-    grads = gradients(_Logits(model), x, target=explained, batch_size=batch_size, device=device)
-    if center:
-        grads -= grads.mean(dim=1, keepdim=True)
-    return grads, x
-
-
 def saliency(
     model: nn.Module,
     x: np.ndarray | torch.Tensor,
@@ -602,22 +572,32 @@ def saliency(
     numpy.ndarray
         Shape (N, 4, L), float32.
     """
-    grads, _ = _gradients(model, x, target, center, batch_size, device)
+    x = _as_one_hot(x)
+    _check_target(model, target)
+    if getattr(model.config, "architecture", None) == "transformer":
+        # k-mer tokens are looked up from the one-hot input, which has no gradient.
+        raise InputError(
+            "gradient attributions need a model that is differentiable in its one-hot "
+            "input; the transformer reads k-mer tokens",
+            fix="use saturation_mutagenesis for transformer models",
+        )
+    if target is None and model.config.task != "classification":
+        explained = None  # the mean over the outputs, as _select does
+    else:
+
+        def explained(y: torch.Tensor) -> torch.Tensor:
+            return _target_index(model, y, target)
+
+    grads = gradients(_Logits(model), x, target=explained, batch_size=batch_size, device=device)
+    if center:
+        grads -= grads.mean(dim=1, keepdim=True)
     return grads.numpy()
 
 
-def gradient_x_input(
-    model: nn.Module,
-    x: np.ndarray | torch.Tensor,
-    *,
-    target: int | None = None,
-    center: bool = False,
-    batch_size: int = 256,
-    device: str | torch.device | None = None,
-) -> np.ndarray:
+def gradient_x_input(model: nn.Module, x: np.ndarray | torch.Tensor, **options: Any) -> np.ndarray:
     """Gradient times input: the first-order contribution of each base present.
 
-    Same parameters as :func:`saliency`. ``center=True`` with an integer ``target``
+    Takes the parameters of :func:`saliency`. ``center=True`` with an integer ``target``
     reproduces tangermeme's ``saliency(model, X, target=target)`` (its defaults correct
     the gradient and project it onto ``X``).
 
@@ -626,5 +606,5 @@ def gradient_x_input(
     numpy.ndarray
         Shape (N, 4, L), float32; zero wherever ``x`` is zero.
     """
-    grads, x = _gradients(model, x, target, center, batch_size, device)
-    return (grads * x).numpy()
+    x = _as_one_hot(x)
+    return saliency(model, x, **options) * x.numpy()

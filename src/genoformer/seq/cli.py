@@ -1,20 +1,20 @@
 """``genoformer seq ...``: thin commands over :mod:`genoformer.seq.api`.
 
 The API (torch, transformers) is imported inside each command, so that ``--help`` is quick.
+Every command ends with :func:`genoformer.engine.console.print_summary`.
 """
 
 from __future__ import annotations
 
-import json
+import functools
+import inspect
+from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated, Any
 
 import typer
-from rich.console import Console
-from rich.table import Table
 
 app = typer.Typer(no_args_is_help=True)
-_console = Console()
 
 Inputs = Annotated[
     list[Path],
@@ -32,43 +32,57 @@ Targets = Annotated[
 ]
 Genome = Annotated[Path | None, typer.Option(help="Genome FASTA that BED intervals are cut from.")]
 Device = Annotated[str, typer.Option(help="auto, cpu, cuda, npu or mps.")]
+TrainedRun = Annotated[Path, typer.Argument(help="Run directory written by `seq train`.")]
+OutDir = Annotated[Path | None, typer.Option(help="Output directory.")]
+#: The options that say how input files are read, declared once for every command that
+#: reads labelled data (see :func:`_reads_data`).
+_READ_OPTIONS = tuple(
+    inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, annotation=option, default=None)
+    for name, option in (
+        ("labels", Labels),
+        ("label_pattern", LabelPattern),
+        ("targets", Targets),
+        ("genome", Genome),
+    )
+)
 
 
 def _split_list(value: str | None) -> list[str] | None:
     return [v.strip() for v in value.split(",") if v.strip()] if value else None
 
 
-def _read_options(labels, label_pattern, targets, genome, task=None) -> dict[str, Any]:
-    return {
-        "labels": _split_list(labels),
-        "label_pattern": label_pattern,
-        "targets": _split_list(targets),
-        "genome": genome,
-        "task": task,
-    }
+def _reads_data(command: Callable[..., None]) -> Callable[..., None]:
+    """Give ``command`` the read options (``--labels``, ``--label-pattern``, ``--targets``,
+    ``--genome``) in the place of its keyword-only ``read`` parameter, which receives them
+    as keywords of :func:`genoformer.seq.io.load.load_sequences`."""
+    signature = inspect.signature(command, eval_str=True)
+    parameters = []
+    for parameter in signature.parameters.values():
+        parameters.extend(_READ_OPTIONS if parameter.name == "read" else [parameter])
 
+    @functools.wraps(command)
+    def with_read_options(*args: Any, **kwargs: Any) -> None:
+        labels, label_pattern, targets, genome = (kwargs.pop(p.name) for p in _READ_OPTIONS)
+        read = {
+            "labels": _split_list(labels),
+            "label_pattern": label_pattern,
+            "targets": _split_list(targets),
+            "genome": genome,
+        }
+        command(*args, read=read, **kwargs)
 
-def _show(title: str, metrics: dict[str, Any]) -> None:
-    table = Table(title=title)
-    table.add_column("metric")
-    table.add_column("value", justify="right")
-    for key, value in metrics.items():
-        if isinstance(value, float):
-            table.add_row(key, f"{value:.4g}")
-        elif isinstance(value, int | str):
-            table.add_row(key, str(value))
-    _console.print(table)
+    with_read_options.__signature__ = signature.replace(parameters=parameters)
+    return with_read_options
 
 
 @app.command()
+@_reads_data
 def train(
     inputs: Inputs,
     out: Annotated[Path, typer.Option(help="Run directory.")],
     model: Annotated[str, typer.Option(help="linear, cnn, deep_cnn or transformer.")] = "cnn",
-    labels: Labels = None,
-    label_pattern: LabelPattern = None,
-    targets: Targets = None,
-    genome: Genome = None,
+    *,
+    read: dict[str, Any],
     task: Annotated[str | None, typer.Option(help="regression or classification.")] = None,
     split: Annotated[str, typer.Option(help="random or chromosome.")] = "random",
     validation_chroms: Annotated[str, typer.Option(help="Chromosomes held out.")] = "chr8",
@@ -89,6 +103,7 @@ def train(
     resume: Annotated[bool, typer.Option(help="Continue from the last checkpoint.")] = False,
 ) -> None:
     """Train a model on sequences and evaluate it on a held-out split."""
+    from genoformer.engine.console import print_summary
     from genoformer.seq import api
 
     options = {"n_filters": filters, "filter_width": filter_width, "kmer": kmer}
@@ -96,6 +111,7 @@ def train(
         [str(p) for p in inputs],
         out=out,
         model=model,
+        task=task,
         split=split,
         validation_chroms=_split_list(validation_chroms),
         test_chroms=_split_list(test_chroms),
@@ -111,35 +127,28 @@ def train(
         device=device,
         resume=resume,
         model_options={k: v for k, v in options.items() if v is not None},
-        **_read_options(labels, label_pattern, targets, genome, task),
+        **read,
     )
-    _show(f"test metrics ({model})", result.metrics)
-    _console.print(f"run written to {result.run_dir}")
+    print_summary(f"seq train: test metrics ({model})", result)
 
 
 @app.command()
+@_reads_data
 def evaluate(
-    run: Annotated[Path, typer.Argument(help="Run directory written by `seq train`.")],
+    run: TrainedRun,
     data: Annotated[list[Path] | None, typer.Option(help="Other labelled data.")] = None,
-    out: Annotated[Path | None, typer.Option(help="Output directory.")] = None,
-    labels: Labels = None,
-    label_pattern: LabelPattern = None,
-    targets: Targets = None,
-    genome: Genome = None,
+    out: OutDir = None,
+    *,
+    read: dict[str, Any],
     device: Device = "auto",
 ) -> None:
     """Evaluate a trained model on its test split or on other labelled data."""
+    from genoformer.engine.console import print_summary
     from genoformer.seq import api
 
-    result = api.evaluate(
-        run,
-        data=[str(p) for p in data] if data else None,
-        out=out,
-        device=device,
-        **_read_options(labels, label_pattern, targets, genome),
-    )
-    _show("evaluation", result.metrics)
-    _console.print(f"written to {result.run_dir}")
+    data_paths = [str(p) for p in data] if data else None
+    result = api.evaluate(run, data=data_paths, out=out, device=device, **read)
+    print_summary("seq evaluate", result)
 
 
 @app.command()
@@ -151,28 +160,30 @@ def predict(
     device: Device = "auto",
 ) -> None:
     """Predict for new sequences."""
+    from genoformer.engine.console import print_summary
     from genoformer.seq import api
 
     result = api.predict(run, [str(p) for p in inputs], out=out, device=device, genome=genome)
-    _console.print(f"{result.metrics['n']} predictions written to {result.outputs['predictions']}")
+    headline = f"{result.metrics['n']} predictions written to {result.outputs['predictions']}"
+    print_summary("seq predict", result, headline)
 
 
 @app.command()
+@_reads_data
 def interpret(
-    run: Annotated[Path, typer.Argument(help="Run directory written by `seq train`.")],
-    out: Annotated[Path | None, typer.Option(help="Output directory.")] = None,
+    run: TrainedRun,
+    out: OutDir = None,
     data: Annotated[list[Path] | None, typer.Option(help="Sequences to explain.")] = None,
     n_sequences: Annotated[int, typer.Option(help="Sequences drawn as logos.")] = 4,
     match_jaspar: Annotated[
         bool, typer.Option(help="Match filter motifs against JASPAR with Tomtom.")
     ] = True,
-    labels: Labels = None,
-    label_pattern: LabelPattern = None,
-    targets: Targets = None,
-    genome: Genome = None,
+    *,
+    read: dict[str, Any],
     device: Device = "auto",
 ) -> None:
     """Filters as heatmaps and logos matched to JASPAR; ISM and gradient x input logos."""
+    from genoformer.engine.console import print_summary
     from genoformer.seq import api
 
     result = api.interpret(
@@ -182,6 +193,6 @@ def interpret(
         n_sequences=n_sequences,
         match_jaspar=match_jaspar,
         device=device,
-        **_read_options(labels, label_pattern, targets, genome),
+        **read,
     )
-    _console.print(json.dumps({k: str(v) for k, v in result.outputs.items()}, indent=1))
+    print_summary("seq interpret", result, f"{len(result.outputs)} files written")

@@ -12,7 +12,7 @@ import numpy as np
 from matplotlib.figure import Figure
 
 from genoformer.engine.metrics import as_class_arrays
-from genoformer.engine.plots import EVAL_COLOR, FORMATS, save_figure, save_html
+from genoformer.engine.plots import EVAL_COLOR, FORMATS, figure_docs, save_figure, save_html
 
 if TYPE_CHECKING:
     import plotly.graph_objects as go
@@ -301,6 +301,7 @@ def _worst_table(view: _View, ids: list[str], sequences: list[str], worst: np.nd
     )
 
 
+@figure_docs
 def filter_heatmaps(
     weights: np.ndarray,
     path: str | os.PathLike,
@@ -316,8 +317,7 @@ def filter_heatmaps(
     ----------
     weights
         Filter weights, shape ``(F, 4, W)``, rows in A, C, G, T order.
-    path
-        Target path (see :func:`~genoformer.engine.plots.save_figure`).
+    {figure_path}
     titles
         One title per filter; default ``"filter <i>"``.
     shared_scale
@@ -325,13 +325,11 @@ def filter_heatmaps(
         filter, centred at 0 (shows each filter's pattern).
     columns
         Panels per row.
-    formats
-        File formats to write (see :func:`~genoformer.engine.plots.save_figure`).
+    {formats}
 
     Returns
     -------
-    list of Path
-        The files written.
+    {figures}
     """
     w = np.asarray(weights, dtype=np.float64)
     if w.ndim != 3 or w.shape[1] != 4 or w.shape[0] == 0:
@@ -363,6 +361,7 @@ def filter_heatmaps(
     return save_figure(fig, path, formats=formats)
 
 
+@figure_docs
 def attribution_logos(
     attributions: np.ndarray,
     sequences_one_hot: np.ndarray | None,
@@ -383,19 +382,16 @@ def attribution_logos(
         One-hot sequences ``(N, 4, L)``. The logo shows ``attributions * one_hot``, the score
         of the observed base at each position, above (positive) or below (negative) zero.
         ``None`` draws all four rows as given.
-    path
-        Target path (see :func:`~genoformer.engine.plots.save_figure`).
+    {figure_path}
     titles
         One title per sequence; default ``"sequence <i>"``.
     window
         ``(start, end)`` positions (0-based, end exclusive) to zoom into.
-    formats
-        File formats to write (see :func:`~genoformer.engine.plots.save_figure`).
+    {formats}
 
     Returns
     -------
-    list of Path
-        The files written.
+    {figures}
     """
     from genoformer.seq.motifs import draw_letters
 

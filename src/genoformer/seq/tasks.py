@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -156,41 +157,13 @@ def _class_names(motifs: list[Motif]) -> list[str]:
     ]
 
 
-def plant_motifs(
-    n: int = 10_000,
-    *,
-    length: int = 200,
-    motifs: Sequence[str | Motif] = PLANTED_MOTIFS,
-    background_fraction: float | None = None,
-    gc: float = 0.5,
-    seed: int = 0,
-    release: str = DEFAULT_RELEASE,
-) -> PlantedMotifs:
-    """Random sequences with one sampled JASPAR motif instance each, and where it is.
-
-    See :func:`motif_planting_task`; this also returns the planted sites.
-    """
-    if n < 1:
-        raise InputError(f"n={n}: the task needs at least one sequence")
-    if not 0.0 <= gc <= 1.0:
-        raise InputError(f"gc={gc} must be a fraction between 0 and 1")
-    chosen = _resolve(motifs, release)
-    widest = max(m.width for m in chosen)
-    if length < widest:
-        raise InputError(
-            f"length={length} is shorter than the widest motif ({widest} bases)",
-            fix=f"use length >= {widest}",
-        )
-    k = len(chosen)
-    bg = 1.0 / (k + 1) if background_fraction is None else float(background_fraction)
-    if not 0.0 <= bg <= 1.0:
-        raise InputError(f"background_fraction={background_fraction} must be between 0 and 1")
-    class_p = np.append(np.full(k, (1.0 - bg) / k), bg)
-
-    rng = np.random.default_rng(seed)
-    labels = rng.choice(k + 1, size=n, p=class_p)
-    base_p = np.array([(1 - gc) / 2, gc / 2, gc / 2, (1 - gc) / 2])
-    seqs = rng.choice(4, size=(n, length), p=base_p)
+def _plant(
+    rng: np.random.Generator, seqs: np.ndarray, labels: np.ndarray, chosen: list[Motif]
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Write one instance of motif ``c`` into each row of ``seqs`` (n, length) of class
+    ``c``; returns each row's start (-1: none), whether it is on the minus strand, and the
+    instance as it reads on the forward strand."""
+    n, length = seqs.shape
     starts = np.full(n, -1, dtype=np.int64)
     minus = np.zeros(n, dtype=bool)
     instances = np.full(n, "", dtype=object)
@@ -209,33 +182,10 @@ def plant_motifs(
         seqs[rows[:, None], pos[:, None] + np.arange(w)] = inst
         starts[rows], minus[rows] = pos, flip
         instances[rows] = _to_strings(inst)
-
-    classes = _class_names(chosen)
-    ids = [f"seq{i}" for i in range(n)]
-    planted = labels < k
-    sites = pd.DataFrame(
-        {
-            "id": ids,
-            "class": [classes[c] for c in labels],
-            "matrix_id": [chosen[c].matrix_id if c < k else "" for c in labels],
-            "motif": [chosen[c].name if c < k else "" for c in labels],
-            "start": starts,
-            "strand": np.where(planted, np.where(minus, "-", "+"), ""),
-            "instance": instances,
-        }
-    )
-    data = SequenceData(
-        sequences=_to_strings(seqs),
-        targets=labels.astype(np.int64),
-        target_names=["motif"],
-        classes=classes,
-        ids=ids,
-        source=f"motif planting task ({release})",
-    )
-    return PlantedMotifs(data=data, sites=sites, motifs=chosen)
+    return starts, minus, instances
 
 
-def motif_planting_task(
+def plant_motifs(
     n: int = 10_000,
     *,
     length: int = 200,
@@ -244,8 +194,8 @@ def motif_planting_task(
     gc: float = 0.5,
     seed: int = 0,
     release: str = DEFAULT_RELEASE,
-) -> SequenceData:
-    """Classify which JASPAR motif was planted in a random sequence.
+) -> PlantedMotifs:
+    """Random sequences with one sampled JASPAR motif instance each, and where it is.
 
     Each sequence is ``length`` random bases (C and G each with probability ``gc / 2``,
     A and T each ``(1 - gc) / 2``). Its class is drawn at random: one of the ``motifs``
@@ -278,17 +228,68 @@ def motif_planting_task(
 
     Returns
     -------
+    PlantedMotifs
+        The sequences (classification data: ``classes`` are the motif names then
+        ``"background"``, ``targets`` int64 class indices), the planted sites and motifs.
+    """
+    if n < 1:
+        raise InputError(f"n={n}: the task needs at least one sequence")
+    if not 0.0 <= gc <= 1.0:
+        raise InputError(f"gc={gc} must be a fraction between 0 and 1")
+    chosen = _resolve(motifs, release)
+    widest = max(m.width for m in chosen)
+    if length < widest:
+        raise InputError(
+            f"length={length} is shorter than the widest motif ({widest} bases)",
+            fix=f"use length >= {widest}",
+        )
+    k = len(chosen)
+    bg = 1.0 / (k + 1) if background_fraction is None else float(background_fraction)
+    if not 0.0 <= bg <= 1.0:
+        raise InputError(f"background_fraction={background_fraction} must be between 0 and 1")
+    class_p = np.append(np.full(k, (1.0 - bg) / k), bg)
+
+    rng = np.random.default_rng(seed)
+    labels = rng.choice(k + 1, size=n, p=class_p)
+    base_p = np.array([(1 - gc) / 2, gc / 2, gc / 2, (1 - gc) / 2])
+    seqs = rng.choice(4, size=(n, length), p=base_p)
+    starts, minus, instances = _plant(rng, seqs, labels, chosen)
+
+    classes = _class_names(chosen)
+    ids = [f"seq{i}" for i in range(n)]
+    planted = labels < k
+    sites = pd.DataFrame(
+        {
+            "id": ids,
+            "class": [classes[c] for c in labels],
+            "matrix_id": [chosen[c].matrix_id if c < k else "" for c in labels],
+            "motif": [chosen[c].name if c < k else "" for c in labels],
+            "start": starts,
+            "strand": np.where(planted, np.where(minus, "-", "+"), ""),
+            "instance": instances,
+        }
+    )
+    data = SequenceData(
+        sequences=_to_strings(seqs),
+        targets=labels.astype(np.int64),
+        target_names=["motif"],
+        classes=classes,
+        ids=ids,
+        source=f"motif planting task ({release})",
+    )
+    return PlantedMotifs(data=data, sites=sites, motifs=chosen)
+
+
+def motif_planting_task(n: int = 10_000, **options: Any) -> SequenceData:
+    """Classify which JASPAR motif was planted in a random sequence.
+
+    The sequences of :func:`plant_motifs`, which takes the same parameters and also
+    returns where each motif was planted.
+
+    Returns
+    -------
     SequenceData
         Classification data: ``classes`` are the motif names then ``"background"``,
-        ``targets`` int64 class indices. :func:`plant_motifs` also returns where each
-        motif was planted.
+        ``targets`` int64 class indices.
     """
-    return plant_motifs(
-        n,
-        length=length,
-        motifs=motifs,
-        background_fraction=background_fraction,
-        gc=gc,
-        seed=seed,
-        release=release,
-    ).data
+    return plant_motifs(n, **options).data
