@@ -9,10 +9,8 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.console import Console
 
 app = typer.Typer(no_args_is_help=True)
-_console = Console()
 
 Dictionaries = Annotated[
     Path | None,
@@ -51,24 +49,12 @@ def tokenize_command(
     backed: Backed = None,
 ) -> None:
     """Rank value encoding of each cell, exactly as Geneformer does it."""
+    flags = dict(locals())
     from genoformer.engine.console import print_summary
     from genoformer.sc.tokenizer import tokenize
 
-    result = tokenize(
-        str(source),
-        out=out,
-        vocabulary=vocabulary,
-        dictionaries=dictionaries,
-        cell_attributes=attribute or None,
-        encoding=encoding,
-        n_bins=n_bins,
-        layer=layer,
-        gene_id_column=gene_id_column,
-        processes=processes,
-        chunk_size=chunk_size,
-        min_gene_share=min_gene_share,
-        backed=backed,
-    )
+    flags["cell_attributes"] = flags.pop("attribute") or None
+    result = tokenize(str(flags.pop("source")), **flags)
     metrics = result.metrics
     print_summary(
         "sc tokenize",
@@ -92,20 +78,15 @@ def medians_command(
     backed: Backed = None,
 ) -> None:
     """Each gene's non-zero median of normalised expression: a vocabulary for `sc tokenize`."""
-    from genoformer.sc.medians import gene_medians
+    flags = dict(locals())
+    from genoformer.engine.console import print_summary
+    from genoformer.engine.runs import RunResult
+    from genoformer.sc.medians import TABLE_FILE, VOCABULARY_FILE, gene_medians
 
-    vocabulary = gene_medians(
-        [str(p) for p in inputs],
-        out=out,
-        streaming=streaming,
-        name=name,
-        input_size=input_size,
-        layer=layer,
-        gene_id_column=gene_id_column,
-        backed=backed,
-        progress=True,
-    )
-    _console.print(f"{len(vocabulary.medians)} gene medians written to {out}")
+    vocabulary = gene_medians([str(p) for p in flags.pop("inputs")], **flags, progress=True)
+    outputs = {"vocabulary": out / VOCABULARY_FILE, "table": out / TABLE_FILE}
+    written = RunResult(out, {"genes_with_median": len(vocabulary.medians)}, outputs)
+    print_summary("sc medians", written, f"{len(vocabulary.medians)} gene medians written")
 
 
 @app.command("pretrain")
@@ -149,34 +130,11 @@ def pretrain_command(
     resume: Annotated[bool, typer.Option(help="Continue from the last checkpoint.")] = False,
 ) -> None:
     """Masked-gene pretraining of a Geneformer-compatible model (several devices: torchrun)."""
+    flags = dict(locals())
     from genoformer.engine.console import print_summary
     from genoformer.sc.pretraining import pretrain
 
-    result = pretrain(
-        [str(p) for p in corpus],
-        out=out,
-        model=model,
-        vocabulary=vocabulary,
-        dictionaries=dictionaries,
-        epochs=epochs,
-        max_steps=max_steps,
-        batch_size=batch_size,
-        learning_rate=learning_rate,
-        scheduler=scheduler,
-        warmup=warmup,
-        weight_decay=weight_decay,
-        eval_every=eval_every,
-        keep_checkpoints=keep_checkpoints,
-        patience=patience,
-        held_out=held_out,
-        max_cells=max_cells,
-        max_length=max_length,
-        mask_probability=mask_probability,
-        seed=seed,
-        device=device,
-        num_workers=num_workers,
-        resume=resume,
-    )
+    result = pretrain([str(p) for p in flags.pop("corpus")], **flags)
     metrics = result.metrics
     if "frequency_loss" in metrics:  # the first process of a torchrun run reports
         print_summary(
@@ -217,25 +175,11 @@ def embed_command(
     seed: Annotated[int, typer.Option(help="Seed of the UMAP layout.")] = 0,
 ) -> None:
     """Cell (and gene) embeddings from a chosen layer, into tables, AnnData and pictures."""
+    flags = dict(locals())
     from genoformer.engine.console import print_summary
     from genoformer.sc.embeddings import embed
 
-    result = embed(
-        model,
-        corpus,
-        out=out,
-        emb_mode=emb_mode,
-        emb_layer=emb_layer,
-        batch_size=batch_size,
-        genes=genes,
-        adata=adata,
-        label=label,
-        vocabulary=vocabulary,
-        dictionaries=dictionaries,
-        device=device,
-        max_cells=max_cells,
-        seed=seed,
-    )
+    result = embed(flags.pop("model"), flags.pop("corpus"), **flags)
     metrics = result.metrics
     print_summary(
         "sc embed",
@@ -253,7 +197,10 @@ def plot_embeddings_command(
     seed: Annotated[int, typer.Option(help="Seed of the UMAP layout.")] = 0,
 ) -> None:
     """UMAP and clustered heatmap (PNG and interactive HTML) from an embeddings table."""
+    from genoformer.engine.console import print_summary
+    from genoformer.engine.runs import RunResult
     from genoformer.sc.plots import plot_embeddings
 
     written = plot_embeddings(table, label=label, out=out, seed=seed)
-    _console.print(f"{sum(len(v) for v in written.values())} files written to {out}")
+    n_files = sum(len(v) for v in written.values())
+    print_summary("sc plot-embeddings", RunResult(out, {"files": n_files}, written))
