@@ -41,6 +41,15 @@ SHARED: dict[str, str] = {
     Threads of the compiled kernels (default: every core).""",
     "progress": """progress
     Draw progress bars on the terminal.""",
+    "figure_path": """path
+    Target path: an image suffix (``.png``, ``.pdf`` ...) gives way to each format, any
+    other name gets the format appended (see :func:`~genoformer.engine.plots.save_figure`).""",
+    "formats": """formats
+    File formats to write, e.g. ``("png", "pdf")``.""",
+    "figures": """list of Path
+    The files written, one per format.""",
+    "page": """Path
+    The self-contained HTML file written.""",
     "returns": """RunResult
     ``run_dir``, ``metrics`` (also in the manifest's ``results``) and ``outputs`` (every
     file written, by name).""",

@@ -27,6 +27,7 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
+from genoformer.engine.docs import shared_docs
 from genoformer.engine.figures import (
     Axis,
     Band,
@@ -289,6 +290,7 @@ def _manhattan_chart(
     )
 
 
+@shared_docs
 def manhattan(
     results: pd.DataFrame,
     path: str | os.PathLike,
@@ -305,26 +307,24 @@ def manhattan(
     ----------
     results
         Association results (plink2 ``--glm`` columns, see the module docstring).
-    path
-        Target path (see :func:`~genoformer.engine.plots.save_figure`).
+    {figure_path}
     genome_wide, suggestive
         p-value thresholds drawn as a red and a dashed blue line (``None`` to leave one out).
     title
         Figure title.
     annotate
         Label at most this many top hits below ``genome_wide`` (one per 500 kb region).
-    formats
-        File formats to write.
+    {formats}
 
     Returns
     -------
-    list of Path
-        The files written.
+    {figures}
     """
     chart = _manhattan_chart(results, genome_wide, suggestive, title, annotate, PICTURE_THINNING)
     return render_png(chart, path, formats=formats)
 
 
+@shared_docs
 def manhattan_html(
     results: pd.DataFrame,
     path: str | os.PathLike,
@@ -339,8 +339,7 @@ def manhattan_html(
 
     Returns
     -------
-    Path
-        The self-contained HTML file written.
+    {page}
     """
     # No labels on the page: hovering names every point.
     chart = _manhattan_chart(results, genome_wide, suggestive, title, 0, PAGE_THINNING)
@@ -432,6 +431,7 @@ def _qq_chart(results: pd.DataFrame, *, lambda_gc: float | None, title: str | No
     )
 
 
+@shared_docs
 def qq(
     results: pd.DataFrame,
     path: str | os.PathLike,
@@ -446,23 +446,21 @@ def qq(
     ----------
     results
         Association results (plink2 ``--glm`` columns) or any table with a ``P`` column.
-    path
-        Target path (see :func:`~genoformer.engine.plots.save_figure`).
+    {figure_path}
     lambda_gc
         Genomic-control lambda to show; computed from the p-values when ``None``.
     title
         Figure title (lambda is added below it).
-    formats
-        File formats to write.
+    {formats}
 
     Returns
     -------
-    list of Path
-        The files written.
+    {figures}
     """
     return render_png(_qq_chart(results, lambda_gc=lambda_gc, title=title), path, formats=formats)
 
 
+@shared_docs
 def qq_html(
     results: pd.DataFrame,
     path: str | os.PathLike,
@@ -474,8 +472,7 @@ def qq_html(
 
     Returns
     -------
-    Path
-        The self-contained HTML file written.
+    {page}
     """
     return render_html(_qq_chart(results, lambda_gc=lambda_gc, title=title), path)
 

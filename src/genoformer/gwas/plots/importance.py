@@ -16,6 +16,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from genoformer.engine.docs import shared_docs
 from genoformer.engine.figures import Axis, Chart, Heatmap, Panel, RefLine, render_html, render_png
 from genoformer.engine.plots import FORMATS
 from genoformer.gwas.plots.association import (
@@ -148,6 +149,7 @@ def _importance_chart(
     )
 
 
+@shared_docs
 def importance_track(
     importance: pd.DataFrame,
     results: pd.DataFrame,
@@ -170,8 +172,7 @@ def importance_track(
         left out).
     results
         Association results of the same variants (plink2 ``--glm`` columns).
-    path
-        Target path (see :func:`~genoformer.engine.plots.save_figure`).
+    {figure_path}
     score
         The importance column to draw.
     label
@@ -185,13 +186,13 @@ def importance_track(
 
     Returns
     -------
-    list of Path
-        The files written.
+    {figures}
     """
     chart = _importance_chart(importance, results, score, label, null_max, genome_wide, title)
     return render_png(chart, path, formats=formats)
 
 
+@shared_docs
 def importance_track_html(
     importance: pd.DataFrame,
     results: pd.DataFrame,
@@ -210,8 +211,7 @@ def importance_track_html(
 
     Returns
     -------
-    Path
-        The self-contained HTML file written.
+    {page}
     """
     chart = _importance_chart(importance, results, score, label, null_max, genome_wide, title)
     return render_html(chart, path)
