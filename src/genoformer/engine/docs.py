@@ -39,6 +39,8 @@ SHARED: dict[str, str] = {
     The directory of an earlier run that this command reads.""",
     "threads": """threads
     Threads of the compiled kernels (default: every core).""",
+    "inputs_device": """device
+    Where the inputs are put (the model that scores them must be there).""",
     "progress": """progress
     Draw progress bars on the terminal.""",
     "figure_path": """path
