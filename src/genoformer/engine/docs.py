@@ -46,6 +46,8 @@ SHARED: dict[str, str] = {
     "figure_path": """path
     Target path: an image suffix (``.png``, ``.pdf`` ...) gives way to each format, any
     other name gets the format appended (see :func:`~genoformer.engine.plots.save_figure`).""",
+    "figure_title": """title
+    Figure title.""",
     "formats": """formats
     File formats to write, e.g. ``("png", "pdf")``.""",
     "figures": """list of Path

@@ -146,8 +146,7 @@ def loss_curve(
         Columns ``step``, ``epoch``, ``train_loss``, ``eval_loss`` (NaN where a row has no
         such value; ``epoch`` and either loss column may be absent).
     {figure_path}
-    title
-        Figure title.
+    {figure_title}
     {formats}
 
     Returns
@@ -400,8 +399,7 @@ def confusion_matrix_plot(
     normalize
         Colour by the fraction of each true class (row) instead of raw counts; the cells
         then show the fraction and the count.
-    title
-        Figure title.
+    {figure_title}
     {formats}
 
     Returns
@@ -475,8 +473,7 @@ def comparison_bar(
     metric
         The metric to compare.
     {figure_path}
-    title
-        Figure title.
+    {figure_title}
     {formats}
 
     Returns

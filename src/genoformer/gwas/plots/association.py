@@ -22,6 +22,7 @@ import re
 from collections.abc import Sequence
 from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -227,11 +228,12 @@ def genome_layers(
 
 def _manhattan_chart(
     results: pd.DataFrame,
-    genome_wide: float,
-    suggestive: float | None,
-    title: str | None,
+    *,
     annotate: int,
     thinning: tuple[int, float],
+    genome_wide: float = GENOME_WIDE,
+    suggestive: float | None = SUGGESTIVE,
+    title: str | None = None,
 ) -> Chart:
     """The Manhattan plot's description, thinned to ``thinning`` = (bins, y cell)."""
     table, names, centres = _genome_axis(_prepare(results))
@@ -295,11 +297,9 @@ def manhattan(
     results: pd.DataFrame,
     path: str | os.PathLike,
     *,
-    genome_wide: float = GENOME_WIDE,
-    suggestive: float | None = SUGGESTIVE,
-    title: str | None = None,
     annotate: int = 10,
     formats: Sequence[str] = FORMATS,
+    **options: Any,
 ) -> list[Path]:
     """Manhattan plot: -log10 p along the genome, chromosomes in alternating colours.
 
@@ -310,8 +310,7 @@ def manhattan(
     {figure_path}
     genome_wide, suggestive
         p-value thresholds drawn as a red and a dashed blue line (``None`` to leave one out).
-    title
-        Figure title.
+    {figure_title}
     annotate
         Label at most this many top hits below ``genome_wide`` (one per 500 kb region).
     {formats}
@@ -320,29 +319,24 @@ def manhattan(
     -------
     {figures}
     """
-    chart = _manhattan_chart(results, genome_wide, suggestive, title, annotate, PICTURE_THINNING)
+    chart = _manhattan_chart(results, annotate=annotate, thinning=PICTURE_THINNING, **options)
     return render_png(chart, path, formats=formats)
 
 
 @shared_docs
-def manhattan_html(
-    results: pd.DataFrame,
-    path: str | os.PathLike,
-    *,
-    genome_wide: float = GENOME_WIDE,
-    suggestive: float | None = SUGGESTIVE,
-    title: str | None = None,
-) -> Path:
+def manhattan_html(results: pd.DataFrame, path: str | os.PathLike, **options: Any) -> Path:
     """Interactive Manhattan plot (plotly, WebGL): zoom, and hover a variant for its statistics.
 
     Hovering shows the variant's id, chrom:pos, REF/ALT/A1, effect (BETA or OR) and p.
+    ``options``: ``genome_wide``, ``suggestive`` and ``title``, as :func:`manhattan` takes
+    them.
 
     Returns
     -------
     {page}
     """
     # No labels on the page: hovering names every point.
-    chart = _manhattan_chart(results, genome_wide, suggestive, title, 0, PAGE_THINNING)
+    chart = _manhattan_chart(results, annotate=0, thinning=PAGE_THINNING, **options)
     return render_html(chart, path)
 
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 import os
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -95,11 +96,12 @@ def _track_hover(track: pd.DataFrame, assoc: pd.DataFrame, label: str) -> np.nda
 def _importance_chart(
     importance: pd.DataFrame,
     results: pd.DataFrame,
+    *,
     score: str,
-    label: str | None,
-    null_max: float | None,
-    genome_wide: float,
-    title: str | None,
+    label: str | None = None,
+    null_max: float | None = None,
+    genome_wide: float = GENOME_WIDE,
+    title: str | None = None,
 ) -> Chart:
     """Association (top panel) and importance (bottom panel) on one genome axis."""
     assoc, track, names, centres = _importance_tracks(importance, results, score)
@@ -155,12 +157,8 @@ def importance_track(
     results: pd.DataFrame,
     path: str | os.PathLike,
     *,
-    score: str,
-    label: str | None = None,
-    null_max: float | None = None,
-    genome_wide: float = GENOME_WIDE,
-    title: str | None = None,
     formats: Sequence[str] = FORMATS,
+    **options: Any,
 ) -> list[Path]:
     """Association Manhattan plot (top) and a model importance track (bottom), one x axis.
 
@@ -181,40 +179,31 @@ def importance_track(
         The largest decoy score, drawn as a dashed line.
     genome_wide
         p-value line of the association panel.
-    title, formats
-        Figure title; file formats.
+    {figure_title}
+    {formats}
 
     Returns
     -------
     {figures}
     """
-    chart = _importance_chart(importance, results, score, label, null_max, genome_wide, title)
-    return render_png(chart, path, formats=formats)
+    return render_png(_importance_chart(importance, results, **options), path, formats=formats)
 
 
 @shared_docs
 def importance_track_html(
-    importance: pd.DataFrame,
-    results: pd.DataFrame,
-    path: str | os.PathLike,
-    *,
-    score: str,
-    label: str | None = None,
-    null_max: float | None = None,
-    genome_wide: float = GENOME_WIDE,
-    title: str | None = None,
+    importance: pd.DataFrame, results: pd.DataFrame, path: str | os.PathLike, **options: Any
 ) -> Path:
     """Interactive two-panel view (plotly): association above, importance below, one zoom.
 
     Hovering a point shows the variant's id, chrom:pos, association p, importance and the
-    importance's empirical p and FDR.
+    importance's empirical p and FDR. ``options``: ``score``, ``label``, ``null_max``,
+    ``genome_wide`` and ``title``, as :func:`importance_track` takes them.
 
     Returns
     -------
     {page}
     """
-    chart = _importance_chart(importance, results, score, label, null_max, genome_wide, title)
-    return render_html(chart, path)
+    return render_html(_importance_chart(importance, results, **options), path)
 
 
 def _pair_matrix(
