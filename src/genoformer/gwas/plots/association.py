@@ -380,7 +380,9 @@ def _prepare_p(results: pd.DataFrame) -> pd.DataFrame:
         return table
 
 
-def _qq_chart(results: pd.DataFrame, *, lambda_gc: float | None, title: str | None) -> Chart:
+def _qq_chart(
+    results: pd.DataFrame, *, lambda_gc: float | None = None, title: str | None = None
+) -> Chart:
     """The QQ plot's description: 95% band, y = x, the thinned points, lambda and n."""
     table = _prepare_p(results)
     lam = genomic_control_lambda(table["p"]) if lambda_gc is None else float(lambda_gc)
@@ -430,9 +432,8 @@ def qq(
     results: pd.DataFrame,
     path: str | os.PathLike,
     *,
-    lambda_gc: float | None = None,
-    title: str | None = None,
     formats: Sequence[str] = FORMATS,
+    **options: Any,
 ) -> list[Path]:
     """QQ plot: observed against expected -log10 p with a 95% band, lambda in the title.
 
@@ -451,24 +452,19 @@ def qq(
     -------
     {figures}
     """
-    return render_png(_qq_chart(results, lambda_gc=lambda_gc, title=title), path, formats=formats)
+    return render_png(_qq_chart(results, **options), path, formats=formats)
 
 
 @shared_docs
-def qq_html(
-    results: pd.DataFrame,
-    path: str | os.PathLike,
-    *,
-    lambda_gc: float | None = None,
-    title: str | None = None,
-) -> Path:
-    """Interactive QQ plot (plotly): hover a point for its variant id and p.
+def qq_html(results: pd.DataFrame, path: str | os.PathLike, **options: Any) -> Path:
+    """Interactive QQ plot (plotly): hover a point for its variant id and p. ``options``:
+    ``lambda_gc`` and ``title``, as :func:`qq` takes them.
 
     Returns
     -------
     {page}
     """
-    return render_html(_qq_chart(results, lambda_gc=lambda_gc, title=title), path)
+    return render_html(_qq_chart(results, **options), path)
 
 
 def pc_scatter(

@@ -231,7 +231,9 @@ def _pair_matrix(
     return ids, value, p, q
 
 
-def _pair_chart(pairs: pd.DataFrame, *, order: Sequence[str] | None, title: str | None) -> Chart:
+def _pair_chart(
+    pairs: pd.DataFrame, *, order: Sequence[str] | None = None, title: str | None = None
+) -> Chart:
     """The pair heatmap's description: contrasts, ``*`` at FDR <= 0.05, hover per cell."""
     ids, value, p, q = _pair_matrix(pairs, order)
     hover = [
@@ -267,25 +269,19 @@ def pair_heatmap(
     pairs: pd.DataFrame,
     path: str | os.PathLike,
     *,
-    order: Sequence[str] | None = None,
-    title: str | None = None,
     formats: Sequence[str] = FORMATS,
+    **options: Any,
 ) -> list[Path]:
     """Heatmap of the interaction contrasts of variant pairs; ``*`` marks FDR <= 0.05.
 
     ``pairs`` holds ``id_a id_b interaction`` and optionally ``q`` and ``null`` (null
     pairs are left out). Variants appear in ``order`` (e.g. by importance), then in the
-    order they first occur in the table.
+    order they first occur in the table; ``options``: ``order`` and ``title``.
     """
-    return render_png(_pair_chart(pairs, order=order, title=title), path, formats=formats)
+    return render_png(_pair_chart(pairs, **options), path, formats=formats)
 
 
-def pair_heatmap_html(
-    pairs: pd.DataFrame,
-    path: str | os.PathLike,
-    *,
-    order: Sequence[str] | None = None,
-    title: str | None = None,
-) -> Path:
-    """Interactive pair heatmap (plotly): hover a cell for both ids, contrast, p and FDR."""
-    return render_html(_pair_chart(pairs, order=order, title=title), path)
+def pair_heatmap_html(pairs: pd.DataFrame, path: str | os.PathLike, **options: Any) -> Path:
+    """Interactive pair heatmap (plotly): hover a cell for both ids, contrast, p and FDR;
+    ``options`` (``order``, ``title``) as :func:`pair_heatmap` takes them."""
+    return render_html(_pair_chart(pairs, **options), path)
