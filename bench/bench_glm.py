@@ -95,23 +95,23 @@ def main() -> None:
         f"{args.samples:,} samples x {args.variants:,} variants simulated in "
         f"{time.perf_counter() - start:.1f} s; {args.threads} threads for both tools"
     )
-    prefix = cohort.paths["prefix"]
+    prefix = cohort.outputs["prefix"]
     ratios = []
     for trait, test, modifier, suffix, effect in (
         ("quant", "linear", "", "linear", "BETA"),
         ("binary", "logistic", " firth-fallback", "logistic.hybrid", "OR"),
     ):
         command = (
-            f"{plink2} --bfile {prefix} --pheno {cohort.paths['pheno']} --pheno-name {trait} "
-            f"--covar {cohort.paths['covar']} --glm hide-covar{modifier} "
+            f"{plink2} --bfile {prefix} --pheno {cohort.outputs['pheno']} --pheno-name {trait} "
+            f"--covar {cohort.outputs['covar']} --glm hide-covar{modifier} "
             f"--threads {args.threads} --out {work / 'p2'}"
         )
         plink_seconds, plink_mb, _ = run_measured(command.split())
         reference = pd.read_csv(work / f"p2.{trait}.glm.{suffix}", sep="\t", na_values="NA")
         ours_path = work / f"ours.{trait}.tsv"
         _, our_mb, printed = run_measured(
-            [sys.executable, "-c", OURS, str(prefix), str(cohort.paths["pheno"]),
-             str(cohort.paths["covar"]), trait, test, str(ours_path)]
+            [sys.executable, "-c", OURS, str(prefix), str(cohort.outputs["pheno"]),
+             str(cohort.outputs["covar"]), trait, test, str(ours_path)]
         )  # fmt: skip
         our_seconds = float(printed.strip().splitlines()[-1])
         ours = pd.read_csv(ours_path, sep="\t", na_values="NA")

@@ -127,7 +127,7 @@ def main() -> None:
             start = time.perf_counter()
             run = out / f"seed{seed}" / f"train_{name}"
             result = train(
-                prefix, sim.paths["pheno"], out=run, trait="quant", seed=seed, **settings
+                prefix, sim.outputs["pheno"], out=run, trait="quant", seed=seed, **settings
             )
             seconds = time.perf_counter() - start
             r2 = {model: m["r2"] for model, m in result.metrics["test"].items()}
@@ -147,7 +147,7 @@ def main() -> None:
             explained = explain(
                 run,
                 out=out / f"seed{seed}" / f"explain_{name}",
-                truth=sim.paths["truth"],
+                truth=sim.outputs["truth"],
                 methods=METHODS,
                 seed=seed,
                 progress=False,

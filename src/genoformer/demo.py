@@ -103,14 +103,14 @@ def _gwas_demo(
             epistatic_share=0.8,
             seed=seed,
         )
-    prefix = cohort.paths["prefix"]
+    prefix = cohort.outputs["prefix"]
     with run.step("gwas_assoc"):
         result = gwas_api.assoc(
             prefix,
             out=out / "assoc",
-            pheno=cohort.paths["pheno"],
+            pheno=cohort.outputs["pheno"],
             pheno_name="quant",
-            covar=cohort.paths["covar"],
+            covar=cohort.outputs["covar"],
             pcs=2,
             maf=0.01,
             geno=0.05,
@@ -118,7 +118,7 @@ def _gwas_demo(
             seed=seed,
         )
     results = pd.read_parquet(result.outputs["results_parquet"])
-    causal = set(cohort.truth["id"])
+    causal = set(pd.read_csv(cohort.outputs["truth"], sep="\t", dtype={"id": str})["id"])
     top = results.nsmallest(len(causal), "P")
     summary = {
         "variants_tested": result.metrics["variants_tested"],
@@ -142,7 +142,7 @@ def _genotype_model_demo(
     out: Path, cohort: Any, *, quick: bool, seed: int, run: RunDir
 ) -> dict[str, Any]:
     """Train the genotype transformer on the demo cohort, explain it against the truth."""
-    paths = cohort.paths
+    paths = cohort.outputs
     with run.step("gwas_train"):
         trained = gwas_api.train(
             paths["prefix"],
@@ -162,6 +162,7 @@ def _genotype_model_demo(
             truth=paths["truth"],
             null_pairs=200 if quick else 1000,
             seed=seed,
+            device="cpu",
             progress=False,
         )
     test, truth = trained.metrics["test"], explained.metrics["truth"]

@@ -106,31 +106,16 @@ def gradients(
     return grads
 
 
-def saliency(
-    model: Callable,
-    X: torch.Tensor,
-    *,
-    args: Sequence[Any] = (),
-    target: Target = None,
-    batch_size: int = 256,
-    device: str | torch.device | None = None,
-) -> torch.Tensor:
-    """The gradient of the explained output with respect to each input value."""
-    return gradients(model, X, args=args, target=target, batch_size=batch_size, device=device)
+def saliency(model: Callable, X: torch.Tensor, **options: Any) -> torch.Tensor:
+    """The gradient of the explained output with respect to each input value; ``options``
+    (``args``, ``target``, ``batch_size``, ``device``) are those of :func:`gradients`."""
+    return gradients(model, X, **options)
 
 
-def gradient_x_input(
-    model: Callable,
-    X: torch.Tensor,
-    *,
-    args: Sequence[Any] = (),
-    target: Target = None,
-    batch_size: int = 256,
-    device: str | torch.device | None = None,
-) -> torch.Tensor:
-    """Gradient times input: the first-order contribution of each input value."""
-    grads = gradients(model, X, args=args, target=target, batch_size=batch_size, device=device)
-    return grads * torch.as_tensor(X).detach().float().cpu()
+def gradient_x_input(model: Callable, X: torch.Tensor, **options: Any) -> torch.Tensor:
+    """Gradient times input: the first-order contribution of each input value; ``options``
+    (``args``, ``target``, ``batch_size``, ``device``) are those of :func:`gradients`."""
+    return gradients(model, X, **options) * torch.as_tensor(X).detach().float().cpu()
 
 
 def integrated_gradients(

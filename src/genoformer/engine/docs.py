@@ -39,8 +39,21 @@ SHARED: dict[str, str] = {
     The directory of an earlier run that this command reads.""",
     "threads": """threads
     Threads of the compiled kernels (default: every core).""",
+    "inputs_device": """device
+    Where the inputs are put (the model that scores them must be there).""",
     "progress": """progress
     Draw progress bars on the terminal.""",
+    "figure_path": """path
+    Target path: an image suffix (``.png``, ``.pdf`` ...) gives way to each format, any
+    other name gets the format appended (see :func:`~genoformer.engine.plots.save_figure`).""",
+    "figure_title": """title
+    Figure title.""",
+    "formats": """formats
+    File formats to write, e.g. ``("png", "pdf")``.""",
+    "figures": """list of Path
+    The files written, one per format.""",
+    "page": """Path
+    The self-contained HTML file written.""",
     "returns": """RunResult
     ``run_dir``, ``metrics`` (also in the manifest's ``results``) and ``outputs`` (every
     file written, by name).""",

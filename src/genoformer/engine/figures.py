@@ -262,17 +262,15 @@ def _mpl_axis(ax, which: str, axis: Axis) -> None:
 def _mpl_scatter(fig: Figure, ax, layer: Scatter) -> None:
     colour = {"color": layer.color} if isinstance(layer.color, str) else {"c": list(layer.color)}
     extra = {"zorder": 3} if layer.front else {}
+    fill = _mpl_fill(layer.alpha, layer.label)
     ax.scatter(
-        layer.x,
-        layer.y,
-        s=layer.size,
-        alpha=layer.alpha,
-        lw=0,
-        rasterized=layer.rasterized,
-        label=layer.label,
-        **colour,
-        **extra,
+        layer.x, layer.y, s=layer.size, rasterized=layer.rasterized, **fill, **colour, **extra
     )
+
+
+def _mpl_fill(alpha: float, label: str | None) -> dict:
+    """Keywords of a filled artist drawn without an edge (markers, a band)."""
+    return {"alpha": alpha, "lw": 0, "label": label}
 
 
 def _mpl_stroke(stroke: Stroke) -> dict:
@@ -289,15 +287,8 @@ def _mpl_line(fig: Figure, ax, layer: Line) -> None:
 
 
 def _mpl_band(fig: Figure, ax, layer: Band) -> None:
-    ax.fill_between(
-        layer.x,
-        layer.lower,
-        layer.upper,
-        color=layer.color,
-        alpha=layer.opacity,
-        lw=0,
-        label=layer.label,
-    )
+    fill = _mpl_fill(layer.opacity, layer.label)
+    ax.fill_between(layer.x, layer.lower, layer.upper, color=layer.color, **fill)
 
 
 def _mpl_heatmap(fig: Figure, ax, layer: Heatmap) -> None:

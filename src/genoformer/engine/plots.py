@@ -25,6 +25,7 @@ from sklearn.metrics import (
     roc_curve,
 )
 
+from genoformer.engine.docs import shared_docs
 from genoformer.engine.metrics import as_class_arrays, one_vs_rest, regression_metrics
 from genoformer.engine.runs import atomic_path, write_text
 
@@ -129,6 +130,7 @@ def _spans_decades(values: np.ndarray, decades: float = 2.0) -> bool:
     )
 
 
+@shared_docs
 def loss_curve(
     history: pd.DataFrame,
     path: str | os.PathLike,
@@ -143,17 +145,13 @@ def loss_curve(
     history
         Columns ``step``, ``epoch``, ``train_loss``, ``eval_loss`` (NaN where a row has no
         such value; ``epoch`` and either loss column may be absent).
-    path
-        Target path (see :func:`save_figure`).
-    title
-        Figure title.
-    formats
-        File formats to write (see :func:`~genoformer.engine.plots.save_figure`).
+    {figure_path}
+    {figure_title}
+    {formats}
 
     Returns
     -------
-    list of Path
-        The files written.
+    {figures}
     """
     if "step" not in history.columns:
         raise ValueError(f"history needs a 'step' column; it has {list(history.columns)}")
@@ -218,6 +216,7 @@ def _epoch_axis(ax, history: pd.DataFrame, steps: np.ndarray) -> None:
     top.set_xlabel("epoch")
 
 
+@shared_docs
 def parity_plot(
     y_true: np.ndarray,
     y_pred: np.ndarray,
@@ -236,19 +235,16 @@ def parity_plot(
     ----------
     y_true, y_pred
         Measured and predicted values, shape ``(N,)``; non-finite pairs are left out.
-    path
-        Target path (see :func:`save_figure`).
+    {figure_path}
     title
         Figure title; the statistics are added below it.
     label
         What is measured (e.g. ``"expression"``), for the axis labels.
-    formats
-        File formats to write (see :func:`~genoformer.engine.plots.save_figure`).
+    {formats}
 
     Returns
     -------
-    list of Path
-        The files written.
+    {figures}
     """
     t = np.asarray(y_true, dtype=np.float64).ravel()
     p = np.asarray(y_pred, dtype=np.float64).ravel()
@@ -284,6 +280,7 @@ def parity_plot(
     return save_figure(fig, path, formats=formats)
 
 
+@shared_docs
 def roc_pr_curves(
     y_true: np.ndarray,
     probabilities: np.ndarray,
@@ -300,19 +297,16 @@ def roc_pr_curves(
         Integer class indices, shape ``(N,)``.
     probabilities
         Class probabilities, shape ``(N, C)`` (or ``(N,)``: probability of class 1).
-    path
-        Target path (see :func:`save_figure`).
+    {figure_path}
     classes
         Class names, length ``C``. Binary tasks draw one curve for class 1; multi-class
         tasks one per class present in ``y_true``, that class against the rest. When
         ``y_true`` holds a single class the panels say that the curves are undefined.
-    formats
-        File formats to write (see :func:`~genoformer.engine.plots.save_figure`).
+    {formats}
 
     Returns
     -------
-    list of Path
-        The files written.
+    {figures}
     """
     y, prob = as_class_arrays(y_true, probabilities)
     names = [str(c) for c in classes]
@@ -382,6 +376,7 @@ def _class_colors(n: int) -> list:
     return [cmap(i % cmap.N) for i in range(n)]
 
 
+@shared_docs
 def confusion_matrix_plot(
     matrix: np.ndarray | Sequence[Sequence[int]],
     classes: Sequence[str],
@@ -400,20 +395,16 @@ def confusion_matrix_plot(
         :func:`~genoformer.engine.metrics.classification_metrics`).
     classes
         Class names, one per row.
-    path
-        Target path (see :func:`save_figure`).
+    {figure_path}
     normalize
         Colour by the fraction of each true class (row) instead of raw counts; the cells
         then show the fraction and the count.
-    title
-        Figure title.
-    formats
-        File formats to write (see :func:`~genoformer.engine.plots.save_figure`).
+    {figure_title}
+    {formats}
 
     Returns
     -------
-    list of Path
-        The files written.
+    {figures}
     """
     counts = np.asarray(matrix, dtype=np.float64)
     n = counts.shape[0] if counts.ndim == 2 else -1
@@ -463,6 +454,7 @@ def _as_float(value: object) -> float:
     return float("nan") if value is None else float(value)
 
 
+@shared_docs
 def comparison_bar(
     table: Mapping[str, Mapping[str, float]],
     metric: str,
@@ -480,17 +472,13 @@ def comparison_bar(
         without ``metric`` (or with NaN) is shown as "n/a".
     metric
         The metric to compare.
-    path
-        Target path (see :func:`save_figure`).
-    title
-        Figure title.
-    formats
-        File formats to write (see :func:`~genoformer.engine.plots.save_figure`).
+    {figure_path}
+    {figure_title}
+    {formats}
 
     Returns
     -------
-    list of Path
-        The files written.
+    {figures}
     """
     models = list(table)
     values = np.array([_as_float(table[m].get(metric)) for m in models], dtype=np.float64)

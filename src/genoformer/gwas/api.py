@@ -54,6 +54,17 @@ def _apply_qc(source: GenotypeSource, filters: dict[str, float], run: RunDir) ->
     return result
 
 
+def _passing(
+    source: GenotypeSource, filters: dict[str, float], run: RunDir
+) -> dict[str, np.ndarray | None]:
+    """The ``samples`` and the ``variants`` that pass QC with ``filters`` (``None``: all of
+    them, when there is no filter), as the keyword arguments of the analyses."""
+    if not filters:
+        return {"samples": None, "variants": None}
+    kept = _apply_qc(source, filters, run)
+    return {"samples": kept.samples, "variants": kept.variants}
+
+
 def _kept(result: QCResult, source: GenotypeSource) -> dict[str, int]:
     return {
         "samples_in": source.n_samples,
@@ -113,17 +124,9 @@ def pca(
     """
     run = RunDir(out, command="gwas pca", arguments=locals(), seed=seed)
     with open_genotypes(genotypes) as source:
-        filters = _filters(maf, geno, mind, hwe)
-        kept = _apply_qc(source, filters, run) if filters else None
+        passing = _passing(source, _filters(maf, geno, mind, hwe), run)
         with run.step("pca"):
-            result = run_pca(
-                source,
-                n_components=n_components,
-                method=method,
-                seed=seed,
-                samples=None if kept is None else kept.samples,
-                variants=None if kept is None else kept.variants,
-            )
+            result = run_pca(source, n_components=n_components, method=method, seed=seed, **passing)
     outputs = {f"pca_{p.suffix[1:]}": p for p in write_pca(result, run.path / "pca")}
     outputs["pc_scatter"] = plots.pc_scatter(result.eigenvectors, run.path / "pca_pc1_pc2.png")[0]
     for key, path in outputs.items():
@@ -176,10 +179,7 @@ def assoc(
     arguments = {k: v for k, v in locals().items() if not isinstance(v, pd.DataFrame)}
     run = RunDir(out, command="gwas assoc", arguments=arguments, seed=seed)
     with open_genotypes(genotypes) as source:
-        filters = _filters(maf, geno, mind, hwe)
-        kept = _apply_qc(source, filters, run) if filters else None
-        samples = None if kept is None else kept.samples
-        variants = None if kept is None else kept.variants
+        passing = _passing(source, _filters(maf, geno, mind, hwe), run)
         phenotypes, n_dropped = _aligned(pheno, source)
         column = pheno_name or next(c for c in phenotypes.columns if c not in ("FID", "IID"))
         if column not in phenotypes.columns:
@@ -197,10 +197,9 @@ def assoc(
             names += covariate_names
         if pcs:
             with run.step("pca"):
-                components = run_pca(
-                    source, n_components=pcs, samples=samples, variants=variants, seed=seed
-                )
+                components = run_pca(source, n_components=pcs, seed=seed, **passing)
             pc = np.full((source.n_samples, pcs), np.nan)
+            samples = passing["samples"]
             pc[samples if samples is not None else slice(None)] = components.components
             blocks.append(pc)
             names += [f"PC{i + 1}" for i in range(pcs)]
@@ -214,10 +213,9 @@ def assoc(
                 firth=firth,
                 a1=a1,
                 chunk_size=chunk_size,
-                samples=samples,
-                variants=variants,
                 engine=engine,
                 scheduler=scheduler,
+                **passing,
             )
     outputs = {
         "results": write_results(results, run.file("assoc.tsv")),

@@ -1,19 +1,22 @@
 """``genoformer gwas ...``: thin commands over :mod:`genoformer.gwas.api`.
 
-The API is imported inside each command, so that ``--help`` is quick.
+Each command hands its options to the API function of the same name (renamed where the API
+names them otherwise) and ends with the summary table of the run. The API is imported inside
+each command, so that ``--help`` is quick.
 """
 
 from __future__ import annotations
 
-import json
+from collections.abc import Callable
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
-from rich.console import Console
+
+if TYPE_CHECKING:
+    from genoformer.engine.runs import RunResult
 
 app = typer.Typer(no_args_is_help=True)
-_console = Console()
 
 Genotypes = Annotated[Path, typer.Argument(help="PLINK .bed (or its prefix), or a VCF/BCF file.")]
 Out = Annotated[Path, typer.Option(help="Run directory.")]
@@ -21,10 +24,20 @@ Maf = Annotated[float | None, typer.Option(help="Minimum minor allele frequency.
 Geno = Annotated[float | None, typer.Option(help="Maximum missing rate per variant.")]
 Mind = Annotated[float | None, typer.Option(help="Maximum missing rate per sample.")]
 Hwe = Annotated[float | None, typer.Option(help="Hardy-Weinberg exact test p threshold.")]
+Pheno = Annotated[Path, typer.Option(help="Phenotype file (FID IID columns...).")]
+Covar = Annotated[Path | None, typer.Option(help="Covariate file.")]
+CovarNames = Annotated[
+    list[str] | None, typer.Option(help="Covariate column; repeatable (default all).")
+]
+TrainedRun = Annotated[Path, typer.Argument(help="Run directory of `genoformer gwas train`.")]
+Device = Annotated[str, typer.Option(help="auto, cpu, cuda, npu or mps.")]
+Seed = Annotated[int, typer.Option()]
 
 
-def _show(metrics: dict) -> None:
-    _console.print_json(json.dumps(metrics, default=str))
+def _run(verb: Callable[..., RunResult], options: dict[str, Any], **api_names: str) -> RunResult:
+    """``verb`` called with the command's ``options``, each under its API name: the one
+    ``api_names`` gives it, else its own."""
+    return verb(**{api_names.get(name, name): value for name, value in options.items()})
 
 
 @app.command()
@@ -40,26 +53,27 @@ def simulate(
     epistatic_pairs: Annotated[int, typer.Option(help="Epistatic pairs.")] = 0,
     covariates: Annotated[int, typer.Option(help="Numeric covariates.")] = 2,
     prevalence: Annotated[float, typer.Option(help="Share of cases.")] = 0.3,
-    seed: Annotated[int, typer.Option()] = 0,
+    seed: Seed = 0,
 ) -> None:
     """Simulate a cohort with msprime: genotypes with LD, phenotypes, covariates, truth."""
+    options = dict(locals())
+    from genoformer.engine.console import print_summary
     from genoformer.gwas.api import simulate as run
 
-    result = run(
-        out,
-        n_samples=samples,
-        n_variants=variants,
-        n_chromosomes=chromosomes,
-        maf_min=maf,
-        missing_rate=missing,
-        heritability=heritability,
-        n_causal=causal,
-        epistatic_pairs=epistatic_pairs,
-        n_covariates=covariates,
-        prevalence=prevalence,
-        seed=seed,
+    result = _run(
+        run,
+        options,
+        out="out_prefix",
+        samples="n_samples",
+        variants="n_variants",
+        chromosomes="n_chromosomes",
+        maf="maf_min",
+        missing="missing_rate",
+        causal="n_causal",
+        covariates="n_covariates",
     )
-    _console.print(f"written: {', '.join(str(p) for p in result.paths.values())}")
+    written = ", ".join(str(p) for p in result.outputs.values())
+    print_summary("gwas simulate", result, f"written: {written}")
 
 
 @app.command()
@@ -72,9 +86,11 @@ def qc(
     hwe: Hwe = None,
 ) -> None:
     """Quality control as plink2 does it: --mind, --geno, --hwe, --maf."""
+    options = dict(locals())
+    from genoformer.engine.console import print_summary
     from genoformer.gwas.api import qc as run
 
-    _show(run(genotypes, out=out, maf=maf, geno=geno, mind=mind, hwe=hwe).metrics)
+    print_summary("gwas qc", _run(run, options))
 
 
 @app.command()
@@ -87,35 +103,24 @@ def pca(
     geno: Geno = None,
     mind: Mind = None,
     hwe: Hwe = None,
-    seed: Annotated[int, typer.Option()] = 0,
+    seed: Seed = 0,
 ) -> None:
     """Principal components of standardised genotypes (plink2 --pca)."""
+    options = dict(locals())
+    from genoformer.engine.console import print_summary
     from genoformer.gwas.api import pca as run
 
-    result = run(
-        genotypes,
-        out=out,
-        n_components=components,
-        method=method,
-        seed=seed,
-        maf=maf,
-        geno=geno,
-        mind=mind,
-        hwe=hwe,
-    )
-    _show(result.metrics)
+    print_summary("gwas pca", _run(run, options, components="n_components"))
 
 
 @app.command()
 def assoc(
     genotypes: Genotypes,
     out: Out,
-    pheno: Annotated[Path, typer.Option(help="Phenotype file (FID IID columns...).")],
+    pheno: Pheno,
     pheno_name: Annotated[str | None, typer.Option(help="Phenotype column.")] = None,
-    covar: Annotated[Path | None, typer.Option(help="Covariate file.")] = None,
-    covar_name: Annotated[
-        list[str] | None, typer.Option(help="Covariate column; repeatable (default all).")
-    ] = None,
+    covar: Covar = None,
+    covar_name: CovarNames = None,
     pcs: Annotated[int, typer.Option(help="Principal components added as covariates.")] = 0,
     test: Annotated[str, typer.Option(help="auto, linear, logistic or chisq.")] = "auto",
     firth: Annotated[str, typer.Option(help="fallback, always or never.")] = "fallback",
@@ -127,32 +132,14 @@ def assoc(
     chunk_size: Annotated[int, typer.Option(help="Variants per chunk.")] = 4096,
     engine: Annotated[str, typer.Option(help="numpy or dask.")] = "numpy",
     scheduler: Annotated[str | None, typer.Option(help="Dask scheduler address.")] = None,
-    seed: Annotated[int, typer.Option()] = 0,
+    seed: Seed = 0,
 ) -> None:
     """Per-variant association (plink2 --glm columns), --adjust table, Manhattan and QQ."""
+    options = {**locals(), "covar_name": covar_name or None}
+    from genoformer.engine.console import print_summary
     from genoformer.gwas.api import assoc as run
 
-    result = run(
-        genotypes,
-        out=out,
-        pheno=pheno,
-        pheno_name=pheno_name,
-        covar=covar,
-        covar_names=covar_name or None,
-        pcs=pcs,
-        test=test,
-        firth=firth,
-        a1=a1,
-        maf=maf,
-        geno=geno,
-        mind=mind,
-        hwe=hwe,
-        chunk_size=chunk_size,
-        engine=engine,
-        scheduler=scheduler,
-        seed=seed,
-    )
-    _show(result.metrics)
+    print_summary("gwas assoc", _run(run, options, covar_name="covar_names"))
 
 
 @app.command()
@@ -161,15 +148,15 @@ def plot(
     out: Annotated[Path, typer.Option(help="Folder for the figures.")],
 ) -> None:
     """Manhattan and QQ plots, static and interactive, of association results."""
+    from genoformer.engine.console import print_summary
     from genoformer.gwas.api import plot as run
 
-    result = run(results, out=out)
-    _console.print(f"figures in {result.run_dir}")
+    print_summary("gwas plot", run(results, out=out))
 
 
 @app.command()
 def explain(
-    run_dir: Annotated[Path, typer.Argument(help="Run directory of `genoformer gwas train`.")],
+    run_dir: TrainedRun,
     out: Out,
     truth: Annotated[
         Path | None, typer.Option(help="Simulator's .truth.tsv: report recall of causal variants.")
@@ -192,42 +179,29 @@ def explain(
     ] = 1000,
     ig_steps: Annotated[int, typer.Option(help="Integrated gradients path points.")] = 32,
     smoothgrad: Annotated[int, typer.Option(help="SmoothGrad samples over IG (0: off).")] = 0,
-    device: Annotated[str, typer.Option(help="cpu, cuda, mps, npu or auto.")] = "cpu",
-    seed: Annotated[int, typer.Option()] = 0,
+    device: Device = "auto",
+    seed: Seed = 0,
 ) -> None:
     """Variant importance (gradients, IG, substitution) with a decoy null, epistatic pairs."""
+    options = {
+        **locals(),
+        "methods": methods.split(","),
+        "substitution_budget": substitution_budget or None,
+    }
+    from genoformer.engine.console import print_summary
     from genoformer.gwas.model.explain import explain as run
 
-    result = run(
-        run_dir,
-        out=out,
-        genotypes=genotypes,
-        methods=methods.split(","),
-        truth=truth,
-        top_pairs=top_pairs,
-        null_pairs=null_pairs,
-        split=split,
-        max_samples=max_samples,
-        pair_samples=pair_samples,
-        substitution_budget=substitution_budget or None,
-        ig_steps=ig_steps,
-        smoothgrad=smoothgrad,
-        device=device,
-        seed=seed,
-    )
-    _show(result.metrics)
+    print_summary("gwas explain", _run(run, options))
 
 
 @app.command()
 def train(
     genotypes: Genotypes,
     out: Out,
-    pheno: Annotated[Path, typer.Option(help="Phenotype file (FID IID columns...).")],
+    pheno: Pheno,
     trait: Annotated[str, typer.Option(help="Phenotype column to learn.")],
-    covar: Annotated[Path | None, typer.Option(help="Covariate file.")] = None,
-    covar_name: Annotated[
-        list[str] | None, typer.Option(help="Covariate column; repeatable (default all).")
-    ] = None,
+    covar: Covar = None,
+    covar_name: CovarNames = None,
     backbone: Annotated[str, typer.Option(help="bert or gptj (causal decoder).")] = "bert",
     window: Annotated[int, typer.Option(help="Variants per token.")] = 8,
     preselect: Annotated[
@@ -257,58 +231,38 @@ def train(
     weight_decay: Annotated[float, typer.Option()] = 0.01,
     patience: Annotated[int, typer.Option(help="Evaluations without improvement.")] = 20,
     eval_every: Annotated[int | None, typer.Option(help="Steps (default: one epoch).")] = None,
-    seed: Annotated[int, typer.Option()] = 0,
-    device: Annotated[str, typer.Option(help="auto, cpu, cuda, npu or mps.")] = "auto",
+    seed: Seed = 0,
+    device: Device = "auto",
     resume: Annotated[bool, typer.Option(help="Continue from the last checkpoint.")] = False,
 ) -> None:
     """Train the genotype transformer; test metrics beside ridge, boosting and MLP."""
+    options = {**locals(), "covar_name": covar_name or None}
+    from genoformer.engine.console import print_summary
     from genoformer.gwas.api import train as run
 
-    result = run(
-        genotypes,
-        pheno,
-        out=out,
-        trait=trait,
-        covar=covar,
-        covar_names=covar_name or None,
-        backbone=backbone,
-        window=window,
-        preselect=preselect,
-        preselect_by=preselect_by,
-        decoys=decoys,
-        pooling=pooling,
-        additive=additive,
-        d_model=d_model,
-        n_layers=layers,
-        n_heads=heads,
-        dropout=dropout,
-        initializer_range=init_range,
-        validation=validation,
-        test=test,
-        epochs=epochs,
-        batch_size=batch_size,
-        learning_rate=learning_rate,
-        weight_decay=weight_decay,
-        patience=patience,
-        eval_every=eval_every,
-        seed=seed,
-        device=device,
-        resume=resume,
+    result = _run(
+        run,
+        options,
+        covar_name="covar_names",
+        layers="n_layers",
+        heads="n_heads",
+        init_range="initializer_range",
     )
-    _show(result.metrics["test"])
+    print_summary("gwas train", result)
 
 
 @app.command()
 def predict(
-    run_dir: Annotated[Path, typer.Argument(help="Run directory of `genoformer gwas train`.")],
+    run_dir: TrainedRun,
     genotypes: Genotypes,
     out: Out,
-    covar: Annotated[Path | None, typer.Option(help="Covariate file.")] = None,
-    device: Annotated[str, typer.Option(help="auto, cpu, cuda, npu or mps.")] = "auto",
+    covar: Covar = None,
+    device: Device = "auto",
     seed: Annotated[int, typer.Option(help="Seed of the decoy permutation.")] = 0,
 ) -> None:
     """Predict the phenotype of new samples with a trained genotype model."""
+    options = dict(locals())
+    from genoformer.engine.console import print_summary
     from genoformer.gwas.api import predict as run
 
-    result = run(run_dir, genotypes, out=out, covar=covar, device=device, seed=seed)
-    _show(result.metrics)
+    print_summary("gwas predict", _run(run, options))

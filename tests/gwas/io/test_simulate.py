@@ -40,7 +40,7 @@ def small(tmp_path_factory):
 
 def test_sizes_maf_and_missing_rate(small):
     prefix, result = small
-    assert set(result.paths) >= {"bed", "bim", "fam", "pheno", "covar", "truth"}
+    assert set(result.outputs) >= {"bed", "bim", "fam", "pheno", "covar", "truth"}
     with open_genotypes(prefix) as source:
         assert (source.n_samples, source.n_variants) == (300, 901)
         assert source.variants["chrom"].value_counts().to_dict() == {"1": 301, "2": 300, "3": 300}
@@ -59,24 +59,24 @@ def test_sizes_maf_and_missing_rate(small):
 def test_phenotype_and_covariate_files(small):
     prefix, result = small
     with open_genotypes(prefix) as source:
-        pheno = read_table(result.paths["pheno"])
+        pheno = read_table(result.outputs["pheno"])
         index, aligned, dropped = match_samples(source.samples, pheno)
         assert dropped == 0 and len(index) == 300
         y, kind = phenotype_vector(aligned, "quant")
         assert kind == "quantitative" and not np.isnan(y).any()
         b, kind = phenotype_vector(aligned, "binary")
         assert kind == "binary" and abs(b.mean() - 0.3) < 0.01  # prevalence
-        covar = read_table(result.paths["covar"])
+        covar = read_table(result.outputs["covar"])
         assert covar.columns.tolist() == ["FID", "IID", "age", "sex", "cov3", "batch"]
         X, names = covariate_matrix(covar)
         assert names == ["age", "sex", "cov3", "batch=B", "batch=C"] and X.shape == (300, 5)
         assert (source.samples["sex"].to_numpy() == covar["sex"].to_numpy()).all()
-    assert abs(result.info["h2_observed"] - 0.5) < 0.1
+    assert abs(result.metrics["h2_observed"] - 0.5) < 0.1
 
 
 def test_truth_table(small):
     prefix, result = small
-    truth = pd.read_csv(result.paths["truth"], sep="\t", dtype={"chrom": str})
+    truth = pd.read_csv(result.outputs["truth"], sep="\t", dtype={"chrom": str})
     assert truth.columns.tolist() == [
         "id",
         "chrom",
@@ -102,8 +102,8 @@ def test_deterministic_with_seed(tmp_path):
     b = simulate(tmp_path / "b", n_samples=50, n_variants=60, seed=4)
     c = simulate(tmp_path / "c", n_samples=50, n_variants=60, seed=5)
     for key in ("bed", "bim", "pheno", "covar", "truth"):
-        assert a.paths[key].read_bytes() == b.paths[key].read_bytes()
-    assert a.paths["bed"].read_bytes() != c.paths["bed"].read_bytes()
+        assert a.outputs[key].read_bytes() == b.outputs[key].read_bytes()
+    assert a.outputs["bed"].read_bytes() != c.outputs["bed"].read_bytes()
 
 
 def test_plink2_reads_the_files(small, tmp_path):
@@ -116,7 +116,7 @@ def test_plink2_reads_the_files(small, tmp_path):
     out = tmp_path / "freq"
     run = subprocess.run(
         [plink2, "--bfile", str(prefix), "--freq", "--out", str(out), "--threads", "1"]
-        + ["--pheno", str(result.paths["pheno"]), "--covar", str(result.paths["covar"])],
+        + ["--pheno", str(result.outputs["pheno"]), "--covar", str(result.outputs["covar"])],
         capture_output=True,
         text=True,
     )
@@ -144,11 +144,11 @@ def test_epistatic_pair_has_no_marginal_but_a_product_effect(tmp_path):
         heritability=0.8,
         seed=2,
     )
-    truth = result.truth
+    truth = pd.read_csv(result.outputs["truth"], sep="\t", dtype={"chrom": str})
     with open_genotypes(tmp_path / "epi") as source:
         columns = source.variants.index[source.variants["id"].isin(truth["id"])].to_numpy()
         G = source.read(variants=columns).astype(np.float64)
-    y, _ = phenotype_vector(read_table(result.paths["pheno"]), "quant")
+    y, _ = phenotype_vector(read_table(result.outputs["pheno"]), "quant")
     centred = G - G.mean(axis=0)
     marginal = [abs(np.corrcoef(centred[:, k], y)[0, 1]) for k in range(2)]
     product = np.corrcoef(centred[:, 0] * centred[:, 1], y)[0, 1]
@@ -177,8 +177,8 @@ def test_epistatic_share_sets_the_pairs_share_of_genetic_variance(tmp_path, shar
         epistatic_share=share,
         seed=7,
     )
-    truth = result.truth
-    with open_genotypes(result.paths["prefix"]) as source:
+    truth = pd.read_csv(result.outputs["truth"], sep="\t", dtype={"chrom": str})
+    with open_genotypes(result.outputs["prefix"]) as source:
         index = source.variants.reset_index().set_index("id").loc[truth["id"], "index"]
         G = source.read(variants=np.sort(index.to_numpy()))
         position = {j: k for k, j in enumerate(np.sort(index.to_numpy()))}

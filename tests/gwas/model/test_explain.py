@@ -134,11 +134,11 @@ def test_explain_end_to_end(tmp_path):
         epistatic_pairs=1, heritability=0.8, seed=3,
     )  # fmt: skip
     train_module.train(
-        sim.paths["prefix"], sim.paths["pheno"], out=tmp_path / "train", trait="quant",
+        sim.outputs["prefix"], sim.outputs["pheno"], out=tmp_path / "train", trait="quant",
         epochs=3, baselines_to_fit=(), device="cpu", seed=0,
     )  # fmt: skip
     result = explain(
-        tmp_path / "train", out=tmp_path / "explain", truth=sim.paths["truth"],
+        tmp_path / "train", out=tmp_path / "explain", truth=sim.outputs["truth"],
         methods=("saliency", "ig", "substitution"), top_pairs=4, null_pairs=40,
         substitution_budget=60, ig_steps=8, max_samples=40, pair_samples=24, progress=False,
     )  # fmt: skip

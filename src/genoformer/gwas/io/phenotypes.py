@@ -231,6 +231,17 @@ def match_samples(
     return sample_index, aligned, int(len(source_samples) - sample_index.size)
 
 
+def _no_column(table: pd.DataFrame, name: str, what: str, first: str) -> InputError:
+    """The error for a ``what`` column ``name`` that ``table`` lacks; ``first`` is the name
+    of the first such column in a file without a header (``PHENO1``, ``COVAR1``)."""
+    values = [c for c in table.columns if c not in ID_COLUMNS]
+    return InputError(
+        f"no {what} column {name!r} (columns: {', '.join(values)})",
+        file=table.attrs.get("path"),
+        fix=f"name a column from the header, or {first}.. without a header",
+    )
+
+
 def phenotype_vector(
     table: pd.DataFrame, column: str, *, kind: str | None = None
 ) -> tuple[np.ndarray, str]:
@@ -246,12 +257,7 @@ def phenotype_vector(
     Binary phenotypes come back as 0.0 (control) / 1.0 (case) / NaN.
     """
     if column not in table.columns:
-        values = [c for c in table.columns if c not in ID_COLUMNS]
-        raise InputError(
-            f"no phenotype column {column!r} (columns: {', '.join(values)})",
-            file=table.attrs.get("path"),
-            fix="name a column from the header, or PHENO1.. without a header",
-        )
+        raise _no_column(table, column, "phenotype", "PHENO1")
     y = _numeric(table, column, "phenotype")
     levels = set(np.unique(y[~np.isnan(y)]).tolist())
     if kind is None:
@@ -294,12 +300,7 @@ def covariate_matrix(
     out_names: list[str] = []
     for name in names:
         if name not in table.columns:
-            values = [c for c in table.columns if c not in ID_COLUMNS]
-            raise InputError(
-                f"no covariate column {name!r} (columns: {', '.join(values)})",
-                file=table.attrs.get("path"),
-                fix="name a column from the header, or COVAR1.. without a header",
-            )
+            raise _no_column(table, name, "covariate", "COVAR1")
         values = table[name]
         if pd.api.types.is_numeric_dtype(values):
             blocks.append(values.to_numpy(dtype=np.float64)[:, None])

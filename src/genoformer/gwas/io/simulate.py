@@ -34,13 +34,12 @@ from __future__ import annotations
 import math
 import os
 from contextlib import ExitStack
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
-from genoformer.engine.runs import atomic_path, write_table
+from genoformer.engine.runs import RunResult, atomic_path, write_table
 
 _BASES = np.array(["A", "C", "G", "T"])
 _POPULATION_SIZE = 10_000
@@ -50,16 +49,6 @@ _OVERSHOOT = 1.25
 #: sequence is that long and the mutation rate is set to give the wanted number of SNPs, so
 #: LD decays over a realistic share of the variants instead of spanning a whole chromosome.
 _SNP_SPACING = 2_000
-
-
-@dataclass
-class SimulationResult:
-    """Paths written (``bed``, ``bim``, ``fam``, ``pheno``, ``covar``, ``truth``, ``prefix``)
-    and the truth table of causal variants."""
-
-    paths: dict[str, Path]
-    truth: pd.DataFrame
-    info: dict[str, float] = field(default_factory=dict)
 
 
 def simulate(
@@ -77,7 +66,7 @@ def simulate(
     prevalence: float = 0.3,
     seed: int = 0,
     epistatic_share: float | None = None,
-) -> SimulationResult:
+) -> RunResult:
     """Simulate genotypes, phenotypes and covariates and write them PLINK-style.
 
     Writes ``out_prefix.bed/.bim/.fam``, ``out_prefix.pheno`` (``FID IID quant binary``,
@@ -86,6 +75,11 @@ def simulate(
     ``effect`` per copy of a1 for additive rows, per unit of the product of centred genotypes
     for epistatic rows; the two rows of a pair share ``pair``). See the module docstring for
     the model.
+
+    Returns a :class:`~genoformer.engine.runs.RunResult`: ``run_dir`` the folder of
+    ``out_prefix``, ``metrics`` the realised ``heritability``, ``h2_observed``, ``prevalence``
+    and ``missing_rate``, ``outputs`` the files written (``bed``, ``bim``, ``fam``, ``pheno``,
+    ``covar``, ``truth``) and the ``prefix``.
     """
     _check_arguments(
         n_samples, n_variants, n_chromosomes, maf_min, missing_rate, heritability, prevalence
@@ -143,7 +137,7 @@ def simulate(
         "prevalence": float(np.mean(binary == 2)),
         "missing_rate": float(np.mean(G == -127)),
     }
-    return SimulationResult(paths=paths, truth=truth, info=info)
+    return RunResult(prefix.parent, info, paths)
 
 
 def _check_arguments(

@@ -44,6 +44,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -51,6 +52,7 @@ import torch
 
 from genoformer.engine.attribution import check_batch_size, gradients
 from genoformer.engine.attribution import integrated_gradients as engine_integrated_gradients
+from genoformer.engine.docs import shared_docs
 from genoformer.engine.errors import InputError
 from genoformer.engine.progress import progress_bar
 from genoformer.engine.stats import (
@@ -115,6 +117,10 @@ class _Inputs:
         )
 
 
+def _tensor(values: np.ndarray | torch.Tensor) -> torch.Tensor:
+    return values if torch.is_tensor(values) else torch.as_tensor(np.asarray(values))
+
+
 def as_inputs(
     genotypes: np.ndarray | torch.Tensor,
     missing: np.ndarray | torch.Tensor | None = None,
@@ -124,7 +130,7 @@ def as_inputs(
 ) -> _Inputs:
     """The model's inputs as float32 / bool tensors on ``device``, checked for shape."""
     device = torch.device(device or "cpu")
-    g = torch.as_tensor(np.asarray(genotypes) if not torch.is_tensor(genotypes) else genotypes)
+    g = _tensor(genotypes)
     if g.ndim != 2 or g.shape[0] == 0 or g.shape[1] == 0:
         raise InputError(
             f"genotypes have shape {tuple(g.shape)}, expected (samples, variants) with both > 0",
@@ -133,7 +139,7 @@ def as_inputs(
     g = g.to(device, torch.float32)
     miss = None
     if missing is not None:
-        miss = torch.as_tensor(np.asarray(missing) if not torch.is_tensor(missing) else missing)
+        miss = _tensor(missing)
         if tuple(miss.shape) != tuple(g.shape):
             raise InputError(
                 f"missing has shape {tuple(miss.shape)}, the genotypes {tuple(g.shape)}",
@@ -142,9 +148,7 @@ def as_inputs(
         miss = miss.to(device, torch.bool)
     cov = None
     if covariates is not None:
-        cov = torch.as_tensor(
-            np.asarray(covariates) if not torch.is_tensor(covariates) else covariates
-        )
+        cov = _tensor(covariates)
         if cov.ndim == 1:
             cov = cov[:, None]
         if cov.ndim != 2 or cov.shape[0] != g.shape[0]:
@@ -209,17 +213,13 @@ def saliency(
 
 
 def gradient_x_input(
-    f: ScoreFunction,
-    genotypes: np.ndarray | torch.Tensor,
-    missing: np.ndarray | torch.Tensor | None = None,
-    covariates: np.ndarray | torch.Tensor | None = None,
-    *,
-    batch_size: int = 256,
-    device: str | torch.device | None = None,
+    f: ScoreFunction, genotypes: Any, missing: Any = None, covariates: Any = None, **options: Any
 ) -> np.ndarray:
-    """Gradient times dosage, (n, m) float32 (0 where missing)."""
-    x = as_inputs(genotypes, missing, covariates, device=device)
-    return _masked(_gradients(f, x, batch_size) * x.genotypes, x)
+    """Gradient times dosage, (n, m) float32 (0 where missing): the :func:`saliency` of the
+    same inputs (``options``: its ``batch_size`` and ``device``) times each dosage."""
+    x = as_inputs(genotypes, missing, covariates)
+    grads = saliency(f, x.genotypes, x.missing, x.covariates, **options)
+    return _masked(torch.from_numpy(grads) * x.genotypes, x)
 
 
 def _baseline(baseline: str | float | np.ndarray, x: _Inputs) -> torch.Tensor:
@@ -246,6 +246,7 @@ def _baseline(baseline: str | float | np.ndarray, x: _Inputs) -> torch.Tensor:
     return value.expand_as(x.genotypes).contiguous()
 
 
+@shared_docs
 def integrated_gradients(
     f: ScoreFunction,
     genotypes: np.ndarray | torch.Tensor,
@@ -253,12 +254,8 @@ def integrated_gradients(
     covariates: np.ndarray | torch.Tensor | None = None,
     *,
     baseline: str | float | np.ndarray = "zero",
-    n_steps: int = 32,
-    smoothgrad_samples: int = 0,
-    smoothgrad_sd: float = 0.2,
-    batch_size: int = 64,
-    seed: int = 0,
     device: str | torch.device | None = None,
+    **options: Any,
 ) -> np.ndarray:
     """Integrated gradients (Captum) of the score, (n, m) float32 (0 where missing).
 
@@ -269,19 +266,11 @@ def integrated_gradients(
     baseline
         ``"zero"`` (every dosage 0), ``"mean"`` (each variant's mean dosage over the samples
         given), a number, or one dosage per variant.
-    n_steps
-        Points of the Gauss-Legendre rule along the path.
-    smoothgrad_samples
-        With ``> 0``, SmoothGrad over IG (Captum ``NoiseTunnel``): the mean IG of this many
-        noisy copies of each sample.
-    smoothgrad_sd
-        Standard deviation of the SmoothGrad noise, in dosage units.
-    batch_size
-        Samples per Captum call (each expands to ``n_steps`` forward and backward passes).
-    seed
-        Seed of the SmoothGrad noise.
-    device
-        Where the inputs are put (the score function's model must be there).
+    {inputs_device}
+    options
+        ``n_steps``, ``smoothgrad_samples``, ``smoothgrad_sd`` (in dosage units),
+        ``batch_size`` and ``seed``, as :func:`genoformer.engine.attribution.integrated_gradients`
+        takes them.
 
     Returns
     -------
@@ -295,12 +284,8 @@ def integrated_gradients(
         x.genotypes,
         args=(x.missing, x.covariates),
         baselines=_baseline(baseline, x),
-        n_steps=n_steps,
-        smoothgrad_samples=smoothgrad_samples,
-        smoothgrad_sd=smoothgrad_sd,
-        batch_size=batch_size,
-        seed=seed,
         device=x.genotypes.device,
+        **options,
     )
     return _masked(out.to(x.genotypes.device), x)
 
@@ -348,6 +333,7 @@ class SubstitutionResult:
         return (self.mean_score[:, -1] - self.mean_score[:, 0]) / span
 
 
+@shared_docs
 def substitution(
     f: ScoreFunction,
     genotypes: np.ndarray | torch.Tensor,
@@ -376,10 +362,8 @@ def substitution(
         Dosages to set (sorted ascending).
     batch_size
         Substituted samples per forward pass; ``None`` picks one from a memory budget.
-    device
-        Where the inputs are put (the score function's model must be there).
-    progress
-        Show a progress bar.
+    {inputs_device}
+    {progress}
 
     Returns
     -------

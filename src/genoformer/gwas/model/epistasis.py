@@ -34,6 +34,7 @@ import pandas as pd
 import torch
 
 from genoformer.engine.attribution import check_batch_size
+from genoformer.engine.docs import shared_docs
 from genoformer.engine.errors import InputError
 from genoformer.engine.progress import progress_bar
 from genoformer.engine.stats import (
@@ -59,6 +60,7 @@ _ROUNDING = 64 * float(np.finfo(np.float32).eps)
 _COMBOS = ((1, 1, 1.0), (1, 0, -1.0), (0, 1, -1.0), (0, 0, 1.0))
 
 
+@shared_docs
 def interaction_contrast(
     f: ScoreFunction,
     genotypes: np.ndarray | torch.Tensor,
@@ -83,10 +85,8 @@ def interaction_contrast(
         ``(lo, hi)`` dosages.
     batch_size
         Scored samples per forward pass; ``None`` picks one from a memory budget.
-    device
-        Where the inputs are put (the score function's model must be there).
-    progress
-        Show a progress bar.
+    {inputs_device}
+    {progress}
 
     Returns
     -------

@@ -31,7 +31,7 @@ import pandas as pd
 import torch
 
 from genoformer.engine.errors import InputError
-from genoformer.engine.runs import RunDir, write_table
+from genoformer.engine.runs import RunDir, RunResult, write_table
 from genoformer.gwas.io.genotypes import ArrayGenotypes
 from genoformer.gwas.model import attribution
 from genoformer.gwas.model.attribution import ScoreFunction
@@ -72,10 +72,10 @@ def explain(
     smoothgrad: int = 0,
     alpha: float = 0.05,
     batch_size: int | None = None,
-    device: str = "cpu",
+    device: str = "auto",
     seed: int = 0,
     progress: bool = True,
-) -> Any:
+) -> RunResult:
     """Attribution, calibration, epistasis and figures for a trained genotype model.
 
     Parameters
@@ -439,10 +439,8 @@ def _write_outputs(
     return outputs
 
 
-def _finish(run: RunDir, metrics: dict[str, Any], outputs: dict[str, Path]) -> Any:
+def _finish(run: RunDir, metrics: dict[str, Any], outputs: dict[str, Path]) -> RunResult:
     """Record the outputs and metrics, close the run directory: the run's result."""
-    from genoformer.engine.runs import RunResult
-
     for key, path in outputs.items():
         run.record_output(key, path)
     run.record_results("explain", metrics)

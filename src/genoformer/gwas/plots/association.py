@@ -22,11 +22,13 @@ import re
 from collections.abc import Sequence
 from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
 from scipy import stats
 
+from genoformer.engine.docs import shared_docs
 from genoformer.engine.figures import (
     Axis,
     Band,
@@ -226,11 +228,12 @@ def genome_layers(
 
 def _manhattan_chart(
     results: pd.DataFrame,
-    genome_wide: float,
-    suggestive: float | None,
-    title: str | None,
+    *,
     annotate: int,
     thinning: tuple[int, float],
+    genome_wide: float = GENOME_WIDE,
+    suggestive: float | None = SUGGESTIVE,
+    title: str | None = None,
 ) -> Chart:
     """The Manhattan plot's description, thinned to ``thinning`` = (bins, y cell)."""
     table, names, centres = _genome_axis(_prepare(results))
@@ -289,15 +292,14 @@ def _manhattan_chart(
     )
 
 
+@shared_docs
 def manhattan(
     results: pd.DataFrame,
     path: str | os.PathLike,
     *,
-    genome_wide: float = GENOME_WIDE,
-    suggestive: float | None = SUGGESTIVE,
-    title: str | None = None,
     annotate: int = 10,
     formats: Sequence[str] = FORMATS,
+    **options: Any,
 ) -> list[Path]:
     """Manhattan plot: -log10 p along the genome, chromosomes in alternating colours.
 
@@ -305,45 +307,36 @@ def manhattan(
     ----------
     results
         Association results (plink2 ``--glm`` columns, see the module docstring).
-    path
-        Target path (see :func:`~genoformer.engine.plots.save_figure`).
+    {figure_path}
     genome_wide, suggestive
         p-value thresholds drawn as a red and a dashed blue line (``None`` to leave one out).
-    title
-        Figure title.
+    {figure_title}
     annotate
         Label at most this many top hits below ``genome_wide`` (one per 500 kb region).
-    formats
-        File formats to write.
+    {formats}
 
     Returns
     -------
-    list of Path
-        The files written.
+    {figures}
     """
-    chart = _manhattan_chart(results, genome_wide, suggestive, title, annotate, PICTURE_THINNING)
+    chart = _manhattan_chart(results, annotate=annotate, thinning=PICTURE_THINNING, **options)
     return render_png(chart, path, formats=formats)
 
 
-def manhattan_html(
-    results: pd.DataFrame,
-    path: str | os.PathLike,
-    *,
-    genome_wide: float = GENOME_WIDE,
-    suggestive: float | None = SUGGESTIVE,
-    title: str | None = None,
-) -> Path:
+@shared_docs
+def manhattan_html(results: pd.DataFrame, path: str | os.PathLike, **options: Any) -> Path:
     """Interactive Manhattan plot (plotly, WebGL): zoom, and hover a variant for its statistics.
 
     Hovering shows the variant's id, chrom:pos, REF/ALT/A1, effect (BETA or OR) and p.
+    ``options``: ``genome_wide``, ``suggestive`` and ``title``, as :func:`manhattan` takes
+    them.
 
     Returns
     -------
-    Path
-        The self-contained HTML file written.
+    {page}
     """
     # No labels on the page: hovering names every point.
-    chart = _manhattan_chart(results, genome_wide, suggestive, title, 0, PAGE_THINNING)
+    chart = _manhattan_chart(results, annotate=0, thinning=PAGE_THINNING, **options)
     return render_html(chart, path)
 
 
@@ -387,7 +380,9 @@ def _prepare_p(results: pd.DataFrame) -> pd.DataFrame:
         return table
 
 
-def _qq_chart(results: pd.DataFrame, *, lambda_gc: float | None, title: str | None) -> Chart:
+def _qq_chart(
+    results: pd.DataFrame, *, lambda_gc: float | None = None, title: str | None = None
+) -> Chart:
     """The QQ plot's description: 95% band, y = x, the thinned points, lambda and n."""
     table = _prepare_p(results)
     lam = genomic_control_lambda(table["p"]) if lambda_gc is None else float(lambda_gc)
@@ -432,13 +427,13 @@ def _qq_chart(results: pd.DataFrame, *, lambda_gc: float | None, title: str | No
     )
 
 
+@shared_docs
 def qq(
     results: pd.DataFrame,
     path: str | os.PathLike,
     *,
-    lambda_gc: float | None = None,
-    title: str | None = None,
     formats: Sequence[str] = FORMATS,
+    **options: Any,
 ) -> list[Path]:
     """QQ plot: observed against expected -log10 p with a 95% band, lambda in the title.
 
@@ -446,38 +441,30 @@ def qq(
     ----------
     results
         Association results (plink2 ``--glm`` columns) or any table with a ``P`` column.
-    path
-        Target path (see :func:`~genoformer.engine.plots.save_figure`).
+    {figure_path}
     lambda_gc
         Genomic-control lambda to show; computed from the p-values when ``None``.
     title
         Figure title (lambda is added below it).
-    formats
-        File formats to write.
+    {formats}
 
     Returns
     -------
-    list of Path
-        The files written.
+    {figures}
     """
-    return render_png(_qq_chart(results, lambda_gc=lambda_gc, title=title), path, formats=formats)
+    return render_png(_qq_chart(results, **options), path, formats=formats)
 
 
-def qq_html(
-    results: pd.DataFrame,
-    path: str | os.PathLike,
-    *,
-    lambda_gc: float | None = None,
-    title: str | None = None,
-) -> Path:
-    """Interactive QQ plot (plotly): hover a point for its variant id and p.
+@shared_docs
+def qq_html(results: pd.DataFrame, path: str | os.PathLike, **options: Any) -> Path:
+    """Interactive QQ plot (plotly): hover a point for its variant id and p. ``options``:
+    ``lambda_gc`` and ``title``, as :func:`qq` takes them.
 
     Returns
     -------
-    Path
-        The self-contained HTML file written.
+    {page}
     """
-    return render_html(_qq_chart(results, lambda_gc=lambda_gc, title=title), path)
+    return render_html(_qq_chart(results, **options), path)
 
 
 def pc_scatter(

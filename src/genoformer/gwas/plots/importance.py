@@ -12,10 +12,12 @@ from __future__ import annotations
 import os
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
 
+from genoformer.engine.docs import shared_docs
 from genoformer.engine.figures import Axis, Chart, Heatmap, Panel, RefLine, render_html, render_png
 from genoformer.engine.plots import FORMATS
 from genoformer.gwas.plots.association import (
@@ -94,11 +96,12 @@ def _track_hover(track: pd.DataFrame, assoc: pd.DataFrame, label: str) -> np.nda
 def _importance_chart(
     importance: pd.DataFrame,
     results: pd.DataFrame,
+    *,
     score: str,
-    label: str | None,
-    null_max: float | None,
-    genome_wide: float,
-    title: str | None,
+    label: str | None = None,
+    null_max: float | None = None,
+    genome_wide: float = GENOME_WIDE,
+    title: str | None = None,
 ) -> Chart:
     """Association (top panel) and importance (bottom panel) on one genome axis."""
     assoc, track, names, centres = _importance_tracks(importance, results, score)
@@ -148,17 +151,14 @@ def _importance_chart(
     )
 
 
+@shared_docs
 def importance_track(
     importance: pd.DataFrame,
     results: pd.DataFrame,
     path: str | os.PathLike,
     *,
-    score: str,
-    label: str | None = None,
-    null_max: float | None = None,
-    genome_wide: float = GENOME_WIDE,
-    title: str | None = None,
     formats: Sequence[str] = FORMATS,
+    **options: Any,
 ) -> list[Path]:
     """Association Manhattan plot (top) and a model importance track (bottom), one x axis.
 
@@ -170,8 +170,7 @@ def importance_track(
         left out).
     results
         Association results of the same variants (plink2 ``--glm`` columns).
-    path
-        Target path (see :func:`~genoformer.engine.plots.save_figure`).
+    {figure_path}
     score
         The importance column to draw.
     label
@@ -180,41 +179,31 @@ def importance_track(
         The largest decoy score, drawn as a dashed line.
     genome_wide
         p-value line of the association panel.
-    title, formats
-        Figure title; file formats.
+    {figure_title}
+    {formats}
 
     Returns
     -------
-    list of Path
-        The files written.
+    {figures}
     """
-    chart = _importance_chart(importance, results, score, label, null_max, genome_wide, title)
-    return render_png(chart, path, formats=formats)
+    return render_png(_importance_chart(importance, results, **options), path, formats=formats)
 
 
+@shared_docs
 def importance_track_html(
-    importance: pd.DataFrame,
-    results: pd.DataFrame,
-    path: str | os.PathLike,
-    *,
-    score: str,
-    label: str | None = None,
-    null_max: float | None = None,
-    genome_wide: float = GENOME_WIDE,
-    title: str | None = None,
+    importance: pd.DataFrame, results: pd.DataFrame, path: str | os.PathLike, **options: Any
 ) -> Path:
     """Interactive two-panel view (plotly): association above, importance below, one zoom.
 
     Hovering a point shows the variant's id, chrom:pos, association p, importance and the
-    importance's empirical p and FDR.
+    importance's empirical p and FDR. ``options``: ``score``, ``label``, ``null_max``,
+    ``genome_wide`` and ``title``, as :func:`importance_track` takes them.
 
     Returns
     -------
-    Path
-        The self-contained HTML file written.
+    {page}
     """
-    chart = _importance_chart(importance, results, score, label, null_max, genome_wide, title)
-    return render_html(chart, path)
+    return render_html(_importance_chart(importance, results, **options), path)
 
 
 def _pair_matrix(
@@ -242,7 +231,9 @@ def _pair_matrix(
     return ids, value, p, q
 
 
-def _pair_chart(pairs: pd.DataFrame, *, order: Sequence[str] | None, title: str | None) -> Chart:
+def _pair_chart(
+    pairs: pd.DataFrame, *, order: Sequence[str] | None = None, title: str | None = None
+) -> Chart:
     """The pair heatmap's description: contrasts, ``*`` at FDR <= 0.05, hover per cell."""
     ids, value, p, q = _pair_matrix(pairs, order)
     hover = [
@@ -278,25 +269,19 @@ def pair_heatmap(
     pairs: pd.DataFrame,
     path: str | os.PathLike,
     *,
-    order: Sequence[str] | None = None,
-    title: str | None = None,
     formats: Sequence[str] = FORMATS,
+    **options: Any,
 ) -> list[Path]:
     """Heatmap of the interaction contrasts of variant pairs; ``*`` marks FDR <= 0.05.
 
     ``pairs`` holds ``id_a id_b interaction`` and optionally ``q`` and ``null`` (null
     pairs are left out). Variants appear in ``order`` (e.g. by importance), then in the
-    order they first occur in the table.
+    order they first occur in the table; ``options``: ``order`` and ``title``.
     """
-    return render_png(_pair_chart(pairs, order=order, title=title), path, formats=formats)
+    return render_png(_pair_chart(pairs, **options), path, formats=formats)
 
 
-def pair_heatmap_html(
-    pairs: pd.DataFrame,
-    path: str | os.PathLike,
-    *,
-    order: Sequence[str] | None = None,
-    title: str | None = None,
-) -> Path:
-    """Interactive pair heatmap (plotly): hover a cell for both ids, contrast, p and FDR."""
-    return render_html(_pair_chart(pairs, order=order, title=title), path)
+def pair_heatmap_html(pairs: pd.DataFrame, path: str | os.PathLike, **options: Any) -> Path:
+    """Interactive pair heatmap (plotly): hover a cell for both ids, contrast, p and FDR;
+    ``options`` (``order``, ``title``) as :func:`pair_heatmap` takes them."""
+    return render_html(_pair_chart(pairs, **options), path)

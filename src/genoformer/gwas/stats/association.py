@@ -549,6 +549,21 @@ def _valid(Hinv: np.ndarray) -> bool:  # pragma: no cover
     return True
 
 
+@numba.njit(cache=True, nogil=True)
+def _workspace(Xt: np.ndarray) -> tuple:  # pragma: no cover - compiled
+    """The buffers of one kernel's fits of y on (X, g_j), K = k + 1 coefficients: ``Z``
+    (K x n, the covariate rows ``Xt`` filled in, the last row for g_j), ``mask`` and four
+    more n-vectors, the K x K ``H``, ``L`` (zeros: its upper triangle stays 0) and ``Hinv``,
+    and three K-vectors."""
+    k, n = Xt.shape
+    K = k + 1
+    Z = np.empty((K, n))
+    Z[:k] = Xt
+    n1, n2, n3, n4, n5 = np.empty(n), np.empty(n), np.empty(n), np.empty(n), np.empty(n)
+    H, L, Hinv = np.empty((K, K)), np.zeros((K, K)), np.empty((K, K))
+    return Z, n1, n2, n3, n4, n5, H, L, Hinv, np.empty(K), np.empty(K), np.empty(K)
+
+
 @numba.njit(cache=True, nogil=True, fastmath=_FASTMATH)
 def _logistic_kernel(
     y: np.ndarray,
@@ -574,19 +589,7 @@ def _logistic_kernel(
     """
     k, n = Xt.shape
     K = k + 1
-    Z = np.empty((K, n))
-    Z[:k] = Xt
-    mask = np.empty(n)
-    p = np.empty(n)
-    w = np.empty(n)
-    r = np.empty(n)
-    wz = np.empty(n)
-    H = np.empty((K, K))
-    L = np.zeros((K, K))
-    Hinv = np.empty((K, K))
-    U = np.empty(K)
-    step = np.empty(K)
-    coef = np.empty(K)
+    Z, mask, p, w, r, wz, H, L, Hinv, U, step, coef = _workspace(Xt)
     for j in range(start, stop):
         _load(Gt, j, Z, mask)
         coef[:k] = b0
@@ -688,19 +691,7 @@ def _firth_kernel(
     """
     k, n = Xt.shape
     K = k + 1
-    Z = np.empty((K, n))
-    Z[:k] = Xt
-    mask = np.empty(n)
-    p = np.empty(n)
-    w = np.empty(n)
-    h = np.empty(n)
-    t = np.empty(n)
-    H = np.empty((K, K))
-    L = np.zeros((K, K))
-    Hinv = np.empty((K, K))
-    grad = np.empty(K)
-    dcoef = np.empty(K)
-    coef = np.empty(K)
+    Z, mask, p, w, h, t, H, L, Hinv, grad, dcoef, coef = _workspace(Xt)
     for j in range(start, stop):
         _load(Gt, j, Z, mask)
         coef[:] = 0.0
