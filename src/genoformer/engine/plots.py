@@ -511,21 +511,3 @@ def comparison_bar(
     ax.grid(axis="y", alpha=0.3)
     ax.margins(y=0.12)
     return save_figure(fig, path, formats=formats)
-
-
-def figure_docs(function):
-    """:func:`~genoformer.engine.docs.shared_docs` for a function that writes a figure with
-    :func:`save_figure`: its docstring's ``{figure_path}`` and ``{formats}`` lines get the
-    shared text of its ``path`` and ``formats`` parameters, and ``{figures}`` (under
-    Returns) that of the files written."""
-    from genoformer.engine.docs import SHARED, shared_docs
-
-    SHARED.setdefault(
-        "figure_path", "path\n    Target path (see :func:`~genoformer.engine.plots.save_figure`)."
-    )
-    SHARED.setdefault(
-        "formats",
-        "formats\n    File formats to write (see :func:`~genoformer.engine.plots.save_figure`).",
-    )
-    SHARED.setdefault("figures", "list of Path\n    The files written.")
-    return shared_docs(function)

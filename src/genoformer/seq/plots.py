@@ -11,8 +11,9 @@ from typing import TYPE_CHECKING, NamedTuple
 import numpy as np
 from matplotlib.figure import Figure
 
+from genoformer.engine.docs import shared_docs
 from genoformer.engine.metrics import as_class_arrays
-from genoformer.engine.plots import EVAL_COLOR, FORMATS, figure_docs, save_figure, save_html
+from genoformer.engine.plots import EVAL_COLOR, FORMATS, save_figure, save_html
 
 if TYPE_CHECKING:
     import plotly.graph_objects as go
@@ -301,7 +302,7 @@ def _worst_table(view: _View, ids: list[str], sequences: list[str], worst: np.nd
     )
 
 
-@figure_docs
+@shared_docs
 def filter_heatmaps(
     weights: np.ndarray,
     path: str | os.PathLike,
@@ -361,7 +362,7 @@ def filter_heatmaps(
     return save_figure(fig, path, formats=formats)
 
 
-@figure_docs
+@shared_docs
 def attribution_logos(
     attributions: np.ndarray,
     sequences_one_hot: np.ndarray | None,
