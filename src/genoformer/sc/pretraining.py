@@ -660,21 +660,12 @@ def _train_settings(arguments: dict[str, Any], n_train: int) -> TrainSettings:
         epochs=a["epochs"],
         max_steps=a["max_steps"],
     )
+    same = ("epochs", "max_steps", "batch_size", "learning_rate", "weight_decay", "scheduler")
+    same += ("eval_every", "keep_checkpoints", "patience", "seed", "device", "num_workers")
     return TrainSettings(
-        epochs=a["epochs"],
-        max_steps=a["max_steps"],
-        batch_size=a["batch_size"],
+        **{name: a[name] for name in same},
         eval_batch_size=a["batch_size"],
-        learning_rate=a["learning_rate"],
-        weight_decay=a["weight_decay"],
         warmup=warmup,
-        scheduler=a["scheduler"],
-        eval_every=a["eval_every"],
-        keep_checkpoints=a["keep_checkpoints"],
-        patience=a["patience"],
-        seed=a["seed"],
-        device=a["device"],
-        num_workers=a["num_workers"],
         log_every=min(50, a["eval_every"]),
         extra={
             **length_grouping(),

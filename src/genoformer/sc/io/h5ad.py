@@ -11,9 +11,9 @@ from __future__ import annotations
 import contextlib
 import os
 import warnings
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from genoformer.engine.errors import InputError
 from genoformer.sc.io.matrix import (
@@ -26,6 +26,9 @@ from genoformer.sc.io.matrix import (
     pick_genes,
 )
 from genoformer.sc.io.rows import CscGroupRows, CsrGroupRows, DenseDatasetRows, MemoryRows, Rows
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 #: An .h5ad/.zarr larger than this is read backed (from disk, one chunk at a time) by default.
 BACKED_MAX_BYTES = 1 << 30
@@ -60,20 +63,8 @@ def from_anndata(
         matrix, var = adata.raw.X, adata.raw.var
     else:
         raise missing_layer(layer, layers, source)
-    n_cells, n_genes = adata.n_obs, var.shape[0]
-    check_shape(n_cells, n_genes, source)
-    names = as_strings(var.index.to_numpy(dtype=object))
-    ids, symbols = pick_genes(names, frame_columns(var), gene_id_column, source, "var column")
-    return CellMatrix(
-        source=source,
-        n_cells=n_cells,
-        gene_ids=ids,
-        gene_symbols=symbols,
-        obs=obs_frame(adata.obs),
-        layer=layer,
-        layers=tuple(layers),
-        _rows=MemoryRows(matrix),
-    )
+    check_shape(adata.n_obs, var.shape[0], source)
+    return _matrix(source, adata.obs, var, gene_id_column, (layer, layers), MemoryRows(matrix))
 
 
 def _path_bytes(path: Path) -> int:
@@ -242,15 +233,28 @@ def _from_group(
             file=source,
             fix="rewrite it as a CSR or dense matrix with anndata",
         )
+    return _matrix(source, obs, var, gene_id_column, (layer, layers), rows)
+
+
+def _matrix(
+    source: str,
+    obs: pd.DataFrame,
+    var: pd.DataFrame,
+    gene_id_column: str | None,
+    layers: tuple[str | None, Sequence[str]],
+    rows: Rows,
+) -> CellMatrix:
+    """The opened AnnData matrix: its cell table, its genes (ids and symbols among the var
+    columns), ``(the layer read, the layers there are)`` and its row reader."""
     names = as_strings(var.index.to_numpy(dtype=object))
     ids, symbols = pick_genes(names, frame_columns(var), gene_id_column, source, "var column")
     return CellMatrix(
         source=source,
-        n_cells=n_cells,
+        n_cells=len(obs),
         gene_ids=ids,
         gene_symbols=symbols,
         obs=obs_frame(obs),
-        layer=layer,
-        layers=tuple(layers),
+        layer=layers[0],
+        layers=tuple(layers[1]),
         _rows=rows,
     )

@@ -16,7 +16,7 @@ import scipy.sparse as sp
 from genoformer.engine.errors import InputError
 from genoformer.sc.io.h5ad import closed_on_error, open_h5ad, open_hdf5
 from genoformer.sc.io.matrix import CellMatrix, as_strings, check_shape
-from genoformer.sc.io.rows import CsrGroupRows, MemoryRows
+from genoformer.sc.io.rows import CsrGroupRows, MemoryRows, Rows
 
 
 def _no_layers(layer: str | None, source: str, kind: str) -> None:
@@ -109,17 +109,8 @@ def _from_10x_h5(
             where="matrix",
             fix="use an unmodified CellRanger v3+ .h5",
         )
-    ids, symbols, keep = _tenx_genes(ids, names, types, gene_id_column, source)
-    obs = pd.DataFrame(index=pd.Index(barcodes, dtype=object))
-    return CellMatrix(
-        source=source,
-        n_cells=n_cells,
-        gene_ids=ids,
-        gene_symbols=symbols,
-        obs=obs,
-        _rows=CsrGroupRows(m, n_genes, handle),
-        _keep=keep,
-    )
+    rows = CsrGroupRows(m, n_genes, handle)
+    return _matrix(source, (ids, names, types), barcodes, gene_id_column, rows)
 
 
 def find_mtx(directory: Path) -> Path | None:
@@ -196,14 +187,26 @@ def open_mtx(
     ids = as_strings(features[0].to_numpy())
     names = as_strings(features[1].to_numpy()) if features.shape[1] > 1 else None
     types = as_strings(features[2].to_numpy()) if features.shape[1] > 2 else None
-    ids, symbols, keep = _tenx_genes(ids, names, types, gene_id_column, source)
-    obs = pd.DataFrame(index=pd.Index(as_strings(barcodes[0].to_numpy()), dtype=object))
+    cells = as_strings(barcodes[0].to_numpy())
+    rows = MemoryRows(sp.csr_matrix(counts.T))
+    return _matrix(source, (ids, names, types), cells, gene_id_column, rows)
+
+
+def _matrix(
+    source: str,
+    features: tuple[np.ndarray, np.ndarray | None, np.ndarray | None],
+    barcodes: np.ndarray,
+    gene_id_column: str | None,
+    rows: Rows,
+) -> CellMatrix:
+    """The opened 10x matrix: its features ``(ids, names, types)``, barcodes and rows."""
+    ids, symbols, keep = _tenx_genes(*features, gene_id_column, source)
     return CellMatrix(
         source=source,
-        n_cells=n_cells,
+        n_cells=len(barcodes),
         gene_ids=ids,
         gene_symbols=symbols,
-        obs=obs,
-        _rows=MemoryRows(sp.csr_matrix(counts.T)),
+        obs=pd.DataFrame(index=pd.Index(barcodes, dtype=object)),
+        _rows=rows,
         _keep=keep,
     )
