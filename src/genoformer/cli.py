@@ -8,6 +8,7 @@ traceback instead.
 from __future__ import annotations
 
 import os
+import signal
 import sys
 from pathlib import Path
 from typing import Annotated
@@ -17,6 +18,7 @@ from rich.console import Console
 
 from genoformer import __version__
 from genoformer.engine.errors import InputError
+from genoformer.engine.flags import Overwrite
 from genoformer.gwas.cli import app as gwas_app
 from genoformer.sc.cli import app as sc_app
 from genoformer.seq.cli import app as seq_app
@@ -63,11 +65,12 @@ def demo(
     out: Annotated[Path, typer.Option(help="Run directory of the demo.")] = Path("runs/demo"),
     quick: Annotated[bool, typer.Option(help="A smaller, faster demo (for tests).")] = False,
     seed: Annotated[int, typer.Option(help="Seed of every random choice.")] = 0,
+    overwrite: Overwrite = False,
 ) -> None:
     """The main job on generated data: seq teaching task (linear vs CNN) and a simulated GWAS."""
     from genoformer.demo import run_demo
 
-    run_demo(out, quick=quick, seed=seed)
+    run_demo(out, quick=quick, seed=seed, overwrite=overwrite)
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -77,13 +80,47 @@ def main(argv: list[str] | None = None) -> None:
     # noise. The variable, read when they are first imported, keeps transformers itself from
     # being imported here (`gwas assoc` and `--help` need neither torch nor transformers).
     os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
+    signal.signal(signal.SIGTERM, _terminate)
+    runs = sys.modules.get("genoformer.engine.runs")  # loaded already when called in-process
+    first = runs.runs_opened() if runs is not None else 0
     try:
         app(args=argv, standalone_mode=True)
     except InputError as error:
+        _report_stopped(error, first)
         if debug:
             raise
         _stderr.print(f"[bold red]error:[/] {error.message}", highlight=False, soft_wrap=True)
         sys.exit(2)
+    except SystemExit as done:
+        if done.code not in (0, None):
+            _report_stopped(done, first)
+        raise
+    except BaseException as error:
+        _report_stopped(error, first)
+        raise
+
+
+def _terminate(signum: int, frame: object) -> None:
+    from genoformer.engine.runs import Terminated
+
+    raise Terminated("SIGTERM")
+
+
+def _report_stopped(error: BaseException, first: int) -> None:
+    """Mark the runs the command left unfinished (those from run number ``first``), and say in
+    one line each how to go on."""
+    if "genoformer.engine.runs" not in sys.modules:  # no run was started
+        return
+    from genoformer.engine.runs import stop_open_runs
+
+    for run in stop_open_runs(error, since=first):
+        status, reason = run.manifest["status"], run.manifest.get("reason", "")
+        _stderr.print(
+            f"[bold yellow]{status}:[/] {run.path} ({reason}); continue it with --resume where "
+            "the command has one, or start it again with --overwrite",
+            highlight=False,
+            soft_wrap=True,
+        )
 
 
 if __name__ == "__main__":

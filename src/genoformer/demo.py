@@ -34,9 +34,14 @@ DEMO_MODELS = ("linear", "cnn")
 
 
 def run_demo(
-    out: str | os.PathLike = "runs/demo", *, quick: bool = False, seed: int = 0
+    out: str | os.PathLike = "runs/demo",
+    *,
+    quick: bool = False,
+    seed: int = 0,
+    overwrite: bool = False,
 ) -> dict[str, Any]:
-    """Run the demo into ``out``; return the test metrics of each model.
+    """Run the demo into ``out`` (``overwrite``: replacing an earlier demo there); return
+    the test metrics of each model.
 
     ``quick`` uses 6,000 sequences and two epochs (for tests); the full demo uses 50,000
     sequences and takes a few minutes on two CPU cores.
@@ -44,7 +49,7 @@ def run_demo(
     console = Console()
     out = Path(out)
     n, epochs = (6_000, 2) if quick else (50_000, 6)
-    run = RunDir(out, command="demo", arguments={"quick": quick}, seed=seed)
+    run = RunDir(out, command="demo", arguments={"quick": quick}, seed=seed, overwrite=overwrite)
     data = teaching_task(n, seed=seed)
     metrics: dict[str, dict[str, Any]] = {}
     for model in DEMO_MODELS:

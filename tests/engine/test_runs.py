@@ -10,7 +10,15 @@ import torch
 
 from genoformer.engine.device import pick_device
 from genoformer.engine.errors import InputError
-from genoformer.engine.runs import RunDir, atomic_path, write_table
+from genoformer.engine.runs import (
+    RunDir,
+    Terminated,
+    atomic_path,
+    read_manifest,
+    runs_opened,
+    stop_open_runs,
+    write_table,
+)
 
 
 def test_atomic_path_keeps_the_old_file_when_writing_fails(tmp_path):
@@ -46,7 +54,7 @@ def test_manifest_records_steps_and_resume_keeps_them(tmp_path):
 
     resumed = RunDir(tmp_path, command="seq train", resume=True)
     assert resumed.is_done("read") and not resumed.is_done("train")
-    assert not RunDir(tmp_path, command="seq train").is_done("read")
+    assert not RunDir(tmp_path, command="seq train", overwrite=True).is_done("read")
 
 
 def test_device_auto_and_bad_names(monkeypatch):
@@ -65,3 +73,89 @@ def test_input_error_names_file_place_and_fix():
     error = InputError("5 columns, expected 6", file="data.fam", where="line 17", fix="add IID")
     assert str(error) == "data.fam line 17: 5 columns, expected 6 (fix: add IID)"
     assert str(InputError("no samples")) == "no samples"
+
+
+# -- one run per directory ------------------------------------------------------------------
+
+
+def _finished_run(path, command="gwas assoc"):
+    run = RunDir(path, command=command)
+    run.file("old/table.tsv").write_text("old")
+    run.finish()
+
+
+def test_a_directory_that_holds_a_run_is_refused_without_overwrite(tmp_path):
+    _finished_run(tmp_path / "run")
+    with pytest.raises(InputError, match=r"holds a run of `gwas assoc` \(complete\)") as error:
+        RunDir(tmp_path / "run", command="gwas assoc")
+    assert error.value.file == str(tmp_path / "run")
+    assert "--overwrite" in error.value.fix and "--resume" in error.value.fix
+    # --overwrite clears the old run first: none of its files stay beside the new ones.
+    RunDir(tmp_path / "run", command="gwas qc", overwrite=True).finish()
+    assert sorted(p.name for p in (tmp_path / "run").iterdir()) == ["manifest.json"]
+    # --resume keeps what is there.
+    _finished_run(tmp_path / "again")
+    RunDir(tmp_path / "again", command="gwas assoc", resume=True)
+    assert (tmp_path / "again" / "old" / "table.tsv").exists()
+
+
+def test_a_file_in_the_place_of_the_run_directory_is_refused(tmp_path):
+    (tmp_path / "run").write_text("not a directory")
+    with pytest.raises(InputError, match="exists and is not a directory"):
+        RunDir(tmp_path / "run", command="seq train")
+
+
+@pytest.mark.parametrize(
+    ("error", "status", "reason"),
+    [
+        (ValueError("bad value"), "failed", "ValueError: bad value"),
+        (KeyboardInterrupt(), "interrupted", "SIGINT"),
+        (Terminated("SIGTERM"), "interrupted", "SIGTERM"),
+    ],
+)
+def test_a_run_stopped_in_a_step_says_so(tmp_path, error, status, reason):
+    run = RunDir(tmp_path / "run", command="seq train")
+    with pytest.raises(type(error)), run.step("train"):
+        raise error
+    manifest = json.loads((tmp_path / "run" / "manifest.json").read_text())
+    assert manifest["status"] == status and manifest["reason"] == reason
+    assert manifest["steps"]["train"]["status"] == "failed"
+    with pytest.raises(InputError, match=f"not complete \\(status {status}: {reason}"):
+        read_manifest(tmp_path / "run")
+
+
+def test_runs_stopped_outside_a_step_are_marked_by_the_command_line(tmp_path):
+    first = runs_opened()
+    run = RunDir(tmp_path / "run", command="gwas qc")
+    assert stop_open_runs(RuntimeError("disk full"), since=first) == [run]
+    assert run.manifest["status"] == "failed"
+    # Only the runs of this command: not a finished one, not one opened before it.
+    finished = RunDir(tmp_path / "done", command="gwas qc")
+    finished.finish()
+    assert stop_open_runs(RuntimeError("later"), since=run.serial + 1) == []
+    assert read_manifest(tmp_path / "done")["status"] == "complete"
+
+
+def _incomplete_run(path, status="interrupted"):
+    (path / "model").mkdir(parents=True)
+    (path / "model" / "config.json").write_text("{}")
+    manifest = {"command": "train", "status": status, "reason": "SIGTERM"}
+    (path / "manifest.json").write_text(json.dumps(manifest))
+
+
+def test_readers_refuse_the_model_of_an_incomplete_run(tmp_path):
+    from genoformer.gwas.model.training import load_trained
+    from genoformer.sc.embeddings import _encoder
+    from genoformer.seq.api import load_model
+
+    _incomplete_run(tmp_path / "run")
+    readers = (
+        lambda: load_trained(tmp_path / "run"),
+        lambda: load_model(tmp_path / "run"),
+        lambda: load_model(tmp_path / "run" / "model"),
+        lambda: _encoder(tmp_path / "run" / "model", None),
+    )
+    for read in readers:
+        with pytest.raises(InputError, match="not complete \\(status interrupted: SIGTERM\\)") as e:
+            read()
+        assert e.value.file == str(tmp_path / "run" / "manifest.json")

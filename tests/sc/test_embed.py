@@ -309,7 +309,7 @@ def test_cli_embed(tiny_models, tmp_path, dictionaries, capsys):
     table = pd.read_parquet(tmp_path / "run" / "cell_embeddings.parquet")
     assert len(table) == 12
     with pytest.raises(SystemExit) as exit_info:
-        main([*args, "--emb-layer", "3"])
+        main([*args, "--emb-layer", "3", "--overwrite"])
     assert exit_info.value.code == 2
     err = capsys.readouterr().err
     assert "emb_layer=3 is out of range" in err and "Traceback" not in err

@@ -19,6 +19,7 @@ from safetensors.torch import load_file
 from transformers import BertForMaskedLM
 
 from genoformer.engine.errors import InputError
+from genoformer.engine.runs import read_manifest
 from genoformer.engine.training import SeededLengthSampler
 from genoformer.sc.masking import IGNORE, truncate
 from genoformer.sc.medians import gene_medians
@@ -258,6 +259,28 @@ def test_killed_pretraining_resumes_to_the_same_model(corpora, tmp_path, diction
         torch.testing.assert_close(ours[name], theirs[name], rtol=1e-5, atol=1e-5, msg=name)
     for key in ("heldout_loss", "heldout_accuracy", "frequency_loss", "model_step"):
         assert resumed.metrics[key] == pytest.approx(whole.metrics[key], abs=1e-5), key
+
+
+def test_sigterm_marks_the_run_interrupted_and_says_how_to_go_on(corpora, tmp_path):
+    out = tmp_path / "stopped"
+    command = [sys.executable, "-m", "genoformer.cli", "sc", "pretrain", *map(str, corpora)]
+    command += ["--out", str(out), *_cli_options(RESUME_OPTIONS)]
+    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    marker = out / "checkpoints" / "checkpoint-5" / "trainer_state.json"
+    deadline = time.monotonic() + 300
+    while not marker.exists() and process.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.02)
+    process.terminate()
+    _, stderr = process.communicate(timeout=120)
+    assert marker.exists(), "the run ended before its first checkpoint"
+    assert process.returncode != 0
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert manifest["status"] == "interrupted" and manifest["reason"] == "SIGTERM"
+    message = stderr.decode()
+    assert f"interrupted: {out}" in message and "--resume" in message
+    # A reader of the run refuses it, naming it.
+    with pytest.raises(InputError, match=r"not complete \(status interrupted: SIGTERM\)"):
+        read_manifest(out)
 
 
 def test_torchrun_two_processes_write_one_model(corpora, tmp_path, geneformer_dir):

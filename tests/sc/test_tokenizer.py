@@ -416,7 +416,10 @@ def test_rerun_replaces_a_corpus_and_failures_leave_nothing(tmp_path):
     dense = np.array([[1, 2], [3, 1], [2, 2]], dtype=np.float32)
     out = tmp_path / "corpus"
     tokenize(make_adata(dense, ids), out=out, vocabulary=vocabulary)
-    tokenize(make_adata(dense[:2], ids), out=out, vocabulary=vocabulary)
+    with pytest.raises(InputError, match="holds a corpus already") as refused:
+        tokenize(make_adata(dense[:2], ids), out=out, vocabulary=vocabulary)
+    assert "--overwrite" in refused.value.fix and len(load_corpus(out)) == 3
+    tokenize(make_adata(dense[:2], ids), out=out, vocabulary=vocabulary, overwrite=True)
     assert len(load_corpus(out)) == 2
     # the third cell's counts are not integers: found in the second chunk, after the first
     # chunk was written; nothing of this run may remain
@@ -694,3 +697,17 @@ def test_backed_run_stays_under_memory_cap(tmp_path):
     # anonymous memory: what the run needs; the Arrow file datasets maps while saving is
     # page cache, not counted
     assert measured["growth_mib"] < MEMORY_CAP_MIB < counts_mib
+
+
+def test_cli_refuses_to_tokenize_over_a_corpus_without_overwrite(tmp_path, capsys):
+    from genoformer.cli import main
+
+    source = shared_data(f"{FIXTURES}/inputs/pbmc68k.h5ad")
+    args = ["sc", "tokenize", str(source), "--out", str(tmp_path / "corpus"), "--vocabulary", "V1"]
+    for extra, code in (([], 0), ([], 2), (["--overwrite"], 0)):
+        with pytest.raises(SystemExit) as done:
+            main([*args, *extra])
+        assert (done.value.code or 0) == code
+    err = capsys.readouterr().err
+    assert f"{tmp_path / 'corpus'}: holds a corpus already" in err and "--overwrite" in err
+    assert len(load_corpus(tmp_path / "corpus")) == 700

@@ -18,6 +18,7 @@ import platform
 import shutil
 import time
 import uuid
+import weakref
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from importlib import metadata
@@ -28,6 +29,11 @@ import numpy as np
 import pandas as pd
 
 MANIFEST = "manifest.json"
+#: What to do with a run that holds a run already, in every refusal.
+RERUN_FIX = (
+    "pass --overwrite (overwrite=True) to replace it, --resume to continue it where the "
+    "command has one, or choose another --out"
+)
 _VERSIONED = ("genoformer", "torch", "transformers", "numpy", "pandas")
 
 
@@ -169,6 +175,13 @@ class RunDir:
         The seed of every random choice in the run.
     resume
         Keep the steps an earlier run of the same directory completed.
+    overwrite
+        Clear a directory that holds an earlier run first. Without it (or ``resume``), a
+        directory that holds a run is refused: a run directory is one run's result, never
+        files of two runs side by side.
+
+    A run that stops in a step (an error, Ctrl-C, SIGTERM under the command line) is marked
+    ``failed`` or ``interrupted`` in its manifest, with the reason.
     """
 
     def __init__(
@@ -179,10 +192,27 @@ class RunDir:
         arguments: dict[str, Any] | None = None,
         seed: int | None = None,
         resume: bool = False,
+        overwrite: bool = False,
     ) -> None:
+        from genoformer.engine.errors import InputError
+
         self.path = Path(path)
+        if self.path.exists() and not self.path.is_dir():
+            raise InputError(
+                "exists and is not a directory", file=self.path, fix="choose another --out"
+            )
+        previous = self._read_manifest()
+        if previous and not resume:
+            if not overwrite:
+                raise InputError(
+                    f"holds a run of `{previous.get('command', '?')}` "
+                    f"({previous.get('status', 'unknown status')})",
+                    file=self.path,
+                    fix=RERUN_FIX,
+                )
+            clear_directory(self.path)
+            previous = {}
         self.path.mkdir(parents=True, exist_ok=True)
-        previous = self._read_manifest() if resume else {}
         self.manifest: dict[str, Any] = {
             "command": command,
             "arguments": to_jsonable(arguments or {}),
@@ -196,9 +226,31 @@ class RunDir:
         }
         self.save()
 
+        global _OPENED
+        self.serial = _OPENED
+        _OPENED += 1
+        _OPEN.add(self)
+
     def _read_manifest(self) -> dict[str, Any]:
         manifest = self.path / MANIFEST
-        return json.loads(manifest.read_text()) if manifest.exists() else {}
+        if not manifest.exists():
+            return {}
+        try:
+            document = json.loads(manifest.read_text())
+        except (OSError, ValueError):
+            return {"status": "unreadable manifest"}
+        return document if isinstance(document, dict) else {"status": "unreadable manifest"}
+
+    def stop(self, error: BaseException) -> None:
+        """Mark the run ``interrupted`` (Ctrl-C, SIGTERM) or ``failed`` (anything else)."""
+        if self.manifest.get("status") != "running":
+            return
+        interrupted = _interrupted(error)
+        self.manifest["status"] = "interrupted" if interrupted else "failed"
+        self.manifest["reason"] = interrupted or f"{type(error).__name__}: {error}"[:500]
+        self.manifest["stopped"] = _now()
+        self.save()
+        _STOPPED.append(self)
 
     def file(self, name: str) -> Path:
         """Path of ``name`` inside the run directory (parents created)."""
@@ -236,8 +288,9 @@ class RunDir:
         self.save()
         try:
             yield
-        except BaseException:
+        except BaseException as error:
             self.manifest["steps"][name]["status"] = "failed"
+            self.stop(error)
             self.save()
             raise
         self.manifest["steps"][name].update(
@@ -258,9 +311,88 @@ class RunDir:
             self.record_outputs(outputs)
         self.manifest["status"] = "complete"
         self.manifest["finished"] = _now()
+        self.manifest.pop("reason", None)
         self.save()
+        _OPEN.discard(self)
         recorded = {
             key: [self.path / p for p in value] if isinstance(value, list) else self.path / value
             for key, value in self.manifest["outputs"].items()
         }
         return RunResult(self.path, dict(metrics or {}), recorded)
+
+
+# Runs of this process not finished yet, and those stopped: the command line marks the first
+# when a command fails outside a step, and names the second in one line.
+_OPEN: weakref.WeakSet[RunDir] = weakref.WeakSet()
+_STOPPED: list[RunDir] = []
+# How many runs this process opened: each run's ``serial`` (a command's runs are those from
+# the count when it started).
+_OPENED = 0
+
+
+def runs_opened() -> int:
+    """How many runs this process has opened so far."""
+    return _OPENED
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM, raised by the command line's handler so that runs stop as on Ctrl-C."""
+
+
+def _interrupted(error: BaseException | None) -> str | None:
+    """``"SIGINT"``/``"SIGTERM"`` when ``error`` is (or was caused by) an interruption."""
+    seen = 0
+    while error is not None and seen < 10:
+        if isinstance(error, Terminated):
+            return "SIGTERM"
+        if isinstance(error, KeyboardInterrupt):
+            return "SIGINT"
+        error = error.__context__
+        seen += 1
+    return None
+
+
+def stop_open_runs(error: BaseException, since: int = 0) -> list[RunDir]:
+    """Mark the runs opened since run number ``since`` that are still running as stopped by
+    ``error``; return those of them that stopped (for the command line's one-line report)."""
+    for run in [run for run in _OPEN if run.serial >= since]:
+        run.stop(error)
+    return [
+        run
+        for run in _STOPPED
+        if run.serial >= since and run.manifest.get("status") in ("failed", "interrupted")
+    ]
+
+
+def clear_directory(path: Path) -> None:
+    """Remove everything inside ``path`` (the directory itself stays)."""
+    for entry in path.iterdir():
+        if entry.is_dir() and not entry.is_symlink():
+            shutil.rmtree(entry)
+        else:
+            entry.unlink()
+
+
+def read_manifest(run_dir: str | os.PathLike, *, what: str = "run") -> dict[str, Any]:
+    """The manifest of a finished run; an incomplete one (running, failed, interrupted) is
+    refused, naming it, so that no reader takes half a run for a result."""
+    from genoformer.engine.errors import InputError
+
+    path = Path(run_dir) / MANIFEST
+    if not path.exists():
+        return {}
+    try:
+        manifest = json.loads(path.read_text())
+    except (OSError, ValueError) as error:
+        raise InputError(f"unreadable manifest ({error})", file=path) from None
+    status = manifest.get("status")
+    if status != "complete":
+        reason = f": {manifest['reason']}" if manifest.get("reason") else ""
+        raise InputError(
+            f"the {what} is not complete (status {status}{reason})",
+            file=path,
+            where="status",
+            fix="continue it with --resume where its command has one, or run it again with "
+            "--overwrite",
+        )
+    return manifest

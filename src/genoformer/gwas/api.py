@@ -82,13 +82,14 @@ def qc(
     geno: float | None = None,
     mind: float | None = None,
     hwe: float | None = None,
+    overwrite: bool = False,
 ) -> RunResult:
     """Quality control as plink2 does it (--mind, --geno, --hwe, --maf, in that order).
 
     Writes ``variants.tsv`` (frequency, missingness, HWE p, kept), ``samples.keep`` and
     ``variants.extract`` (plink --keep / --extract lists of what passed).
     """
-    run = RunDir(out, command="gwas qc", arguments=locals())
+    run = RunDir(out, command="gwas qc", arguments=locals(), overwrite=overwrite)
     with open_genotypes(genotypes) as source:
         result = _apply_qc(source, _filters(maf, geno, mind, hwe), run)
         kept = source.samples.iloc[result.samples][["fid", "iid"]]
@@ -117,12 +118,13 @@ def pca(
     geno: float | None = None,
     mind: float | None = None,
     hwe: float | None = None,
+    overwrite: bool = False,
 ) -> RunResult:
     """Principal components of standardised genotypes, as plink2 --pca computes them.
 
     Writes ``pca.eigenval``, ``pca.eigenvec`` (plink2's layout) and a PC1/PC2 scatter.
     """
-    run = RunDir(out, command="gwas pca", arguments=locals(), seed=seed)
+    run = RunDir(out, command="gwas pca", arguments=locals(), seed=seed, overwrite=overwrite)
     with open_genotypes(genotypes) as source:
         passing = _passing(source, _filters(maf, geno, mind, hwe), run)
         with run.step("pca"):
@@ -169,6 +171,7 @@ def assoc(
     engine: str = "numpy",
     scheduler: str | None = None,
     seed: int = 0,
+    overwrite: bool = False,
 ) -> RunResult:
     """Association of every variant with a phenotype, as plink2 --glm (or plink1.9 --assoc).
 
@@ -177,7 +180,7 @@ def assoc(
     columns), ``adjust.tsv`` (plink2 --adjust), Manhattan and QQ plots (PNG and HTML).
     """
     arguments = {k: v for k, v in locals().items() if not isinstance(v, pd.DataFrame)}
-    run = RunDir(out, command="gwas assoc", arguments=arguments, seed=seed)
+    run = RunDir(out, command="gwas assoc", arguments=arguments, seed=seed, overwrite=overwrite)
     with open_genotypes(genotypes) as source:
         passing = _passing(source, _filters(maf, geno, mind, hwe), run)
         phenotypes, n_dropped = _aligned(pheno, source)

@@ -13,6 +13,8 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
+from genoformer.engine.flags import Overwrite
+
 if TYPE_CHECKING:
     from genoformer.engine.runs import RunResult
 
@@ -84,6 +86,7 @@ def qc(
     geno: Geno = None,
     mind: Mind = None,
     hwe: Hwe = None,
+    overwrite: Overwrite = False,
 ) -> None:
     """Quality control as plink2 does it: --mind, --geno, --hwe, --maf."""
     options = dict(locals())
@@ -104,6 +107,7 @@ def pca(
     mind: Mind = None,
     hwe: Hwe = None,
     seed: Seed = 0,
+    overwrite: Overwrite = False,
 ) -> None:
     """Principal components of standardised genotypes (plink2 --pca)."""
     options = dict(locals())
@@ -133,6 +137,7 @@ def assoc(
     engine: Annotated[str, typer.Option(help="numpy or dask.")] = "numpy",
     scheduler: Annotated[str | None, typer.Option(help="Dask scheduler address.")] = None,
     seed: Seed = 0,
+    overwrite: Overwrite = False,
 ) -> None:
     """Per-variant association (plink2 --glm columns), --adjust table, Manhattan and QQ."""
     options = {**locals(), "covar_name": covar_name or None}
@@ -181,6 +186,7 @@ def explain(
     smoothgrad: Annotated[int, typer.Option(help="SmoothGrad samples over IG (0: off).")] = 0,
     device: Device = "auto",
     seed: Seed = 0,
+    overwrite: Overwrite = False,
 ) -> None:
     """Variant importance (gradients, IG, substitution) with a decoy null, epistatic pairs."""
     options = {
@@ -234,6 +240,7 @@ def train(
     seed: Seed = 0,
     device: Device = "auto",
     resume: Annotated[bool, typer.Option(help="Continue from the last checkpoint.")] = False,
+    overwrite: Overwrite = False,
 ) -> None:
     """Train the genotype transformer; test metrics beside ridge, boosting and MLP."""
     options = {**locals(), "covar_name": covar_name or None}
@@ -259,6 +266,7 @@ def predict(
     covar: Covar = None,
     device: Device = "auto",
     seed: Annotated[int, typer.Option(help="Seed of the decoy permutation.")] = 0,
+    overwrite: Overwrite = False,
 ) -> None:
     """Predict the phenotype of new samples with a trained genotype model."""
     options = dict(locals())

@@ -10,6 +10,8 @@ from typing import Annotated
 
 import typer
 
+from genoformer.engine.flags import Overwrite
+
 app = typer.Typer(no_args_is_help=True)
 
 Dictionaries = Annotated[
@@ -47,6 +49,7 @@ def tokenize_command(
         float, typer.Option(help="Least share of the input's genes found in the vocabulary.")
     ] = 0.2,
     backed: Backed = None,
+    overwrite: Overwrite = False,
 ) -> None:
     """Rank value encoding of each cell, exactly as Geneformer does it."""
     flags = dict(locals())
@@ -76,6 +79,7 @@ def medians_command(
     layer: Layer = None,
     gene_id_column: GeneIdColumn = None,
     backed: Backed = None,
+    overwrite: Overwrite = False,
 ) -> None:
     """Each gene's non-zero median of normalised expression: a vocabulary for `sc tokenize`."""
     flags = dict(locals())
@@ -128,6 +132,7 @@ def pretrain_command(
     device: Annotated[str, typer.Option(help="auto, cpu, cuda, npu or mps.")] = "auto",
     num_workers: Annotated[int, typer.Option(help="Data-loading workers per device.")] = 0,
     resume: Annotated[bool, typer.Option(help="Continue from the last checkpoint.")] = False,
+    overwrite: Overwrite = False,
 ) -> None:
     """Masked-gene pretraining of a Geneformer-compatible model (several devices: torchrun)."""
     flags = dict(locals())
@@ -173,6 +178,7 @@ def embed_command(
     device: Annotated[str, typer.Option(help="auto, cpu, cuda, npu or mps.")] = "auto",
     max_cells: Annotated[int | None, typer.Option(help="Embed the first N cells only.")] = None,
     seed: Annotated[int, typer.Option(help="Seed of the UMAP layout.")] = 0,
+    overwrite: Overwrite = False,
 ) -> None:
     """Cell (and gene) embeddings from a chosen layer, into tables, AnnData and pictures."""
     flags = dict(locals())

@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from genoformer.engine.errors import InputError
-from genoformer.engine.runs import swap_directory
+from genoformer.engine.runs import RERUN_FIX, swap_directory
 
 if TYPE_CHECKING:
     import datasets
@@ -181,14 +181,17 @@ def _is_corpus(path: Path) -> bool:
     return (path / "manifest.json").exists() or (path / "state.json").exists()
 
 
-def check_out(out: Path) -> None:
-    """Refuse an output path that holds something other than a corpus."""
+def check_out(out: Path, overwrite: bool = False) -> None:
+    """Refuse an output path that holds something other than a corpus, and a corpus unless
+    ``overwrite``."""
     if out.exists() and (not out.is_dir() or (any(out.iterdir()) and not _is_corpus(out))):
         raise InputError(
             "exists and is not a corpus genoformer may replace",
             file=out,
             fix="choose another --out, or remove it",
         )
+    if out.is_dir() and _is_corpus(out) and not overwrite:
+        raise InputError("holds a corpus already", file=out, fix=RERUN_FIX)
 
 
 def move_into_place(tmp: Path, out: Path) -> None:

@@ -29,7 +29,7 @@ import numpy as np
 
 from genoformer.engine.errors import InputError
 from genoformer.engine.options import with_overrides
-from genoformer.engine.runs import RunDir, RunResult, atomic_path, write_table
+from genoformer.engine.runs import RunDir, RunResult, atomic_path, read_manifest, write_table
 from genoformer.sc.corpus import tokenize_record
 
 if TYPE_CHECKING:
@@ -230,6 +230,9 @@ def _encoder(
     from genoformer.sc.models import check_vocabulary, load_model
 
     if isinstance(model, (str, os.PathLike)):
+        path = Path(model)
+        # The model/ of a pretraining run is read only once the run is complete.
+        read_manifest(path.parent if path.name == "model" else path, what="pretraining run")
         return load_model(model, vocabulary=vocab, encoder_only=True), str(model)
     base = getattr(model, "base_model", model)
     if not (hasattr(base, "embeddings") and hasattr(getattr(base, "encoder", None), "layer")):
@@ -683,6 +686,8 @@ class EmbedSettings:
         Seed of the UMAP layout.
     progress
         Show a progress bar.
+    overwrite
+        Replace what an earlier run wrote to ``out`` (without it, such an ``out`` is refused).
     """
 
     emb_mode: Literal["cell", "cls"] = "cell"
@@ -694,6 +699,7 @@ class EmbedSettings:
     threads: int | None = None
     seed: int = 0
     progress: bool = True
+    overwrite: bool = False
 
 
 # The settings of embed that extract_embeddings takes as they are.
@@ -772,8 +778,6 @@ def embed(
     start = time.perf_counter()
     options = with_overrides(EmbedSettings, settings, overrides, "embed")
     out = Path(out)
-    if out.exists() and not out.is_dir():
-        raise InputError("exists and is not a directory", file=out, fix="choose another --out")
     arguments = {
         "model": model if isinstance(model, (str, os.PathLike)) else type(model).__name__,
         "corpus": corpus if isinstance(corpus, (str, os.PathLike)) else "<Dataset>",
@@ -786,7 +790,9 @@ def embed(
     }
     _check_label(corpus, label)  # found before the run rather than after it
     adata_object, adata_source = _read_adata(adata) if adata is not None else (None, None)
-    run = RunDir(out, command="sc embed", arguments=arguments, seed=options.seed)
+    run = RunDir(
+        out, command="sc embed", arguments=arguments, seed=options.seed, overwrite=options.overwrite
+    )
     with run.step("embed"):
         result = extract_embeddings(
             model,

@@ -386,6 +386,8 @@ class MediansSettings:
         Resolution of the streaming histograms (a power of two).
     progress
         Show a progress bar per input.
+    overwrite
+        Replace what an earlier run wrote to ``out`` (without it, such an ``out`` is refused).
     """
 
     streaming: bool = False
@@ -400,6 +402,7 @@ class MediansSettings:
     bins_per_octave: int = 128
     backed: bool | None = None
     progress: bool = False
+    overwrite: bool = False
 
 
 def gene_medians(
@@ -519,7 +522,7 @@ def _write_run(
     arguments: dict[str, Any],
     results: dict[str, Any],
 ) -> None:
-    run = RunDir(out, command="sc medians", arguments=arguments)
+    run = RunDir(out, command="sc medians", arguments=arguments, overwrite=arguments["overwrite"])
     run.record_output("vocabulary", vocabulary.save(run.file(VOCABULARY_FILE)))
     run.record_output("table", write_table(run.file(TABLE_FILE), table))
     run.record_results("medians", results)

@@ -69,7 +69,7 @@ CHECK_TOKENS = 200_000_000
 #: Cells per block when counting token frequencies.
 _BLOCK = 8192
 #: Arguments that may change when a run is resumed (they do not change what is trained).
-_RESUMABLE = {"resume", "device", "num_workers", "dictionaries"}
+_RESUMABLE = {"resume", "overwrite", "device", "num_workers", "dictionaries"}
 
 
 # ---------------------------------------------------------------------------------------------
@@ -389,6 +389,8 @@ def _model(
 
 
 def _check_run_dir(out: Path, resume: bool, arguments: dict[str, Any]) -> None:
+    """Refuse a run that cannot continue (``resume`` with other arguments) or would delete
+    an earlier run's checkpoints unasked."""
     if out.exists() and not out.is_dir():
         raise InputError("exists and is not a directory", file=out, fix="choose another --out")
     manifest = out / MANIFEST
@@ -408,11 +410,15 @@ def _check_run_dir(out: Path, resume: bool, arguments: dict[str, Any]) -> None:
                 where="arguments",
                 fix="resume with the arguments the run was started with, or choose another --out",
             )
-    elif (out / CHECKPOINTS).is_dir() and any((out / CHECKPOINTS).iterdir()):
+    elif (
+        not arguments.get("overwrite")
+        and (out / CHECKPOINTS).is_dir()
+        and any((out / CHECKPOINTS).iterdir())
+    ):
         raise InputError(
             "holds the checkpoints of an earlier pretraining run",
             file=out,
-            fix="pass --resume to continue it, or choose another --out",
+            fix="pass --resume to continue it, --overwrite to start again, or choose another --out",
         )
 
 
@@ -457,6 +463,8 @@ class PretrainSettings:
         Data-loading worker processes per device.
     resume
         Continue the run in ``out`` from its last complete checkpoint.
+    overwrite
+        Replace what an earlier run wrote to ``out`` (without it, such an ``out`` is refused).
     """
 
     epochs: float = 3.0
@@ -477,6 +485,7 @@ class PretrainSettings:
     device: str = "auto"
     num_workers: int = 0
     resume: bool = False
+    overwrite: bool = False
 
 
 def pretrain(

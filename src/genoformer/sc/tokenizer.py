@@ -651,6 +651,8 @@ class TokenizeSettings:
         Least share of the input's genes that must be in the vocabulary.
     progress
         Show a progress bar over chunks.
+    overwrite
+        Replace what an earlier run wrote to ``out`` (without it, such an ``out`` is refused).
     """
 
     cell_attributes: Sequence[str] | Mapping[str, str] | None = None
@@ -663,6 +665,7 @@ class TokenizeSettings:
     min_gene_share: float = MIN_GENE_SHARE
     backed: bool | None = None
     progress: bool = True
+    overwrite: bool = False
 
 
 def tokenize(
@@ -713,12 +716,12 @@ def tokenize(
     _check_settings(options)
     vocab = resolve(vocabulary, dictionaries)
     out = Path(out)
-    check_out(out)
+    check_out(out, options.overwrite)
     arguments = {
         "source": source if isinstance(source, (str, os.PathLike)) else "<AnnData>",
         "out": out,
         "vocabulary": vocab.name,
-        **{k: v for k, v in dataclasses.asdict(options).items() if k != "progress"},
+        **{k: v for k, v in dataclasses.asdict(options).items() if k not in _UNRECORDED},
         "n_bins": options.n_bins if options.encoding == "binned" else None,
     }
     backed, reader = _reading_plan(source, options)
@@ -744,6 +747,10 @@ def tokenize(
             pool.shutdown(wait=False, cancel_futures=True)
     written.metrics["seconds"] = time.perf_counter() - start
     return written.relocated(out)
+
+
+# Settings that do not change the corpus, left out of its recorded arguments (and fingerprint).
+_UNRECORDED = ("progress", "overwrite")
 
 
 @dataclass(frozen=True)

@@ -19,7 +19,7 @@ from genoformer.engine.device import pick_device
 from genoformer.engine.errors import InputError
 from genoformer.engine.metrics import classification_metrics, regression_metrics, softmax
 from genoformer.engine.plots import confusion_matrix_plot, parity_plot, roc_pr_curves
-from genoformer.engine.runs import RunDir, RunResult, write_json, write_table
+from genoformer.engine.runs import RunDir, RunResult, read_manifest, write_json, write_table
 from genoformer.engine.training import TrainSettings, predict_logits, train_model
 from genoformer.seq.attribution import gradient_x_input, saturation_mutagenesis
 from genoformer.seq.data import OneHotDataset, SequenceData, harmonize_lengths
@@ -131,9 +131,10 @@ def build_model(data: SequenceData, architecture: str, **options: Any) -> Sequen
 
 
 def load_model(path: str | os.PathLike) -> SequenceModel:
-    """A trained model from a run directory or its ``model/`` folder."""
+    """A trained model from a run directory or its ``model/`` folder (of a complete run)."""
     path = Path(path)
     model_dir = path / "model" if (path / "model" / "config.json").exists() else path
+    read_manifest(model_dir.parent if model_dir.name == "model" else path, what="training run")
     if not (model_dir / "config.json").exists():
         raise InputError(
             "no trained model here (config.json missing)",
@@ -242,6 +243,7 @@ def train(
     seed: int = 0,
     device: str = "auto",
     resume: bool = False,
+    overwrite: bool = False,
     model_options: dict[str, Any] | None = None,
 ) -> RunResult:
     """Train a sequence model and evaluate it on held-out sequences.
@@ -252,7 +254,9 @@ def train(
     """
     arguments = {k: v for k, v in locals().items() if k not in ("data",)}
     arguments["data"] = data if not isinstance(data, SequenceData) else data.source
-    run = RunDir(out, command="seq train", arguments=arguments, seed=seed, resume=resume)
+    run = RunDir(
+        out, command="seq train", arguments=arguments, seed=seed, resume=resume, overwrite=overwrite
+    )
     with run.step("read"):
         sequences = _as_data(
             data,
@@ -321,6 +325,7 @@ def evaluate(
     data: SequenceData | str | os.PathLike | Sequence[str | os.PathLike] | None = None,
     out: str | os.PathLike | None = None,
     device: str = "auto",
+    overwrite: bool = False,
     **read_options: Any,
 ) -> RunResult:
     """Evaluate a trained model on its run's test split, or on other labelled data."""
@@ -331,7 +336,8 @@ def evaluate(
     else:
         sequences = _as_data(data, **read_options)
     out_dir = Path(out) if out else run_path / "evaluation"
-    record = RunDir(out_dir, command="seq evaluate", arguments={"run": run, "data": data})
+    arguments = {"run": run, "data": data}
+    record = RunDir(out_dir, command="seq evaluate", arguments=arguments, overwrite=overwrite)
     metrics, outputs = evaluate_predictions(
         model, sequences, out_dir, label="evaluation", device=device
     )
@@ -437,6 +443,7 @@ def interpret(
     match_jaspar: bool = True,
     release: str | None = None,
     device: str = "auto",
+    overwrite: bool = False,
     **read_options: Any,
 ) -> RunResult:
     """Explain a trained model.
@@ -455,7 +462,7 @@ def interpret(
     _check_compatible(model, sequences)
     out_dir = Path(out) if out else run_path / "interpretation"
     arguments = {"run": run, "data": data, "n_sequences": n_sequences, "release": release}
-    record = RunDir(out_dir, command="seq interpret", arguments=arguments)
+    record = RunDir(out_dir, command="seq interpret", arguments=arguments, overwrite=overwrite)
     outputs: dict[str, Path] = {}
     results: dict[str, Any] = {}
     if model.first_conv is not None:

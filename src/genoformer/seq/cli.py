@@ -14,6 +14,8 @@ from typing import Annotated, Any
 
 import typer
 
+from genoformer.engine.flags import Overwrite
+
 app = typer.Typer(no_args_is_help=True)
 
 Inputs = Annotated[
@@ -101,6 +103,7 @@ def train(
     seed: Annotated[int, typer.Option()] = 0,
     device: Device = "auto",
     resume: Annotated[bool, typer.Option(help="Continue from the last checkpoint.")] = False,
+    overwrite: Overwrite = False,
 ) -> None:
     """Train a model on sequences and evaluate it on a held-out split."""
     from genoformer.engine.console import print_summary
@@ -126,6 +129,7 @@ def train(
         seed=seed,
         device=device,
         resume=resume,
+        overwrite=overwrite,
         model_options={k: v for k, v in options.items() if v is not None},
         **read,
     )
@@ -141,13 +145,14 @@ def evaluate(
     *,
     read: dict[str, Any],
     device: Device = "auto",
+    overwrite: Overwrite = False,
 ) -> None:
     """Evaluate a trained model on its test split or on other labelled data."""
     from genoformer.engine.console import print_summary
     from genoformer.seq import api
 
     data_paths = [str(p) for p in data] if data else None
-    result = api.evaluate(run, data=data_paths, out=out, device=device, **read)
+    result = api.evaluate(run, data=data_paths, out=out, device=device, overwrite=overwrite, **read)
     print_summary("seq evaluate", result)
 
 
@@ -181,6 +186,7 @@ def interpret(
     *,
     read: dict[str, Any],
     device: Device = "auto",
+    overwrite: Overwrite = False,
 ) -> None:
     """Filters as heatmaps and logos matched to JASPAR; ISM and gradient x input logos."""
     from genoformer.engine.console import print_summary
@@ -193,6 +199,7 @@ def interpret(
         n_sequences=n_sequences,
         match_jaspar=match_jaspar,
         device=device,
+        overwrite=overwrite,
         **read,
     )
     print_summary("seq interpret", result, f"{len(result.outputs)} files written")

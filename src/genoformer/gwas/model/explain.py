@@ -75,6 +75,7 @@ def explain(
     device: str = "auto",
     seed: int = 0,
     progress: bool = True,
+    overwrite: bool = False,
 ) -> RunResult:
     """Attribution, calibration, epistasis and figures for a trained genotype model.
 
@@ -131,7 +132,7 @@ def explain(
     truth_table = _read_truth(truth) if truth is not None else None
     trained = _load(run_dir, genotypes)
     arguments = {k: v for k, v in locals().items() if k in _ARGUMENTS}
-    run = RunDir(out, command="gwas explain", arguments=arguments, seed=seed)
+    run = RunDir(out, command="gwas explain", arguments=arguments, seed=seed, overwrite=overwrite)
     options = _Options.of(arguments, seed=seed, progress=progress)
     variants = trained.variants.reset_index(drop=True)
     f, dev = _score_function(trained.model, device)

@@ -33,7 +33,7 @@ import torch
 from genoformer.engine.errors import InputError
 from genoformer.engine.metrics import classification_metrics, regression_metrics, softmax
 from genoformer.engine.plots import comparison_bar, parity_plot, roc_pr_curves
-from genoformer.engine.runs import RunDir, RunResult, write_json, write_table
+from genoformer.engine.runs import RunDir, RunResult, read_manifest, write_json, write_table
 from genoformer.engine.training import TrainSettings, predict_logits, train_model
 from genoformer.gwas.io.genotypes import GenotypeSource, open_genotypes
 from genoformer.gwas.io.phenotypes import (
@@ -230,6 +230,7 @@ def train(
     seed: int = 0,
     device: str = "auto",
     resume: bool = False,
+    overwrite: bool = False,
 ) -> RunResult:
     """Train the genotype transformer on a phenotype and compare it with baselines.
 
@@ -251,7 +252,8 @@ def train(
     arguments["genotypes"] = str(Path(genotypes).absolute())
     if window < 1:
         raise InputError(f"window is {window}", where="--window", fix="use 1 or more variants")
-    run = RunDir(out, command="gwas train", arguments=arguments, seed=seed, resume=resume)
+    control = {"seed": seed, "resume": resume, "overwrite": overwrite}
+    run = RunDir(out, command="gwas train", arguments=arguments, **control)
     with run.step("prepare"), open_genotypes(genotypes) as source:
         cohort = _cohort(source, pheno, trait, covar, covar_names)
         split = _split(len(cohort.index), validation, test, seed)
@@ -285,8 +287,7 @@ def train(
         )  # fmt: skip
     summary = _summary(trait, task, config, parts, layout, trained, results)
     outputs["metrics"] = write_json(run.file("metrics.json"), summary)
-    for key, path in outputs.items():
-        run.record_output(key, path)
+    run.record_outputs(outputs)
     run.record_results("test", {name: _headline(m, task) for name, m in results.items()})
     run.finish()
     return RunResult(run.path, summary, {**trained.outputs, **outputs})
@@ -621,8 +622,6 @@ def _file_order(source: GenotypeSource, samples: pd.DataFrame) -> np.ndarray:
 
 def load_trained(run_dir: str | os.PathLike) -> TrainedRun:
     """A trained run directory: the model in eval mode, ``variants.tsv``, ``samples.tsv``."""
-    import json
-
     path = Path(run_dir)
     model_dir = path / "model"
     if not (model_dir / "config.json").exists():
@@ -631,14 +630,12 @@ def load_trained(run_dir: str | os.PathLike) -> TrainedRun:
             file=path,
             fix="give the run directory that `genoformer gwas train` wrote",
         )
+    manifest = read_manifest(path, what="training run")
     model = GenotypeModel.from_pretrained(model_dir).eval()
     variants = pd.read_csv(path / "variants.tsv", sep="\t", dtype={"chrom": str, "id": str})
     variants["is_decoy"] = variants["is_decoy"].astype(str).str.lower().isin(["true", "1"])
     samples = pd.read_csv(path / "samples.tsv", sep="\t", dtype={"fid": str, "iid": str})
-    manifest = path / "manifest.json"
-    genotypes = None
-    if manifest.exists():
-        genotypes = json.loads(manifest.read_text()).get("arguments", {}).get("genotypes")
+    genotypes = manifest.get("arguments", {}).get("genotypes")
     return TrainedRun(path, model, variants, samples, genotypes)
 
 
@@ -681,6 +678,7 @@ def predict(
     covar: str | os.PathLike | pd.DataFrame | None = None,
     device: str = "auto",
     seed: int = 0,
+    overwrite: bool = False,
 ) -> RunResult:
     """Predictions of a trained genotype model for the samples of a genotype file.
 
@@ -695,7 +693,7 @@ def predict(
     arguments = {
         k: v if not isinstance(v, pd.DataFrame) else "<DataFrame>" for k, v in arguments.items()
     }
-    run = RunDir(out, command="gwas predict", arguments=arguments, seed=seed)
+    run = RunDir(out, command="gwas predict", arguments=arguments, seed=seed, overwrite=overwrite)
     with open_genotypes(genotypes) as source:
         rows, swapped = _match_variants(source, trained.variants, genotypes)
         keep = np.arange(source.n_samples)
