@@ -90,3 +90,30 @@ def test_hapmap3_with_a_simulated_phenotype(tmp_path):
     with open_genotypes(bed) as source:
         causal_ids = set(source.variants["id"].iloc[causal])
     assert len(set(table.nsmallest(20, "P")["ID"]) & causal_ids) >= 5
+
+
+@pytest.mark.parametrize(
+    ("command", "option", "value"), [("pca", "--components", 0), ("assoc", "--pcs", 601)]
+)
+def test_more_components_than_samples_is_bad_input(
+    cohort, tmp_path, capsys, command, option, value
+):
+    args = ["gwas", command, cohort, "--out", tmp_path / "run", option, value]
+    if command == "assoc":
+        args += ["--pheno", f"{cohort}.pheno"]
+    with pytest.raises(SystemExit) as exit_info:
+        main([*map(str, args)])
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err
+    assert f"{option} is {value}, and 600 samples pass QC" in err and "use 1 to 600" in err
+    assert "failed:" in err and "Traceback" not in err
+
+
+def test_qc_thresholds_of_zero_and_out_of_range(cohort, tmp_path, capsys):
+    run_cli("gwas", "qc", cohort, "--out", tmp_path / "zero", "--geno", 0)
+    removed = json.loads((tmp_path / "zero" / "manifest.json").read_text())["results"]["qc"]
+    assert removed["removed"]["geno"] > 0  # --geno 0: every variant with a missing call
+    with pytest.raises(SystemExit) as exit_info:
+        main(["gwas", "qc", str(cohort), "--out", str(tmp_path / "bad"), "--maf", "2"])
+    assert exit_info.value.code == 2
+    assert "--maf is 2" in capsys.readouterr().err

@@ -29,7 +29,7 @@ from genoformer.gwas.stats.adjust import adjust, genomic_control_lambda
 from genoformer.gwas.stats.association import associate, write_results
 from genoformer.gwas.stats.pca import pca as run_pca
 from genoformer.gwas.stats.pca import write_pca
-from genoformer.gwas.stats.qc import QCResult
+from genoformer.gwas.stats.qc import QCResult, check_thresholds
 from genoformer.gwas.stats.qc import qc as run_qc
 
 # The model commands load torch and transformers: only when they are used, so that the
@@ -44,7 +44,10 @@ __getattr__ = lazy_exports("genoformer.gwas.api", _MODEL_EXPORTS)
 
 
 def _filters(maf, geno, mind, hwe) -> dict[str, float]:
-    return {k: v for k, v in {"maf": maf, "geno": geno, "mind": mind, "hwe": hwe}.items() if v}
+    """The QC filters asked for (0 is a threshold, as in plink2: ``--geno 0``)."""
+    given = {"maf": maf, "geno": geno, "mind": mind, "hwe": hwe}
+    check_thresholds(**given)
+    return {k: v for k, v in given.items() if v is not None}
 
 
 def _apply_qc(source: GenotypeSource, filters: dict[str, float], run: RunDir) -> QCResult:
@@ -127,6 +130,7 @@ def pca(
     run = RunDir(out, command="gwas pca", arguments=locals(), seed=seed, overwrite=overwrite)
     with open_genotypes(genotypes) as source:
         passing = _passing(source, _filters(maf, geno, mind, hwe), run)
+        _check_components(n_components, source, passing, "--components")
         with run.step("pca"):
             result = run_pca(source, n_components=n_components, method=method, seed=seed, **passing)
     outputs = {f"pca_{p.suffix[1:]}": p for p in write_pca(result, run.path / "pca")}
@@ -137,6 +141,18 @@ def pca(
     run.record_results("pca", metrics)
     run.finish()
     return RunResult(run.path, metrics, outputs)
+
+
+def _check_components(k: int, source: GenotypeSource, passing: dict, option: str) -> None:
+    """Refuse a number of principal components the samples cannot give."""
+    n = source.n_samples if passing["samples"] is None else len(passing["samples"])
+    if not 1 <= k <= n:
+        raise InputError(
+            f"{option} is {k}, and {n:,} samples pass QC",
+            file=source.path,
+            where=option,
+            fix=f"use 1 to {n:,} components (plink2 uses 10)",
+        )
 
 
 def _aligned(
@@ -199,6 +215,7 @@ def assoc(
             blocks.append(X)
             names += covariate_names
         if pcs:
+            _check_components(pcs, source, passing, "--pcs")
             with run.step("pca"):
                 components = run_pca(source, n_components=pcs, seed=seed, **passing)
             pc = np.full((source.n_samples, pcs), np.nan)

@@ -24,6 +24,7 @@ from transformers import BertConfig, BertForMaskedLM, BertModel
 from transformers.modeling_outputs import MaskedLMOutput
 from transformers.utils import logging as hf_logging
 
+from genoformer.engine.checkpoints import checkpoint_config, load_pretrained
 from genoformer.engine.errors import InputError
 from genoformer.engine.runs import write_json
 from genoformer.sc.masking import IGNORE
@@ -195,6 +196,7 @@ def _check_checkpoint(path: Path) -> BertConfig:
             fix="copy the checkpoint's model.safetensors or pytorch_model.bin next to its "
             "config.json",
         )
+    checkpoint_config(path)
     config = BertConfig.from_pretrained(path)
     if config.model_type != "bert":
         raise InputError(
@@ -230,14 +232,7 @@ def load_model(
     if encoder_only:
         kwargs["add_pooling_layer"] = False
     with _quiet_transformers():
-        try:
-            model, info = cls.from_pretrained(path, output_loading_info=True, **kwargs)
-        except (OSError, ValueError, RuntimeError) as error:
-            raise InputError(
-                f"cannot load the checkpoint ({str(error).splitlines()[0]})",
-                file=path,
-                fix="check that the weights match config.json (same layers and sizes)",
-            ) from None
+        model, info = load_pretrained(cls, path, output_loading_info=True, **kwargs)
     missing = [k for k in info["missing_keys"] if "position_ids" not in k]
     if missing:
         raise InputError(

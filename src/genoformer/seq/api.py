@@ -15,6 +15,7 @@ import numpy as np
 import pandas as pd
 import torch
 
+from genoformer.engine.checkpoints import load_pretrained
 from genoformer.engine.device import pick_device
 from genoformer.engine.errors import InputError
 from genoformer.engine.metrics import classification_metrics, regression_metrics, softmax
@@ -141,7 +142,7 @@ def load_model(path: str | os.PathLike) -> SequenceModel:
             file=model_dir,
             fix="give the run directory that `genoformer seq train` wrote",
         )
-    return SequenceModel.from_pretrained(model_dir)
+    return load_pretrained(SequenceModel, model_dir)
 
 
 def _check_compatible(model: SequenceModel, data: SequenceData) -> None:

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import subprocess
 from math import comb
 from pathlib import Path
 
 import numpy as np
 import pytest
 
+from genoformer.engine.errors import InputError
+from genoformer.gwas.api import qc as genoformer_qc
 from genoformer.gwas.io.genotypes import open_genotypes
 from genoformer.gwas.stats.qc import hwe_exact, qc
 
@@ -57,3 +60,46 @@ def test_filter_order_mind_before_geno(tmp_path: Path) -> None:
     assert no_mind.removed == {"geno": 20}
     stats = result.variant_stats
     assert stats.loc[39, "MAF"] == 0 and not stats.loc[39, "KEPT"]
+
+
+def _with_missing(tmp_path: Path) -> str:
+    rng = np.random.default_rng(7)
+    G = rng.binomial(2, 0.3, (60, 30)).astype(np.float32)
+    G[rng.random(G.shape) < 0.01] = np.nan
+    bed_reader.to_bed(tmp_path / "g.bed", G)
+    return str(tmp_path / "g")
+
+
+def test_zero_thresholds_filter_as_plink2_does(tmp_path: Path) -> None:
+    """``--geno 0`` and ``--mind 0`` are thresholds (any missing call goes), not "off"."""
+    from tests.gwas.stats.test_association_plink import _tool
+
+    prefix = _with_missing(tmp_path)
+    plink2 = _tool("plink2")
+    for flag in ("geno", "mind"):
+        out = tmp_path / flag
+        subprocess.run(
+            [plink2, "--bfile", prefix, f"--{flag}", "0", "--make-just-bim", "--make-just-fam",
+             "--out", str(out)],
+            check=True, capture_output=True,
+        )  # fmt: skip
+        kept_variants = len(Path(f"{out}.bim").read_text().splitlines())
+        kept_samples = len(Path(f"{out}.fam").read_text().splitlines())
+        ours = qc(open_genotypes(prefix), **{flag: 0.0})
+        assert (ours.variants.size, ours.samples.size) == (kept_variants, kept_samples)
+        assert ours.removed[flag] > 0
+        # ... and the command keeps the filter too (it once dropped a 0 as "no filter").
+        result = genoformer_qc(prefix, out=tmp_path / f"run_{flag}", **{flag: 0.0})
+        assert result.metrics["variants_kept"] == kept_variants
+
+
+@pytest.mark.parametrize(
+    ("name", "value"), [("maf", 2.0), ("maf", -1.0), ("geno", 1.5), ("mind", -0.1), ("hwe", 2.0)]
+)
+def test_thresholds_out_of_range_are_refused(tmp_path: Path, name: str, value: float) -> None:
+    prefix = _with_missing(tmp_path)
+    with pytest.raises(InputError, match=f"--{name} is {value:g}") as error:
+        qc(open_genotypes(prefix), **{name: value})
+    assert error.value.where == f"--{name}"
+    with pytest.raises(InputError, match=f"--{name} is {value:g}"):
+        genoformer_qc(prefix, out=tmp_path / "run", **{name: value})

@@ -30,6 +30,7 @@ import numpy as np
 import pandas as pd
 import torch
 
+from genoformer.engine.checkpoints import load_pretrained
 from genoformer.engine.errors import InputError
 from genoformer.engine.metrics import classification_metrics, regression_metrics, softmax
 from genoformer.engine.plots import comparison_bar, parity_plot, roc_pr_curves
@@ -631,7 +632,7 @@ def load_trained(run_dir: str | os.PathLike) -> TrainedRun:
             fix="give the run directory that `genoformer gwas train` wrote",
         )
     manifest = read_manifest(path, what="training run")
-    model = GenotypeModel.from_pretrained(model_dir).eval()
+    model = load_pretrained(GenotypeModel, model_dir).eval()
     variants = pd.read_csv(path / "variants.tsv", sep="\t", dtype={"chrom": str, "id": str})
     variants["is_decoy"] = variants["is_decoy"].astype(str).str.lower().isin(["true", "1"])
     samples = pd.read_csv(path / "samples.tsv", sep="\t", dtype={"fid": str, "iid": str})

@@ -17,6 +17,8 @@ import numpy as np
 import pandas as pd
 from scipy import special
 
+from genoformer.engine.errors import InputError
+
 #: Relative tolerance when comparing genotype-configuration probabilities, so that
 #: configurations as likely as the observed one count towards the p-value (as PLINK does).
 _HWE_TIES = 1e-7
@@ -122,6 +124,23 @@ def _hwe_block(
     return np.minimum(p / total, 1.0)
 
 
+#: The range of each plink2 threshold (0 is legal: ``--geno 0`` drops any missing call).
+_RANGES = {
+    "maf": (0.0, 0.5, "a minor allele frequency from 0 to 0.5, e.g. 0.01"),
+    "geno": (0.0, 1.0, "a missing rate from 0 to 1, e.g. 0.05"),
+    "mind": (0.0, 1.0, "a missing rate from 0 to 1, e.g. 0.1"),
+    "hwe": (0.0, 1.0, "a p-value threshold from 0 to 1, e.g. 1e-6"),
+}
+
+
+def check_thresholds(**thresholds: float | None) -> None:
+    """Refuse a QC threshold outside its range, naming the option (plink2 refuses them too)."""
+    for name, value in thresholds.items():
+        low, high, fix = _RANGES[name]
+        if value is not None and not low <= value <= high:
+            raise InputError(f"--{name} is {value:g}", where=f"--{name}", fix=f"use {fix}")
+
+
 def qc(
     source: Any,
     *,
@@ -151,6 +170,7 @@ def qc(
     -------
     QCResult
     """
+    check_thresholds(maf=maf, geno=geno, mind=mind, hwe=hwe)
     if isinstance(source, (str,)) or hasattr(source, "__fspath__"):
         from genoformer.gwas.io.genotypes import open_genotypes
 
