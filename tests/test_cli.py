@@ -68,6 +68,26 @@ def test_evaluate_predict_and_interpret(trained_run, teaching_table, tmp_path):
         assert (tmp_path / "why" / name).stat().st_size > 0
 
 
+def test_evaluate_refuses_sequences_without_targets(trained_run, tmp_path, capsys):
+    fasta = tmp_path / "new.fa"
+    fasta.write_text(">a\nTATTATAA\n>b\nGCGGCGCC\n")
+    with pytest.raises(SystemExit) as exit_info:
+        main(
+            [
+                "seq",
+                "evaluate",
+                str(trained_run),
+                "--data",
+                str(fasta),
+                "--out",
+                str(tmp_path / "e"),
+            ]
+        )
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err
+    assert f"{fasta}: the sequences have no labels or targets" in err and "--targets" in err
+
+
 def test_bad_input_is_one_line_and_exit_code_2(tmp_path, capsys):
     bad = tmp_path / "bad.fa"
     bad.write_text(">one\nACGT\n>two\nACXT\n")

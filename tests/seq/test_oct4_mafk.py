@@ -6,6 +6,7 @@ from __future__ import annotations
 import pandas as pd
 import pytest
 
+from genoformer.engine.errors import InputError
 from genoformer.seq import api
 from tests.conftest import shared_data
 
@@ -57,3 +58,24 @@ def test_filters_match_pou_and_maf_motifs(oct4_mafk_run):
     print(significant.sort_values("q_value")[["filter", "consensus", "target_name", "q_value"]])
     assert families.str.contains("pou").any(), "no filter matches a POU-family (Oct4) motif"
     assert families.str.contains("maf").any(), "no filter matches a MAF-family motif"
+
+
+def test_evaluating_on_a_label_the_model_does_not_have_is_refused(oct4_mafk_run):
+    folder, out, _ = oct4_mafk_run
+    # The second file labelled "ctcf": once mapped silently onto the model's first class.
+    with pytest.raises(InputError, match=r"label 'ctcf' is not one of the model's classes"):
+        api.evaluate(
+            out,
+            data=[folder / "sample_test.fa", folder / "sample2_test.fa"],
+            labels=["oct4", "ctcf"],
+        )
+    # The same files with the labels in the other order are numbered as the model numbers them.
+    swapped = api.evaluate(
+        out,
+        data=[folder / "sample2_test.fa", folder / "sample_test.fa"],
+        labels=["mafk", "oct4"],
+        out=out / "swapped",
+    )
+    files = [folder / "sample_test.fa", folder / "sample2_test.fa"]
+    original = api.evaluate(out, data=files, labels=LABELS, out=out / "original")
+    assert swapped.metrics["auroc"] == pytest.approx(original.metrics["auroc"], abs=1e-9)

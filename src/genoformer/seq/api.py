@@ -155,6 +155,46 @@ def _check_compatible(model: SequenceModel, data: SequenceData) -> None:
         )
 
 
+def _in_model_terms(model: SequenceModel, data: SequenceData) -> SequenceData:
+    """Labelled data with its classes numbered as the model numbers them; data without
+    labels, or with a label or target the model does not have, is refused."""
+    config = model.config
+    if data.targets.size == 0:
+        raise InputError(
+            "the sequences have no labels or targets to evaluate against",
+            file=data.source,
+            fix="pass --labels (classes) or --targets (table columns); `seq predict` "
+            "predicts without them",
+        )
+    if config.task != "classification":
+        if list(data.target_names) != list(config.target_names):
+            raise InputError(
+                f"targets {', '.join(data.target_names)}; the model predicts "
+                f"{', '.join(config.target_names)}",
+                file=data.source,
+                fix="pass --targets with the model's target columns",
+            )
+        return data
+    unknown = [c for c in (data.classes or []) if c not in config.classes]
+    if data.classes is None or unknown:
+        first = unknown[0] if unknown else "(a regression target)"
+        raise InputError(
+            f"label {first!r} is not one of the model's classes ({', '.join(config.classes)})",
+            file=data.source,
+            fix="evaluate on sequences labelled with the model's classes",
+        )
+    number = np.array([config.classes.index(c) for c in data.classes], dtype=np.int64)
+    return SequenceData(
+        data.sequences,
+        targets=number[data.targets],
+        target_names=data.target_names,
+        classes=list(config.classes),
+        ids=data.ids,
+        chroms=data.chroms,
+        source=data.source,
+    )
+
+
 def predictions_table(model: SequenceModel, data: SequenceData, device: str) -> pd.DataFrame:
     """Predictions (and truth when known) per sequence, in input order."""
     _check_compatible(model, data)
@@ -335,7 +375,7 @@ def evaluate(
     if data is None:
         sequences = _load_split(run_path, "test", model.config)
     else:
-        sequences = _as_data(data, **read_options)
+        sequences = _in_model_terms(model, _as_data(data, **read_options))
     out_dir = Path(out) if out else run_path / "evaluation"
     arguments = {"run": run, "data": data}
     record = RunDir(out_dir, command="seq evaluate", arguments=arguments, overwrite=overwrite)
