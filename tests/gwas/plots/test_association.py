@@ -113,3 +113,14 @@ def test_qq_png_and_html(results, tmp_path):
 def test_plots_need_p_values(tmp_path):
     with pytest.raises(ValueError, match="P"):
         manhattan(pd.DataFrame({"#CHROM": ["1"], "POS": [1]}), tmp_path / "x")
+
+
+def test_a_table_without_a_testable_variant_says_so(tmp_path):
+    from genoformer.engine.errors import InputError
+
+    results = pd.DataFrame({"#CHROM": ["1", "2"], "POS": [10, 20], "ID": ["a", "b"]})
+    results["P"] = np.nan  # e.g. a collinear covariate: every test fails
+    with pytest.raises(InputError, match="none of the 2 variants has a p-value to plot"):
+        manhattan(results, tmp_path / "m")
+    with pytest.raises(InputError, match="ERRCODE"):
+        manhattan_html(results, tmp_path / "m.html")

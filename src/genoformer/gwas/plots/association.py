@@ -29,6 +29,7 @@ import pandas as pd
 from scipy import stats
 
 from genoformer.engine.docs import shared_docs
+from genoformer.engine.errors import InputError
 from genoformer.engine.figures import (
     Axis,
     Band,
@@ -111,6 +112,14 @@ def _prepare(results: pd.DataFrame) -> pd.DataFrame:
         else np.nan
     )
     table = table[np.isfinite(table["p"]) & np.isfinite(table["pos"])].copy()
+    if table.empty:
+        raise InputError(
+            f"none of the {len(results):,} variants has a p-value to plot (every test failed "
+            "or was not run: see the ERRCODE column of the results)",
+            where=pid,
+            fix="check the covariates (collinear or constant ones fail every test) and that "
+            "QC leaves variants",
+        )
     # p = 0 (underflow) is drawn at the smallest positive double rather than lost.
     table["logp"] = -np.log10(np.clip(table["p"].to_numpy(), np.finfo(float).tiny, 1.0))
     return table
