@@ -83,6 +83,15 @@ def fresh_model() -> TinyModel:
     return TinyModel(TinyConfig())
 
 
+def test_a_run_shorter_than_the_logging_interval_still_logs_its_training_loss(tmp_path):
+    # 4 steps, logged every 50 and evaluated every 200: the last step is logged anyway.
+    short = settings(max_steps=4, eval_every=200, log_every=50)
+    result = train_model(fresh_model(), Pairs(64, 0), Pairs(32, 1), tmp_path, short)
+    logged = result.history.dropna(subset=["train_loss"])
+    assert logged["step"].tolist() == [4]
+    assert np.isfinite(logged["train_loss"]).all()
+
+
 def test_training_writes_model_checkpoints_and_loss_curve(tmp_path):
     result = train_model(
         fresh_model(), Pairs(256, 0), Pairs(64, 1), tmp_path, settings(keep_checkpoints=2)

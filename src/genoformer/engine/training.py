@@ -166,6 +166,17 @@ class RichProgress(TrainerCallback):
             self.progress = None
 
 
+class LogLastStep(TrainerCallback):
+    """Log the training loss at the last step too: a run shorter than ``log_every`` steps
+    (a small data set) otherwise ends with no training loss, a progress bar showing
+    ``loss nan`` and an empty ``train_loss`` column. Every process sets the same flag, as
+    logging gathers the loss across processes."""
+
+    def on_step_end(self, args, state, control, **kwargs):
+        if state.global_step >= state.max_steps and state.global_step % args.logging_steps:
+            control.should_log = True
+
+
 class SeededLengthSampler(Sampler[int]):
     """Indices in length-grouped order (Hugging Face's megabatches of 50 batches, each
     sorted by length, longest first) drawn from a generator seeded by ``seed`` and the
@@ -367,6 +378,7 @@ def train_model(
         preprocess_logits_for_metrics=preprocess_logits_for_metrics,
     )
     trainer.add_callback(_EpochSetter(trainer))
+    trainer.add_callback(LogLastStep())
     trainer.remove_callback(PrinterCallback)
     trainer.remove_callback(ProgressCallback)
     progress = RichProgress()
