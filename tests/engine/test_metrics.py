@@ -135,3 +135,10 @@ def test_classification_rejects_bad_labels():
         classification_metrics([0.5, 1.0], np.full((2, 2), 0.5))
     with pytest.raises(ValueError, match="class names"):
         classification_metrics([0, 1], np.full((2, 2), 0.5), classes=["a"])
+
+
+def test_one_class_scored_says_auroc_is_undefined():
+    # A test split of one sequence: no ranking to score, and the result says so.
+    with pytest.warns(UserWarning, match="AUROC and AUPRC are undefined: the 1 sequences"):
+        m = classification_metrics(np.array([1]), np.array([[0.3, 0.7]]), classes=["a", "b"])
+    assert np.isnan(m["auroc"]) and "only b" in m["note"]

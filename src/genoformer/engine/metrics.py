@@ -8,6 +8,7 @@ given data (a correlation of a constant, an AUROC when only one class is present
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Sequence
 
 import numpy as np
@@ -270,6 +271,13 @@ def classification_metrics(
             per_class[f"auprc_{names[c]}"] = auprcs[-1]
     out["auroc"] = _mean_or_nan(aurocs)
     out["auprc"] = _mean_or_nan(auprcs)
+    if not aurocs:
+        held = sorted({names[c] for c in np.unique(y)})
+        out["note"] = (
+            f"AUROC and AUPRC are undefined: the {len(y):,} sequences scored hold only "
+            f"{', '.join(held)}; score more, of every class"
+        )
+        warnings.warn(out["note"], stacklevel=2)
     out.update(per_class)
     out["confusion_matrix"] = confusion_matrix(y, pred, labels=np.arange(n_classes)).tolist()
     out["classes"] = names
