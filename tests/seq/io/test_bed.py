@@ -69,3 +69,19 @@ def test_bed_columns_and_empty(tmp_path, genome):
     with pytest.raises(InputError) as error:
         read_bed(empty, genome[0])
     assert_error(error, empty, "no intervals")
+
+
+def test_reading_a_genome_writes_nothing_beside_it(tmp_path, genome, monkeypatch):
+    genome_path, chroms = genome
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    bed = write(tmp_path / "peaks.bed", "chr1\t10\t20\tp1\t0\t+\n")
+    data = read_bed(bed, genome_path)
+    assert data.sequences == [chroms["chr1"][10:20]]
+    assert sorted(p.name for p in genome_path.parent.glob("genome.fa*")) == ["genome.fa"]
+    assert len(list((tmp_path / "cache" / "genoformer" / "fai").glob("genome.fa.*.fai"))) == 1
+    # An index the user made beside the genome is used as it is.
+    read_bed(bed, genome_path)  # from the cache, again
+    (genome_path.parent / "genome.fa.fai").write_text(
+        (next((tmp_path / "cache").rglob("*.fai"))).read_text()
+    )
+    assert read_bed(bed, genome_path).sequences == data.sequences

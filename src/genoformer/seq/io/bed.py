@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import hashlib
+import os
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, Literal
@@ -73,13 +75,36 @@ def _column_index(spec: int | str, names: list[str], path: Path) -> int:
     )
 
 
+def _index_path(genome_fasta: Path) -> Path:
+    """The genome's ``.fai``: the one beside it when there is one, else one in genoformer's
+    cache (named by the file's path, size and time), so that reading a genome never writes
+    into the user's genome folder."""
+    beside = genome_fasta.with_name(genome_fasta.name + ".fai")
+    if beside.is_file():
+        return beside
+    stat = genome_fasta.stat()
+    key = f"{genome_fasta.resolve()}:{stat.st_size}:{stat.st_mtime_ns}"
+    cache = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "genoformer" / "fai"
+    try:
+        cache.mkdir(parents=True, exist_ok=True)
+    except OSError:  # no writable cache: pyfaidx's own place, beside the genome
+        return beside
+    digest = hashlib.sha256(key.encode()).hexdigest()[:16]
+    return cache / f"{genome_fasta.name}.{digest}.fai"
+
+
 def _genome_lengths(genome_fasta: Path) -> tuple[Any, dict[str, int]]:
     from pyfaidx import Fasta
 
     if not genome_fasta.is_file():
         raise InputError("no such genome FASTA", file=genome_fasta, fix="check the path")
     try:
-        genome = Fasta(str(genome_fasta), as_raw=True, sequence_always_upper=False)
+        genome = Fasta(
+            str(genome_fasta),
+            as_raw=True,
+            sequence_always_upper=False,
+            indexname=str(_index_path(genome_fasta)),
+        )
     except Exception as error:  # pyfaidx raises several types for a file it cannot index
         raise InputError(
             f"cannot index the genome FASTA ({error})",
@@ -150,7 +175,8 @@ def read_bed(
         the columns, else they are named as in BED (chrom, start, end, name, score, strand,
         ...).
     genome_fasta
-        The genome (read with pyfaidx, which writes a ``.fai`` index beside it if missing).
+        The genome (read with pyfaidx; its ``.fai`` index is read from beside it, or written
+        to genoformer's cache, never into the genome's folder).
     target_columns
         Columns 4 and on that hold targets, by 1-based number or name; default none
         (sequences without targets). Their values are read as in
