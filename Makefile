@@ -28,7 +28,7 @@ $(PEERS):
 peers: $(PEERS)
 
 demo: $(STAMP)
-	$(BIN)/genoformer demo --out runs/demo
+	$(BIN)/genoformer demo --out runs/demo --overwrite
 
 lint: $(STAMP)
 	$(BIN)/ruff check src tests bench
