@@ -18,7 +18,7 @@ class Settings:
 def test_defaults_settings_and_overrides() -> None:
     assert with_overrides(Settings, None, {}, "train") == Settings()
     given = Settings(epochs=1.0)
-    assert with_overrides(Settings, given, {}, "train") is not None
+    assert with_overrides(Settings, given, {}, "train") == given
     assert with_overrides(Settings, given, {"batch_size": 4}, "train") == Settings(1.0, 4)
     assert given == Settings(epochs=1.0)  # the caller's settings are left as they are
 

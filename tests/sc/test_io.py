@@ -427,12 +427,19 @@ def test_h5ad_gene_id_column_lists_columns(files):
         open_cells(files["h5ad"], gene_id_column="gene_name")
 
 
-def test_loom_without_row_attributes(files, tmp_path):
-    path = tmp_path / "bare.loom"
+def _loom_without_row_attributes(files, path, **added: np.ndarray):
+    """A copy of the .loom fixture with its gene (row) attributes removed, ``added`` put in."""
     path.write_bytes(files["loom"].read_bytes())
     with h5py.File(path, "r+") as f:
         for key in list(f["row_attrs"].keys()):
             del f["row_attrs"][key]
+        for key, values in added.items():
+            f["row_attrs"].create_dataset(key, data=values)
+    return path
+
+
+def test_loom_without_row_attributes(files, tmp_path):
+    path = _loom_without_row_attributes(files, tmp_path / "bare.loom")
     with pytest.raises(InputError, match="no row \\(gene\\) attributes") as err:
         open_cells(path)
     assert err.value.where == "row attributes"
@@ -440,12 +447,8 @@ def test_loom_without_row_attributes(files, tmp_path):
 
 
 def test_loom_with_unusable_row_attributes(files, tmp_path):
-    path = tmp_path / "odd.loom"
-    path.write_bytes(files["loom"].read_bytes())
-    with h5py.File(path, "r+") as f:
-        for key in list(f["row_attrs"].keys()):
-            del f["row_attrs"][key]
-        f["row_attrs"].create_dataset("chromosome", data=np.array(["1"] * N_GENES, dtype="S"))
+    chromosome = np.array(["1"] * N_GENES, dtype="S")
+    path = _loom_without_row_attributes(files, tmp_path / "odd.loom", chromosome=chromosome)
     with pytest.raises(InputError, match="no gene id row attribute .* among: 'chromosome'"):
         open_cells(path)
     with open_cells(path, gene_id_column="chromosome") as cells:

@@ -225,17 +225,26 @@ def _cli_options(options: dict) -> list[str]:
     return words
 
 
+def _pretrain_until_checkpoint(corpora, out, *, step: int):
+    """``genoformer sc pretrain`` started in a process of its own (its stderr in
+    ``<out>.stderr``), returned once it has written checkpoint ``step`` (or ended); with that
+    checkpoint's trainer_state.json."""
+    command = [sys.executable, "-m", "genoformer.cli", "sc", "pretrain", *map(str, corpora)]
+    command += ["--out", str(out), *_cli_options(RESUME_OPTIONS)]
+    with open(f"{out}.stderr", "w") as stderr:  # a file: a pipe left unread could fill up
+        process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=stderr)
+    marker = out / "checkpoints" / f"checkpoint-{step}" / "trainer_state.json"
+    deadline = time.monotonic() + 300
+    while not marker.exists() and process.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.02)
+    return process, marker
+
+
 def test_killed_pretraining_resumes_to_the_same_model(corpora, tmp_path, dictionaries_env):
     whole = pretrain(corpora, out=tmp_path / "whole", **RESUME_OPTIONS)
 
     killed = tmp_path / "killed"
-    command = [sys.executable, "-m", "genoformer.cli", "sc", "pretrain", *map(str, corpora)]
-    command += ["--out", str(killed), *_cli_options(RESUME_OPTIONS)]
-    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    marker = killed / "checkpoints" / "checkpoint-10" / "trainer_state.json"
-    deadline = time.monotonic() + 300
-    while not marker.exists() and process.poll() is None and time.monotonic() < deadline:
-        time.sleep(0.02)
+    process, marker = _pretrain_until_checkpoint(corpora, killed, step=10)
     process.kill()
     process.wait()
     assert marker.exists(), "the run ended before its second checkpoint"
@@ -263,20 +272,14 @@ def test_killed_pretraining_resumes_to_the_same_model(corpora, tmp_path, diction
 
 def test_sigterm_marks_the_run_interrupted_and_says_how_to_go_on(corpora, tmp_path):
     out = tmp_path / "stopped"
-    command = [sys.executable, "-m", "genoformer.cli", "sc", "pretrain", *map(str, corpora)]
-    command += ["--out", str(out), *_cli_options(RESUME_OPTIONS)]
-    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    marker = out / "checkpoints" / "checkpoint-5" / "trainer_state.json"
-    deadline = time.monotonic() + 300
-    while not marker.exists() and process.poll() is None and time.monotonic() < deadline:
-        time.sleep(0.02)
+    process, marker = _pretrain_until_checkpoint(corpora, out, step=5)
     process.terminate()
-    _, stderr = process.communicate(timeout=120)
+    process.wait(timeout=120)
     assert marker.exists(), "the run ended before its first checkpoint"
     assert process.returncode != 0
     manifest = json.loads((out / "manifest.json").read_text())
     assert manifest["status"] == "interrupted" and manifest["reason"] == "SIGTERM"
-    message = stderr.decode()
+    message = Path(f"{out}.stderr").read_text()
     assert f"interrupted: {out}" in message and "--resume" in message
     # A reader of the run refuses it, naming it.
     with pytest.raises(InputError, match=r"not complete \(status interrupted: SIGTERM\)"):

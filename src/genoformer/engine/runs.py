@@ -197,10 +197,7 @@ class RunDir:
         from genoformer.engine.errors import InputError
 
         self.path = Path(path)
-        if self.path.exists() and not self.path.is_dir():
-            raise InputError(
-                "exists and is not a directory", file=self.path, fix="choose another --out"
-            )
+        check_run_path(self.path)
         previous = self._read_manifest()
         if previous and not resume:
             if not overwrite:
@@ -362,6 +359,14 @@ def stop_open_runs(error: BaseException, since: int = 0) -> list[RunDir]:
         for run in _STOPPED
         if run.serial >= since and run.manifest.get("status") in ("failed", "interrupted")
     ]
+
+
+def check_run_path(path: Path) -> None:
+    """Refuse a file standing where a run directory is to be (found before any work)."""
+    from genoformer.engine.errors import InputError
+
+    if path.exists() and not path.is_dir():
+        raise InputError("exists and is not a directory", file=path, fix="choose another --out")
 
 
 def clear_directory(path: Path) -> None:

@@ -40,7 +40,14 @@ from transformers import BertForMaskedLM, SchedulerType
 
 from genoformer.engine.errors import InputError
 from genoformer.engine.options import with_overrides
-from genoformer.engine.runs import MANIFEST, RunDir, RunResult, write_json, write_table
+from genoformer.engine.runs import (
+    MANIFEST,
+    RunDir,
+    RunResult,
+    check_run_path,
+    write_json,
+    write_table,
+)
 from genoformer.engine.training import CHECKPOINTS, TrainSettings, length_grouping, train_model
 from genoformer.sc.corpus import load_corpus, tokenize_record
 from genoformer.sc.masking import (
@@ -391,8 +398,7 @@ def _model(
 def _check_run_dir(out: Path, resume: bool, arguments: dict[str, Any]) -> None:
     """Refuse a run that cannot continue (``resume`` with other arguments) or would delete
     an earlier run's checkpoints unasked."""
-    if out.exists() and not out.is_dir():
-        raise InputError("exists and is not a directory", file=out, fix="choose another --out")
+    check_run_path(out)
     manifest = out / MANIFEST
     if resume:
         if not manifest.exists():
