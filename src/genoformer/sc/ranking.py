@@ -134,6 +134,14 @@ def _rank_value(count, scale, inv_median):
     return np.float64(np.float32(count * scale) * np.float32(10000.0)) * inv_median
 
 
+@numba.njit(cache=True, nogil=True, inline="always")
+def _entry(n, g, c, scale, inv_median, gene, count, value):
+    """Write a cell's entry ``n``: gene ``g`` with count ``c`` and its rank value."""
+    gene[n] = g
+    count[n] = c
+    value[n] = _rank_value(c, scale, inv_median[g])
+
+
 @numba.njit(cache=True, nogil=True)
 def _normalise(
     data,
@@ -167,8 +175,6 @@ def _normalise(
         first = n
         n_shared = 0
         s = scale[r]
-        high = np.uint64(0)
-        low = np.uint64(0xFFFFFFFFFFFFFFFF)
         for j in range(indptr[r], indptr[r + 1]):
             g = codes[indices[j]]
             c = np.float32(data[j])
@@ -180,25 +186,18 @@ def _normalise(
                         n_shared += 1
                     acc[g] += c
                 continue
-            gene[n] = g
-            count[n] = c
-            value[n] = _rank_value(c, s, inv_median[g])
-            # Positive floats order as their bit patterns.
-            high = max(high, bits[n])
-            low = min(low, bits[n])
+            _entry(n, g, c, s, inv_median, gene, count, value)
             n += 1
         for i in range(n_shared):
             g = stack[i]
-            c = np.float32(acc[g])
+            _entry(n, g, np.float32(acc[g]), s, inv_median, gene, count, value)
             acc[g] = 0
-            gene[n] = g
-            count[n] = c
-            value[n] = _rank_value(c, s, inv_median[g])
-            high = max(high, bits[n])
-            low = min(low, bits[n])
             n += 1
         if n == first:
             continue
+        # Positive floats order as their bit patterns.
+        high = bits[first:n].max()
+        low = bits[first:n].min()
         pos_bits = _bit_length(np.uint64(n - first - 1))
         shift = max(0, _bit_length(high - low) - (32 - pos_bits))
         for k in range(first, n):

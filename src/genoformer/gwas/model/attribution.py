@@ -137,26 +137,17 @@ def as_inputs(
             fix="pass a 2-D dosage matrix, one row per sample",
         )
     g = g.to(device, torch.float32)
-    miss = None
-    if missing is not None:
-        miss = _tensor(missing)
-        if tuple(miss.shape) != tuple(g.shape):
-            raise InputError(
-                f"missing has shape {tuple(miss.shape)}, the genotypes {tuple(g.shape)}",
-                fix="pass one missing flag per genotype cell",
-            )
-        miss = miss.to(device, torch.bool)
-    cov = None
-    if covariates is not None:
-        cov = _tensor(covariates)
-        if cov.ndim == 1:
-            cov = cov[:, None]
-        if cov.ndim != 2 or cov.shape[0] != g.shape[0]:
-            raise InputError(
-                f"covariates have shape {tuple(cov.shape)}, the genotypes {g.shape[0]} samples",
-                fix="pass one covariate row per sample",
-            )
-        cov = cov.to(device, torch.float32)
+    miss = _per_sample(
+        missing, g, torch.bool, "missing has", "one missing flag per genotype cell", per_cell=True
+    )
+    cov = _per_sample(
+        covariates,
+        g,
+        torch.float32,
+        "covariates have",
+        "one covariate row per sample",
+        per_cell=False,
+    )
     observed = g if miss is None else g[~miss]
     if not torch.isfinite(observed).all():
         raise InputError(
@@ -164,6 +155,31 @@ def as_inputs(
             fix="flag missing calls in `missing` and put any finite value (e.g. 0) there",
         )
     return _Inputs(g, miss, cov)
+
+
+def _per_sample(
+    values: np.ndarray | torch.Tensor | None,
+    g: torch.Tensor,
+    dtype: torch.dtype,
+    name: str,
+    fix: str,
+    *,
+    per_cell: bool,
+) -> torch.Tensor | None:
+    """An optional input beside the genotypes ``g``, as a ``dtype`` tensor on their device:
+    one value per genotype cell (``per_cell``, the missing flags) or one row per sample."""
+    if values is None:
+        return None
+    t = _tensor(values)
+    if not per_cell and t.ndim == 1:
+        t = t[:, None]
+    fits = t.shape == g.shape if per_cell else (t.ndim == 2 and t.shape[0] == g.shape[0])
+    if not fits:
+        expected = tuple(g.shape) if per_cell else f"{g.shape[0]} samples"
+        raise InputError(
+            f"{name} shape {tuple(t.shape)}, the genotypes {expected}", fix=f"pass {fix}"
+        )
+    return t.to(g.device, dtype)
 
 
 def _score(f: ScoreFunction, x: _Inputs, genotypes: torch.Tensor | None = None) -> torch.Tensor:
