@@ -7,6 +7,7 @@ a run directory (manifest.json, tables, figures) and returns a small result obje
 from __future__ import annotations
 
 import os
+import warnings
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -16,20 +17,15 @@ import pandas as pd
 from genoformer._lazy import lazy_exports
 from genoformer.engine.errors import InputError
 from genoformer.engine.runs import RunDir, RunResult, write_table
-from genoformer.gwas.io.genotypes import GenotypeSource, open_genotypes
-from genoformer.gwas.io.phenotypes import (
-    covariate_matrix,
-    match_samples,
-    phenotype_vector,
-    read_table,
-)
+from genoformer.gwas.io.genotypes import GenotypeSource, open_genotypes, warn_sex_chromosomes
+from genoformer.gwas.io.phenotypes import sample_covariates, sample_phenotype
 from genoformer.gwas.io.simulate import simulate
 from genoformer.gwas.plots import association as plots
 from genoformer.gwas.stats.adjust import adjust, genomic_control_lambda
 from genoformer.gwas.stats.association import associate, write_results
 from genoformer.gwas.stats.pca import pca as run_pca
 from genoformer.gwas.stats.pca import write_pca
-from genoformer.gwas.stats.qc import QCResult, check_thresholds
+from genoformer.gwas.stats.qc import QCResult, check_thresholds, usable_covariates
 from genoformer.gwas.stats.qc import qc as run_qc
 
 # The model commands load torch and transformers: only when they are used, so that the
@@ -65,6 +61,17 @@ def _passing(
     if not filters:
         return {"samples": None, "variants": None}
     kept = _apply_qc(source, filters, run)
+    for what, left in (("sample", kept.samples), ("variant", kept.variants)):
+        if len(left) == 0:
+            removed = ", ".join(
+                f"{kept.removed[k]:,} by --{k} {v:g}" for k, v in filters.items() if kept.removed[k]
+            )
+            raise InputError(
+                f"QC removed every {what} ({removed})",
+                file=source.path,
+                fix=f"loosen the thresholds (plink2 stops too: no {what}s remaining after main "
+                "filters)",
+            )
     return {"samples": kept.samples, "variants": kept.variants}
 
 
@@ -94,6 +101,7 @@ def qc(
     """
     run = RunDir(out, command="gwas qc", arguments=locals(), overwrite=overwrite)
     with open_genotypes(genotypes) as source:
+        warn_sex_chromosomes(source)
         result = _apply_qc(source, _filters(maf, geno, mind, hwe), run)
         kept = source.samples.iloc[result.samples][["fid", "iid"]]
         outputs = {
@@ -155,18 +163,6 @@ def _check_components(k: int, source: GenotypeSource, passing: dict, option: str
         )
 
 
-def _aligned(
-    table_path: str | os.PathLike | pd.DataFrame, source: GenotypeSource
-) -> tuple[pd.DataFrame, int]:
-    """A phenotype or covariate table in the genotype file's sample order (NaN rows for
-    samples it lacks), and how many genotype samples it lacks."""
-    table = read_table(table_path)
-    index, aligned, n_dropped = match_samples(source.samples, table)
-    full = pd.DataFrame(index=range(source.n_samples), columns=aligned.columns, dtype=object)
-    full.iloc[np.asarray(index)] = aligned.to_numpy(dtype=object)
-    return full.infer_objects(), int(n_dropped)
-
-
 def assoc(
     genotypes: str | os.PathLike,
     *,
@@ -199,19 +195,11 @@ def assoc(
     run = RunDir(out, command="gwas assoc", arguments=arguments, seed=seed, overwrite=overwrite)
     with open_genotypes(genotypes) as source:
         passing = _passing(source, _filters(maf, geno, mind, hwe), run)
-        phenotypes, n_dropped = _aligned(pheno, source)
-        column = pheno_name or next(c for c in phenotypes.columns if c not in ("FID", "IID"))
-        if column not in phenotypes.columns:
-            raise InputError(
-                f"no phenotype column '{column}'",
-                file=str(pheno),
-                fix=f"use one of {', '.join(c for c in phenotypes.columns[2:])}",
-            )
-        y, kind = phenotype_vector(phenotypes, column)
+        warn_sex_chromosomes(source)
+        y, kind, column, n_dropped = sample_phenotype(source.samples, pheno, pheno_name)
         blocks, names = [], []
         if covar is not None:
-            covariates, _ = _aligned(covar, source)
-            X, covariate_names = covariate_matrix(covariates, covar_names)
+            X, covariate_names, _ = sample_covariates(source.samples, covar, covar_names)
             blocks.append(X)
             names += covariate_names
         if pcs:
@@ -223,6 +211,8 @@ def assoc(
             pc[samples if samples is not None else slice(None)] = components.components
             blocks.append(pc)
             names += [f"PC{i + 1}" for i in range(pcs)]
+        if blocks:
+            blocks, names = _checked_covariates(np.column_stack(blocks), names, y, passing, covar)
         X = np.column_stack(blocks) if blocks else None
         with run.step("assoc"):
             results = associate(
@@ -251,7 +241,7 @@ def assoc(
         "samples_without_phenotype_row": n_dropped,
         "variants_tested": int(len(results)),
         "lambda_gc": genomic_control_lambda(results["P"].to_numpy(dtype=float)),
-        "min_p": float(np.nanmin(results["P"].to_numpy(dtype=float))),
+        "min_p": _min_p(results),
     }
     for key, path in outputs.items():
         run.record_output(key, path)
@@ -260,7 +250,38 @@ def assoc(
     return RunResult(run.path, metrics, outputs)
 
 
+def _min_p(results: pd.DataFrame) -> float | None:
+    p = results["P"].to_numpy(dtype=float)
+    return float(np.nanmin(p)) if np.isfinite(p).any() else None
+
+
+def _checked_covariates(
+    X: np.ndarray, names: list[str], y: np.ndarray, passing: dict, covar: object
+) -> tuple[list[np.ndarray], list[str]]:
+    """The covariates that enter the tests, checked as plink2 checks them on the analysed
+    samples (phenotype and every covariate, passing QC): constant ones left out with a
+    warning, collinear ones refused."""
+    use = np.isfinite(y) & np.isfinite(X).all(axis=1)
+    if passing["samples"] is not None:
+        chosen = np.zeros(len(y), dtype=bool)
+        chosen[passing["samples"]] = True
+        use &= chosen
+    file = None if isinstance(covar, pd.DataFrame) or covar is None else str(covar)
+    keep = usable_covariates(X, names, use, file=file)
+    return [X[:, keep]], [n for n, k in zip(names, keep, strict=True) if k]
+
+
 def _figures(results: pd.DataFrame, out_dir: Path) -> dict[str, Path]:
+    """The Manhattan and QQ plots; none, with a warning, when no variant has a p-value."""
+    if not plots.plottable(results):
+        errors = results.get("ERRCODE", pd.Series(dtype=str)).value_counts()
+        why = ", ".join(f"{code} {n:,}" for code, n in errors.items() if code != ".")
+        warnings.warn(
+            f"none of the {len(results):,} variants has a p-value ({why or 'no variant tested'}"
+            "): no Manhattan or QQ plot drawn; the tables are written",
+            stacklevel=2,
+        )
+        return {}
     lam = genomic_control_lambda(results["P"].to_numpy(dtype=float))
     return {
         "manhattan": plots.manhattan(results, out_dir / "manhattan.png")[0],
@@ -282,6 +303,14 @@ def plot(results: str | os.PathLike, *, out: str | os.PathLike) -> RunResult:
     )
     if "P" not in table.columns:
         raise InputError("no P column", file=path, fix="give the output of `genoformer gwas assoc`")
+    if not plots.plottable(table):
+        raise InputError(
+            f"none of the {len(table):,} variants has a p-value to plot (every test failed or "
+            "was not run: see the ERRCODE column)",
+            file=path,
+            where="column P",
+            fix="check the covariates and the QC of the association run",
+        )
     out_dir = Path(out)
     out_dir.mkdir(parents=True, exist_ok=True)
     outputs = _figures(table, out_dir)

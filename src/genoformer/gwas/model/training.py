@@ -38,10 +38,10 @@ from genoformer.engine.runs import RunDir, RunResult, read_manifest, write_json,
 from genoformer.engine.training import TrainSettings, predict_logits, train_model
 from genoformer.gwas.io.genotypes import GenotypeSource, open_genotypes
 from genoformer.gwas.io.phenotypes import (
-    covariate_matrix,
     match_samples,
     phenotype_vector,
     read_table,
+    sample_covariates,
 )
 from genoformer.gwas.model import baselines
 from genoformer.gwas.model.inputs import (
@@ -89,20 +89,6 @@ class _Cohort:
     covariate_columns: list[str]
 
 
-def _covariates(
-    source: GenotypeSource, covar: Any, names: Sequence[str] | None
-) -> tuple[np.ndarray, list[str], list[str]]:
-    """Covariates in the genotype file's sample order (NaN rows for samples without one),
-    the matrix's column names (categorical levels expanded) and the table columns used."""
-    table = read_table(covar, prefix="COVAR")
-    index, aligned, _ = match_samples(source.samples, table)
-    used = list(names) if names else [c for c in table.columns if c not in ("FID", "IID")]
-    X, columns = covariate_matrix(aligned, used)
-    full = np.full((source.n_samples, X.shape[1]), np.nan)
-    full[index] = X
-    return full, columns, used
-
-
 def _cohort(
     source: GenotypeSource,
     pheno: Any,
@@ -125,7 +111,7 @@ def _cohort(
     use = np.isfinite(y)
     X, names, columns = None, [], []
     if covar is not None:
-        X, names, columns = _covariates(source, covar, covar_names)
+        X, names, columns = sample_covariates(source.samples, covar, covar_names)
         use &= np.isfinite(X).all(axis=1)
     chosen = np.flatnonzero(use)
     if chosen.size == 0:
@@ -706,7 +692,7 @@ def predict(
                     where="--covar",
                     fix="give the covariate file",
                 )
-            X, names, _ = _covariates(source, covar, config.covariate_columns)
+            X, names, _ = sample_covariates(source.samples, covar, config.covariate_columns)
             if names != config.covariate_names:
                 raise InputError(
                     f"covariates {', '.join(names)}; the model was trained on "
