@@ -128,7 +128,7 @@ def explain(
         recall with ``truth``) and the files written.
     """
     methods = _check_methods(methods)
-    _check_sizes(top_pairs, max_samples, substitution_budget, pair_samples)
+    _check_sizes(top_pairs, null_pairs, max_samples, substitution_budget, pair_samples)
     truth_table = _read_truth(truth) if truth is not None else None
     trained = _load(run_dir, genotypes)
     arguments = {k: v for k, v in locals().items() if k in _ARGUMENTS}
@@ -187,7 +187,11 @@ class _Options:
 
 
 def _check_sizes(
-    top_pairs: int, max_samples: int | None, substitution_budget: int | None, pair_samples: int
+    top_pairs: int,
+    null_pairs: int,
+    max_samples: int | None,
+    substitution_budget: int | None,
+    pair_samples: int,
 ) -> None:
     if top_pairs < 2:
         raise InputError(
@@ -195,7 +199,8 @@ def _check_sizes(
             where="--top-pairs",
             fix="use 2 or more",
         )
-    for name, value in (("max_samples", max_samples), ("substitution_budget", substitution_budget)):
+    sizes = {"null_pairs": null_pairs, "max_samples": max_samples}
+    for name, value in {**sizes, "substitution_budget": substitution_budget}.items():
         if value is not None and value < 1:
             raise InputError(
                 f"{name} is {value}",

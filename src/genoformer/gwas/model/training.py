@@ -562,7 +562,7 @@ class TrainedRun:
             raise InputError(
                 "the run does not say where its genotypes are",
                 file=self.run_dir / "manifest.json",
-                fix="pass genotypes= (the file the model was trained on)",
+                fix="give the genotype file the model was trained on (--genotypes, genotypes=)",
             )
         with open_genotypes(path) as source:
             index, _, _ = match_samples(

@@ -122,7 +122,7 @@ def _prepare_phenotype(phenotype: Any, n: int, test: str) -> tuple[np.ndarray, s
             raise InputError(
                 f"{test} test needs a case/control phenotype (1/2 or 0/1), got values "
                 f"{values[:5].tolist()}",
-                fix="use test='linear' for a quantitative trait",
+                fix="use the linear test (--test linear, test='linear') for a quantitative trait",
             )
         if set(values) <= {1.0, 2.0} and not set(values) <= {0.0, 1.0}:
             y = y - 1.0  # PLINK's 1 = control, 2 = case
