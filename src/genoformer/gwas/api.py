@@ -197,6 +197,7 @@ def assoc(
         passing = _passing(source, _filters(maf, geno, mind, hwe), run)
         warn_sex_chromosomes(source)
         y, kind, column, n_dropped = sample_phenotype(source.samples, pheno, pheno_name)
+        _check_test(test, kind, column, y, pheno)
         blocks, names = [], []
         if covar is not None:
             X, covariate_names, _ = sample_covariates(source.samples, covar, covar_names)
@@ -250,6 +251,20 @@ def assoc(
     return RunResult(run.path, metrics, outputs)
 
 
+def _check_test(test: str, kind: str, column: str, y: np.ndarray, pheno: object) -> None:
+    """Refuse a case/control test of a quantitative phenotype, naming the file and column."""
+    if test in ("logistic", "chisq") and kind == "quantitative":
+        odd = y[np.isfinite(y) & ~np.isin(y, (0.0, 1.0, 2.0))]
+        example = f", e.g. {odd[0]:g}" if odd.size else ""
+        raise InputError(
+            f"--test {test} needs a case/control phenotype, and {column!r} is quantitative "
+            f"(values other than 1/2 or 0/1{example})",
+            file=None if isinstance(pheno, pd.DataFrame) else str(pheno),
+            where=f"column {column}",
+            fix="code it 1 control, 2 case (0, -9 or NA missing), or use --test linear",
+        )
+
+
 def _min_p(results: pd.DataFrame) -> float | None:
     p = results["P"].to_numpy(dtype=float)
     return float(np.nanmin(p)) if np.isfinite(p).any() else None
@@ -277,7 +292,7 @@ def _figures(results: pd.DataFrame, out_dir: Path) -> dict[str, Path]:
         errors = results.get("ERRCODE", pd.Series(dtype=str)).value_counts()
         why = ", ".join(f"{code} {n:,}" for code, n in errors.items() if code != ".")
         warnings.warn(
-            f"none of the {len(results):,} variants has a p-value ({why or 'no variant tested'}"
+            f"{out_dir}: none of the {len(results):,} variants has a p-value ({why or 'no variant tested'}"
             "): no Manhattan or QQ plot drawn; the tables are written",
             stacklevel=2,
         )

@@ -199,8 +199,13 @@ def _check_sizes(
             where="--top-pairs",
             fix="use 2 or more",
         )
-    sizes = {"null_pairs": null_pairs, "max_samples": max_samples}
-    for name, value in {**sizes, "substitution_budget": substitution_budget}.items():
+    if null_pairs < 1:
+        raise InputError(
+            f"null_pairs is {null_pairs}: the pair scan needs a null",
+            where="--null-pairs",
+            fix="use 1 or more (500 by default)",
+        )
+    for name, value in (("max_samples", max_samples), ("substitution_budget", substitution_budget)):
         if value is not None and value < 1:
             raise InputError(
                 f"{name} is {value}",
