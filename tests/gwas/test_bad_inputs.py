@@ -141,6 +141,11 @@ def _trained() -> Path:
     return run
 
 
+def _train(folder: Path, trait: str, *extra: str) -> list:
+    prefix = _cohort(folder)
+    return ["gwas", "train", prefix, "--pheno", "c.pheno", "--trait", trait, "--out", "run", *extra]
+
+
 def _model_copy(folder: Path) -> str:
     shutil.copytree(_trained(), folder / "model")
     return "model"
@@ -402,36 +407,9 @@ CASES = [
     # train, predict, explain
     BadInput(
         "train --validation and --test adding up to more than 1",
-        lambda d: [
-            "gwas",
-            "train",
-            _cohort(d),
-            "--pheno",
-            "c.pheno",
-            "--trait",
-            "quant",
-            "--out",
-            "run",
-            "--validation",
-            "0.6",
-            "--test",
-            "0.5",
-        ],  # fmt: skip
+        lambda d: _train(d, "quant", "--validation", "0.6", "--test", "0.5"),
     ),
-    BadInput(
-        "train --trait not in the file",
-        lambda d: [
-            "gwas",
-            "train",
-            _cohort(d),
-            "--pheno",
-            "c.pheno",
-            "--trait",
-            "bmi",
-            "--out",
-            "run",
-        ],  # fmt: skip
-    ),
+    BadInput("train --trait not in the file", lambda d: _train(d, "bmi")),
     BadInput(
         "predict on genotypes without the model's variants",
         lambda d: [
