@@ -172,7 +172,11 @@ def test_errors_after_matching_name_the_file_line(tmp_path):
     assert (error.value.file, error.value.where) == (str(path), "line 4")
     path.write_text("FID IID y\nf4 d 1.0\nf3 c 2.5\nf2 b 1.5\nf1 a 0.5\n")
     y, kind, column, dropped = sample_phenotype(SAMPLES, path, None)
-    assert y.tolist() == [0.5, 1.5, 2.5, 1.0] and (kind, column, dropped) == ("quantitative", "y", 0)
+    assert y.tolist() == [0.5, 1.5, 2.5, 1.0] and (kind, column, dropped) == (
+        "quantitative",
+        "y",
+        0,
+    )
     path.write_text("FID IID y\nf1 a NA\nf2 b -9\nf9 z 1.0\n")
     with pytest.raises(InputError, match="'y' is all missing.*2 rows matched") as error:
         sample_phenotype(SAMPLES, path, "y")
