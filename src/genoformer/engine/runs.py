@@ -36,12 +36,14 @@ def rerun_fix() -> str:
     """What to do with a directory that holds a run already, in every refusal: in the
     words of the command that runs (its --overwrite, its --resume if it has one), or of
     Python (overwrite=True, resume=True)."""
-    from genoformer.engine.errors import option, setting
+    from genoformer.engine.errors import command_line, option, setting
 
     resume = option("resume", True)
-    again = f", {resume} to continue it" if resume else ""
+    where = "" if command_line() else " where the function has one"
+    again = f", {resume} to continue it{where}" if resume else ""
     return (
-        f"pass {option('overwrite', True)} to replace it{again}, or choose another {setting('out')}"
+        f"pass {option('overwrite', True)} to replace it{again}, or choose another "
+        f"directory ({setting('out')})"
     )
 
 
@@ -410,13 +412,6 @@ def read_manifest(
         manifest = json.loads(path.read_text())
     except (OSError, ValueError) as error:
         raise InputError(f"unreadable manifest ({error})", file=path) from None
-    if command is not None and manifest.get("command", command) != command:
-        raise InputError(
-            f"this is a run of `{manifest['command']}`, not the {what} of `{command}` it needs",
-            file=path,
-            where="command",
-            fix=f"give the run directory that `genoformer {command}` wrote",
-        )
     status = manifest.get("status")
     if status != "complete":
         reason = f": {manifest['reason']}" if manifest.get("reason") else ""
@@ -425,5 +420,12 @@ def read_manifest(
             file=path,
             where="status",
             fix=continue_fix(),
+        )
+    if command is not None and manifest.get("command", command) != command:
+        raise InputError(
+            f"this is a run of `{manifest['command']}`, not the {what} of `{command}` it needs",
+            file=path,
+            where="command",
+            fix=f"give the run directory that `genoformer {command}` wrote",
         )
     return manifest

@@ -128,7 +128,8 @@ def _targets(
         for name, values in cells.items()
     }
     text = [name for name in names if np.isnan(numbers[name]).all()]
-    if task == "classification" or (task is None and text):
+    # Labels: asked for, or every column is text (a mix: a text value among numbers).
+    if task == "classification" or (task is None and len(text) == len(names)):
         if len(names) != 1:
             held = f"; {_listing(text)} hold{'s' if len(text) == 1 else ''} text" if text else ""
             raise InputError(
