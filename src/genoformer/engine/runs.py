@@ -32,13 +32,13 @@ MANIFEST = "manifest.json"
 _VERSIONED = ("genoformer", "torch", "transformers", "numpy", "pandas")
 
 
-def rerun_fix() -> str:
+def rerun_fix(*, resumable: bool = True) -> str:
     """What to do with a directory that holds a run already, in every refusal: in the
     words of the command that runs (its --overwrite, its --resume if it has one), or of
-    Python (overwrite=True, resume=True)."""
+    Python (overwrite=True, resume=True unless the caller is not ``resumable``)."""
     from genoformer.engine.errors import command_line, option, setting
 
-    resume = option("resume", True)
+    resume = option("resume", True) if resumable else None
     where = "" if command_line() else " where the function has one"
     again = f", {resume} to continue it{where}" if resume else ""
     return (
@@ -412,7 +412,8 @@ def read_manifest(
         manifest = json.loads(path.read_text())
     except (OSError, ValueError) as error:
         raise InputError(f"unreadable manifest ({error})", file=path) from None
-    status = manifest.get("status")
+    # A manifest without a status predates the status (or was written by hand): read as it is.
+    status = manifest.get("status", "complete")
     if status != "complete":
         reason = f": {manifest['reason']}" if manifest.get("reason") else ""
         raise InputError(

@@ -191,7 +191,7 @@ def check_out(out: Path, overwrite: bool = False) -> None:
             fix="choose another --out, or remove it",
         )
     if out.is_dir() and _is_corpus(out) and not overwrite:
-        raise InputError("holds a corpus already", file=out, fix=rerun_fix())
+        raise InputError("holds a corpus already", file=out, fix=rerun_fix(resumable=False))
 
 
 def move_into_place(tmp: Path, out: Path) -> None:

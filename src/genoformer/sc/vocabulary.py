@@ -32,7 +32,7 @@ try:  # numpy 2
 except ImportError:  # numpy 1.26
     from numpy.core.multiarray import scalar as _numpy_scalar
 
-from genoformer.engine.errors import InputError, cli_option, option
+from genoformer.engine.errors import InputError, cli_option, command_line, option
 from genoformer.engine.runs import write_text
 
 ENV_DIR = "GENOFORMER_GENEFORMER_DIR"
@@ -447,7 +447,7 @@ def _pickle_folder(name: str, directory: str | os.PathLike | None) -> Path:
     """The folder that holds the four pickles of release ``name``."""
     pickle = _PICKLES["token_ids"].format(name=name)
     fix = (
-        f"pass {option('dictionaries', 'DIR') or 'the folder'} or set {ENV_DIR} to the folder "
+        f"pass {_dictionaries_option()} or set {ENV_DIR} to the folder "
         f"holding {pickle} and the other three dictionaries, or leave both out for the copy "
         "genoformer ships"
     )
@@ -468,6 +468,13 @@ def _pickle_folder(name: str, directory: str | os.PathLike | None) -> Path:
                 raise InputError(f"{', '.join(missing)} missing beside {files[0]}", file=folder)
             return folder
     raise InputError(f"no {files[0]} here or in a {name}/ sub-folder", file=base, fix=fix)
+
+
+def _dictionaries_option() -> str:
+    """The folder of Geneformer's dictionaries, as the caller names it."""
+    if command_line():
+        return option("dictionaries", "DIR") or "the folder"
+    return "directory= (dictionaries= of the sc functions)"
 
 
 def resolve(
