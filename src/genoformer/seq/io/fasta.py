@@ -112,32 +112,7 @@ def read_fasta(
         ``chr1:100-300``.
     """
     files = _as_paths(paths)
-    if labels is not None and label_pattern is not None:
-        labels_name, pattern_name = setting("labels"), setting("label_pattern")
-        raise InputError(
-            f"both {labels_name} and {pattern_name} given",
-            fix=f"use {labels_name} for one class per file, or {pattern_name} for a label per "
-            "header",
-        )
-    pattern = _compile_label_pattern(label_pattern) if label_pattern is not None else None
-    if labels is not None:
-        labels = [str(label) for label in labels]
-        if len(labels) != len(files):
-            raise InputError(
-                f"{len(labels)} label{'s' if len(labels) != 1 else ''} for {len(files)} FASTA "
-                "files",
-                where=cli_option("labels"),
-                fix="give one label per FASTA file, in the same order",
-            )
-    elif pattern is None and len(files) > 1:
-        labels = [_stem(p) for p in files]
-        for i, label in enumerate(labels):
-            if label in labels[:i]:
-                raise InputError(
-                    f"two files named {label!r} would be one class",
-                    file=files[i],
-                    fix=f"name the class of each file with {option('labels')}",
-                )
+    labels, pattern = _file_labels(files, labels, label_pattern)
     sequences: list[str] = []
     ids: list[str] = []
     per_record: list[str] = []
@@ -182,6 +157,40 @@ def read_fasta(
         source=", ".join(str(p) for p in files),
     )
     return _apply_lengths(data, lengths, length)
+
+
+def _file_labels(
+    files: list[Path], labels: Sequence[str] | None, label_pattern: str | None
+) -> tuple[list[str] | None, re.Pattern | None]:
+    """The class of each file (given, or the file stems of several files) or the pattern
+    that finds it in each header; both, or labels that do not fit the files, are refused."""
+    if labels is not None and label_pattern is not None:
+        labels_name, pattern_name = setting("labels"), setting("label_pattern")
+        raise InputError(
+            f"both {labels_name} and {pattern_name} given",
+            fix=f"use {labels_name} for one class per file, or {pattern_name} for a label per "
+            "header",
+        )
+    pattern = _compile_label_pattern(label_pattern) if label_pattern is not None else None
+    if labels is not None:
+        labels = [str(label) for label in labels]
+        if len(labels) != len(files):
+            raise InputError(
+                f"{len(labels)} label{'s' if len(labels) != 1 else ''} for {len(files)} FASTA "
+                "files",
+                where=cli_option("labels"),
+                fix="give one label per FASTA file, in the same order",
+            )
+    elif pattern is None and len(files) > 1:
+        labels = [_stem(p) for p in files]
+        for i, label in enumerate(labels):
+            if label in labels[:i]:
+                raise InputError(
+                    f"two files named {label!r} would be one class",
+                    file=files[i],
+                    fix=f"name the class of each file with {option('labels')}",
+                )
+    return labels, pattern
 
 
 def _fasta_place(names: Sequence[str], lines: Sequence[int], i: int) -> str:
