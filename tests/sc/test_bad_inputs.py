@@ -465,3 +465,12 @@ def test_bad_input(case, shared, tmp_path, capsys):
 
 def test_catalogue():
     check_catalogue(CASES, "sc")
+
+
+def test_a_corpus_keeps_its_custom_vocabulary(shared):
+    """`sc tokenize` with a vocabulary of `sc medians` leaves a copy in the corpus, which
+    `sc pretrain` (the shared run, given no --vocabulary) found."""
+    copy = GeneVocabulary.load(shared["corpus"] / "vocabulary.json")
+    assert copy == GeneVocabulary.load(shared["vocab"])
+    manifest = json.loads((shared["pre"] / "manifest.json").read_text())
+    assert manifest["status"] == "complete"

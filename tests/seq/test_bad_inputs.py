@@ -436,3 +436,18 @@ def test_bad_input(case, trained, tmp_path, capsys):
 
 def test_catalogue():
     check_catalogue(CASES, "seq")
+
+
+def test_predict_reads_a_table_without_targets(trained, tmp_path):
+    """Columns beside the sequences (text among numbers) are no targets to `seq predict`."""
+    from genoformer.seq import api
+
+    rows = "".join(f"s{i}\tACGTACGTACGTACGTACG{'ACGT'[i]}\tnote {i}\t{i}\n" for i in range(4))
+    table = _table(tmp_path, "id\tsequence\tcomment\tscore\n" + rows)
+    result = api.predict(trained, table, out=tmp_path / "p.tsv", device="cpu")
+    assert result.metrics["n"] == 4
+    assert list(result.outputs["predictions"].read_text().splitlines()[0].split("\t")[:3]) == [
+        "id",
+        "sequence",
+        "predicted",
+    ]
