@@ -20,7 +20,7 @@ import scipy.sparse as sp
 
 from genoformer.cli import main
 from genoformer.sc.vocabulary import GeneVocabulary
-from tests.bad_inputs import BadInput, check_case, check_catalogue
+from tests.bad_inputs import BadInput, check_case, check_catalogue, write
 from tests.sc.test_io import write_10x_h5, write_10x_mtx
 
 N_GENES, N_CELLS = 24, 40
@@ -82,11 +82,6 @@ def _tokenize(folder: Path, source, *options) -> list:
         _copy(folder, "vocab"),
         *options,
     ]
-
-
-def _write(path: Path, content: str | bytes) -> None:
-    """Write ``content`` to ``path``; None, so that cases chain with ``or``."""
-    path.write_bytes(content) if isinstance(content, bytes) else path.write_text(content)
 
 
 def _edit_json(path: Path, **changes) -> Path:
@@ -183,14 +178,14 @@ CASES = [
     BadInput(
         "--vocabulary file that is not JSON",
         lambda d: (
-            _write(d / "vocab.json", "genes: 24")
+            write(d / "vocab.json", "genes: 24")
             or ["sc", "tokenize", _h5ad(d), "--out", "out", "--vocabulary", "vocab.json"]
         ),
     ),
     BadInput(
         "--vocabulary JSON that is not a vocabulary",
         lambda d: (
-            _write(d / "vocab.json", '{"genes": 24}')
+            write(d / "vocab.json", '{"genes": 24}')
             or ["sc", "tokenize", _h5ad(d), "--out", "out", "--vocabulary", "vocab.json"]
         ),
     ),
@@ -235,7 +230,7 @@ CASES = [
     BadInput("input file that does not exist", lambda d: _tokenize(d, "missing.h5ad")),
     BadInput(
         "input of an unknown file type",
-        lambda d: _write(d / "cells.csv", "gene,c1\nA,1\n") or _tokenize(d, "cells.csv"),
+        lambda d: write(d / "cells.csv", "gene,c1\nA,1\n") or _tokenize(d, "cells.csv"),
     ),
     BadInput(
         "directory that is not a 10x matrix",
@@ -244,7 +239,7 @@ CASES = [
     BadInput(
         "h5ad that is not HDF5 (truncated)",
         lambda d: (
-            _write(d / "cells.h5ad", _h5ad(d).read_bytes()[:200]) or _tokenize(d, "cells.h5ad")
+            write(d / "cells.h5ad", _h5ad(d).read_bytes()[:200]) or _tokenize(d, "cells.h5ad")
         ),
     ),
     BadInput(
@@ -282,7 +277,7 @@ CASES = [
     BadInput(
         "--out that holds other files",
         lambda d: (
-            (d / "out").mkdir() or _write(d / "out" / "notes.txt", "mine") or _tokenize(d, _h5ad(d))
+            (d / "out").mkdir() or write(d / "out" / "notes.txt", "mine") or _tokenize(d, _h5ad(d))
         ),
     ),
     BadInput(
@@ -358,15 +353,13 @@ CASES = [
     # ---- sc embed
     BadInput(
         "embed with a model whose config.json is damaged",
-        lambda d: (
-            (cmd := _embed(d)) and _write(d / "pre" / "model" / "config.json", "{oops") or cmd
-        ),
+        lambda d: (cmd := _embed(d)) and write(d / "pre" / "model" / "config.json", "{oops") or cmd,
     ),
     BadInput(
         "embed with truncated weights",
         lambda d: (
             (cmd := _embed(d))
-            and _write(
+            and write(
                 d / "pre" / "model" / "model.safetensors",
                 (d / "pre" / "model" / "model.safetensors").read_bytes()[:64],
             )
@@ -405,7 +398,7 @@ CASES = [
         lambda d: (
             (cmd := _embed(d))
             and (d / "emb").mkdir() is None
-            and _write(
+            and write(
                 d / "emb" / "manifest.json",
                 json.dumps({"command": "sc embed", "status": "complete"}),
             )
@@ -428,7 +421,7 @@ CASES = [
     BadInput(
         "plot-embeddings --label that is not a column",
         lambda d: (
-            _write(d / "cells.csv", "cell_id,cell_type,0,1\nc1,t,0.1,0.2\nc2,b,0.3,0.1\n")
+            write(d / "cells.csv", "cell_id,cell_type,0,1\nc1,t,0.1,0.2\nc2,b,0.3,0.1\n")
             or ["sc", "plot-embeddings", "cells.csv", "--label", "tissue", "--out", "plots"]
         ),
     ),

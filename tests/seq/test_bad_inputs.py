@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.bad_inputs import BadInput, check_case, check_catalogue
+from tests.bad_inputs import BadInput, check_case, check_catalogue, write
 
 #: The module's trained run (set by the ``trained`` fixture before any case runs).
 SHARED: dict[str, Path] = {}
@@ -31,11 +31,6 @@ def _random_fasta(folder: Path, name: str, n: int = 20, length: int = 20, seed: 
         f">{stem}{i}\n{''.join(rng.choice('ACGT') for _ in range(length))}\n" for i in range(n)
     ]
     return _fasta(folder, "".join(records), name)
-
-
-def _write(path: Path, content: str | bytes) -> None:
-    """Write ``content`` (text or bytes) to ``path``; None, so that cases chain with ``or``."""
-    path.write_bytes(content) if isinstance(content, bytes) else path.write_text(content)
 
 
 def _table(folder: Path, text: str, name: str = "seqs.tsv") -> Path:
@@ -175,17 +170,17 @@ CASES = [
     ),
     BadInput(
         "binary file named .fa",
-        lambda d: _write(d / "x.fa", b"\x89PNG\r\n\x1a\n\xff\xfe") or _train(d, "x.fa"),
+        lambda d: write(d / "x.fa", b"\x89PNG\r\n\x1a\n\xff\xfe") or _train(d, "x.fa"),
     ),
     BadInput(
         "broken gzip file",
-        lambda d: _write(d / "x.fa.gz", b"\x1f\x8b\x08\x00garbage") or _train(d, "x.fa.gz"),
+        lambda d: write(d / "x.fa.gz", b"\x1f\x8b\x08\x00garbage") or _train(d, "x.fa.gz"),
     ),
     BadInput("input file that does not exist", lambda d: _train(d, "missing.fa")),
     BadInput("input that is a directory", lambda d: (d / "dir.fa").mkdir() or _train(d, "dir.fa")),
     BadInput(
         "input of an unknown file type",
-        lambda d: _write(d / "reads.xlsx", "x") or _train(d, "reads.xlsx"),
+        lambda d: write(d / "reads.xlsx", "x") or _train(d, "reads.xlsx"),
     ),
     BadInput(
         "a FASTA file and a table together",
@@ -319,7 +314,7 @@ CASES = [
     ),
     BadInput(
         "--out that is a file",
-        lambda d: _write(d / "out", "notes") or _train(d, *_two_classes(d)),
+        lambda d: write(d / "out", "notes") or _train(d, *_two_classes(d)),
     ),
     BadInput(
         "evaluate a run that did not finish",
@@ -332,7 +327,7 @@ CASES = [
     BadInput(
         "evaluate a model whose config.json is damaged",
         lambda d: (
-            _write(_run(d) / "model" / "config.json", "{not json") or ["seq", "evaluate", "run"]
+            write(_run(d) / "model" / "config.json", "{not json") or ["seq", "evaluate", "run"]
         ),
     ),
     BadInput(
@@ -373,7 +368,7 @@ CASES = [
         "evaluate into an evaluation already there",
         lambda d: (
             (_run(d) / "evaluation").mkdir()
-            or _write(
+            or write(
                 d / "run" / "evaluation" / "manifest.json",
                 json.dumps({"command": "seq evaluate", "status": "complete"}),
             )
