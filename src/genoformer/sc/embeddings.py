@@ -27,7 +27,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 
-from genoformer.engine.errors import InputError
+from genoformer.engine.errors import InputError, option, setting
 from genoformer.engine.options import with_overrides
 from genoformer.engine.runs import RunDir, RunResult, atomic_path, read_manifest, write_table
 from genoformer.sc.corpus import tokenize_record
@@ -193,7 +193,8 @@ def _check_layout(
                 "with a vocabulary without <cls>/<eos> (V1)",
                 file=tokens.source,
                 where=_row_place(tokens, int(bad[0])),
-                fix="embed it with a V1 model and vocabulary=V1, or tokenize the cells again "
+                fix=f"embed it with a V1 model and {option('vocabulary', 'V1')}, or tokenize the "
+                "cells again "
                 f"with the {vocab.name} vocabulary",
             )
     elif len(tokens) > 1 and np.all(first == _V2_CLS) and np.all(last == _V2_EOS):
@@ -203,7 +204,8 @@ def _check_layout(
             "<cls>/<eos>: the corpus was tokenized for a V2 model",
             file=tokens.source,
             where="input_ids",
-            fix="embed it with a V2 model and vocabulary=V2, or tokenize the cells again with "
+            fix=f"embed it with a V2 model and {option('vocabulary', 'V2')}, or tokenize the "
+            "cells again with "
             f"the {vocab.name} vocabulary",
         )
     outside = np.flatnonzero((tokens.values < 0) | (tokens.values >= len(vocab)))
@@ -214,7 +216,7 @@ def _check_layout(
             f"(ids 0..{len(vocab) - 1})",
             file=tokens.source,
             where=_row_place(tokens, row),
-            fix="pass the vocabulary the corpus was tokenized with (vocabulary= / --vocabulary)",
+            fix=f"pass the vocabulary the corpus was tokenized with ({option('vocabulary')})",
         )
 
 
@@ -253,11 +255,11 @@ def hidden_state_index(emb_layer: int, num_hidden_layers: int) -> int:
         ``emb_layer`` is not between ``-num_hidden_layers`` and 0.
     """
     if isinstance(emb_layer, bool) or not isinstance(emb_layer, (int, np.integer)):
-        raise InputError(f"emb_layer={emb_layer!r} is not an integer", where="emb_layer")
+        raise InputError(f"{setting('emb_layer')} {emb_layer!r} is not an integer")
     if not -num_hidden_layers <= emb_layer <= 0:
         raise InputError(
-            f"emb_layer={emb_layer} is out of range for a model of {num_hidden_layers} layers",
-            where="emb_layer",
+            f"{setting('emb_layer')} {emb_layer} is out of range for a model of "
+            f"{num_hidden_layers} layers",
             fix=f"use 0 (the last layer), -1 (the second-to-last, Geneformer's default) down "
             f"to {-num_hidden_layers} (the input embeddings)",
         )
@@ -412,10 +414,11 @@ def extract_embeddings(
     vocab = _resolve_vocabulary(vocabulary, dictionaries, path, tokens)
     if emb_mode == "cls" and not vocab.has_cls_eos:
         raise InputError(
-            f"emb_mode='cls' needs a <cls> token, and the corpus's {vocab.name} cells have none",
+            f"{option('emb_mode', 'cls')} needs a <cls> token, and the corpus's {vocab.name} "
+            "cells have none",
             file=source,
-            where="emb_mode",
-            fix="use emb_mode='cell' (the mean over the cell's genes), or a V2 corpus and model",
+            fix=f"use {option('emb_mode', 'cell')} (the mean over the cell's genes), or a V2 "
+            "corpus and model",
         )
     encoder, model_name = _encoder(model, vocab)
     n_layers = len(encoder.encoder.layer)
@@ -469,11 +472,15 @@ def _check_request(
     emb_mode: str, batch_size: Any, max_cells: int | None, emb_layers: Sequence[int]
 ) -> None:
     if emb_mode not in EMB_MODES:
-        raise InputError(f"unknown emb_mode {emb_mode!r}", where="emb_mode", fix="use cell or cls")
+        raise InputError(f"unknown {setting('emb_mode')} {emb_mode!r}", fix="use cell or cls")
     if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
-        raise InputError(f"batch_size={batch_size!r}, expected a positive integer")
+        raise InputError(
+            f"{setting('batch_size')} {batch_size!r}", fix="use a positive number of cells"
+        )
     if max_cells is not None and max_cells < 1:
-        raise InputError(f"max_cells={max_cells}, expected a positive number of cells")
+        raise InputError(
+            f"{setting('max_cells')} {max_cells}", fix="use a positive number of cells"
+        )
     if not emb_layers:
         raise InputError("no emb_layer asked for", where="emb_layer")
 

@@ -38,7 +38,7 @@ import torch
 import torch.nn.functional as F
 from transformers import BertForMaskedLM, SchedulerType
 
-from genoformer.engine.errors import InputError
+from genoformer.engine.errors import InputError, option, setting
 from genoformer.engine.options import with_overrides
 from genoformer.engine.runs import (
     MANIFEST,
@@ -367,14 +367,14 @@ def _check_numbers(arguments: dict[str, Any]) -> None:
         (weight_decay >= 0, "weight_decay", f"{weight_decay}", "0 or more, e.g. 0.001"),
         (epochs > 0 or max_steps > 0, "epochs", f"{epochs}", "positive epochs or max_steps"),
     ]
-    for ok, where, value, fix in checks:
+    for ok, name, value, fix in checks:
         if not ok:
-            raise InputError(f"{where} is {value}", where=where, fix=f"use {fix}")
+            raise InputError(f"{setting(name)} is {value}", fix=f"use {fix}")
     schedulers = [s.value for s in SchedulerType if s.value not in ("reduce_lr_on_plateau",)]
     if scheduler not in schedulers:
         raise InputError(
             f"unknown learning-rate schedule {scheduler!r}",
-            where="scheduler",
+            where=setting("scheduler"),
             fix="use linear (Geneformer V1) or cosine (Geneformer V2), or one of: "
             + ", ".join(schedulers),
         )
@@ -389,7 +389,7 @@ def _model(
     if str(model) not in PRESETS:
         raise InputError(
             f"unknown model preset {str(model)!r} (and no such checkpoint directory)",
-            where="model",
+            where=setting("model"),
             fix="choose a preset (" + ", ".join(PRESETS) + ") or a checkpoint directory",
         )
     return build_model(str(model), vocab, seed=seed), f"preset {model}"
@@ -411,7 +411,9 @@ def _check_run_dir(out: Path, resume: bool, arguments: dict[str, Any]) -> None:
         if changed:
             key = changed[0]
             raise InputError(
-                f"the run was started with {key}={before.get(key)!r}, not {now.get(key)!r}",
+                f"the run was started with "
+                f"{option(key, before.get(key)) or f'{key}={before.get(key)!r}'}, not "
+                f"{now.get(key)!r}",
                 file=manifest,
                 where="arguments",
                 fix="resume with the arguments the run was started with, or choose another --out",
