@@ -9,8 +9,11 @@ Step 1 (:func:`fit_wgr`), as regenie (Mbatchou et al. 2021) fits it:
 - Level 0: the variants of each chromosome in blocks of ``block_size`` (a block never spans
   two chromosomes); for each block a ridge regression for each heritability h2 of
   ``h2_grid``, penalty M (1 - h2) / h2 with M the number of variants in step 1, fitted in
-  ``folds`` contiguous folds of samples: each fold's prediction comes from the fit on the
-  other folds. Each block gives ``len(h2_grid)`` out-of-fold predictors, standardised.
+  ``folds`` folds of samples: each fold's prediction comes from the fit on the other folds.
+  The folds are a seeded random partition, where regenie takes contiguous runs of the file's
+  samples: files are often sorted by family or population, and a fold that holds a whole
+  family (or most of a population) leaves its members' predictions without what their
+  relatives share, which is what the prediction must carry to correct for relatedness. Each block gives ``len(h2_grid)`` out-of-fold predictors, standardised.
 - Level 1: over all those predictors, ridge (quantitative) or logistic ridge with the
   covariates-only fit as offset (case/control), penalty P (1 - h2) / h2 with P the number
   of predictors (times 3 / pi^2 for case/control, the liability scale), for each h2 of the
@@ -32,12 +35,16 @@ predictor of a logistic fit; Firth fallback as without it).
 from __future__ import annotations
 
 import math
+from collections import deque
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
+import numba
 import numpy as np
 import pandas as pd
-from scipy import special
+from scipy import linalg, special
+from threadpoolctl import threadpool_limits
 
 from genoformer.engine.errors import InputError
 from genoformer.gwas.stats.association import (
@@ -55,12 +62,15 @@ _LOGISTIC_STEPS = 30
 
 @dataclass(frozen=True)
 class WGRSettings:
-    """Options of step 1: variants per block (regenie --bsize), folds (--cv) and the
-    heritabilities of the ridge penalties (regenie's 5-value grid)."""
+    """Options of step 1: variants per block (regenie --bsize; 200 rather than regenie's
+    advised 1000: the level-0 solves cost block_size^2 per variant, and the predictions
+    were as good on the cohorts of bench/bench_relatedness.py), folds (--cv), the
+    heritabilities of the ridge penalties (regenie's 5-value grid) and the folds' seed."""
 
-    block_size: int = 1000
+    block_size: int = 200
     folds: int = 5
     h2_grid: tuple[float, ...] = H2_GRID
+    seed: int = 0
 
 
 @dataclass
@@ -154,12 +164,16 @@ def fit_wgr(
             "chromosomes not tested (regenie needs them too)",
         )
     Q, phen, offset0 = _null_model(y[keep], C[keep], test)
-    folds = np.array_split(np.arange(keep.size), settings.folds)
+    order = np.random.default_rng(settings.seed).permutation(keep.size)
+    folds = [np.sort(part) for part in np.array_split(order, settings.folds)]
     n_used = sum(int((chroms == c).sum()) for c in names)
-    W, block_chrom = _level0(
-        source, keep, chosen_variants, chroms, names, Q, phen, folds, settings, n_used
-    )
-    beta, best, errors = _level1(W, phen, y[keep], offset0, test, folds, settings.h2_grid)
+    # Many small solves: BLAS threads that spin while waiting made them 20x slower on a
+    # loaded machine; blocks run on Python threads instead (as the association kernels do).
+    with threadpool_limits(1, user_api="blas"):
+        W, block_chrom = _level0(
+            source, keep, chosen_variants, chroms, names, Q, phen, folds, settings, n_used
+        )
+        beta, best, errors = _level1(W, phen, y[keep], offset0, test, folds, settings.h2_grid)
     loco = np.full((n_all, len(names)), np.nan)
     scale = 1.0 if test == "logistic" else phen["scale"]
     for c in range(len(names)):
@@ -242,13 +256,23 @@ def _level0(
     z = phen["z"]
     h2 = np.asarray(settings.h2_grid, dtype=np.float64)
     lam = n_used * (1.0 - h2) / h2
-    columns, owner = [], []
-    for c, name in enumerate(names):
-        index = variants[chroms == name]
-        for _, G in source.chunks(size=settings.block_size, samples=keep, variants=index):
-            X = _standardised_block(G, Q)
-            columns.append(_block_predictions(X, z, folds, lam))
-            owner += [c] * lam.size
+
+    def work(G: np.ndarray) -> np.ndarray:
+        return _block_predictions(_standardised_block(G, Q), z, folds, lam)
+
+    # Blocks are read here, in order, and solved on Python threads (BLAS and LAPACK release
+    # the GIL), a bounded number in flight; BLAS itself is held to one thread by the caller.
+    threads = max(1, numba.get_num_threads())
+    columns, owner, pending = [], [], deque()
+    with ThreadPoolExecutor(threads, thread_name_prefix="genoformer-wgr") as pool:
+        for c, name in enumerate(names):
+            index = variants[chroms == name]
+            for _, G in source.chunks(size=settings.block_size, samples=keep, variants=index):
+                pending.append(pool.submit(work, np.asarray(G)))
+                owner += [c] * lam.size
+                if len(pending) > 2 * threads:
+                    columns.append(pending.popleft().result())
+        columns += [future.result() for future in pending]
     W = np.hstack(columns)
     W -= W.mean(axis=0)
     sd = W.std(axis=0, ddof=1)
@@ -260,15 +284,21 @@ def _block_predictions(
     X: np.ndarray, z: np.ndarray, folds: list[np.ndarray], lam: np.ndarray
 ) -> np.ndarray:
     """Out-of-fold ridge predictions of ``z`` from one block ``X``, one column per penalty."""
-    parts = [(X[rows].T @ X[rows], X[rows].T @ z[rows]) for rows in folds]
+    blocks = [X[rows] for rows in folds]
+    parts = [(Xk.T @ Xk, Xk.T @ z[rows]) for Xk, rows in zip(blocks, folds, strict=True)]
     XtX = sum(p[0] for p in parts)
     Xtz = sum(p[1] for p in parts)
-    eye = np.eye(X.shape[1])
+    diagonal = np.arange(X.shape[1])
     out = np.empty((z.size, lam.size))
-    for rows, (A_k, b_k) in zip(folds, parts, strict=True):
-        A = (XtX - A_k)[None] + lam[:, None, None] * eye[None]
-        beta = np.linalg.solve(A, np.broadcast_to((Xtz - b_k)[:, None], (lam.size, X.shape[1], 1)))
-        out[rows] = X[rows] @ beta[:, :, 0].T
+    for Xk, rows, (A_k, b_k) in zip(blocks, folds, parts, strict=True):
+        A = XtX - A_k
+        b = Xtz - b_k
+        beta = np.empty((X.shape[1], lam.size))
+        for r, value in enumerate(lam):
+            A_r = A.copy()
+            A_r[diagonal, diagonal] += value
+            beta[:, r] = linalg.cho_solve(linalg.cho_factor(A_r, overwrite_a=True), b)
+        out[rows] = Xk @ beta
     return out
 
 
