@@ -31,6 +31,7 @@ from genoformer.gwas.stats.pca import pca as run_pca
 from genoformer.gwas.stats.pca import write_pca
 from genoformer.gwas.stats.qc import QCResult, check_thresholds
 from genoformer.gwas.stats.qc import qc as run_qc
+from genoformer.gwas.stats.wgr import WGRSettings, associate_loco, fit_wgr, write_loco
 
 # The model commands load torch and transformers: only when they are used, so that the
 # association commands start quickly.
@@ -188,12 +189,21 @@ def assoc(
     scheduler: str | None = None,
     seed: int = 0,
     overwrite: bool = False,
+    wgr: bool = False,
+    wgr_block_size: int = 200,
+    wgr_folds: int = 5,
 ) -> RunResult:
     """Association of every variant with a phenotype, as plink2 --glm (or plink1.9 --assoc).
 
     QC filters are applied first; ``pcs`` principal components (of the samples and variants
     that pass QC) join the covariates. Writes ``assoc.tsv`` and ``assoc.parquet`` (plink2
     columns), ``adjust.tsv`` (plink2 --adjust), Manhattan and QQ plots (PNG and HTML).
+
+    ``wgr=True`` first fits whole-genome regression as regenie's step 1
+    (:mod:`genoformer.gwas.stats.wgr`: ridge over blocks of ``wgr_block_size`` variants in
+    ``wgr_folds`` folds, then level 1) on the variants that pass QC, writes its
+    leave-one-chromosome-out predictions (``wgr.loco`` in regenie's layout, ``wgr_pred.list``)
+    and tests each chromosome's variants with its LOCO prediction as an offset.
     """
     arguments = {k: v for k, v in locals().items() if not isinstance(v, pd.DataFrame)}
     run = RunDir(out, command="gwas assoc", arguments=arguments, seed=seed, overwrite=overwrite)
@@ -224,23 +234,28 @@ def assoc(
             blocks.append(pc)
             names += [f"PC{i + 1}" for i in range(pcs)]
         X = np.column_stack(blocks) if blocks else None
+        options = {"covariates": X, "test": test, "samples": passing["samples"]}
+        step1, outputs = None, {}
+        if wgr:
+            settings = WGRSettings(block_size=wgr_block_size, folds=wgr_folds, seed=seed)
+            with run.step("wgr"):
+                step1 = fit_wgr(
+                    source, y, variants=passing["variants"], settings=settings, **options
+                )
+            outputs = write_loco(step1, source.samples, run.path, column)
         with run.step("assoc"):
-            results = associate(
-                source,
-                y,
-                covariates=X,
-                test=test,
-                firth=firth,
-                a1=a1,
-                chunk_size=chunk_size,
-                engine=engine,
-                scheduler=scheduler,
-                **passing,
-            )
-    outputs = {
-        "results": write_results(results, run.file("assoc.tsv")),
-        "results_parquet": write_results(results, run.file("assoc.parquet")),
-    }
+            more = {"firth": firth, "a1": a1, "chunk_size": chunk_size, "engine": engine,
+                    "scheduler": scheduler, "variants": passing["variants"]}  # fmt: skip
+            if step1 is None:
+                results = associate(source, y, **options, **more)
+            else:
+                results = associate_loco(source, y, step1, **options, **more)
+    outputs.update(
+        {
+            "results": write_results(results, run.file("assoc.tsv")),
+            "results_parquet": write_results(results, run.file("assoc.parquet")),
+        }
+    )
     adjusted = adjust(results)
     outputs["adjust"] = write_table(run.file("adjust.tsv"), adjusted)
     outputs.update(_figures(results, run.path))
@@ -253,6 +268,8 @@ def assoc(
         "lambda_gc": genomic_control_lambda(results["P"].to_numpy(dtype=float)),
         "min_p": float(np.nanmin(results["P"].to_numpy(dtype=float))),
     }
+    if step1 is not None:
+        run.record_results("wgr", step1.metrics)
     for key, path in outputs.items():
         run.record_output(key, path)
     run.record_results("assoc", metrics)

@@ -56,6 +56,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from genoformer.engine.errors import InputError
 from genoformer.engine.runs import RunResult, atomic_path, write_table
 
 _BASES = np.array(["A", "C", "G", "T"])
@@ -229,19 +230,40 @@ def _check_arguments(
 
 
 def _check_design(design: _Design, heritability: float, family_environment: float) -> None:
+    """Refuse family and population options the simulator cannot follow."""
     if design.siblings < 0 or design.siblings == 1:
-        raise ValueError(f"siblings must be 0 (unrelated) or >= 2, got {design.siblings}")
+        raise InputError(
+            f"--siblings is {design.siblings}",
+            where="--siblings",
+            fix="use 0 for unrelated samples, or 2 or more children per family",
+        )
     if not 0.0 <= family_environment < 1.0 - heritability:
-        raise ValueError(
-            f"family_environment must be in [0, 1 - heritability), got {family_environment}"
+        raise InputError(
+            f"--family-environment is {family_environment} with heritability {heritability}",
+            where="--family-environment",
+            fix=f"use a variance share in [0, {1.0 - heritability:g}) (1 - heritability)",
         )
     if family_environment > 0 and not design.siblings:
-        raise ValueError("family_environment needs families (siblings >= 2)")
+        raise InputError(
+            "--family-environment needs families",
+            where="--family-environment",
+            fix="give --siblings 2 or more, or leave --family-environment at 0",
+        )
     if design.populations < 1 or design.split_generations <= 0:
-        raise ValueError("need populations >= 1 and split_generations > 0")
+        raise InputError(
+            f"--populations is {design.populations}, --split-generations "
+            f"{design.split_generations:g}",
+            where="--populations",
+            fix="use 1 or more populations and a positive number of generations",
+        )
     units = design.n_families if design.siblings else design.n_samples
     if units < design.populations:
-        raise ValueError(f"{units} samples or families for {design.populations} populations")
+        what = "families" if design.siblings else "samples"
+        raise InputError(
+            f"{units} {what} for {design.populations} populations",
+            where="--populations",
+            fix=f"use at most {units} populations, or more samples",
+        )
 
 
 def _genotypes(
