@@ -478,7 +478,7 @@ def _genetic_value(
     g = (g - g.mean()) * factor
     truth = pd.DataFrame(rows, columns=["index", "std_effect", "effect", "kind", "pair"])
     truth = truth.sort_values(["index", "kind"], kind="stable").reset_index(drop=True)
-    index = truth["index"].to_numpy()
+    index = truth["index"].to_numpy(dtype=np.int64)  # int also when there is no causal row
     truth = pd.DataFrame(
         {
             "id": bim["id"].to_numpy()[index],
