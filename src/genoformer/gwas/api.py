@@ -31,7 +31,13 @@ from genoformer.gwas.stats.pca import pca as run_pca
 from genoformer.gwas.stats.pca import write_pca
 from genoformer.gwas.stats.qc import QCResult, check_thresholds
 from genoformer.gwas.stats.qc import qc as run_qc
-from genoformer.gwas.stats.wgr import WGRSettings, associate_loco, fit_wgr, write_loco
+from genoformer.gwas.stats.wgr import (
+    WGRResult,
+    WGRSettings,
+    associate_loco,
+    fit_wgr,
+    write_loco,
+)
 
 # The model commands load torch and transformers: only when they are used, so that the
 # association commands start quickly.
@@ -234,22 +240,11 @@ def assoc(
             blocks.append(pc)
             names += [f"PC{i + 1}" for i in range(pcs)]
         X = np.column_stack(blocks) if blocks else None
-        options = {"covariates": X, "test": test, "samples": passing["samples"]}
-        step1, outputs = None, {}
-        if wgr:
-            settings = WGRSettings(block_size=wgr_block_size, folds=wgr_folds, seed=seed)
-            with run.step("wgr"):
-                step1 = fit_wgr(
-                    source, y, variants=passing["variants"], settings=settings, **options
-                )
-            outputs = write_loco(step1, source.samples, run.path, column)
-        with run.step("assoc"):
-            more = {"firth": firth, "a1": a1, "chunk_size": chunk_size, "engine": engine,
-                    "scheduler": scheduler, "variants": passing["variants"]}  # fmt: skip
-            if step1 is None:
-                results = associate(source, y, **options, **more)
-            else:
-                results = associate_loco(source, y, step1, **options, **more)
+        settings = WGRSettings(wgr_block_size, wgr_folds, seed=seed) if wgr else None
+        results, step1, outputs = _association(
+            source, y, run, column, settings, covariates=X, test=test, firth=firth, a1=a1,
+            chunk_size=chunk_size, engine=engine, scheduler=scheduler, **passing,
+        )  # fmt: skip
     outputs.update(
         {
             "results": write_results(results, run.file("assoc.tsv")),
@@ -275,6 +270,28 @@ def assoc(
     run.record_results("assoc", metrics)
     run.finish()
     return RunResult(run.path, metrics, outputs)
+
+
+def _association(
+    source: GenotypeSource,
+    y: np.ndarray,
+    run: RunDir,
+    phenotype: str,
+    wgr: WGRSettings | None,
+    **options,
+) -> tuple[pd.DataFrame, WGRResult | None, dict[str, Path]]:
+    """The association table (with ``associate``'s ``options``), after whole-genome
+    regression when ``wgr`` gives its settings: then also its fit and LOCO files."""
+    step1, outputs = None, {}
+    if wgr is not None:
+        keys = ("covariates", "test", "samples", "variants")
+        with run.step("wgr"):
+            step1 = fit_wgr(source, y, settings=wgr, **{k: options[k] for k in keys})
+        outputs = write_loco(step1, source.samples, run.path, phenotype)
+    with run.step("assoc"):
+        if step1 is None:
+            return associate(source, y, **options), None, outputs
+        return associate_loco(source, y, step1, **options), step1, outputs
 
 
 def _figures(results: pd.DataFrame, out_dir: Path) -> dict[str, Path]:

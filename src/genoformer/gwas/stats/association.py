@@ -1091,13 +1091,9 @@ def associate(
     if firth not in ("fallback", "always", "never"):
         raise InputError(f"unknown firth {firth!r}", fix="use fallback, always or never")
     C, _names = _prepare_covariates(covariates if test != "chisq" else None, n_all)
-    eta = _prepare_offset(offset, n_all, test)
-    if eta is not None:
-        y = np.where(np.isfinite(eta), y, np.nan)  # a sample without an offset is left out
-        if test == "linear":
-            y, eta = y - eta, None
+    y, eta = _apply_offset(y, offset, test)
     base, keep, rows, founders = _analysed_samples(source, y, C, samples)
-    eta_used = None if eta is None else eta[keep]
+    eta_used = None if eta is None else eta[keep]  # logistic only: linear tests subtract it
     y_used, X, X_raw, b0 = _null_design(y[keep], C[keep], test, eta_used)
     variant_table = source.variants.reset_index(drop=True)
     # Memory is bounded by the chunk: fewer variants per chunk for larger cohorts.
@@ -1116,15 +1112,9 @@ def associate(
         )  # fmt: skip
 
     parts = _chunk_parts(
-        source,
-        run_chunk,
-        engine=engine,
-        chunk_size=chunk_size,
-        samples=base,
-        variants=variants,
-        scheduler=scheduler,
-        n_used=y_used.size,
-    )
+        source, run_chunk, engine=engine, chunk_size=chunk_size, samples=base,
+        variants=variants, scheduler=scheduler, n_used=y_used.size,
+    )  # fmt: skip
     tables = list(parts)
     if not tables:
         columns = {"chisq": ASSOC_COLUMNS, "linear": GLM_LINEAR_COLUMNS}
@@ -1161,8 +1151,18 @@ def _analysed_samples(
     return base, keep, rows, founders
 
 
+def _apply_offset(y: np.ndarray, offset: Any, test: str) -> tuple[np.ndarray, np.ndarray | None]:
+    """The phenotype less the offset (linear test: the offset is then None), else the
+    phenotype and the offset as float64; a sample without an offset (NaN) is left out."""
+    eta = _prepare_offset(offset, y.shape[0], test)
+    if eta is None:
+        return y, None
+    y = np.where(np.isfinite(eta), y, np.nan)
+    return (y - eta, None) if test == "linear" else (y, eta)
+
+
 def _prepare_offset(offset: Any, n: int, test: str) -> np.ndarray | None:
-    """The per-sample offset as float64 (None for none); NaN where a sample has none."""
+    """The per-sample offset as float64 (None for none)."""
     if offset is None:
         return None
     if test == "chisq":
