@@ -35,6 +35,10 @@ Conventions matched to plink2 v2.00a3.5 (checked against its output in
   and where the fit converges slowly (rare variants) its stop is decided by rounding in the
   penalised log-likelihood: its estimate is then an iterate one or two steps from ours,
   up to 6e-4 relative apart in OR (most Firth fits agree within 1e-5).
+- ``offset`` (regenie's step 2, the LOCO predictions of ``gwas/stats/wgr.py``): subtracted
+  from the phenotype of a linear test; a fixed term of every sample's linear predictor in
+  the logistic and Firth fits (and the covariates-only start). A zero offset gives the same
+  numbers bit for bit.
 """
 
 from __future__ import annotations
