@@ -78,7 +78,7 @@ def run_cohort(name: str, prefix: Path, work: Path, threads: int, env: dict) -> 
     for label, extra in (("genoformer", []), ("genoformer --wgr", ["--wgr"])):
         run = work / f"{name}_{label.replace(' ', '').replace('-', '')}"
         seconds = timed(
-            [sys.executable, "-m", "genoformer", "gwas", "assoc", str(prefix), "--out", str(run),
+            [str(Path(sys.executable).with_name("genoformer")), "gwas", "assoc", str(prefix), "--out", str(run),
              "--pheno", pheno, "--pheno-name", "quant", "--covar", covar, *extra],
             env,
         )  # fmt: skip
