@@ -73,8 +73,8 @@ _LOGISTIC_STEPS = 30
 class WGRSettings:
     """Options of step 1 (``refit``: level 1 refitted per chromosome, see the module
     docstring): variants per block (regenie --bsize; 200 rather than regenie's
-    advised 1000: the level-0 solves cost block_size^2 per variant, and the predictions
-    were as good on the cohorts of bench/bench_relatedness.py), folds (--cv), the
+    advised 1000: the level-0 solves cost block_size^2 per variant; 1000 corrected population
+    structure better in bench/bench_relatedness.py, docs/benchmarks.md), folds (--cv), the
     heritabilities of the ridge penalties (regenie's 5-value grid) and the folds' seed."""
 
     block_size: int = 200
