@@ -27,6 +27,13 @@ from genoformer.gwas.stats.pca import pca as run_pca
 from genoformer.gwas.stats.pca import write_pca
 from genoformer.gwas.stats.qc import QCResult, check_thresholds, usable_covariates
 from genoformer.gwas.stats.qc import qc as run_qc
+from genoformer.gwas.stats.wgr import (
+    WGRResult,
+    WGRSettings,
+    associate_loco,
+    fit_wgr,
+    write_loco,
+)
 
 # The model commands load torch and transformers: only when they are used, so that the
 # association commands start quickly.
@@ -184,12 +191,21 @@ def assoc(
     scheduler: str | None = None,
     seed: int = 0,
     overwrite: bool = False,
+    wgr: bool = False,
+    wgr_block_size: int = 200,
+    wgr_folds: int = 5,
 ) -> RunResult:
     """Association of every variant with a phenotype, as plink2 --glm (or plink1.9 --assoc).
 
     QC filters are applied first; ``pcs`` principal components (of the samples and variants
     that pass QC) join the covariates. Writes ``assoc.tsv`` and ``assoc.parquet`` (plink2
     columns), ``adjust.tsv`` (plink2 --adjust), Manhattan and QQ plots (PNG and HTML).
+
+    ``wgr=True`` first fits whole-genome regression as regenie's step 1
+    (:mod:`genoformer.gwas.stats.wgr`: ridge over blocks of ``wgr_block_size`` variants in
+    ``wgr_folds`` folds, then level 1) on the variants that pass QC, writes its
+    leave-one-chromosome-out predictions (``wgr.loco`` in regenie's layout, ``wgr_pred.list``)
+    and tests each chromosome's variants with its LOCO prediction as an offset.
     """
     arguments = {k: v for k, v in locals().items() if not isinstance(v, pd.DataFrame)}
     run = RunDir(out, command="gwas assoc", arguments=arguments, seed=seed, overwrite=overwrite)
@@ -215,23 +231,17 @@ def assoc(
         if blocks:
             blocks, names = _checked_covariates(np.column_stack(blocks), names, y, passing, covar)
         X = np.column_stack(blocks) if blocks else None
-        with run.step("assoc"):
-            results = associate(
-                source,
-                y,
-                covariates=X,
-                test=test,
-                firth=firth,
-                a1=a1,
-                chunk_size=chunk_size,
-                engine=engine,
-                scheduler=scheduler,
-                **passing,
-            )
-    outputs = {
-        "results": write_results(results, run.file("assoc.tsv")),
-        "results_parquet": write_results(results, run.file("assoc.parquet")),
-    }
+        settings = WGRSettings(wgr_block_size, wgr_folds, seed=seed) if wgr else None
+        results, step1, outputs = _association(
+            source, y, run, column, settings, covariates=X, test=test, firth=firth, a1=a1,
+            chunk_size=chunk_size, engine=engine, scheduler=scheduler, **passing,
+        )  # fmt: skip
+    outputs.update(
+        {
+            "results": write_results(results, run.file("assoc.tsv")),
+            "results_parquet": write_results(results, run.file("assoc.parquet")),
+        }
+    )
     adjusted = adjust(results)
     outputs["adjust"] = write_table(run.file("adjust.tsv"), adjusted)
     outputs.update(_figures(results, run.path))
@@ -244,6 +254,8 @@ def assoc(
         "lambda_gc": genomic_control_lambda(results["P"].to_numpy(dtype=float)),
         "min_p": _min_p(results),
     }
+    if step1 is not None:
+        run.record_results("wgr", step1.metrics)
     for key, path in outputs.items():
         run.record_output(key, path)
     run.record_results("assoc", metrics)
@@ -284,6 +296,28 @@ def _checked_covariates(
     file = None if isinstance(covar, pd.DataFrame) or covar is None else str(covar)
     keep = usable_covariates(X, names, use, file=file)
     return [X[:, keep]], [n for n, k in zip(names, keep, strict=True) if k]
+
+
+def _association(
+    source: GenotypeSource,
+    y: np.ndarray,
+    run: RunDir,
+    phenotype: str,
+    wgr: WGRSettings | None,
+    **options,
+) -> tuple[pd.DataFrame, WGRResult | None, dict[str, Path]]:
+    """The association table (with ``associate``'s ``options``), after whole-genome
+    regression when ``wgr`` gives its settings: then also its fit and LOCO files."""
+    step1, outputs = None, {}
+    if wgr is not None:
+        keys = ("covariates", "test", "samples", "variants")
+        with run.step("wgr"):
+            step1 = fit_wgr(source, y, settings=wgr, **{k: options[k] for k in keys})
+        outputs = write_loco(step1, source.samples, run.path, phenotype)
+    with run.step("assoc"):
+        if step1 is None:
+            return associate(source, y, **options), None, outputs
+        return associate_loco(source, y, step1, **options), step1, outputs
 
 
 def _figures(results: pd.DataFrame, out_dir: Path) -> dict[str, Path]:
