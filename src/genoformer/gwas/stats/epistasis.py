@@ -561,7 +561,7 @@ def check_settings(settings: ScanSettings) -> None:
     ):
         if not (np.isfinite(value) and 0.0 < value <= 1.0):
             raise InputError(
-                f"{option} is {value}: a P-value threshold must be in (0, 1]",
+                f"{value} is not a P-value threshold: it must be in (0, 1]",
                 where=option,
                 fix="use for example 1e-4 (plink1.9's --epi1) or 0.01 (its --epi2)",
             )
