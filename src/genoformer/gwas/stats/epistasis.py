@@ -464,7 +464,9 @@ def _workspace():  # pragma: no cover - compiled
 
 
 @numba.njit(cache=True, nogil=True, fastmath=_FASTMATH)
-def _tile_kernel(test, rows, cols, d, Z, FA, FB, inset, vif, alpha2, stat, coef, rsum, csum):  # pragma: no cover
+def _tile_kernel(
+    test, rows, cols, d, Z, FA, FB, inset, vif, alpha2, stat, coef, rsum, csum
+):  # pragma: no cover
     """Every pair of ``rows`` x ``cols`` (variant indices): ``b > a`` when ``inset`` is empty
     (all pairs), else ``b != a`` and not ``b < a`` with ``b`` in the set too. ``FA``/``FB``:
     the block's missing-sample features (:func:`_block_features`, rows over columns and
@@ -567,7 +569,9 @@ def check_settings(settings: ScanSettings) -> None:
             )
     if settings.test not in ("auto", *TESTS):
         raise InputError(
-            f"unknown test {settings.test!r}", where="--test", fix="use auto, linear, logistic or fast"
+            f"unknown test {settings.test!r}",
+            where="--test",
+            fix="use auto, linear, logistic or fast",
         )
     if settings.threads is not None and settings.threads < 1:
         raise InputError(f"--threads is {settings.threads}", where="--threads", fix="use 1 or more")
@@ -794,14 +798,22 @@ def scan_pairs(source, phenotype: np.ndarray, kind: str, settings: ScanSettings)
         )
     alpha1 = _alpha(settings.threshold)
     job = _Job(code, geno, inset, settings.vif, alpha1, _alpha(settings.summary_threshold))
-    (pa, pb, stat, coef), summary = _run_tiles(job, rows, settings.threads or numba.get_num_threads())
+    (pa, pb, stat, coef), summary = _run_tiles(
+        job, rows, settings.threads or numba.get_num_threads()
+    )
     pa, pb = pa.astype(np.int64), pb.astype(np.int64)
     if pa.size:  # again, one pair at a time (sum a*b*y in double precision)
         stat, coef = np.empty(pa.size), np.empty(pa.size)
         _exact_kernel(code, pa, pb, geno.data, settings.vif, stat, coef)
     keep = stat >= alpha1
-    pairs = _pairs_table(source.variants, geno.index, pa[keep], pb[keep], stat[keep], coef[keep], test)
-    total = n * (n - 1) // 2 if inset.size == 0 else rows.size * (n - 1) - rows.size * (rows.size - 1) // 2
+    pairs = _pairs_table(
+        source.variants, geno.index, pa[keep], pb[keep], stat[keep], coef[keep], test
+    )
+    total = (
+        n * (n - 1) // 2
+        if inset.size == 0
+        else rows.size * (n - 1) - rows.size * (rows.size - 1) // 2
+    )
     tested = summary[:, 0].sum() / 2 if inset.size == 0 else summary[rows, 0].sum()
     counts = {
         "test": test,
@@ -812,7 +824,9 @@ def scan_pairs(source, phenotype: np.ndarray, kind: str, settings: ScanSettings)
         "pairs_tested": int(tested),
         "pairs_reported": int(len(pairs)),
     }
-    return ScanResult(test, pairs, _summary_table(source.variants, geno.index, rows, summary), counts)
+    return ScanResult(
+        test, pairs, _summary_table(source.variants, geno.index, rows, summary), counts
+    )
 
 
 def _pairs_table(variants, index, pa, pb, stat, coef, test: str) -> pd.DataFrame:
