@@ -142,10 +142,10 @@ def _pair_features(a, b, codes, mptr, midx, grp, y, fa, fb):  # pragma: no cover
 
 
 @numba.njit(cache=True, nogil=True, fastmath=_FASTMATH)
-def _block_features(CS, rows, cols, mptr, midx, grp, y, out):  # pragma: no cover - compiled
+def _block_features(CS, rows, cols, mptr, midx, grp, y, sums, out):  # pragma: no cover
     """:func:`_pair_features` of every ``rows`` variant over the samples missing at each
     ``cols`` variant, ``out[f, j, i]``, from ``CS`` (sample-major codes): the loop over the
-    rows runs over contiguous memory."""
+    rows runs over contiguous memory. The phenotype sums only if ``sums``."""
     out[:] = 0.0
     m = rows.shape[0]
     line = np.empty(m, np.int8)
@@ -159,13 +159,16 @@ def _block_features(CS, rows, cols, mptr, midx, grp, y, out):  # pragma: no cove
                 line[i] = CS[s, rows[i]]
             for i in range(m):
                 k = line[i]
-                called = 1.0 if k < 3 else 0.0
                 out[g, j, i] += 1.0 if k == 0 else 0.0
                 out[g + 1, j, i] += 1.0 if k == 1 else 0.0
                 out[g + 2, j, i] += 1.0 if k == 2 else 0.0
-                out[6, j, i] += called * v
-                out[7, j, i] += called * v * v
-                out[8, j, i] += called * k * v
+            if sums:
+                for i in range(m):
+                    k = line[i]
+                    called = 1.0 if k < 3 else 0.0
+                    out[6, j, i] += called * v
+                    out[7, j, i] += called * v * v
+                    out[8, j, i] += called * k * v
 
 
 @numba.njit(cache=True, nogil=True, fastmath=_FASTMATH, inline="always")
@@ -724,8 +727,8 @@ class _Job:
         Z = geno.GY[:, r].T @ geno.G[:, c] if self.code == 0 else np.zeros((1, 1), np.float32)
         FA = np.empty((_F, c.size, r.size))
         FB = np.empty((_F, r.size, c.size))
-        _block_features(geno.CS, r, c, mptr, midx, grp, yk, FA)
-        _block_features(geno.CS, c, r, mptr, midx, grp, yk, FB)
+        _block_features(geno.CS, r, c, mptr, midx, grp, yk, self.code == 0, FA)
+        _block_features(geno.CS, c, r, mptr, midx, grp, yk, self.code == 0, FB)
         FA = np.ascontiguousarray(FA.transpose(0, 2, 1))  # the kernel reads along columns
         stat = np.empty((r.size, c.size))
         coef = np.zeros((r.size, c.size))
@@ -739,18 +742,20 @@ class _Job:
         return r, c, r[hit[0]], c[hit[1]], stat[hit], coef[hit], rsum, csum
 
 
-def _run_tiles(job: _Job, rows: np.ndarray, threads: int) -> tuple[list, np.ndarray]:
+def _run_tiles(job: _Job, rows: np.ndarray, threads: int) -> tuple[list, np.ndarray, int]:
     """Every tile on ``threads`` threads: candidate pairs and per-variant summary sums."""
     n = job.geno.index.size
     summary = np.zeros((n, 4))
     found: list[list] = [[], [], [], []]
+    tested = 0.0
     with ThreadPoolExecutor(threads, thread_name_prefix="genoformer-epi") as pool:
         for r, c, *hits, rsum, csum in pool.map(job.tile, _tiles(rows, n, job.inset.size == 0)):
             for part, value in zip(found, hits, strict=True):
                 part.append(value)
+            tested += rsum[:, 0].sum()  # each pair once, on its row
             _merge(summary, r, rsum)
             _merge(summary, c, csum)
-    return [np.concatenate(part) for part in found], summary
+    return [np.concatenate(part) for part in found], summary, int(tested)
 
 
 def _merge(summary: np.ndarray, idx: np.ndarray, part: np.ndarray) -> None:
@@ -798,7 +803,7 @@ def scan_pairs(source, phenotype: np.ndarray, kind: str, settings: ScanSettings)
         )
     alpha1 = _alpha(settings.threshold)
     job = _Job(code, geno, inset, settings.vif, alpha1, _alpha(settings.summary_threshold))
-    (pa, pb, stat, coef), summary = _run_tiles(
+    (pa, pb, stat, coef), summary, tested = _run_tiles(
         job, rows, settings.threads or numba.get_num_threads()
     )
     pa, pb = pa.astype(np.int64), pb.astype(np.int64)
@@ -814,7 +819,6 @@ def scan_pairs(source, phenotype: np.ndarray, kind: str, settings: ScanSettings)
         if inset.size == 0
         else rows.size * (n - 1) - rows.size * (rows.size - 1) // 2
     )
-    tested = summary[:, 0].sum() / 2 if inset.size == 0 else summary[rows, 0].sum()
     counts = {
         "test": test,
         "samples": geno.n_samples,
