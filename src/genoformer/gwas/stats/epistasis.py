@@ -154,21 +154,21 @@ def _block_features(CS, rows, cols, mptr, midx, grp, y, sums, out):  # pragma: n
         for p in range(mptr[b], mptr[b + 1]):
             s = midx[p]
             g = 3 * grp[s]
-            v = y[s]
+            v = np.float32(y[s])
             for i in range(m):
                 line[i] = CS[s, rows[i]]
             for i in range(m):
                 k = line[i]
-                out[g, j, i] += 1.0 if k == 0 else 0.0
-                out[g + 1, j, i] += 1.0 if k == 1 else 0.0
-                out[g + 2, j, i] += 1.0 if k == 2 else 0.0
+                out[g, j, i] += np.float32(1.0) if k == 0 else np.float32(0.0)
+                out[g + 1, j, i] += np.float32(1.0) if k == 1 else np.float32(0.0)
+                out[g + 2, j, i] += np.float32(1.0) if k == 2 else np.float32(0.0)
             if sums:
                 for i in range(m):
                     k = line[i]
-                    called = 1.0 if k < 3 else 0.0
-                    out[6, j, i] += called * v
-                    out[7, j, i] += called * v * v
-                    out[8, j, i] += called * k * v
+                    w = v if k < 3 else np.float32(0.0)
+                    out[6, j, i] += w
+                    out[7, j, i] += w * v
+                    out[8, j, i] += w * k
 
 
 @numba.njit(cache=True, nogil=True, fastmath=_FASTMATH, inline="always")
@@ -551,7 +551,7 @@ class _Genotypes:
 
     index: np.ndarray  # file index of each kept variant
     data: tuple  # H, T, word bounds, totals, codes, missing lists, groups, y, sums, totals
-    G: np.ndarray | None  # float32 (samples, variants) allele counts, 0 where missing
+    G: np.ndarray | None  # float32 (variants, samples) allele counts, 0 where missing
     GY: np.ndarray | None  # the same times the centred phenotype
     CS: np.ndarray  # (samples, variants) codes, sample-major
     n_samples: int
@@ -683,8 +683,8 @@ def _prepare(source, y: np.ndarray, test: str) -> _Genotypes:
     total = np.array([yk.size, yk.sum(), (yk * yk).sum()])
     G = GY = None
     if test == "linear":
-        G = np.ascontiguousarray(counted.T)
-        GY = np.ascontiguousarray(G * yk[:, None].astype(np.float32))
+        G = counted
+        GY = counted * yk.astype(np.float32)
     data = (H, T, wb, tot, codes, mptr, midx, grp, yk, vstats, total)
     CS = np.ascontiguousarray(codes.T)
     return _Genotypes(index, data, G, GY, CS, int(keep.size), dropped)
@@ -724,9 +724,12 @@ class _Job:
         r, c = tile
         geno = self.geno
         mptr, midx, grp, yk = geno.data[5:9]
-        Z = geno.GY[:, r].T @ geno.G[:, c] if self.code == 0 else np.zeros((1, 1), np.float32)
-        FA = np.empty((_F, c.size, r.size))
-        FB = np.empty((_F, r.size, c.size))
+        Z = np.zeros((1, 1), np.float32)
+        if self.code == 0:
+            Z = _block(geno.GY, r) @ _block(geno.G, c).T
+        # single precision: counts are exact, the phenotype sums are recomputed for reported pairs
+        FA = np.empty((_F, c.size, r.size), np.float32)
+        FB = np.empty((_F, r.size, c.size), np.float32)
         _block_features(geno.CS, r, c, mptr, midx, grp, yk, self.code == 0, FA)
         _block_features(geno.CS, c, r, mptr, midx, grp, yk, self.code == 0, FB)
         FA = np.ascontiguousarray(FA.transpose(0, 2, 1))  # the kernel reads along columns
@@ -740,6 +743,13 @@ class _Job:
         )  # fmt: skip
         hit = np.nonzero(stat >= self.alpha1 * _MARGIN)
         return r, c, r[hit[0]], c[hit[1]], stat[hit], coef[hit], rsum, csum
+
+
+def _block(X: np.ndarray, idx: np.ndarray) -> np.ndarray:
+    """Rows ``idx`` of ``X``: a view when they are consecutive (no copy for BLAS)."""
+    if idx.size and idx[-1] - idx[0] == idx.size - 1:
+        return X[idx[0] : idx[-1] + 1]
+    return X[idx]
 
 
 def _run_tiles(job: _Job, rows: np.ndarray, threads: int) -> tuple[list, np.ndarray, int]:
