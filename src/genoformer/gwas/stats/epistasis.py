@@ -466,6 +466,13 @@ def _workspace():  # pragma: no cover - compiled
             np.empty(4), np.empty(4), np.empty(4))  # fmt: skip
 
 
+@numba.njit(cache=True, nogil=True)
+def _buffers():  # pragma: no cover - compiled
+    """Per-call buffers of the pair loops: table, sums, coefficient, features, fit space."""
+    cnt = np.zeros((2, 3, 3), np.int64)
+    return cnt, np.zeros(14), np.zeros(1), np.zeros(_F), np.zeros(_F), _workspace()
+
+
 @numba.njit(cache=True, nogil=True, fastmath=_FASTMATH)
 def _tile_kernel(
     test, rows, cols, d, Z, FA, FB, inset, vif, alpha2, stat, coef, rsum, csum
@@ -473,15 +480,10 @@ def _tile_kernel(
     """Every pair of ``rows`` x ``cols`` (variant indices): ``b > a`` when ``inset`` is empty
     (all pairs), else ``b != a`` and not ``b < a`` with ``b`` in the set too. ``FA``/``FB``:
     the block's missing-sample features (:func:`_block_features`, rows over columns and
-    columns over rows, both ``[f, i, j]``). Statistic (-1 untested) and product-term coefficient into
-    ``stat``/``coef``, and per row and per column: valid tests, tests with chi-square >=
+    columns over rows, both ``[f, i, j]``). Statistic (-1 untested) and product-term
+    coefficient into ``stat``/``coef``, and per row and per column: valid tests, tests with chi-square >=
     ``alpha2``, best chi-square and partner."""
-    cnt = np.zeros((2, 3, 3), np.int64)
-    s = np.zeros(14)
-    c = np.zeros(1)
-    fa = np.zeros(_F)
-    fb = np.zeros(_F)
-    ws = _workspace()
+    cnt, s, c, fa, fb, ws = _buffers()
     for i in range(rows.shape[0]):
         a = rows[i]
         for j in range(cols.shape[0]):
@@ -520,12 +522,7 @@ def _exact_kernel(test, pa, pb, d, vif, stat, coef):  # pragma: no cover - compi
     ``sum a b y`` in double precision (linear test)."""
     codes = d[4]
     y = d[8]
-    cnt = np.zeros((2, 3, 3), np.int64)
-    s = np.zeros(14)
-    c = np.zeros(1)
-    fa = np.zeros(_F)
-    fb = np.zeros(_F)
-    ws = _workspace()
+    cnt, s, c, fa, fb, ws = _buffers()
     for p in range(pa.shape[0]):
         a = pa[p]
         b = pb[p]
