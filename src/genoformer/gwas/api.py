@@ -1,4 +1,5 @@
-"""The gwas pillar's public functions: simulate, qc, pca, assoc, plot, train, predict, explain.
+"""The gwas pillar's public functions: simulate, qc, pca, assoc, epistasis, plot, train,
+predict, explain.
 
 Each is what one ``genoformer gwas ...`` command calls, with the same arguments; each writes
 a run directory (manifest.json, tables, figures) and returns a small result object.
@@ -42,7 +43,7 @@ _MODEL_EXPORTS = {
     "predict": "genoformer.gwas.model.training",
     "explain": "genoformer.gwas.model.explain",
 }
-__all__ = ["RunResult", "assoc", "pca", "plot", "qc", "simulate", *_MODEL_EXPORTS]
+__all__ = ["RunResult", "assoc", "epistasis", "pca", "plot", "qc", "simulate", *_MODEL_EXPORTS]
 __getattr__ = lazy_exports("genoformer.gwas.api", _MODEL_EXPORTS)
 
 
@@ -364,3 +365,86 @@ def plot(results: str | os.PathLike, *, out: str | os.PathLike) -> RunResult:
     out_dir.mkdir(parents=True, exist_ok=True)
     outputs = _figures(table, out_dir)
     return RunResult(out_dir, {}, outputs)
+
+
+def _variant_list(path: str | os.PathLike, source: GenotypeSource) -> np.ndarray:
+    """File indices of the variant IDs listed in ``path`` (one per line, first column, as
+    plink's --extract / --set take them); an unknown ID is bad input naming its line."""
+    path = Path(path)
+    if not path.exists():
+        raise InputError("no such variant list", file=path, fix="give a file of variant IDs")
+    position = pd.Series(np.arange(source.n_variants), index=source.variants["id"].to_numpy())
+    position = position[~position.index.duplicated()]
+    found = []
+    with open(path, encoding="utf-8", errors="replace") as handle:
+        for number, line in enumerate(handle, start=1):
+            fields = line.split()
+            if not fields:
+                continue
+            if fields[0] not in position.index:
+                raise InputError(
+                    f"variant {fields[0]!r} is not in the genotypes",
+                    file=path,
+                    where=f"line {number}",
+                    fix=f"list IDs of the .bim's second column ({source.path})",
+                )
+            found.append(int(position[fields[0]]))
+    if not found:
+        raise InputError("no variant IDs in the list", file=path, fix="one variant ID per line")
+    return np.asarray(found, dtype=np.int64)
+
+
+def epistasis(
+    genotypes: str | os.PathLike,
+    *,
+    out: str | os.PathLike,
+    pheno: str | os.PathLike | pd.DataFrame,
+    pheno_name: str | None = None,
+    test: str = "auto",
+    threshold: float = 1e-4,
+    summary_threshold: float = 0.01,
+    against: str | os.PathLike | None = None,
+    threads: int | None = None,
+    overwrite: bool = False,
+) -> RunResult:
+    """Exhaustive scan of variant pairs for interaction, as plink1.9 ``--epistasis``
+    (``test="linear"`` / ``"logistic"``, chosen from the phenotype by ``"auto"``) or
+    ``--fast-epistasis`` (``test="fast"``, case/control).
+
+    Every pair of variants is tested (or each variant listed in the file ``against`` with
+    every variant: plink1.9's ``set-by-all``); pairs with P below ``threshold`` (plink's
+    ``--epi1``) are written to ``epistasis.tsv`` in plink1.9's columns (``.epi.qt``: CHR1
+    SNP1 CHR2 SNP2 BETA_INT STAT P; ``.epi.cc``: OR_INT instead of BETA_INT; fast: STAT P),
+    and ``epistasis.summary.tsv`` is plink's ``.summary`` (per variant: pairs with P below
+    ``summary_threshold``, its ``--epi2``, valid tests, best partner). See
+    :mod:`genoformer.gwas.stats.epistasis` for the tests and plink1.9's rules they follow.
+    """
+    arguments = {k: v for k, v in locals().items() if not isinstance(v, pd.DataFrame)}
+    from genoformer.gwas.stats.epistasis import ScanSettings, check_settings, scan_pairs
+
+    settings = ScanSettings(
+        test=test, threshold=threshold, summary_threshold=summary_threshold, threads=threads
+    )
+    check_settings(settings)
+    run = RunDir(out, command="gwas epistasis", arguments=arguments, overwrite=overwrite)
+    with open_genotypes(genotypes, num_threads=threads) as source:
+        phenotypes, n_dropped = _aligned(pheno, source)
+        column = pheno_name or next(c for c in phenotypes.columns if c not in ("FID", "IID"))
+        y, kind = phenotype_vector(phenotypes, column)
+        if against is not None:
+            settings.against = _variant_list(against, source)
+        with run.step("scan"):
+            result = scan_pairs(source, y, kind, settings)
+    outputs = {
+        "pairs": write_table(run.file("epistasis.tsv"), result.pairs),
+        "summary": write_table(run.file("epistasis.summary.tsv"), result.summary),
+    }
+    p = result.pairs["P"].to_numpy(dtype=float)
+    metrics = {
+        "phenotype": column,
+        **result.counts,
+        "samples_without_phenotype_row": n_dropped,
+        "min_p": float(p.min()) if p.size else None,
+    }
+    run.record_results("epistasis", metrics)
+    return run.finish(metrics, outputs)

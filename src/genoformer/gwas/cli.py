@@ -166,6 +166,36 @@ def assoc(
 
 
 @app.command()
+def epistasis(
+    genotypes: Genotypes,
+    out: Out,
+    pheno: Pheno,
+    pheno_name: Annotated[str | None, typer.Option(help="Phenotype column.")] = None,
+    test: Annotated[
+        str, typer.Option(help="auto, linear, logistic (plink1.9 --epistasis) or fast.")
+    ] = "auto",
+    threshold: Annotated[
+        float, typer.Option(help="Write pairs with P below this (plink1.9 --epi1).")
+    ] = 1e-4,
+    summary_threshold: Annotated[
+        float, typer.Option(help="P counted in the summary's N_SIG (plink1.9 --epi2).")
+    ] = 0.01,
+    against: Annotated[
+        Path | None,
+        typer.Option(help="File of variant IDs tested against every variant (set-by-all)."),
+    ] = None,
+    threads: Annotated[int | None, typer.Option(help="Threads (default: all cores).")] = None,
+    overwrite: Overwrite = False,
+) -> None:
+    """Exhaustive pair scan for interaction (plink1.9 --epistasis / --fast-epistasis)."""
+    options = dict(locals())
+    from genoformer.engine.console import print_summary
+    from genoformer.gwas.api import epistasis as run
+
+    print_summary("gwas epistasis", _run(run, options))
+
+
+@app.command()
 def plot(
     results: Annotated[Path, typer.Argument(help="assoc.tsv or assoc.parquet.")],
     out: Annotated[Path, typer.Option(help="Folder for the figures.")],
