@@ -428,9 +428,7 @@ def epistasis(
     check_settings(settings)
     run = RunDir(out, command="gwas epistasis", arguments=arguments, overwrite=overwrite)
     with open_genotypes(genotypes, num_threads=threads) as source:
-        phenotypes, n_dropped = _aligned(pheno, source)
-        column = pheno_name or next(c for c in phenotypes.columns if c not in ("FID", "IID"))
-        y, kind = phenotype_vector(phenotypes, column)
+        y, kind, column, n_dropped = sample_phenotype(source.samples, pheno, pheno_name)
         if against is not None:
             settings.against = _variant_list(against, source)
         with run.step("scan"):
