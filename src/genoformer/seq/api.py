@@ -279,7 +279,7 @@ def train(
     learning_rate: float | None = None,
     weight_decay: float = 0.0,
     patience: int = 4,
-    eval_every: int = 200,
+    eval_every: int | None = None,
     keep_checkpoints: int = 2,
     seed: int = 0,
     device: str = "auto",
@@ -288,6 +288,10 @@ def train(
     model_options: dict[str, Any] | None = None,
 ) -> RunResult:
     """Train a sequence model and evaluate it on held-out sequences.
+
+    The model is evaluated on the validation split (and checkpointed) every ``eval_every``
+    steps, by default once per epoch; training stops after ``patience`` evaluations
+    without improvement.
 
     Writes into ``out``: the model (``model/``), checkpoints, the splits, the loss curve,
     test metrics, predictions, a parity plot (regression) or ROC/PR curves and a confusion

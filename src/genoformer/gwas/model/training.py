@@ -19,7 +19,6 @@ A trained run directory holds:
 
 from __future__ import annotations
 
-import math
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -275,7 +274,7 @@ def train(
     torch.manual_seed(seed)
     network = GenotypeModel(config)
     settings = _train_settings(
-        len(parts["train"]), epochs=epochs, batch_size=batch_size, learning_rate=learning_rate,
+        epochs=epochs, batch_size=batch_size, learning_rate=learning_rate,
         weight_decay=weight_decay, patience=patience, eval_every=eval_every,
         keep_checkpoints=keep_checkpoints, seed=seed, device=device,
     )  # fmt: skip
@@ -434,7 +433,6 @@ def _model_config(
 
 
 def _train_settings(
-    n_train: int,
     *,
     epochs: float,
     batch_size: int,
@@ -447,7 +445,6 @@ def _train_settings(
     device: str,
 ) -> TrainSettings:
     """The Trainer's settings: constant learning rate, evaluated every epoch by default."""
-    steps_per_epoch = max(1, math.ceil(n_train / batch_size))
     return TrainSettings(
         epochs=epochs,
         batch_size=batch_size,
@@ -455,12 +452,11 @@ def _train_settings(
         weight_decay=weight_decay,
         warmup=0.0,
         scheduler="constant",
-        eval_every=eval_every or steps_per_epoch,
+        eval_every=eval_every,
         keep_checkpoints=keep_checkpoints,
         patience=patience,
         seed=seed,
         device=device,
-        log_every=max(1, min(50, steps_per_epoch)),
     )
 
 
