@@ -621,13 +621,14 @@ def load_trained(run_dir: str | os.PathLike) -> TrainedRun:
     """A trained run directory: the model in eval mode, ``variants.tsv``, ``samples.tsv``."""
     path = Path(run_dir)
     model_dir = path / "model"
+    # The run first: a stopped one has no model yet, and should be named as stopped.
+    manifest = read_manifest(path, what="training run")
     if not (model_dir / "config.json").exists():
         raise InputError(
             "no trained model here (model/config.json missing)",
             file=path,
             fix="give the run directory that `genoformer gwas train` wrote",
         )
-    manifest = read_manifest(path, what="training run")
     model = load_pretrained(GenotypeModel, model_dir).eval()
     variants = pd.read_csv(path / "variants.tsv", sep="\t", dtype={"chrom": str, "id": str})
     variants["is_decoy"] = variants["is_decoy"].astype(str).str.lower().isin(["true", "1"])
