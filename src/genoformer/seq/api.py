@@ -289,10 +289,7 @@ def train(
 ) -> RunResult:
     """Train a sequence model and evaluate it on held-out sequences.
 
-    The model is evaluated on the validation split (and checkpointed) every ``eval_every``
-    steps, by default once per epoch; training stops after ``patience`` evaluations
-    without improvement.
-
+    Validation loss (and a checkpoint) every ``eval_every`` steps, by default each epoch.
     Writes into ``out``: the model (``model/``), checkpoints, the splits, the loss curve,
     test metrics, predictions, a parity plot (regression) or ROC/PR curves and a confusion
     matrix (classification), and an interactive view of the worst test predictions.
