@@ -117,7 +117,10 @@ def pretrain_command(
         typer.Option(help="Warm-up: share of the run (< 1) or steps (default: 10,000, <= 10%)."),
     ] = None,
     weight_decay: Annotated[float, typer.Option(help="AdamW weight decay.")] = 0.001,
-    eval_every: Annotated[int, typer.Option(help="Steps between evaluations/checkpoints.")] = 1000,
+    eval_every: Annotated[
+        int | None,
+        typer.Option(help="Steps between evaluations/checkpoints (default: an epoch, <= 1000)."),
+    ] = None,
     keep_checkpoints: Annotated[int, typer.Option(help="Checkpoints kept.")] = 2,
     patience: Annotated[
         int | None, typer.Option(help="Stop after this many evaluations without improvement.")

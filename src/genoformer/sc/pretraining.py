@@ -48,7 +48,14 @@ from genoformer.engine.runs import (
     write_json,
     write_table,
 )
-from genoformer.engine.training import CHECKPOINTS, TrainSettings, length_grouping, train_model
+from genoformer.engine.training import (
+    CHECKPOINTS,
+    TrainSettings,
+    length_grouping,
+    steps_per_epoch,
+    train_model,
+    world_size,
+)
 from genoformer.sc.corpus import load_corpus, tokenize_record
 from genoformer.sc.masking import (
     HELD_OUT_STREAM,
@@ -71,6 +78,9 @@ __all__ = ["PretrainSettings", "frequency_baseline", "pretrain"]
 GENEFORMER_WARMUP_STEPS = 10_000
 #: Share of a run that the default warm-up may take at most.
 MAX_WARMUP_SHARE = 0.1
+#: By default the held-out cells are evaluated once per epoch, and at least this often (in
+#: steps): an epoch of a large corpus is hours long.
+EVAL_EVERY_AT_MOST = 1000
 #: Tokens whose ids are checked before training (the rest are checked as they are read).
 CHECK_TOKENS = 200_000_000
 #: Cells per block when counting token frequencies.
@@ -311,10 +321,6 @@ def _held_out_labels(cells: MaskedCells) -> np.ndarray:
 # Settings
 
 
-def _world_size() -> int:
-    return max(1, int(os.environ.get("WORLD_SIZE", "1")))
-
-
 def _is_main_process() -> bool:
     return os.environ.get("RANK", "0") == "0"
 
@@ -337,10 +343,8 @@ def warmup_steps(
                 fix="a share of the run (0.05) or a number of steps (1000)",
             )
         return float(warmup)
-    if max_steps > 0:
-        total = max_steps
-    else:
-        total = math.ceil(epochs * math.ceil(n_train / (batch_size * _world_size())))
+    per_epoch = steps_per_epoch(n_train, batch_size)
+    total = max_steps if max_steps > 0 else math.ceil(epochs * per_epoch)
     return float(min(GENEFORMER_WARMUP_STEPS, math.floor(MAX_WARMUP_SHARE * total)))
 
 
@@ -354,7 +358,7 @@ def _check_numbers(arguments: dict[str, Any]) -> None:
     checks = [
         (0 < held_out < 1, "held_out", f"{held_out}", "a share between 0 and 1, e.g. 0.05"),
         (batch_size >= 1, "batch_size", f"{batch_size}", "1 or more cells per device"),
-        (eval_every >= 1, "eval_every", f"{eval_every}", "1 or more steps"),
+        (eval_every is None or eval_every >= 1, "eval_every", f"{eval_every}", "1 or more steps"),
         (keep_checkpoints >= 1, "keep_checkpoints", f"{keep_checkpoints}", "1 or more"),
         (max_cells is None or max_cells >= 2, "max_cells", f"{max_cells}", "2 or more cells"),
         (
@@ -449,7 +453,8 @@ class PretrainSettings:
         decay. ``warmup`` below 1 is a share of the run, from 1 a number of steps; None:
         Geneformer's 10,000 steps, at most a tenth of the run.
     eval_every, keep_checkpoints, patience
-        Evaluate on the held-out cells and checkpoint every ``eval_every`` steps; keep at
+        Evaluate on the held-out cells and checkpoint every ``eval_every`` steps (None:
+        once per epoch, and at least every 1,000 steps) and at the last step; keep at
         most ``keep_checkpoints`` checkpoints (and the best); stop after ``patience``
         evaluations without improvement (None: never).
     held_out
@@ -482,7 +487,7 @@ class PretrainSettings:
     scheduler: str = "linear"
     warmup: float | None = None
     weight_decay: float = 0.001
-    eval_every: int = 1000
+    eval_every: int | None = None
     keep_checkpoints: int = 2
     patience: int | None = None
     held_out: float = 0.05
@@ -640,7 +645,7 @@ def _trained_metrics(
         "model": origin,
         "vocabulary": vocabulary,
         "warmup": warmup,
-        "world_size": _world_size(),
+        "world_size": world_size(),
     }
 
 
@@ -678,12 +683,13 @@ def _train_settings(arguments: dict[str, Any], n_train: int) -> TrainSettings:
         max_steps=a["max_steps"],
     )
     same = ("epochs", "max_steps", "batch_size", "learning_rate", "weight_decay", "scheduler")
-    same += ("eval_every", "keep_checkpoints", "patience", "seed", "device", "num_workers")
+    same += ("keep_checkpoints", "patience", "seed", "device", "num_workers")
+    every = a["eval_every"] or min(EVAL_EVERY_AT_MOST, steps_per_epoch(n_train, a["batch_size"]))
     return TrainSettings(
         **{name: a[name] for name in same},
+        eval_every=every,
         eval_batch_size=a["batch_size"],
         warmup=warmup,
-        log_every=min(50, a["eval_every"]),
         extra={
             **length_grouping(),
             "batch_eval_metrics": True,

@@ -316,7 +316,7 @@ def train(
     learning_rate: float | None = None,
     weight_decay: float = 0.0,
     patience: int = 4,
-    eval_every: int = 200,
+    eval_every: int | None = None,
     keep_checkpoints: int = 2,
     seed: int = 0,
     device: str = "auto",
@@ -326,6 +326,7 @@ def train(
 ) -> RunResult:
     """Train a sequence model and evaluate it on held-out sequences.
 
+    Validation loss (and a checkpoint) every ``eval_every`` steps, by default each epoch.
     Writes into ``out``: the model (``model/``), checkpoints, the splits, the loss curve,
     test metrics, predictions, a parity plot (regression) or ROC/PR curves and a confusion
     matrix (classification), and an interactive view of the worst test predictions.

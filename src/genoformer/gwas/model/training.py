@@ -19,7 +19,6 @@ A trained run directory holds:
 
 from __future__ import annotations
 
-import math
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -261,7 +260,7 @@ def train(
     torch.manual_seed(seed)
     network = GenotypeModel(config)
     settings = _train_settings(
-        len(parts["train"]), epochs=epochs, batch_size=batch_size, learning_rate=learning_rate,
+        epochs=epochs, batch_size=batch_size, learning_rate=learning_rate,
         weight_decay=weight_decay, patience=patience, eval_every=eval_every,
         keep_checkpoints=keep_checkpoints, seed=seed, device=device,
     )  # fmt: skip
@@ -420,7 +419,6 @@ def _model_config(
 
 
 def _train_settings(
-    n_train: int,
     *,
     epochs: float,
     batch_size: int,
@@ -433,7 +431,6 @@ def _train_settings(
     device: str,
 ) -> TrainSettings:
     """The Trainer's settings: constant learning rate, evaluated every epoch by default."""
-    steps_per_epoch = max(1, math.ceil(n_train / batch_size))
     return TrainSettings(
         epochs=epochs,
         batch_size=batch_size,
@@ -441,12 +438,11 @@ def _train_settings(
         weight_decay=weight_decay,
         warmup=0.0,
         scheduler="constant",
-        eval_every=eval_every or steps_per_epoch,
+        eval_every=eval_every,
         keep_checkpoints=keep_checkpoints,
         patience=patience,
         seed=seed,
         device=device,
-        log_every=max(1, min(50, steps_per_epoch)),
     )
 
 
@@ -611,13 +607,14 @@ def load_trained(run_dir: str | os.PathLike) -> TrainedRun:
     """A trained run directory: the model in eval mode, ``variants.tsv``, ``samples.tsv``."""
     path = Path(run_dir)
     model_dir = path / "model"
+    # The run first: a stopped one has no model yet, and should be named as stopped.
+    manifest = read_manifest(path, what="training run")
     if not (model_dir / "config.json").exists():
         raise InputError(
             "no trained model here (model/config.json missing)",
             file=path,
             fix="give the run directory that `genoformer gwas train` wrote",
         )
-    manifest = read_manifest(path, what="training run")
     model = load_pretrained(GenotypeModel, model_dir).eval()
     variants = pd.read_csv(path / "variants.tsv", sep="\t", dtype={"chrom": str, "id": str})
     variants["is_decoy"] = variants["is_decoy"].astype(str).str.lower().isin(["true", "1"])
