@@ -14,6 +14,8 @@ _EXPORTS = {
     "open_cells": "genoformer.sc.io",
     "embed": "genoformer.sc.embeddings",
     "pretrain": "genoformer.sc.pretraining",
+    "perturb": "genoformer.sc.perturbation",
+    "PerturbSettings": "genoformer.sc.perturbation",
 }
 __all__ = sorted(_EXPORTS)
 
