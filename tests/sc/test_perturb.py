@@ -81,15 +81,20 @@ def test_delete_all_matches_geneformer(v1_corpus, longest, tmp_path):
     ours = by_cell_and_token(result.table("perturbations"))
     assert len(ours) == 334 and set(ours) <= set(theirs)
     worst = max(abs(v - theirs[k]) for k, v in ours.items())
-    ids = datasets.load_from_disk(str(v1_corpus))["input_ids"]
+    # One gene at a time: the model, corpus and vocabulary loaded once for the twelve runs.
+    vocab = GeneVocabulary.packaged("V1")
+    loaded = load_model(model, vocabulary=vocab)
+    corpus = datasets.load_from_disk(str(v1_corpus))
+    genes = {t: g for g, t in vocab.token_ids.items()}
     for row in longest[:4]:
-        cell = ids[row]
+        cell = corpus[row]["input_ids"]
         for gene in (cell[0], cell[len(cell) // 2], cell[-1]):
             one = perturb(
-                model,
-                v1_corpus,
+                loaded,
+                corpus,
                 out=tmp_path / f"{row}_{gene}",
-                genes=(gene_id(gene),),
+                vocabulary=vocab,
+                genes=(genes[gene],),
                 cells=(row,),
                 **QUIET,
             )
@@ -97,11 +102,6 @@ def test_delete_all_matches_geneformer(v1_corpus, longest, tmp_path):
             worst = max(worst, abs(value - theirs[key]))
     print(f"delete: max abs diff from Geneformer {worst:.2e}")
     assert worst < TOLERANCE
-
-
-def gene_id(token: int) -> str:
-    vocab = GeneVocabulary.packaged("V1")
-    return next(g for g, t in vocab.token_ids.items() if t == token)
 
 
 @pytest.mark.parametrize(
@@ -231,6 +231,70 @@ def test_all_genes_equals_each_copy_run_alone(version, kind, emb_mode, layer, tm
     np.testing.assert_allclose(table["cos_sim"].to_numpy(), expected, atol=TOLERANCE)
     # Rows come cell by cell in the corpus's order, genes in their rank order.
     assert table["row"].is_monotonic_increasing
+
+
+def test_cell_state_shifts_equal_the_direct_computation(tmp_path):
+    """In silico treatment: shift = cos(perturbed cell, state) - cos(cell, state), state
+    embeddings the mean cell embedding of the state's cells; only start-state cells run."""
+    vocab = GeneVocabulary.packaged("V1")
+    build_model("tiny", vocab, seed=3).save_pretrained(tmp_path / "model")
+    cells = small_cells(vocab, 7, seed=2)
+    labels = ["a", "b", "a", "c", "b", "a", "c"]
+    corpus = datasets.Dataset.from_dict(
+        {"input_ids": cells, "length": [len(c) for c in cells], "state": labels}
+    )
+    result = perturb(
+        tmp_path / "model",
+        corpus,
+        out=tmp_path / "run",
+        vocabulary=vocab,
+        all_genes=True,
+        state_attribute="state",
+        start_state="a",
+        goal_state="b",
+        alt_states=("c",),
+        chunk_cells=2,
+        batch_size=4,
+        **QUIET,
+    )
+    table = result.table("perturbations")
+    assert set(table["state"]) == {"a"} and len(table) == sum(len(cells[i]) for i in (0, 2, 5))
+    encoder = load_model(tmp_path / "model", vocabulary=vocab, encoder_only=True).eval()
+
+    def cell(ids):
+        out = encoder(input_ids=torch.tensor([ids]), output_hidden_states=True)
+        return out.hidden_states[1][0].mean(0)
+
+    with torch.inference_mode():
+        states = {
+            s: torch.stack(
+                [cell(c) for c, lab in zip(cells, labels, strict=True) if lab == s]
+            ).mean(0)
+            for s in "abc"
+        }
+        expected = {s: [] for s in "abc"}
+        for i in (0, 2, 5):
+            before = cell(cells[i])
+            for p in range(len(cells[i])):
+                after = cell(cells[i][:p] + cells[i][p + 1 :])
+                for s, emb in states.items():
+                    shift = torch.cosine_similarity(after, emb, dim=0)
+                    shift -= torch.cosine_similarity(before, emb, dim=0)
+                    expected[s].append(float(shift))
+    for s in "abc":
+        np.testing.assert_allclose(table[f"shift_{s}"], expected[s], atol=TOLERANCE)
+    assert "mean_shift_b" in result.table("genes").columns
+    with pytest.raises(InputError, match=r"state 'd' is not a value of state \(values: a, b, c\)"):
+        perturb(
+            tmp_path / "model",
+            corpus,
+            out=tmp_path / "bad",
+            vocabulary=vocab,
+            all_genes=True,
+            state_attribute="state",
+            start_state="a",
+            goal_state="d",
+        )
 
 
 def test_bf16_stays_close_to_fp32(tmp_path):

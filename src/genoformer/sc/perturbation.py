@@ -43,6 +43,7 @@ from genoformer.sc.embeddings import (
     _corpus_tokens,
     _encoder,
     _load,
+    _pooled,
     _resolve_vocabulary,
     _Tokens,
     check_cls_mode,
@@ -96,6 +97,12 @@ class PerturbSettings:
         Cells per chunk: each chunk's results are written when it is done.
     precision
         ``fp32`` (default) or ``bf16`` (faster on CPUs with AVX-512 BF16, less exact).
+    state_attribute, start_state, goal_state, alt_states
+        In silico treatment: the cell attribute holding the cell states, the state whose
+        cells are perturbed, the state to move them towards and other states. Each state's
+        embedding is the mean cell embedding of the corpus's cells in it (computed once);
+        each perturbation gets ``shift_<state>`` = cos(perturbed cell, state) - cos(cell,
+        state) for every state.
     device, threads, progress, overwrite, resume
         Device (``auto``, ``cpu``, ``cuda``, ...), CPU threads (default: all cores), a
         progress bar, replace an earlier run in ``out``, continue a stopped one.
@@ -111,6 +118,10 @@ class PerturbSettings:
     batch_size: int = 32
     chunk_cells: int = 16
     precision: Literal["fp32", "bf16"] = "fp32"
+    state_attribute: str | None = None
+    start_state: str | None = None
+    goal_state: str | None = None
+    alt_states: tuple[str, ...] = ()
     device: str = "auto"
     threads: int | None = None
     progress: bool = True
@@ -219,6 +230,73 @@ def _select_cells(
     return selected, rows
 
 
+def _state_names(options: PerturbSettings) -> tuple[str, ...]:
+    if options.state_attribute is None:
+        return ()
+    return (options.start_state, options.goal_state, *options.alt_states)
+
+
+def _state_rows(
+    dataset: datasets.Dataset, options: PerturbSettings, source: str | None
+) -> dict[str, np.ndarray]:
+    """The corpus rows of each cell state to model (empty without ``state_attribute``)."""
+    attribute = options.state_attribute
+    given = [options.start_state, options.goal_state, *options.alt_states]
+    if attribute is None:
+        if any(given):
+            raise InputError(
+                "cell states given without the attribute that holds them",
+                where="state_attribute",
+                fix="pass --state-attribute (the corpus column of the states)",
+            )
+        return {}
+    if attribute not in dataset.column_names:
+        raise InputError(
+            f"no cell attribute {attribute!r} in the corpus",
+            file=source,
+            where="state_attribute",
+            fix="tokenize with --attribute for that obs column, or pick one of: "
+            + ", ".join(c for c in dataset.column_names if c not in ("input_ids", "length")),
+        )
+    if options.start_state is None or options.goal_state is None or len(set(given)) < len(given):
+        raise InputError(
+            "in silico treatment needs a start state and a goal state, all states different",
+            where="start_state/goal_state/alt_states",
+            fix="pass --start-state and --goal-state (and --alt-state) as distinct values",
+        )
+    values = np.asarray(dataset[attribute]).astype(str)
+    present = set(values)
+    missing = [state for state in given if str(state) not in present]
+    if missing:
+        raise InputError(
+            f"state {missing[0]!r} is not a value of {attribute} (values: "
+            + ", ".join(sorted(present)[:20])
+            + ")",
+            file=source,
+            where=f"{attribute}",
+            fix="name states the attribute holds",
+        )
+    return {state: np.flatnonzero(values == str(state)) for state in given}
+
+
+def _state_embeddings(
+    runner: _Runner, dataset: datasets.Dataset, state_rows: dict[str, np.ndarray], chunk: int
+) -> Any:
+    """Each state's mean cell embedding over its cells (accumulated in float64), once."""
+    import torch
+
+    tokens = _corpus_tokens(dataset, None, None)
+    means = []
+    for rows in state_rows.values():
+        total = torch.zeros(runner.encoder.config.hidden_size, dtype=torch.float64)
+        for begin in range(0, len(rows), chunk):
+            part = rows[begin : begin + chunk]
+            cells = [tokens.values[tokens.offsets[r] : tokens.offsets[r + 1]] for r in part]
+            total += _reference_states(runner, cells).cells.double().sum(0).cpu()
+        means.append((total / len(rows)).float())
+    return torch.stack(means).to(runner.target)
+
+
 # ---------------------------------------------------------------------------------------------
 # The perturbations of one cell
 
@@ -323,25 +401,42 @@ class _Runner:
     special: int
     batch_size: int
     target: Any
+    #: The mean cell embedding of each cell state to model (n_states, hidden), or None.
+    states: Any = None
 
 
-def _reference_states(runner: _Runner, plans: list[_CellPlan]) -> tuple[Any, np.ndarray]:
-    """Every cell's unperturbed hidden states, once, as one flat (tokens, hidden) tensor
-    with each cell's offset into it."""
+@dataclass
+class _References:
+    """The unperturbed cells of a chunk: token ids and hidden states, flat (tokens first),
+    each cell's offset into them, and each cell's embedding (``emb_mode``)."""
+
+    ids: Any
+    states: Any
+    offsets: np.ndarray
+    cells: Any
+
+
+def _reference_states(runner: _Runner, references: list[np.ndarray]) -> _References:
+    """The hidden states of each cell's unperturbed tokens, computed once."""
     import torch
 
-    lengths = np.array([len(p.reference) for p in plans])
+    lengths = np.array([len(r) for r in references])
     offsets = np.concatenate(([0], np.cumsum(lengths)))
-    tokens = _Tokens(np.concatenate([p.reference for p in plans]), offsets, None, None)
-    flat = torch.empty((int(offsets[-1]), runner.encoder.config.hidden_size), device=runner.target)
+    tokens = _Tokens(np.concatenate(references), offsets, None, None)
+    hidden = runner.encoder.config.hidden_size
+    flat = torch.empty((int(offsets[-1]), hidden), device=runner.target)
+    cells = torch.empty((len(references), hidden), device=runner.target)
     order = np.argsort(-lengths, kind="stable")
-    for begin in range(0, len(plans), runner.batch_size):
+    for begin in range(0, len(references), runner.batch_size):
         rows = order[begin : begin + runner.batch_size]
-        input_ids, mask, _ = _batch(tokens, rows, runner.pad, 0, runner.target)
+        input_ids, mask, genes = _batch(tokens, rows, runner.pad, runner.special, runner.target)
         (state,) = layer_states(runner.encoder, input_ids, mask, [runner.index])
+        state = state.float()
+        cells[torch.from_numpy(rows).to(runner.target)] = _pooled(state, genes, runner.emb_mode)
         for i, row in enumerate(rows):
-            flat[offsets[row] : offsets[row + 1]] = state[i, : lengths[row]].float()
-    return flat, offsets[:-1]
+            flat[offsets[row] : offsets[row + 1]] = state[i, : lengths[row]]
+    ids = torch.from_numpy(tokens.values).to(runner.target)
+    return _References(ids, flat, offsets[:-1], cells)
 
 
 def _copies(plans: list[_CellPlan], chosen: list[tuple[int, int]]) -> tuple[np.ndarray, ...]:
@@ -358,44 +453,64 @@ def _copies(plans: list[_CellPlan], chosen: list[tuple[int, int]]) -> tuple[np.n
     return origin, compare, cells, lengths
 
 
-def _chunk_values(runner: _Runner, plans: list[_CellPlan]) -> list[np.ndarray]:
-    """Each plan's values, one per copy: its copies batched across the cells by length."""
+def _batch_values(
+    runner: _Runner, refs: _References, origin: np.ndarray, compare: np.ndarray, cells, lengths
+) -> Any:
+    """One batch of copies through the encoder: (copies, 1 + states) values, the first
+    Geneformer's cos_sim, the others the shift towards each cell state."""
     import torch
     import torch.nn.functional as F
 
-    ref_states, ref_offsets = _reference_states(runner, plans)
-    ref_ids = torch.from_numpy(np.concatenate([p.reference for p in plans])).to(runner.target)
-    values = [np.empty(len(p.perturbed), dtype=np.float32) for p in plans]
+    target = runner.target
+    origin_t = torch.from_numpy(origin).to(target)
+    base = torch.from_numpy(refs.offsets[cells]).to(target)[:, None]
+    at = base + origin_t.clamp(min=0)
+    input_ids = torch.where(origin_t >= 0, refs.ids[at.clamp(max=len(refs.ids) - 1)], -origin_t - 1)
+    positions = np.arange(origin.shape[1])[None, :]
+    valid = positions < lengths[:, None]
+    input_ids[torch.from_numpy(~valid).to(target)] = runner.pad
+    mask = None if valid.all() else torch.from_numpy(valid).to(target)
+    (state,) = layer_states(runner.encoder, input_ids, mask, [runner.index])
+    state = state.float()
+    if runner.emb_mode == "cls":
+        value = F.cosine_similarity(state[:, 0], refs.states[base[:, 0]], dim=-1)
+    else:
+        weights = torch.from_numpy(compare).to(target)
+        sims = F.cosine_similarity(state, refs.states[at], dim=-1) * weights
+        value = sims.sum(1) / weights.sum(1)  # NaN for a cell left without genes
+    if runner.states is None:
+        return value[:, None]
+    # In silico treatment: cos(perturbed cell, state) - cos(original cell, state).
+    genes = (positions >= runner.special) & (positions < lengths[:, None] - runner.special)
+    after = _pooled(state, torch.from_numpy(genes).to(target), runner.emb_mode)
+    before = refs.cells[torch.from_numpy(cells).to(target)]
+    shift = F.cosine_similarity(after[:, None], runner.states[None], dim=-1)
+    shift -= F.cosine_similarity(before[:, None], runner.states[None], dim=-1)
+    return torch.cat([value[:, None], shift], dim=1)
+
+
+def _chunk_values(runner: _Runner, plans: list[_CellPlan]) -> list[np.ndarray]:
+    """Each plan's values, one row per copy: its copies batched across the cells by length."""
+    refs = _reference_states(runner, [p.reference for p in plans])
+    n_states = 0 if runner.states is None else len(runner.states)
+    values = [np.empty((len(p.perturbed), 1 + n_states), dtype=np.float32) for p in plans]
     chosen = [(p, k) for p, plan in enumerate(plans) for k in range(len(plan.perturbed))]
     width = np.array([plans[p].origin.shape[1] for p, _ in chosen])
     chosen = [chosen[i] for i in np.argsort(-width, kind="stable")]
     for begin in range(0, len(chosen), runner.batch_size):
         batch = chosen[begin : begin + runner.batch_size]
-        origin, compare, cells, lengths = _copies(plans, batch)
-        origin_t = torch.from_numpy(origin).to(runner.target)
-        base = torch.from_numpy(ref_offsets[cells]).to(runner.target)[:, None]
-        gathered = ref_ids[(base + origin_t.clamp(min=0)).clamp(max=len(ref_ids) - 1)]
-        input_ids = torch.where(origin_t >= 0, gathered, -origin_t - 1)
-        valid = np.arange(origin.shape[1])[None, :] < lengths[:, None]
-        input_ids[torch.from_numpy(~valid).to(runner.target)] = runner.pad
-        mask = None if valid.all() else torch.from_numpy(valid).to(runner.target)
-        (state,) = layer_states(runner.encoder, input_ids, mask, [runner.index])
-        state = state.float()
-        if runner.emb_mode == "cls":
-            cos = F.cosine_similarity(state[:, 0], ref_states[base[:, 0]], dim=-1)
-        else:
-            weights = torch.from_numpy(compare).to(runner.target)
-            before = ref_states[base + origin_t.clamp(min=0)]
-            sims = F.cosine_similarity(state, before, dim=-1) * weights
-            cos = sims.sum(1) / weights.sum(1)  # NaN for a cell left without genes
-        cos = cos.cpu().numpy()
-        for (p, k), value in zip(batch, cos, strict=True):
-            values[p][k] = value
+        found = _batch_values(runner, refs, *_copies(plans, batch)).cpu().numpy()
+        for (p, k), row in zip(batch, found, strict=True):
+            values[p][k] = row
     return values
 
 
 def _chunk_table(
-    plans: list[_CellPlan], values: list[np.ndarray], obs: pd.DataFrame, names: tuple[dict, dict]
+    plans: list[_CellPlan],
+    values: list[np.ndarray],
+    obs: pd.DataFrame,
+    names: tuple[dict, dict],
+    states: tuple[str, ...],
 ) -> pd.DataFrame:
     """One row per perturbation of the chunk's cells."""
     import pandas as pd
@@ -405,6 +520,7 @@ def _chunk_table(
     for plan, value in zip(plans, values, strict=True):
         n = len(plan.perturbed)
         cell = obs.iloc[[plan.slot] * n].reset_index(drop=True)
+        shifts = {f"shift_{state}": value[:, 1 + i] for i, state in enumerate(states)}
         parts.append(
             cell.assign(
                 perturbed=[",".join(by_token.get(t, str(t)) for t in g) for g in plan.perturbed],
@@ -413,7 +529,8 @@ def _chunk_table(
                 rank=plan.rank.astype(np.int64),
                 n_present=plan.n_present.astype(np.int64),
                 n_compared=plan.compare.sum(1).astype(np.int64),
-                cos_sim=value.astype(np.float32),
+                cos_sim=value[:, 0],
+                **shifts,
             )
         )
     return pd.concat(parts, ignore_index=True) if parts else pd.DataFrame()
@@ -474,10 +591,22 @@ def perturb(
         options,
         genes=tuple(options.genes),
         cells=None if options.cells is None else tuple(int(c) for c in options.cells),
+        alt_states=tuple(options.alt_states),
     )
     _check_settings(options)
     dataset, path, source = _load(corpus)
     selected, rows = _select_cells(dataset, options, source)
+    state_rows = _state_rows(dataset, options, source)
+    if state_rows:  # only the start state's cells are perturbed
+        rows = rows[np.isin(rows, state_rows[options.start_state])]
+        if rows.size == 0:
+            raise InputError(
+                f"no selected cell has {options.state_attribute}={options.start_state!r}",
+                file=source,
+                where="cells",
+                fix="select cells of the start state",
+            )
+        selected = dataset.select(rows)
     tokens = _corpus_tokens(selected, source, None)
     tokens.obs.insert(0, "row", rows)
     vocab = _resolve_vocabulary(vocabulary, dictionaries, path, tokens)
@@ -509,6 +638,9 @@ def perturb(
             options.batch_size,
             target,
         )
+        if state_rows:
+            with running(encoder, index, options.threads, target):
+                runner.states = _state_embeddings(runner, dataset, state_rows, options.chunk_cells)
         table, done_before = _run_chunks(run, runner, tokens, options, wanted, vocab)
     names = _gene_names(vocab)
     files = {
@@ -605,7 +737,7 @@ def _run_chunks(
             else:
                 plans = _chunk_plans(tokens, slots, options, wanted, runner)
                 values = _chunk_values(runner, plans) if plans else []
-                table = _chunk_table(plans, values, tokens.obs, names)
+                table = _chunk_table(plans, values, tokens.obs, names, _state_names(options))
                 write_table(path, table.assign(_slot=[p.slot for p in plans for _ in p.perturbed]))
                 tables.append(pd.read_parquet(path))
             bar.advance(task, len(slots))
@@ -613,8 +745,9 @@ def _run_chunks(
             bar.update(task, description=f"perturbing cells ({rate:.2f} cells/s)")
     tables = [t for t in tables if len(t)]
     if not tables:
-        columns = [*tokens.obs.columns, "perturbed", "symbol", "token_ids", "rank"]
-        return pd.DataFrame(columns=columns + ["n_present", "n_compared", "cos_sim"]), resumed
+        columns = [*tokens.obs.columns, "perturbed", "symbol", "token_ids", "rank", "n_present"]
+        columns += ["n_compared", "cos_sim", *(f"shift_{s}" for s in _state_names(options))]
+        return pd.DataFrame(columns=columns), resumed
     table = pd.concat(tables, ignore_index=True)
     table = table.sort_values(["_slot", "rank"], kind="stable").drop(columns="_slot")
     return table.reset_index(drop=True), resumed
@@ -627,8 +760,11 @@ def _gene_summary(
     gene no selected cell holds is listed with 0 cells."""
     import pandas as pd
 
-    grouped = table.groupby(["perturbed", "symbol", "token_ids"], sort=False)["cos_sim"]
-    summary = grouped.agg(n_cells="size", mean_cos_sim="mean", sd_cos_sim="std").reset_index()
+    grouped = table.groupby(["perturbed", "symbol", "token_ids"], sort=False)
+    summary = grouped["cos_sim"].agg(n_cells="size", mean_cos_sim="mean", sd_cos_sim="std")
+    for state in _state_names(options):
+        summary[f"mean_shift_{state}"] = grouped[f"shift_{state}"].mean()
+    summary = summary.reset_index()
     if wanted:
         by_token, symbols = names
         key = ",".join(by_token[t] for t in wanted)
