@@ -376,6 +376,23 @@ def test_cli_perturb(v1_corpus, tmp_path, capsys):
     assert "exclude each other" in capsys.readouterr().err
 
 
+def test_cli_in_silico_treatment(v1_corpus, tmp_path, capsys):
+    model = fixture("models/gf6L_random")
+    args = ["sc", "perturb", str(model), str(v1_corpus), "--out", str(tmp_path / "run")]
+    args += ["--delete", "NKG7", "--state-attribute", "bulk_labels", "--start-state", "CD56+ NK"]
+    with pytest.raises(SystemExit) as exit_info:
+        main([*args, "--goal-state", "CD34+", "--alt-state", "CD4+/CD45RA+/CD25- Naive T"])
+    assert exit_info.value.code in (0, None)
+    table = pd.read_parquet(tmp_path / "run" / "perturbations.parquet")
+    assert len(table) > 0 and set(table["bulk_labels"]) == {"CD56+ NK"}
+    shifts = ["shift_CD56+ NK", "shift_CD34+", "shift_CD4+/CD45RA+/CD25- Naive T"]
+    assert table[shifts].notna().all().all()
+    with pytest.raises(SystemExit) as exit_info:
+        main([*args, "--goal-state", "CD56+ NK", "--overwrite"])
+    assert exit_info.value.code == 2
+    assert "needs a start state and a goal state, all states different" in capsys.readouterr().err
+
+
 def test_gene_not_in_the_vocabulary_names_the_closest_symbols(v1_corpus, tmp_path):
     with pytest.raises(
         InputError, match=r"gene 'NKG8' is not in the gc30M vocabulary \(closest symbols: NKG7"

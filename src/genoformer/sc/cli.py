@@ -244,6 +244,14 @@ def perturb_command(
     batch_size: Annotated[int, typer.Option(help="Perturbed copies per forward pass.")] = 32,
     chunk_cells: Annotated[int, typer.Option(help="Cells per chunk written (resume).")] = 16,
     precision: Annotated[str, typer.Option(help="fp32 (default) or bf16.")] = "fp32",
+    state_attribute: Annotated[
+        str | None, typer.Option(help="In silico treatment: the cell attribute of the states.")
+    ] = None,
+    start_state: Annotated[str | None, typer.Option(help="State of the cells perturbed.")] = None,
+    goal_state: Annotated[str | None, typer.Option(help="State to move them towards.")] = None,
+    alt_state: Annotated[
+        list[str] | None, typer.Option(help="Another state to measure; repeatable.")
+    ] = None,
     vocabulary: Annotated[
         str | None,
         typer.Option(help="V1, V2 or a vocabulary file (default: the corpus manifest's)."),
@@ -270,6 +278,7 @@ def perturb_command(
         )
     if given:
         flags["perturb_type"], flags["genes"] = given[0], tuple(named[given[0]])
+    flags["alt_states"] = tuple(flags.pop("alt_state") or ())
     cells = flags.pop("cell")
     flags["cells"] = tuple(cells) if cells else None
     result = perturb(flags.pop("model"), flags.pop("corpus"), **flags)
