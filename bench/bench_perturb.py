@@ -12,7 +12,10 @@ from ``wait4``) is the whole job's, imports and model included. Seconds per cell
 ``perturb`` call's (model, corpus and dictionaries loading included) over the five cells.
 It checks every one of the 1,720 values against Geneformer's (fixtures, tolerance 1e-5) and
 prints bf16's largest difference from fp32. The machine may be shared: the load average is
-printed, and the timing needs a quiet machine. The last line is the fp32 speed ratio.
+printed, and the timing needs a quiet machine; as a check that does not depend on the load,
+one batch of deletion copies also runs through the forward pass Geneformer runs
+(``BertForMaskedLM`` with every hidden state, timed here: not Geneformer's whole loop) and
+through genoformer's, alternately. The last line is the fp32 speed ratio.
 
     .venv/bin/python bench/bench_perturb.py [--batch-size 32] [--threads N] [--skip-bf16]
 """
@@ -82,6 +85,40 @@ def run_child(out: Path, precision: str, batch_size: int, threads: int | None) -
     return record
 
 
+def forward_check(batch: int, threads: int | None) -> tuple[float, float]:
+    """Seconds for one batch of the longest cell's deletion copies, through the forward
+    Geneformer runs (``BertForMaskedLM`` with every hidden state: not Geneformer itself) and
+    through genoformer's (the encoder up to ``emb_layer=-1``), timed alternately (best of
+    two each) so that a shared machine's load weighs on both alike."""
+    import time
+
+    import datasets
+    import torch
+    from transformers import BertForMaskedLM
+
+    from genoformer.sc.embeddings import layer_states, running
+    from genoformer.sc.models import load_model
+    from genoformer.sc.vocabulary import GeneVocabulary
+
+    ids = datasets.load_from_disk(str(CORPUS))[five_longest()[0]]["input_ids"]
+    copies = torch.tensor([ids[:p] + ids[p + 1 :] for p in range(batch)])
+    model = FIXTURES / "models" / "gf6L_random"
+    full = BertForMaskedLM.from_pretrained(model).eval()
+    encoder = load_model(model, vocabulary=GeneVocabulary.packaged("V1"), encoder_only=True)
+    target = torch.device("cpu")
+    best = {"geneformer": float("inf"), "genoformer": float("inf")}
+    for _ in range(2):
+        with torch.no_grad():
+            start = time.perf_counter()
+            full(input_ids=copies, output_hidden_states=True)
+            best["geneformer"] = min(best["geneformer"], time.perf_counter() - start)
+        with running(encoder.eval(), 5, threads, target):
+            start = time.perf_counter()
+            layer_states(encoder, copies, None, [5])
+            best["genoformer"] = min(best["genoformer"], time.perf_counter() - start)
+    return best["geneformer"], best["genoformer"]
+
+
 def values(out: Path) -> dict[tuple[int, int], float]:
     import pandas as pd
 
@@ -148,6 +185,12 @@ def main() -> None:
             f"ratio genoformer bf16/Geneformer delete-all speed: "
             f"{GENEFORMER_S_PER_CELL / (runs['bf16']['seconds'] / 5):.1f}x"
         )
+    theirs_s, ours_s = forward_check(args.batch_size, args.threads)
+    print(
+        f"same {args.batch_size} copies, this machine now: Geneformer's forward "
+        f"(BertForMaskedLM, all hidden states) {theirs_s:.2f} s, genoformer's {ours_s:.2f} s: "
+        f"{theirs_s / ours_s:.1f}x less time per copy (load average {os.getloadavg()[0]:.2f})"
+    )
     fp32 = runs["fp32"]
     print(
         f"Geneformer (fixtures README, not run here): {GENEFORMER_S_PER_CELL} s per cell, "

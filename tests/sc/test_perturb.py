@@ -17,6 +17,7 @@ from genoformer.sc import perturbation
 from genoformer.sc.embeddings import hidden_state_index
 from genoformer.sc.models import build_model, load_model
 from genoformer.sc.perturbation import perturb
+from genoformer.sc.perturbation_stats import perturb_stats
 from genoformer.sc.vocabulary import GeneVocabulary
 from tests.conftest import shared_data
 
@@ -131,6 +132,13 @@ def test_overexpression_matches_geneformer(name, genes, v1_corpus, longest, tmp_
     )
     print(f"{name}: max abs diff from Geneformer {worst:.2e}")
     assert worst < TOLERANCE
+    # Geneformer's aggregate_data of the NKG7 run: the same values, cells in length order.
+    if name == "overexpress1_NKG7_first20":
+        aggregated = perturb_stats(result, out=tmp_path / "agg", mode="aggregate_data")
+        ours = aggregated.table("stats")
+        theirs = pd.read_csv(fixture("perturbation/overexpress1_NKG7_aggregate_data.csv"))
+        assert (ours["symbol"] == theirs["Gene"]).all()
+        np.testing.assert_allclose(ours["cos_sim"], theirs["Cosine_sim"], atol=TOLERANCE)
 
 
 def test_the_overexpression_geneformer_crashes_on_runs(v1_corpus, longest, tmp_path):
@@ -243,19 +251,10 @@ def test_cell_state_shifts_equal_the_direct_computation(tmp_path):
     corpus = datasets.Dataset.from_dict(
         {"input_ids": cells, "length": [len(c) for c in cells], "state": labels}
     )
+    states_args = {"vocabulary": vocab, "all_genes": True, "state_attribute": "state"}
+    states_args.update(start_state="a", goal_state="b", alt_states=("c",), **QUIET)
     result = perturb(
-        tmp_path / "model",
-        corpus,
-        out=tmp_path / "run",
-        vocabulary=vocab,
-        all_genes=True,
-        state_attribute="state",
-        start_state="a",
-        goal_state="b",
-        alt_states=("c",),
-        chunk_cells=2,
-        batch_size=4,
-        **QUIET,
+        tmp_path / "model", corpus, out=tmp_path / "run", chunk_cells=2, batch_size=4, **states_args
     )
     table = result.table("perturbations")
     assert set(table["state"]) == {"a"} and len(table) == sum(len(cells[i]) for i in (0, 2, 5))
@@ -286,14 +285,7 @@ def test_cell_state_shifts_equal_the_direct_computation(tmp_path):
     assert "mean_shift_b" in result.table("genes").columns
     with pytest.raises(InputError, match=r"state 'd' is not a value of state \(values: a, b, c\)"):
         perturb(
-            tmp_path / "model",
-            corpus,
-            out=tmp_path / "bad",
-            vocabulary=vocab,
-            all_genes=True,
-            state_attribute="state",
-            start_state="a",
-            goal_state="d",
+            tmp_path / "model", corpus, out=tmp_path / "bad", **{**states_args, "goal_state": "d"}
         )
 
 

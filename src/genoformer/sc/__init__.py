@@ -16,6 +16,7 @@ _EXPORTS = {
     "pretrain": "genoformer.sc.pretraining",
     "perturb": "genoformer.sc.perturbation",
     "PerturbSettings": "genoformer.sc.perturbation",
+    "perturb_stats": "genoformer.sc.perturbation_stats",
 }
 __all__ = sorted(_EXPORTS)
 

@@ -295,3 +295,30 @@ def perturb_command(
         f"{metrics['n_perturbations']:,} perturbations ({metrics['perturb_type']}) of "
         f"{metrics['n_cells_perturbed']:,} cells in {metrics['seconds']:.1f} s",
     )
+
+
+@app.command("perturb-stats")
+def perturb_stats_command(
+    run: Annotated[Path, typer.Argument(help="Run directory of `sc perturb`.")],
+    out: Annotated[Path, typer.Option(help="Run directory of the statistics.")],
+    mode: Annotated[
+        str, typer.Option(help="vs_null, goal_state_shift or aggregate_data.")
+    ] = "vs_null",
+    null: Annotated[
+        Path | None, typer.Option(help="vs_null: the `sc perturb` run of the null cells.")
+    ] = None,
+    goal_state: Annotated[
+        str | None, typer.Option(help="goal_state_shift: the goal state of the run.")
+    ] = None,
+    overwrite: Overwrite = False,
+) -> None:
+    """Statistics over a perturbation run's cells: rank-sum tests with BH FDR, or every value."""
+    flags = dict(locals())
+    from genoformer.engine.console import print_summary
+    from genoformer.sc.perturbation_stats import perturb_stats
+
+    result = perturb_stats(flags.pop("run"), **flags)
+    metrics = result.metrics
+    called = metrics.get("n_significant")
+    tail = "" if called is None else f", {called} at FDR < 0.05"
+    print_summary("sc perturb-stats", result, f"{metrics['n_rows']:,} rows ({mode}){tail}")
