@@ -598,15 +598,7 @@ def perturb(
     selected, rows = _select_cells(dataset, options, source)
     state_rows = _state_rows(dataset, options, source)
     if state_rows:  # only the start state's cells are perturbed
-        rows = rows[np.isin(rows, state_rows[options.start_state])]
-        if rows.size == 0:
-            raise InputError(
-                f"no selected cell has {options.state_attribute}={options.start_state!r}",
-                file=source,
-                where="cells",
-                fix="select cells of the start state",
-            )
-        selected = dataset.select(rows)
+        selected, rows = _start_state_cells(dataset, rows, state_rows, options, source)
     tokens = _corpus_tokens(selected, source, None)
     tokens.obs.insert(0, "row", rows)
     vocab = _resolve_vocabulary(vocabulary, dictionaries, path, tokens)
@@ -628,18 +620,9 @@ def perturb(
         overwrite=options.overwrite,
     )
     with run.step("perturb"):
-        encoder, target = _prepared(encoder, options, model_name is None)
-        runner = _Runner(
-            encoder,
-            index,
-            options.emb_mode,
-            vocab.pad_id if vocab.pad_id is not None else int(encoder.config.pad_token_id or 0),
-            1 if vocab.has_cls_eos else 0,
-            options.batch_size,
-            target,
-        )
+        runner = _runner(encoder, index, options, vocab, model_name is None)
         if state_rows:
-            with running(encoder, index, options.threads, target):
+            with running(runner.encoder, index, options.threads, runner.target):
                 runner.states = _state_embeddings(runner, dataset, state_rows, options.chunk_cells)
         table, done_before = _run_chunks(run, runner, tokens, options, wanted, vocab)
     names = _gene_names(vocab)
@@ -673,9 +656,11 @@ def _arguments(
     return json.loads(json.dumps(arguments, default=str))
 
 
-def _prepared(encoder: BertModel, options: PerturbSettings, given: bool) -> tuple[Any, Any]:
+def _runner(
+    encoder: BertModel, index: int, options: PerturbSettings, vocab: GeneVocabulary, given: bool
+) -> _Runner:
     """The encoder on its device, in the precision asked for (a caller's model is copied
-    before it is cast, so it stays as it was)."""
+    before it is cast, so it stays as it was), and what the forward passes need."""
     import torch
 
     from genoformer.engine.device import pick_device
@@ -683,7 +668,30 @@ def _prepared(encoder: BertModel, options: PerturbSettings, given: bool) -> tupl
     target = pick_device(options.device)
     if options.precision == "bf16":
         encoder = (copy.deepcopy(encoder) if given else encoder).to(torch.bfloat16)
-    return encoder.to(target).eval(), target
+    pad = vocab.pad_id if vocab.pad_id is not None else int(encoder.config.pad_token_id or 0)
+    special = 1 if vocab.has_cls_eos else 0
+    return _Runner(
+        encoder.to(target).eval(), index, options.emb_mode, pad, special, options.batch_size, target
+    )
+
+
+def _start_state_cells(
+    dataset: datasets.Dataset,
+    rows: np.ndarray,
+    state_rows: dict[str, np.ndarray],
+    options: PerturbSettings,
+    source: str | None,
+) -> tuple[datasets.Dataset, np.ndarray]:
+    """The selected cells of the start state (the only ones perturbed)."""
+    rows = rows[np.isin(rows, state_rows[options.start_state])]
+    if rows.size == 0:
+        raise InputError(
+            f"no selected cell has {options.state_attribute}={options.start_state!r}",
+            file=source,
+            where="cells",
+            fix="select cells of the start state",
+        )
+    return dataset.select(rows), rows
 
 
 def _chunk_plans(
