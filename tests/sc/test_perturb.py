@@ -73,7 +73,7 @@ def test_delete_all_matches_geneformer(v1_corpus, longest, tmp_path):
     """Every gene of the shortest of Geneformer's five cells deleted in turn (334 values),
     and the first, a middle and the last gene of the other four deleted one at a time. The
     delete-all of all five cells (1,720 values) is checked by bench/bench_perturb.py, which
-    runs it anyway (about a minute on two cores)."""
+    runs it anyway (minutes on two shared cores)."""
     theirs = delete_all_values()
     model = fixture("models/gf6L_random")
     result = perturb(

@@ -285,13 +285,12 @@ def _state_embeddings(
     """Each state's mean cell embedding over its cells (accumulated in float64), once."""
     import torch
 
-    tokens = _corpus_tokens(dataset, None, None)
     means = []
     for rows in state_rows.values():
         total = torch.zeros(runner.encoder.config.hidden_size, dtype=torch.float64)
-        for begin in range(0, len(rows), chunk):
-            part = rows[begin : begin + chunk]
-            cells = [tokens.values[tokens.offsets[r] : tokens.offsets[r + 1]] for r in part]
+        for begin in range(0, len(rows), chunk):  # a chunk of cells in memory at a time
+            part = _corpus_tokens(dataset.select(rows[begin : begin + chunk]), None, None)
+            cells = np.split(part.values, part.offsets[1:-1])
             total += _reference_states(runner, cells).cells.double().sum(0).cpu()
         means.append((total / len(rows)).float())
     return torch.stack(means).to(runner.target)
