@@ -388,6 +388,32 @@ def check_run_path(path: Path) -> None:
         raise InputError("exists and is not a directory", file=path, fix="choose another --out")
 
 
+def check_resume_arguments(
+    manifest: Path, arguments: Mapping[str, Any], resumable: set[str] | frozenset[str]
+) -> None:
+    """Refuse to resume the run of ``manifest`` with other arguments than it was started
+    with (those in ``resumable`` may change: they do not change the results)."""
+    from genoformer.engine.errors import InputError, option
+
+    if not manifest.exists():
+        return
+    before = json.loads(manifest.read_text()).get("arguments", {})
+    now = json.loads(json.dumps(dict(arguments), default=str))
+    changed = sorted(
+        k for k in set(before) | set(now) if k not in resumable and before.get(k) != now.get(k)
+    )
+    if changed:
+        key = changed[0]
+        raise InputError(
+            f"the run was started with "
+            f"{option(key, before.get(key)) or f'{key}={before.get(key)!r}'}, not "
+            f"{now.get(key)!r}",
+            file=manifest,
+            where="arguments",
+            fix="resume with the arguments the run was started with, or choose another --out",
+        )
+
+
 def clear_directory(path: Path) -> None:
     """Remove everything inside ``path`` (the directory itself stays)."""
     for entry in path.iterdir():

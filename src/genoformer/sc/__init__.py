@@ -14,6 +14,9 @@ _EXPORTS = {
     "open_cells": "genoformer.sc.io",
     "embed": "genoformer.sc.embeddings",
     "pretrain": "genoformer.sc.pretraining",
+    "perturb": "genoformer.sc.perturbation",
+    "PerturbSettings": "genoformer.sc.perturbation",
+    "perturb_stats": "genoformer.sc.perturbation_stats",
 }
 __all__ = sorted(_EXPORTS)
 

@@ -213,3 +213,115 @@ def plot_embeddings_command(
     written = plot_embeddings(table, label=label, out=out, seed=seed)
     n_files = sum(len(v) for v in written.values())
     print_summary("sc plot-embeddings", RunResult(out, {"files": n_files}, written))
+
+
+@app.command("perturb")
+def perturb_command(
+    model: Annotated[Path, typer.Argument(help="Checkpoint directory (Geneformer's or ours).")],
+    corpus: Annotated[Path, typer.Argument(help="Corpus directory from `sc tokenize`.")],
+    out: Annotated[Path, typer.Option(help="Run directory.")],
+    delete: Annotated[
+        list[str] | None,
+        typer.Option(help="Gene (Ensembl id or symbol) to delete; repeat to delete jointly."),
+    ] = None,
+    overexpress: Annotated[
+        list[str] | None,
+        typer.Option(help="Gene to move to the front; repeat to overexpress jointly."),
+    ] = None,
+    all_genes: Annotated[
+        bool, typer.Option(help="Perturb each gene of each cell in turn (see --perturb-type).")
+    ] = False,
+    perturb_type: Annotated[
+        str, typer.Option(help="With --all-genes: delete or overexpress.")
+    ] = "delete",
+    cell: Annotated[
+        list[int] | None, typer.Option(help="Corpus row to perturb; repeatable (default: all).")
+    ] = None,
+    max_cells: Annotated[int | None, typer.Option(help="Perturb at most N cells.")] = None,
+    emb_mode: Annotated[
+        str, typer.Option(help="cell (mean gene shift) or cls (the <cls> token, V2).")
+    ] = "cell",
+    emb_layer: Annotated[
+        int, typer.Option(help="Layer: -1 the second-to-last (default), 0 the last.")
+    ] = -1,
+    batch_size: Annotated[int, typer.Option(help="Perturbed copies per forward pass.")] = 32,
+    chunk_cells: Annotated[int, typer.Option(help="Cells per chunk written (resume).")] = 16,
+    precision: Annotated[str, typer.Option(help="fp32 (default) or bf16.")] = "fp32",
+    state_attribute: Annotated[
+        str | None, typer.Option(help="In silico treatment: the cell attribute of the states.")
+    ] = None,
+    start_state: Annotated[str | None, typer.Option(help="State of the cells perturbed.")] = None,
+    goal_state: Annotated[str | None, typer.Option(help="State to move them towards.")] = None,
+    alt_state: Annotated[
+        list[str] | None, typer.Option(help="Another state to measure; repeatable.")
+    ] = None,
+    vocabulary: Annotated[
+        str | None,
+        typer.Option(help="V1, V2 or a vocabulary file (default: the corpus manifest's)."),
+    ] = None,
+    dictionaries: Dictionaries = None,
+    device: Annotated[str, typer.Option(help="auto, cpu, cuda, npu or mps.")] = "auto",
+    threads: Annotated[int | None, typer.Option(help="CPU threads (default: all).")] = None,
+    resume: Annotated[bool, typer.Option(help="Continue a stopped run in --out.")] = False,
+    overwrite: Overwrite = False,
+) -> None:
+    """In silico deletion or overexpression: how far each cell's gene embeddings move."""
+    flags = dict(locals())
+    from genoformer.engine.console import print_summary
+    from genoformer.engine.errors import InputError
+    from genoformer.sc.perturbation import perturb
+
+    named = {k: flags.pop(k) for k in ("delete", "overexpress")}
+    given = [k for k, genes in named.items() if genes]
+    if len(given) > 1 or (given and all_genes):
+        raise InputError(
+            "--delete, --overexpress and --all-genes exclude each other",
+            where="--delete/--overexpress/--all-genes",
+            fix="perturb one way per run: genes to delete, genes to overexpress, or all genes",
+        )
+    if given:
+        flags["perturb_type"], flags["genes"] = given[0], tuple(named[given[0]])
+    flags["alt_states"] = tuple(flags.pop("alt_state") or ())
+    cells = flags.pop("cell")
+    flags["cells"] = tuple(cells) if cells else None
+    result = perturb(flags.pop("model"), flags.pop("corpus"), **flags)
+    metrics = result.metrics
+    if metrics.get("absent_from_every_cell"):
+        typer.echo(
+            f"warning: no selected cell holds {metrics['absent_from_every_cell']} "
+            "(listed with 0 cells in genes.tsv)",
+            err=True,
+        )
+    print_summary(
+        "sc perturb",
+        result,
+        f"{metrics['n_perturbations']:,} perturbations ({metrics['perturb_type']}) of "
+        f"{metrics['n_cells_perturbed']:,} cells in {metrics['seconds']:.1f} s",
+    )
+
+
+@app.command("perturb-stats")
+def perturb_stats_command(
+    run: Annotated[Path, typer.Argument(help="Run directory of `sc perturb`.")],
+    out: Annotated[Path, typer.Option(help="Run directory of the statistics.")],
+    mode: Annotated[
+        str, typer.Option(help="vs_null, goal_state_shift or aggregate_data.")
+    ] = "vs_null",
+    null: Annotated[
+        Path | None, typer.Option(help="vs_null: the `sc perturb` run of the null cells.")
+    ] = None,
+    goal_state: Annotated[
+        str | None, typer.Option(help="goal_state_shift: the goal state of the run.")
+    ] = None,
+    overwrite: Overwrite = False,
+) -> None:
+    """Statistics over a perturbation run's cells: rank-sum tests with BH FDR, or every value."""
+    flags = dict(locals())
+    from genoformer.engine.console import print_summary
+    from genoformer.sc.perturbation_stats import perturb_stats
+
+    result = perturb_stats(flags.pop("run"), **flags)
+    metrics = result.metrics
+    called = metrics.get("n_significant")
+    tail = "" if called is None else f", {called} at FDR < 0.05"
+    print_summary("sc perturb-stats", result, f"{metrics['n_rows']:,} rows ({mode}){tail}")

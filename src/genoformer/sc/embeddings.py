@@ -402,7 +402,6 @@ def extract_embeddings(
     Geneformer's counting), ``threads`` the CPU threads (default: this machine's cores).
     Nothing is written.
     """
-    import torch
 
     from genoformer.engine.device import pick_device
     from genoformer.engine.progress import progress_bar
@@ -412,14 +411,7 @@ def extract_embeddings(
     dataset, path, source = _load(corpus)
     tokens = _corpus_tokens(dataset, source, max_cells)
     vocab = _resolve_vocabulary(vocabulary, dictionaries, path, tokens)
-    if emb_mode == "cls" and not vocab.has_cls_eos:
-        raise InputError(
-            f"{option('emb_mode', 'cls')} needs a <cls> token, and the corpus's {vocab.name} "
-            "cells have none",
-            file=source,
-            fix=f"use {option('emb_mode', 'cell')} (the mean over the cell's genes), or a V2 "
-            "corpus and model",
-        )
+    check_cls_mode(emb_mode, vocab, source)
     encoder, model_name = _encoder(model, vocab)
     n_layers = len(encoder.encoder.layer)
     layers = list(dict.fromkeys(int(x) for x in emb_layers))
@@ -437,24 +429,14 @@ def extract_embeddings(
     out = {layer: np.empty((n_cells, hidden), dtype=np.float32) for layer in layers}
     sums = _GeneSums(layers, len(vocab), hidden, target) if genes else None
     with (
-        torch.inference_mode(),
-        _threads(threads or (_cores() if target.type == "cpu" else None)),
-        _first_layers(encoder, max(indices)),
+        running(encoder, max(indices), threads, target),
         progress_bar(enabled=progress, unit="cells") as bar,
     ):
         task = bar.add_task("embedding cells", total=n_cells)
-        single = len(set(indices)) == 1
         for begin in range(0, n_cells, batch_size):
             rows = order[begin : begin + batch_size]
             input_ids, mask, gene_mask = _batch(tokens, rows, pad, special, target)
-            output = encoder(
-                input_ids=input_ids, attention_mask=mask, output_hidden_states=not single
-            )
-            states = (
-                [output.last_hidden_state] * len(indices)
-                if single
-                else [output.hidden_states[i] for i in indices]
-            )
+            states = layer_states(encoder, input_ids, mask, indices)
             for layer, state in zip(layers, states, strict=True):
                 out[layer][rows] = _pooled(state, gene_mask, emb_mode).float().cpu().numpy()
             if sums is not None:
@@ -466,6 +448,46 @@ def extract_embeddings(
         result.gene_tokens, result.gene_cells, result.genes = sums.means()
     result.seconds = time.perf_counter() - start
     return result
+
+
+def check_cls_mode(emb_mode: str, vocab: GeneVocabulary, source: str | None) -> None:
+    """``emb_mode="cls"`` needs cells that start with ``<cls>`` (V2 vocabularies)."""
+    if emb_mode == "cls" and not vocab.has_cls_eos:
+        raise InputError(
+            f"{option('emb_mode', 'cls')} needs a <cls> token, and the corpus's {vocab.name} "
+            "cells have none",
+            file=source,
+            fix=f"use {option('emb_mode', 'cell')} (the mean over the cell's genes), or a V2 "
+            "corpus and model",
+        )
+
+
+@contextmanager
+def running(encoder: BertModel, depth: int, threads: int | None, target: Any) -> Iterator[None]:
+    """Inference with the first ``depth`` layers of ``encoder`` on ``threads`` CPU threads
+    (default: this machine's cores, on CPU)."""
+    import torch
+
+    with (
+        torch.inference_mode(),
+        _threads(threads or (_cores() if target.type == "cpu" else None)),
+        _first_layers(encoder, depth),
+    ):
+        yield
+
+
+def layer_states(
+    encoder: BertModel, input_ids: Any, attention_mask: Any, indices: Sequence[int]
+) -> list[Any]:
+    """The hidden states at ``indices`` of one batch, inside :func:`running` (whose depth
+    is ``max(indices)``: with one index the encoder's last output is that layer)."""
+    single = len(set(indices)) == 1
+    output = encoder(
+        input_ids=input_ids, attention_mask=attention_mask, output_hidden_states=not single
+    )
+    if single:
+        return [output.last_hidden_state] * len(indices)
+    return [output.hidden_states[i] for i in indices]
 
 
 def _check_request(

@@ -38,12 +38,13 @@ import torch
 import torch.nn.functional as F
 from transformers import BertForMaskedLM, SchedulerType
 
-from genoformer.engine.errors import InputError, option, setting
+from genoformer.engine.errors import InputError, setting
 from genoformer.engine.options import with_overrides
 from genoformer.engine.runs import (
     MANIFEST,
     RunDir,
     RunResult,
+    check_resume_arguments,
     check_run_path,
     write_json,
     write_table,
@@ -405,23 +406,7 @@ def _check_run_dir(out: Path, resume: bool, arguments: dict[str, Any]) -> None:
     check_run_path(out)
     manifest = out / MANIFEST
     if resume:
-        if not manifest.exists():
-            return
-        before = json.loads(manifest.read_text()).get("arguments", {})
-        now = json.loads(json.dumps(arguments, default=str))
-        changed = sorted(
-            k for k in set(before) | set(now) if k not in _RESUMABLE and before.get(k) != now.get(k)
-        )
-        if changed:
-            key = changed[0]
-            raise InputError(
-                f"the run was started with "
-                f"{option(key, before.get(key)) or f'{key}={before.get(key)!r}'}, not "
-                f"{now.get(key)!r}",
-                file=manifest,
-                where="arguments",
-                fix="resume with the arguments the run was started with, or choose another --out",
-            )
+        check_resume_arguments(manifest, arguments, _RESUMABLE)
     elif (
         not arguments.get("overwrite")
         and (out / CHECKPOINTS).is_dir()
