@@ -14,6 +14,8 @@ _EXPORTS = {
     "open_cells": "genoformer.sc.io",
     "embed": "genoformer.sc.embeddings",
     "pretrain": "genoformer.sc.pretraining",
+    "classify": "genoformer.sc.classification",
+    "predict": "genoformer.sc.classification",
 }
 __all__ = sorted(_EXPORTS)
 

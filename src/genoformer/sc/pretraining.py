@@ -395,9 +395,16 @@ def _model(
     return build_model(str(model), vocab, seed=seed), f"preset {model}"
 
 
-def _check_run_dir(out: Path, resume: bool, arguments: dict[str, Any]) -> None:
-    """Refuse a run that cannot continue (``resume`` with other arguments) or would delete
-    an earlier run's checkpoints unasked."""
+def _check_run_dir(
+    out: Path,
+    resume: bool,
+    arguments: dict[str, Any],
+    *,
+    resumable: set[str] = _RESUMABLE,
+    what: str = "pretraining",
+) -> None:
+    """Refuse a run that cannot continue (``resume`` with other arguments than the
+    ``resumable`` ones) or would delete an earlier ``what`` run's checkpoints unasked."""
     check_run_path(out)
     manifest = out / MANIFEST
     if resume:
@@ -406,7 +413,7 @@ def _check_run_dir(out: Path, resume: bool, arguments: dict[str, Any]) -> None:
         before = json.loads(manifest.read_text()).get("arguments", {})
         now = json.loads(json.dumps(arguments, default=str))
         changed = sorted(
-            k for k in set(before) | set(now) if k not in _RESUMABLE and before.get(k) != now.get(k)
+            k for k in set(before) | set(now) if k not in resumable and before.get(k) != now.get(k)
         )
         if changed:
             key = changed[0]
@@ -422,7 +429,7 @@ def _check_run_dir(out: Path, resume: bool, arguments: dict[str, Any]) -> None:
         and any((out / CHECKPOINTS).iterdir())
     ):
         raise InputError(
-            "holds the checkpoints of an earlier pretraining run",
+            f"holds the checkpoints of an earlier {what} run",
             file=out,
             fix="pass --resume to continue it, --overwrite to start again, or choose another --out",
         )
