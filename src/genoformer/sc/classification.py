@@ -610,7 +610,9 @@ def _arguments(
         "model": str(model),
         "label": label,
         "group_by": group_by,
-        "vocabulary": getattr(vocabulary, "name", vocabulary),
+        "vocabulary": vocabulary
+        if vocabulary is None or isinstance(vocabulary, (str, os.PathLike))
+        else vocabulary.name,
         "dictionaries": dictionaries,
         **dataclasses.asdict(options),
     }
