@@ -510,20 +510,17 @@ def _evaluate(
         ),
     }
     n = len(codes)
-    files["confusion_figure"] = confusion_matrix_plot(
-        matrix,
-        classes,
-        run.file("figures/confusion_counts"),
-        normalize=False,
-        title=f"Confusion matrix ({n:,} test cells)",
-    )
-    files["confusion_normalised_figure"] = confusion_matrix_plot(
-        matrix,
-        classes,
-        run.file("figures/confusion_normalised"),
-        normalize=True,
-        title=f"Confusion matrix, share of each true class ({n:,} test cells)",
-    )
+    for key, name, normalize, title in (
+        ("confusion_figure", "confusion_counts", False, "Confusion matrix"),
+        ("confusion_normalised_figure", "confusion_normalised", True, "Share of each true class"),
+    ):
+        files[key] = confusion_matrix_plot(
+            matrix,
+            classes,
+            run.file(f"figures/{name}"),
+            normalize=normalize,
+            title=f"{title} ({n:,} test cells)",
+        )
     files["roc"] = roc_pr_curves(codes, probabilities, run.file("figures/roc_pr"), classes=classes)
     keep = ("accuracy", "macro_f1", "precision", "recall", "auroc", "auprc", "n")
     metrics = {key: scores[key] for key in keep}
