@@ -195,6 +195,16 @@ def test_grouped_splits_never_share_a_group(n_folds):
         assert np.array_equal(tested, np.arange(180))
 
 
+def test_classes_smaller_than_the_parts_still_split():
+    # 24 cells of 8 classes, most of them 1-3 cells: fewer than round(1 / eval_share) parts.
+    labels = cell_labels(pd.Series(list("aaaaaabbbbccccdddeefgh") + ["a", "b"]))
+    (fold,) = cell_folds(labels, folds=1, seed=0)
+    assert len(fold.test) and len(fold.eval) and len(fold.train)
+    assert len(fold.train) + len(fold.eval) + len(fold.test) == 24
+    with pytest.raises(InputError, match="too few to split"):
+        cell_folds(cell_labels(pd.Series(["a", "b"])), folds=1)
+
+
 def test_splits_depend_on_the_seed_alone():
     labels = _labels()
     one, two = cell_folds(labels, folds=3, seed=7), cell_folds(labels, folds=3, seed=7)

@@ -165,16 +165,24 @@ class Fold:
 
 def _parts(codes: np.ndarray, groups: np.ndarray | None, n_parts: int, seed: int) -> np.ndarray:
     """The part (0 .. n_parts-1) of every cell: stratified by class, grouped when given."""
-    from sklearn.model_selection import StratifiedGroupKFold, StratifiedKFold
+    from sklearn.model_selection import KFold, StratifiedGroupKFold, StratifiedKFold
 
-    part = np.empty(len(codes), dtype=np.int64)
+    part = np.zeros(len(codes), dtype=np.int64)
+    if len(codes) < 2:
+        return part
     index = np.zeros(len(codes))
     with warnings.catch_warnings():
         # A class with fewer cells than parts is spread as far as it goes (checked before
         # the folds of a cross-validation, where it matters).
         warnings.simplefilter("ignore", UserWarning)
-        if groups is None:
-            splitter = StratifiedKFold(n_parts, shuffle=True, random_state=seed)
+        largest = int(np.bincount(codes).max()) if len(codes) else 0
+        if groups is None and largest < 2:
+            # Every class a single cell (a few cells left to split): nothing to stratify.
+            splitter = KFold(max(2, min(n_parts, len(codes))), shuffle=True, random_state=seed)
+            splits = splitter.split(index)
+        elif groups is None:
+            # scikit-learn refuses more parts than the largest class has cells.
+            splitter = StratifiedKFold(min(n_parts, largest), shuffle=True, random_state=seed)
             splits = splitter.split(index, codes)
         else:
             splitter = StratifiedGroupKFold(n_parts, shuffle=True, random_state=seed)
@@ -272,5 +280,14 @@ def cell_folds(
         rest_groups = None if groups is None else groups[rest]
         held = _held_part(codes[rest], rest_groups, eval_share, seed + 1 + k, "eval_share")
         name = f"fold_{k}" if folds > 1 else "split"
-        result.append(Fold(name, rest[~held], rest[held], test))
+        fold = Fold(name, rest[~held], rest[held], test)
+        if not (len(fold.train) and len(fold.eval) and len(fold.test)):
+            raise InputError(
+                f"{len(codes):,} cells are too few to split into training, validation and "
+                f"test cells ({name}: {len(fold.train)}, {len(fold.eval)}, {len(fold.test)})",
+                file=source,
+                where="folds",
+                fix="give more cells, or fewer --folds",
+            )
+        result.append(fold)
     return result
