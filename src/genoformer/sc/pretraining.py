@@ -566,6 +566,7 @@ def pretrain(
             arguments=arguments,
             seed=options.seed,
             resume=options.resume,
+            overwrite=options.overwrite,
         )
     outputs: dict[str, Path] = {}
     if run is not None:
