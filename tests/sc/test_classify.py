@@ -110,6 +110,35 @@ def test_the_encoder_holds_the_checkpoint_s_weights(data):
     assert classifier.config.id2label == {0: "a", 1: "b", 2: "c"}
 
 
+def test_a_pretraining_run_is_fine_tuned_from_its_model(data, tmp_path):
+    from genoformer.sc.pretraining import pretrain
+
+    settings = dict(max_steps=2, eval_every=2, batch_size=8, held_out=0.1, device="cpu")
+    run = tmp_path / "pretrain"
+    pretrain(
+        data["corpus"],
+        out=run,
+        model=data["checkpoint"],
+        vocabulary=data["vocabulary_file"],
+        **settings,
+    )
+    # --overwrite replaces the earlier run.
+    pretrain(
+        data["corpus"],
+        out=run,
+        model=data["checkpoint"],
+        vocabulary=data["vocabulary_file"],
+        overwrite=True,
+        **settings,
+    )
+    encoder, origin = pretrained_encoder(run, data["vocabulary"], seed=0)
+    assert origin == f"checkpoint {run / 'model'}"
+    saved = load_file(run / "model" / "model.safetensors")
+    ours = encoder.state_dict()
+    for key in (k for k in saved if k.startswith("bert.")):
+        torch.testing.assert_close(ours[key.removeprefix("bert.")], saved[key], rtol=0, atol=0)
+
+
 def test_a_frozen_encoder_keeps_the_checkpoint_s_weights_and_the_head_learns(data, tmp_path):
     result = _classify(data, tmp_path / "frozen", freeze_layers=2)
     saved = load_file(data["checkpoint"] / "model.safetensors")
