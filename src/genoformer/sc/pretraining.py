@@ -557,9 +557,8 @@ def pretrain(
     network, origin = _model(model, vocab, options.seed)
     train_cells, held_cells = _masked_cells(cells, vocab, network.config, arguments, paths[0])
     trainer_settings = _train_settings(arguments, n_train=len(train_cells.rows))
-    # Under torchrun, the first process alone keeps the run directory.
     run = None
-    if _is_main_process():
+    if _is_main_process():  # under torchrun, the first process alone keeps the run directory
         run = RunDir(
             out,
             command="sc pretrain",
