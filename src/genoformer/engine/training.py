@@ -443,6 +443,7 @@ def train_model(
     data_collator: Any = None,
     compute_metrics: Callable[..., dict[str, float]] | None = None,
     preprocess_logits_for_metrics: Callable[..., torch.Tensor] | None = None,
+    optimizer_cls_and_kwargs: tuple[type, dict[str, Any]] | None = None,
 ) -> TrainResult:
     """Train ``model`` with early stopping on validation loss; save the best into the run.
 
@@ -451,7 +452,9 @@ def train_model(
     ``out_dir/model``; the loss curve to ``loss_curve.tsv`` and ``loss_curve.png``. With
     ``resume`` the run continues from the latest checkpoint when there is one.
     ``compute_metrics`` and ``preprocess_logits_for_metrics`` are the Trainer's: more
-    held-out metrics at each evaluation. Under ``torchrun`` every process trains and the
+    held-out metrics at each evaluation. ``optimizer_cls_and_kwargs`` is the Trainer's too:
+    an optimizer class and its arguments (``params`` may hold parameter groups with their
+    own learning rates, as layer-wise decay needs). Under ``torchrun`` every process trains and the
     first one alone writes the model and the loss curve.
     """
     out_dir = Path(out_dir)
@@ -469,6 +472,7 @@ def train_model(
         callbacks=all_callbacks,
         compute_metrics=compute_metrics,
         preprocess_logits_for_metrics=preprocess_logits_for_metrics,
+        optimizer_cls_and_kwargs=optimizer_cls_and_kwargs,
     )
     trainer.add_callback(_EpochSetter(trainer))
     trainer.add_callback(LogWithEvaluations())
@@ -525,11 +529,13 @@ def predict_logits(
     *,
     batch_size: int = 1024,
     device: str = "auto",
+    collate_fn: Callable[[list[Any]], dict[str, torch.Tensor]] | None = None,
 ) -> np.ndarray:
-    """Model ``logits`` for every item of a dataset of dicts, in order, as float32 numpy."""
+    """Model ``logits`` for every item of a dataset of dicts, in order, as float32 numpy
+    (``collate_fn`` makes a batch of items of different lengths, as the Trainer's does)."""
     torch_device = pick_device(device)
     model = model.to(torch_device).eval()
-    loader = DataLoader(dataset, batch_size=batch_size, shuffle=False)
+    loader = DataLoader(dataset, batch_size=batch_size, shuffle=False, collate_fn=collate_fn)
     outputs = []
     for batch in loader:
         inputs = {k: v.to(torch_device) for k, v in batch.items() if k != "labels"}

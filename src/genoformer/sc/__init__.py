@@ -17,6 +17,8 @@ _EXPORTS = {
     "perturb": "genoformer.sc.perturbation",
     "PerturbSettings": "genoformer.sc.perturbation",
     "perturb_stats": "genoformer.sc.perturbation_stats",
+    "classify": "genoformer.sc.classification",
+    "predict": "genoformer.sc.classification",
 }
 __all__ = sorted(_EXPORTS)
 

@@ -400,9 +400,16 @@ def _model(
     return build_model(str(model), vocab, seed=seed), f"preset {model}"
 
 
-def _check_run_dir(out: Path, resume: bool, arguments: dict[str, Any]) -> None:
-    """Refuse a run that cannot continue (``resume`` with other arguments) or would delete
-    an earlier run's checkpoints unasked."""
+def _check_run_dir(
+    out: Path,
+    resume: bool,
+    arguments: dict[str, Any],
+    *,
+    resumable: set[str] = _RESUMABLE,
+    what: str = "pretraining",
+) -> None:
+    """Refuse a run that cannot continue (``resume`` with other arguments than the
+    ``resumable`` ones) or would delete an earlier ``what`` run's checkpoints unasked."""
     check_run_path(out)
     manifest = out / MANIFEST
     if resume:
@@ -413,7 +420,7 @@ def _check_run_dir(out: Path, resume: bool, arguments: dict[str, Any]) -> None:
         and any((out / CHECKPOINTS).iterdir())
     ):
         raise InputError(
-            "holds the checkpoints of an earlier pretraining run",
+            f"holds the checkpoints of an earlier {what} run",
             file=out,
             fix="pass --resume to continue it, --overwrite to start again, or choose another --out",
         )
@@ -542,15 +549,15 @@ def pretrain(
     network, origin = _model(model, vocab, options.seed)
     train_cells, held_cells = _masked_cells(cells, vocab, network.config, arguments, paths[0])
     trainer_settings = _train_settings(arguments, n_train=len(train_cells.rows))
-    # Under torchrun, the first process alone keeps the run directory.
     run = None
-    if _is_main_process():
+    if _is_main_process():  # under torchrun, the first process alone keeps the run directory
         run = RunDir(
             out,
             command="sc pretrain",
             arguments=arguments,
             seed=options.seed,
             resume=options.resume,
+            overwrite=options.overwrite,
         )
     outputs: dict[str, Path] = {}
     if run is not None:
