@@ -383,6 +383,18 @@ CASES = [
         lambda d: ["gwas", "pca", _cohort(d), "--out", "run", "--components", "0"],
     ),
     BadInput(
+        "simulate --samples 1",
+        lambda d: ["gwas", "simulate", "--out", "sim", "--samples", "1", "--variants", "5"],
+    ),
+    BadInput(
+        "simulate --maf 0.6",
+        lambda d: ["gwas", "simulate", "--out", "sim", "--samples", "20", "--maf", "0.6"],
+    ),
+    BadInput(
+        "simulate --prevalence 0",
+        lambda d: ["gwas", "simulate", "--out", "sim", "--samples", "20", "--prevalence", "0"],
+    ),
+    BadInput(
         "no variant testable (all monomorphic)",
         _monomorphic,
         code=0,

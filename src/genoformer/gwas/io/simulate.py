@@ -56,7 +56,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from genoformer.engine.errors import InputError
+from genoformer.engine.errors import InputError, setting
 from genoformer.engine.runs import RunResult, atomic_path, write_table
 
 _BASES = np.array(["A", "C", "G", "T"])
@@ -151,7 +151,11 @@ def simulate(
         n_samples, n_variants, n_chromosomes, maf_min, missing_rate, heritability, prevalence
     )
     if epistatic_share is not None and not 0.0 <= epistatic_share <= 1.0:
-        raise ValueError(f"epistatic_share must be in [0, 1], got {epistatic_share}")
+        raise InputError(
+            f"epistatic_share is {epistatic_share}",
+            where="epistatic_share",
+            fix="give epistatic_share a share in [0, 1], or None",
+        )
     design = _Design(n_samples, siblings, populations, split_generations)
     _check_design(design, heritability, family_environment)
     rng = np.random.default_rng(seed)
@@ -217,16 +221,21 @@ def _check_arguments(
     heritability: float,
     prevalence: float,
 ) -> None:
-    if n_samples < 2 or n_variants < 1 or n_chromosomes < 1:
-        raise ValueError("need n_samples >= 2, n_variants >= 1, n_chromosomes >= 1")
-    if not 0.0 <= maf_min < 0.5:
-        raise ValueError(f"maf_min must be in [0, 0.5), got {maf_min}")
-    if not 0.0 <= missing_rate < 1.0:
-        raise ValueError(f"missing_rate must be in [0, 1), got {missing_rate}")
-    if not 0.0 <= heritability < 1.0:
-        raise ValueError(f"heritability must be in [0, 1), got {heritability}")
-    if not 0.0 < prevalence < 1.0:
-        raise ValueError(f"prevalence must be in (0, 1), got {prevalence}")
+    """Refuse sizes and shares the simulator cannot follow, naming the option as the user
+    gave it (``--samples`` on the command line, ``n_samples=`` in Python)."""
+    checks = (
+        ("n_samples", "--samples", n_samples, n_samples >= 2, "2 or more samples"),
+        ("n_variants", "--variants", n_variants, n_variants >= 1, "1 or more variants"),
+        ("n_chromosomes", "--chromosomes", n_chromosomes, n_chromosomes >= 1, "1 or more"),
+        ("maf_min", "--maf", maf_min, 0.0 <= maf_min < 0.5, "a frequency in [0, 0.5)"),
+        ("missing_rate", "--missing", missing_rate, 0.0 <= missing_rate < 1.0, "a share in [0, 1)"),
+        ("heritability", None, heritability, 0.0 <= heritability < 1.0, "a share in [0, 1)"),
+        ("prevalence", None, prevalence, 0.0 < prevalence < 1.0, "a share in (0, 1)"),
+    )
+    for parameter, flag, value, valid, allowed in checks:
+        if not valid:
+            name = setting(parameter, flag=flag)
+            raise InputError(f"{name} is {value}", where=name, fix=f"give {name} {allowed}")
 
 
 def _check_design(design: _Design, heritability: float, family_environment: float) -> None:
