@@ -150,12 +150,7 @@ def simulate(
     _check_arguments(
         n_samples, n_variants, n_chromosomes, maf_min, missing_rate, heritability, prevalence
     )
-    if epistatic_share is not None and not 0.0 <= epistatic_share <= 1.0:
-        raise InputError(
-            f"epistatic_share is {epistatic_share}",
-            where="epistatic_share",
-            fix="give epistatic_share a share in [0, 1], or None",
-        )
+    _check_epistatic_share(epistatic_share)
     design = _Design(n_samples, siblings, populations, split_generations)
     _check_design(design, heritability, family_environment)
     rng = np.random.default_rng(seed)
@@ -236,6 +231,15 @@ def _check_arguments(
         if not valid:
             name = setting(parameter, flag=flag)
             raise InputError(f"{name} is {value}", where=name, fix=f"give {name} {allowed}")
+
+
+def _check_epistatic_share(epistatic_share: float | None) -> None:
+    if epistatic_share is not None and not 0.0 <= epistatic_share <= 1.0:
+        raise InputError(
+            f"epistatic_share is {epistatic_share}",
+            where="epistatic_share",
+            fix="give epistatic_share a share in [0, 1], or None",
+        )
 
 
 def _check_design(design: _Design, heritability: float, family_environment: float) -> None:
