@@ -313,7 +313,11 @@ def perturb_stats_command(
     run: Annotated[Path, typer.Argument(help="Run directory of `sc perturb`.")],
     out: Annotated[Path, typer.Option(help="Run directory of the statistics.")],
     mode: Annotated[
-        str, typer.Option(help="vs_null, goal_state_shift or aggregate_data.")
+        str,
+        typer.Option(
+            help="vs_null, goal_state_shift, mixture_model, aggregate_data or "
+            "aggregate_gene_shifts."
+        ),
     ] = "vs_null",
     null: Annotated[
         Path | None, typer.Option(help="vs_null: the `sc perturb` run of the null cells.")
@@ -332,6 +336,8 @@ def perturb_stats_command(
     metrics = result.metrics
     called = metrics.get("n_significant")
     tail = "" if called is None else f", {called} at FDR < 0.05"
+    if metrics.get("n_impact") is not None:
+        tail = f", {metrics['n_impact']} in the impact component"
     print_summary("sc perturb-stats", result, f"{metrics['n_rows']:,} rows ({mode}){tail}")
 
 
