@@ -272,6 +272,7 @@ def test_cell_state_shifts_equal_the_direct_computation(tmp_path):
             for s in "abc"
         }
         expected = {s: [] for s in "abc"}
+        unperturbed = {s: [] for s in "abc"}
         for i in (0, 2, 5):
             before = cell(cells[i])
             for p in range(len(cells[i])):
@@ -280,8 +281,17 @@ def test_cell_state_shifts_equal_the_direct_computation(tmp_path):
                     shift = torch.cosine_similarity(after, emb, dim=0)
                     shift -= torch.cosine_similarity(before, emb, dim=0)
                     expected[s].append(float(shift))
+                    unperturbed[s].append(float(torch.cosine_similarity(before, emb, dim=0)))
     for s in "abc":
         np.testing.assert_allclose(table[f"shift_{s}"], expected[s], atol=TOLERANCE)
+        np.testing.assert_allclose(table[f"cos_{s}"], unperturbed[s], atol=TOLERANCE)
+    # The states' mean embeddings, for the pictures of `sc perturb-stats`.
+    written = result.table("states")
+    assert written["state"].tolist() == ["a", "b", "c"]
+    assert written["role"].tolist() == ["start", "goal", "alternative"]
+    assert written["n_cells"].tolist() == [3, 2, 2]
+    dims = [str(i) for i in range(encoder.config.hidden_size)]
+    np.testing.assert_allclose(written[dims].to_numpy()[1], states["b"].numpy(), atol=TOLERANCE)
     assert "mean_shift_b" in result.table("genes").columns
     with pytest.raises(InputError, match=r"state 'd' is not a value of state \(values: a, b, c\)"):
         perturb(

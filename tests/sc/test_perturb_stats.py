@@ -206,3 +206,46 @@ def test_aggregate_gene_shifts_of_cell_and_gene_values(tmp_path):
     assert g1["cosine_sim_mean"] == pytest.approx(0.6) and g1["n_detections"] == 2
     assert g1["cosine_sim_stdev"] == pytest.approx(0.1)  # population sd, as np.std
     assert stats["affected_symbol"].tolist()[2:] == ["G1", "G5", "G0"]
+
+
+def test_the_figures_of_an_in_silico_treatment(tmp_path):
+    """goal_state_shift on a run with cell states: the volcano plot, the distributions and
+    the states' picture, each as PNG and HTML; vs_null draws its volcano too."""
+    import datasets
+
+    from genoformer.sc.models import build_model
+    from genoformer.sc.perturbation import perturb
+    from genoformer.sc.vocabulary import GeneVocabulary
+    from tests.sc.test_perturb import small_cells
+
+    vocab = GeneVocabulary.packaged("V1")
+    cells = small_cells(vocab, 8, seed=4)
+    labels = ["a", "b", "a", "c", "b", "a", "c", "a"]
+    corpus = datasets.Dataset.from_dict(
+        {"input_ids": cells, "length": [len(c) for c in cells], "state": labels}
+    )
+    run = perturb(
+        build_model("tiny", vocab, seed=3),
+        corpus,
+        out=tmp_path / "run",
+        vocabulary=vocab,
+        all_genes=True,
+        state_attribute="state",
+        start_state="a",
+        goal_state="b",
+        alt_states=("c",),
+        progress=False,
+    )
+    result = perturb_stats(run, out=tmp_path / "goal", mode="goal_state_shift", goal_state="b")
+    figures = tmp_path / "goal" / "figures"
+    for name in ("volcano", "distributions", "states"):
+        assert (figures / f"{name}.png").stat().st_size > 10_000
+        assert "plotly" in (figures / f"{name}.html").read_text()[:100_000]
+        assert f"{name}_png" in result.outputs
+    states_page = (figures / "states.html").read_text()
+    assert "a (start state)" in states_page and "c (alternative state)" in states_page
+    null = perturb_stats(run, null=run, out=tmp_path / "null", mode="vs_null")
+    assert (tmp_path / "null" / "figures" / "volcano.png").exists()
+    assert "states_png" in null.outputs
+    quiet = perturb_stats(run, out=tmp_path / "mm", mode="mixture_model", plots=False)
+    assert not (tmp_path / "mm" / "figures").exists() and quiet.metrics["n_rows"] > 2

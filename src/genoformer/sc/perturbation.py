@@ -455,8 +455,8 @@ def _copies(plans: list[_CellPlan], chosen: list[tuple[int, int]]) -> tuple[np.n
 def _batch_values(
     runner: _Runner, refs: _References, origin: np.ndarray, compare: np.ndarray, cells, lengths
 ) -> Any:
-    """One batch of copies through the encoder: (copies, 1 + states) values, the first
-    Geneformer's cos_sim, the others the shift towards each cell state."""
+    """One batch of copies through the encoder: (copies, 1 + 2 * states) values: Geneformer's
+    cos_sim, the shift towards each cell state, and the unperturbed cell's cosine to each."""
     import torch
     import torch.nn.functional as F
 
@@ -483,16 +483,16 @@ def _batch_values(
     genes = (positions >= runner.special) & (positions < lengths[:, None] - runner.special)
     after = _pooled(state, torch.from_numpy(genes).to(target), runner.emb_mode)
     before = refs.cells[torch.from_numpy(cells).to(target)]
-    shift = F.cosine_similarity(after[:, None], runner.states[None], dim=-1)
-    shift -= F.cosine_similarity(before[:, None], runner.states[None], dim=-1)
-    return torch.cat([value[:, None], shift], dim=1)
+    unperturbed = F.cosine_similarity(before[:, None], runner.states[None], dim=-1)
+    shift = F.cosine_similarity(after[:, None], runner.states[None], dim=-1) - unperturbed
+    return torch.cat([value[:, None], shift, unperturbed], dim=1)
 
 
 def _chunk_values(runner: _Runner, plans: list[_CellPlan]) -> list[np.ndarray]:
     """Each plan's values, one row per copy: its copies batched across the cells by length."""
     refs = _reference_states(runner, [p.reference for p in plans])
     n_states = 0 if runner.states is None else len(runner.states)
-    values = [np.empty((len(p.perturbed), 1 + n_states), dtype=np.float32) for p in plans]
+    values = [np.empty((len(p.perturbed), 1 + 2 * n_states), dtype=np.float32) for p in plans]
     chosen = [(p, k) for p, plan in enumerate(plans) for k in range(len(plan.perturbed))]
     width = np.array([plans[p].origin.shape[1] for p, _ in chosen])
     chosen = [chosen[i] for i in np.argsort(-width, kind="stable")]
@@ -520,6 +520,9 @@ def _chunk_table(
         n = len(plan.perturbed)
         cell = obs.iloc[[plan.slot] * n].reset_index(drop=True)
         shifts = {f"shift_{state}": value[:, 1 + i] for i, state in enumerate(states)}
+        shifts.update(
+            {f"cos_{state}": value[:, 1 + len(states) + i] for i, state in enumerate(states)}
+        )
         parts.append(
             cell.assign(
                 perturbed=[",".join(by_token.get(t, str(t)) for t in g) for g in plan.perturbed],
@@ -631,6 +634,10 @@ def perturb(
     }
     genes = _gene_summary(table, options, wanted, names)
     files["genes"] = write_table(run.file("genes.tsv"), genes)
+    if state_rows:  # the states' embeddings, for the pictures of `sc perturb-stats`
+        states = _state_table(runner.states, state_rows, options)
+        files["states"] = write_table(run.file("states.parquet"), states)
+        files["states_tsv"] = write_table(run.file("states.tsv"), states)
     metrics = _metrics(table, genes, options, vocab, tokens, time.perf_counter() - start)
     metrics["cells_resumed"] = done_before
     run.record_results("perturb", metrics)
@@ -672,6 +679,21 @@ def _runner(
     return _Runner(
         encoder.to(target).eval(), index, options.emb_mode, pad, special, options.batch_size, target
     )
+
+
+def _state_table(
+    embeddings: Any, state_rows: dict[str, np.ndarray], options: PerturbSettings
+) -> pd.DataFrame:
+    """One row per cell state: its role, its number of cells and its mean embedding."""
+    import pandas as pd
+
+    roles = ["start", "goal", *("alternative" for _ in options.alt_states)]
+    values = embeddings.float().cpu().numpy()
+    table = pd.DataFrame(values, columns=[str(i) for i in range(values.shape[1])])
+    table.insert(0, "n_cells", [len(rows) for rows in state_rows.values()])
+    table.insert(0, "role", roles)
+    table.insert(0, "state", [str(s) for s in state_rows])
+    return table
 
 
 def _start_state_cells(
@@ -754,6 +776,7 @@ def _run_chunks(
     if not tables:
         columns = [*tokens.obs.columns, "perturbed", "symbol", "token_ids", "rank", "n_present"]
         columns += ["n_compared", "cos_sim", *(f"shift_{s}" for s in _state_names(options))]
+        columns += [f"cos_{s}" for s in _state_names(options)]
         return pd.DataFrame(columns=columns), resumed
     table = pd.concat(tables, ignore_index=True)
     table = table.sort_values(["_slot", "rank"], kind="stable").drop(columns="_slot")

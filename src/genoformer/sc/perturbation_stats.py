@@ -249,6 +249,7 @@ def perturb_stats(
     null: str | os.PathLike | RunResult | pd.DataFrame | None = None,
     goal_state: str | None = None,
     gene_shifts: pd.DataFrame | None = None,
+    plots: bool = True,
     overwrite: bool = False,
 ) -> RunResult:
     """Statistics over the cells of an ``sc perturb`` run.
@@ -270,6 +271,11 @@ def perturb_stats(
     gene_shifts
         With a perturbations table as ``run``: its gene shifts (a run directory's
         ``gene_shifts.parquet`` is read by itself), for ``aggregate_gene_shifts``.
+    plots
+        Draw the pictures in ``out/figures`` (PNG and HTML each): ``volcano`` (shift
+        against -log10 FDR; ``vs_null``, ``goal_state_shift``), ``distributions`` (each
+        cell's value for the first genes of the table) and, for a run with cell states,
+        ``states`` (the states and where the perturbed cells move).
     overwrite
         Replace an earlier run in ``out``.
 
@@ -310,6 +316,8 @@ def perturb_stats(
         "stats": write_table(run_dir.file("stats.parquet"), stats),
         "stats_tsv": write_table(run_dir.file("stats.tsv"), stats),
     }
+    if plots:
+        files.update(_figures(run, test, stats, mode, goal_state, run_dir))
     metrics: dict[str, Any] = {"mode": mode, "n_rows": len(stats), **extra}
     if "sig" in stats:
         metrics["n_significant"] = int(stats["sig"].sum())
@@ -318,3 +326,52 @@ def perturb_stats(
     metrics["seconds"] = round(time.perf_counter() - start, 3)
     run_dir.record_results("perturb-stats", metrics)
     return run_dir.finish(metrics, files)
+
+
+#: The volcano plot's shift and FDR columns, by mode.
+_VOLCANO = {
+    "vs_null": ("test_vs_null_avg_shift", "test_vs_null_FDR"),
+    "goal_state_shift": ("shift_to_goal_end", "goal_end_FDR"),
+}
+
+
+def _states_table(run: Any) -> pd.DataFrame | None:
+    """The states of a run with cell states (``states.parquet``), if ``run`` is a run."""
+    import pandas as pd
+
+    if isinstance(run, pd.DataFrame):
+        return None
+    path = Path(run.run_dir if isinstance(run, RunResult) else run) / "states.parquet"
+    return pd.read_parquet(path) if path.exists() else None
+
+
+def _figures(
+    run: Any, test: pd.DataFrame, stats: pd.DataFrame, mode: str, goal: str | None, run_dir: RunDir
+) -> dict[str, Path]:
+    """The pictures of the statistics (see :mod:`genoformer.sc.perturbation_plots`)."""
+    from genoformer.sc import perturbation_plots as plots
+
+    files: dict[str, Path] = {}
+    folder = run_dir.file("figures")
+    if mode in _VOLCANO and len(stats):
+        shift, fdr = _VOLCANO[mode]
+        for path in plots.volcano(stats, folder / "volcano", shift=shift, fdr=fdr):
+            files[f"volcano_{path.suffix[1:]}"] = path
+    column = f"shift_{goal}" if mode == "goal_state_shift" else "cos_sim"
+    genes = list(dict.fromkeys(stats["perturbed"])) if "perturbed" in stats else []
+    if genes and len(test):
+        for path in plots.shift_distributions(test, genes, folder / "distributions", column=column):
+            files[f"distributions_{path.suffix[1:]}"] = path
+    states = _states_table(run)
+    if states is not None and len(test):
+        start = str(states.loc[states["role"] == "start", "state"].iloc[0])
+        goal = goal or str(states.loc[states["role"] == "goal", "state"].iloc[0])
+        if {f"cos_{start}", f"cos_{goal}"} <= set(test.columns):
+            means = test.groupby("perturbed", sort=False)[f"shift_{goal}"].mean()
+            top = means.sort_values(ascending=False, kind="stable").index.tolist()
+            found = plots.state_map(
+                test, states, folder / "states", start=start, goal=goal, top=top
+            )
+            for path in found:
+                files[f"states_{path.suffix[1:]}"] = path
+    return files
