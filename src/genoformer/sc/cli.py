@@ -247,7 +247,11 @@ def perturb_command(
     ] = None,
     max_cells: Annotated[int | None, typer.Option(help="Perturb at most N cells.")] = None,
     emb_mode: Annotated[
-        str, typer.Option(help="cell (mean gene shift) or cls (the <cls> token, V2).")
+        str,
+        typer.Option(
+            help="cell (mean gene shift) or cls (the <cls> token, V2); cell_and_gene or "
+            "cls_and_gene: also every affected gene's shift (gene_shifts table)."
+        ),
     ] = "cell",
     emb_layer: Annotated[
         int, typer.Option(help="Layer: -1 the second-to-last (default), 0 the last.")
