@@ -329,6 +329,9 @@ def perturb_stats_command(
     goal_state: Annotated[
         str | None, typer.Option(help="goal_state_shift: the goal state of the run.")
     ] = None,
+    plots: Annotated[
+        bool, typer.Option(help="Draw the volcano, distributions and states pictures.")
+    ] = True,
     overwrite: Overwrite = False,
 ) -> None:
     """Statistics over a perturbation run's cells: rank-sum tests with BH FDR, or every value."""

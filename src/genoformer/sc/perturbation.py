@@ -649,7 +649,6 @@ def perturb(
             with running(runner.encoder, index, options.threads, runner.target):
                 runner.states = _state_embeddings(runner, dataset, state_rows, options.chunk_cells)
         table, gene_table, done_before = _run_chunks(run, runner, tokens, options, wanted, vocab)
-    names = _gene_names(vocab)
     files = {
         "perturbations": write_table(run.file("perturbations.parquet"), table),
         "perturbations_tsv": write_table(run.file("perturbations.tsv"), table),
@@ -657,12 +656,10 @@ def perturb(
     if gene_table is not None:
         files["gene_shifts"] = write_table(run.file("gene_shifts.parquet"), gene_table)
         files["gene_shifts_tsv"] = write_table(run.file("gene_shifts.tsv"), gene_table)
-    genes = _gene_summary(table, options, wanted, names)
+    genes = _gene_summary(table, options, wanted, _gene_names(vocab))
     files["genes"] = write_table(run.file("genes.tsv"), genes)
     if state_rows:  # the states' embeddings, for the pictures of `sc perturb-stats`
-        states = _state_table(runner.states, state_rows, options)
-        files["states"] = write_table(run.file("states.parquet"), states)
-        files["states_tsv"] = write_table(run.file("states.tsv"), states)
+        files.update(_write_states(run, runner.states, state_rows, options))
     metrics = _metrics(table, genes, options, vocab, tokens, time.perf_counter() - start)
     metrics["cells_resumed"] = done_before
     run.record_results("perturb", metrics)
@@ -707,6 +704,16 @@ def _runner(
     )
     runner.genes = options.emb_mode.endswith("_and_gene")
     return runner
+
+
+def _write_states(
+    run: RunDir, embeddings: Any, state_rows: dict[str, np.ndarray], options: PerturbSettings
+) -> dict[str, Path]:
+    states = _state_table(embeddings, state_rows, options)
+    return {
+        "states": write_table(run.file("states.parquet"), states),
+        "states_tsv": write_table(run.file("states.tsv"), states),
+    }
 
 
 def _state_table(
