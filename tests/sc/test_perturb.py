@@ -272,6 +272,7 @@ def test_cell_state_shifts_equal_the_direct_computation(tmp_path):
             for s in "abc"
         }
         expected = {s: [] for s in "abc"}
+        unperturbed = {s: [] for s in "abc"}
         for i in (0, 2, 5):
             before = cell(cells[i])
             for p in range(len(cells[i])):
@@ -280,8 +281,17 @@ def test_cell_state_shifts_equal_the_direct_computation(tmp_path):
                     shift = torch.cosine_similarity(after, emb, dim=0)
                     shift -= torch.cosine_similarity(before, emb, dim=0)
                     expected[s].append(float(shift))
+                    unperturbed[s].append(float(torch.cosine_similarity(before, emb, dim=0)))
     for s in "abc":
         np.testing.assert_allclose(table[f"shift_{s}"], expected[s], atol=TOLERANCE)
+        np.testing.assert_allclose(table[f"cos_{s}"], unperturbed[s], atol=TOLERANCE)
+    # The states' mean embeddings, for the pictures of `sc perturb-stats`.
+    written = result.table("states")
+    assert written["state"].tolist() == ["a", "b", "c"]
+    assert written["role"].tolist() == ["start", "goal", "alternative"]
+    assert written["n_cells"].tolist() == [3, 2, 2]
+    dims = [str(i) for i in range(encoder.config.hidden_size)]
+    np.testing.assert_allclose(written[dims].to_numpy()[1], states["b"].numpy(), atol=TOLERANCE)
     assert "mean_shift_b" in result.table("genes").columns
     with pytest.raises(InputError, match=r"state 'd' is not a value of state \(values: a, b, c\)"):
         perturb(
@@ -437,3 +447,72 @@ def test_bad_settings(v1_corpus, tmp_path):
         perturb(model, v1_corpus, out=tmp_path / "run", all_genes=True, cells=(700,))
     with pytest.raises(InputError, match="unknown perturb_type"):
         perturb(model, v1_corpus, out=tmp_path / "run", all_genes=True, perturb_type="inhibit")
+
+
+def brute_force_genes(model_dir, vocab, cells, kind):
+    """Each perturbation's affected genes (token ids) and their cosines, each copy alone."""
+    encoder = load_model(model_dir, vocabulary=vocab, encoder_only=True).eval()
+    special = 1 if vocab.has_cls_eos else 0
+
+    def states(ids):
+        return encoder(input_ids=torch.tensor([ids]), output_hidden_states=True).hidden_states[1][0]
+
+    tokens, values = [], []
+    with torch.inference_mode():
+        for ids in cells:
+            before = states(ids)
+            genes = list(range(special, len(ids) - special))
+            for p in genes[1:] if kind == "overexpress" else genes:
+                rest = [i for i in range(len(ids)) if i != p]
+                order = rest if kind == "delete" else rest[:special] + [p] + rest[special:]
+                kept = [i for i in rest if special <= i < len(ids) - special]
+                after = states([ids[i] for i in order])
+                where = [order.index(i) for i in kept]
+                cos = torch.cosine_similarity(after[where], before[kept], dim=-1)
+                tokens += [ids[i] for i in kept]
+                values += cos.tolist()
+    return np.array(tokens), np.array(values)
+
+
+@pytest.mark.parametrize(
+    ("version", "kind", "emb_mode"),
+    [("V1", "delete", "cell_and_gene"), ("V2", "overexpress", "cls_and_gene")],
+)
+def test_gene_modes_give_every_affected_genes_shift(version, kind, emb_mode, tmp_path):
+    vocab = GeneVocabulary.packaged(version)
+    build_model("tiny", vocab, seed=3).save_pretrained(tmp_path / "model")
+    cells = small_cells(vocab, 4, seed=5)
+    corpus = datasets.Dataset.from_dict({"input_ids": cells, "length": [len(c) for c in cells]})
+    args = {"vocabulary": vocab, "all_genes": True, "perturb_type": kind, "batch_size": 5}
+    result = perturb(
+        tmp_path / "model",
+        corpus,
+        out=tmp_path / "run",
+        emb_mode=emb_mode,
+        chunk_cells=3,
+        **args,
+        **QUIET,
+    )
+    genes = result.table("gene_shifts")
+    tokens, expected = brute_force_genes(tmp_path / "model", vocab, cells, kind)
+    assert genes["affected_token"].tolist() == tokens.tolist()
+    np.testing.assert_allclose(genes["cos_sim"], expected, atol=TOLERANCE)
+    table = result.table("perturbations")
+    assert len(genes) == int(table["n_compared"].sum())
+    if emb_mode == "cell_and_gene":  # the cell's value is the mean of its genes'
+        means = genes.groupby(["row", "perturbed"], sort=False)["cos_sim"].mean()
+        np.testing.assert_allclose(means.to_numpy(), table["cos_sim"], atol=1e-6)
+    # Its values are the cell mode's; aggregate_gene_shifts reads the run's gene shifts.
+    base = perturb(
+        tmp_path / "model",
+        corpus,
+        out=tmp_path / "base",
+        emb_mode=emb_mode.split("_")[0],
+        **args,
+        **QUIET,
+    )
+    np.testing.assert_allclose(table["cos_sim"], base.table("perturbations")["cos_sim"], atol=1e-6)
+    stats = perturb_stats(result, out=tmp_path / "agg", mode="aggregate_gene_shifts")
+    aggregated = stats.table("stats")
+    assert (aggregated["affected"] == "cell_emb").sum() == table["perturbed"].nunique()
+    assert aggregated["n_detections"].sum() == len(table) + len(genes)

@@ -247,7 +247,11 @@ def perturb_command(
     ] = None,
     max_cells: Annotated[int | None, typer.Option(help="Perturb at most N cells.")] = None,
     emb_mode: Annotated[
-        str, typer.Option(help="cell (mean gene shift) or cls (the <cls> token, V2).")
+        str,
+        typer.Option(
+            help="cell (mean gene shift) or cls (the <cls> token, V2); cell_and_gene or "
+            "cls_and_gene: also every affected gene's shift (gene_shifts table)."
+        ),
     ] = "cell",
     emb_layer: Annotated[
         int, typer.Option(help="Layer: -1 the second-to-last (default), 0 the last.")
@@ -313,7 +317,11 @@ def perturb_stats_command(
     run: Annotated[Path, typer.Argument(help="Run directory of `sc perturb`.")],
     out: Annotated[Path, typer.Option(help="Run directory of the statistics.")],
     mode: Annotated[
-        str, typer.Option(help="vs_null, goal_state_shift or aggregate_data.")
+        str,
+        typer.Option(
+            help="vs_null, goal_state_shift, mixture_model, aggregate_data or "
+            "aggregate_gene_shifts."
+        ),
     ] = "vs_null",
     null: Annotated[
         Path | None, typer.Option(help="vs_null: the `sc perturb` run of the null cells.")
@@ -321,6 +329,9 @@ def perturb_stats_command(
     goal_state: Annotated[
         str | None, typer.Option(help="goal_state_shift: the goal state of the run.")
     ] = None,
+    plots: Annotated[
+        bool, typer.Option(help="Draw the volcano, distributions and states pictures.")
+    ] = True,
     overwrite: Overwrite = False,
 ) -> None:
     """Statistics over a perturbation run's cells: rank-sum tests with BH FDR, or every value."""
@@ -332,6 +343,8 @@ def perturb_stats_command(
     metrics = result.metrics
     called = metrics.get("n_significant")
     tail = "" if called is None else f", {called} at FDR < 0.05"
+    if metrics.get("n_impact") is not None:
+        tail = f", {metrics['n_impact']} in the impact component"
     print_summary("sc perturb-stats", result, f"{metrics['n_rows']:,} rows ({mode}){tail}")
 
 

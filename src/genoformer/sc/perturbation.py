@@ -63,6 +63,8 @@ __all__ = ["PerturbSettings", "perturb"]
 
 PERTURB_TYPES = ("delete", "overexpress")
 PRECISIONS = ("fp32", "bf16")
+#: Embedding modes: the cell's value, and with ``_and_gene`` every affected gene's too.
+EMB_MODES = ("cell", "cls", "cell_and_gene", "cls_and_gene")
 #: Folder of the per-chunk tables a resumed run keeps.
 CHUNKS = "chunks"
 #: Arguments a resumed run may change (they do not change the values).
@@ -84,7 +86,9 @@ class PerturbSettings:
         Perturb each gene of each cell in turn instead (``genes`` must be empty).
     emb_mode
         ``"cell"``: mean over the remaining genes of each gene's cosine after/before;
-        ``"cls"``: cosine of the ``<cls>`` embeddings (V2 corpora).
+        ``"cls"``: cosine of the ``<cls>`` embeddings (V2 corpora); ``"cell_and_gene"`` /
+        ``"cls_and_gene"``: the same, and each affected gene's cosine after/before in the
+        ``gene_shifts`` table.
     emb_layer
         Geneformer's layer number: -1 the second-to-last layer (default), 0 the last.
     cells
@@ -111,7 +115,7 @@ class PerturbSettings:
     perturb_type: Literal["delete", "overexpress"] = "delete"
     genes: tuple[str, ...] = ()
     all_genes: bool = False
-    emb_mode: Literal["cell", "cls"] = "cell"
+    emb_mode: Literal["cell", "cls", "cell_and_gene", "cls_and_gene"] = "cell"
     emb_layer: int = -1
     cells: tuple[int, ...] | None = None
     max_cells: int | None = None
@@ -148,9 +152,11 @@ def _check_settings(options: PerturbSettings) -> None:
             where="genes",
             fix="pass --delete/--overexpress GENE (repeatable: perturbed jointly) or --all-genes",
         )
-    if options.emb_mode not in ("cell", "cls"):
+    if options.emb_mode not in EMB_MODES:
         raise InputError(
-            f"unknown emb_mode {options.emb_mode!r}", where="emb_mode", fix="use cell or cls"
+            f"unknown emb_mode {options.emb_mode!r}",
+            where="emb_mode",
+            fix="use " + ", ".join(EMB_MODES),
         )
     if options.precision not in PRECISIONS:
         raise InputError(
@@ -402,6 +408,8 @@ class _Runner:
     target: Any
     #: The mean cell embedding of each cell state to model (n_states, hidden), or None.
     states: Any = None
+    #: A gene mode (``cell_and_gene``, ``cls_and_gene``): every affected gene's cosine kept.
+    genes: bool = False
 
 
 @dataclass
@@ -455,8 +463,8 @@ def _copies(plans: list[_CellPlan], chosen: list[tuple[int, int]]) -> tuple[np.n
 def _batch_values(
     runner: _Runner, refs: _References, origin: np.ndarray, compare: np.ndarray, cells, lengths
 ) -> Any:
-    """One batch of copies through the encoder: (copies, 1 + states) values, the first
-    Geneformer's cos_sim, the others the shift towards each cell state."""
+    """One batch of copies through the encoder: (copies, 1 + 2 * states) values: Geneformer's
+    cos_sim, the shift towards each cell state, and the unperturbed cell's cosine to each."""
     import torch
     import torch.nn.functional as F
 
@@ -471,37 +479,51 @@ def _batch_values(
     mask = None if valid.all() else torch.from_numpy(valid).to(target)
     (state,) = layer_states(runner.encoder, input_ids, mask, [runner.index])
     state = state.float()
+    weights = torch.from_numpy(compare).to(target)
+    sims = None
+    if runner.emb_mode != "cls" or runner.genes:
+        sims = F.cosine_similarity(state, refs.states[at], dim=-1) * weights
     if runner.emb_mode == "cls":
         value = F.cosine_similarity(state[:, 0], refs.states[base[:, 0]], dim=-1)
     else:
-        weights = torch.from_numpy(compare).to(target)
-        sims = F.cosine_similarity(state, refs.states[at], dim=-1) * weights
         value = sims.sum(1) / weights.sum(1)  # NaN for a cell left without genes
+    affected = (sims, input_ids) if runner.genes else None
     if runner.states is None:
-        return value[:, None]
+        return value[:, None], affected
     # In silico treatment: cos(perturbed cell, state) - cos(original cell, state).
     genes = (positions >= runner.special) & (positions < lengths[:, None] - runner.special)
     after = _pooled(state, torch.from_numpy(genes).to(target), runner.emb_mode)
     before = refs.cells[torch.from_numpy(cells).to(target)]
-    shift = F.cosine_similarity(after[:, None], runner.states[None], dim=-1)
-    shift -= F.cosine_similarity(before[:, None], runner.states[None], dim=-1)
-    return torch.cat([value[:, None], shift], dim=1)
+    unperturbed = F.cosine_similarity(before[:, None], runner.states[None], dim=-1)
+    shift = F.cosine_similarity(after[:, None], runner.states[None], dim=-1) - unperturbed
+    return torch.cat([value[:, None], shift, unperturbed], dim=1), affected
 
 
-def _chunk_values(runner: _Runner, plans: list[_CellPlan]) -> list[np.ndarray]:
-    """Each plan's values, one row per copy: its copies batched across the cells by length."""
+def _chunk_values(
+    runner: _Runner, plans: list[_CellPlan]
+) -> tuple[list[np.ndarray], list[list[tuple[np.ndarray, np.ndarray]]] | None]:
+    """Each plan's values, one row per copy: its copies batched across the cells by length;
+    in a gene mode also each copy's affected genes (token ids) and their cosines."""
     refs = _reference_states(runner, [p.reference for p in plans])
     n_states = 0 if runner.states is None else len(runner.states)
-    values = [np.empty((len(p.perturbed), 1 + n_states), dtype=np.float32) for p in plans]
+    values = [np.empty((len(p.perturbed), 1 + 2 * n_states), dtype=np.float32) for p in plans]
     chosen = [(p, k) for p, plan in enumerate(plans) for k in range(len(plan.perturbed))]
     width = np.array([plans[p].origin.shape[1] for p, _ in chosen])
     chosen = [chosen[i] for i in np.argsort(-width, kind="stable")]
+    genes = [[None] * len(plan.perturbed) for plan in plans] if runner.genes else None
     for begin in range(0, len(chosen), runner.batch_size):
         batch = chosen[begin : begin + runner.batch_size]
-        found = _batch_values(runner, refs, *_copies(plans, batch)).cpu().numpy()
+        copies = _copies(plans, batch)
+        found, affected = _batch_values(runner, refs, *copies)
+        found = found.cpu().numpy()
         for (p, k), row in zip(batch, found, strict=True):
             values[p][k] = row
-    return values
+        if genes is not None:
+            sims, ids = (a.cpu().numpy() for a in affected)
+            compare = copies[1]
+            for i, (p, k) in enumerate(batch):
+                genes[p][k] = (ids[i][compare[i]], sims[i][compare[i]].astype(np.float32))
+    return values, genes
 
 
 def _chunk_table(
@@ -520,6 +542,9 @@ def _chunk_table(
         n = len(plan.perturbed)
         cell = obs.iloc[[plan.slot] * n].reset_index(drop=True)
         shifts = {f"shift_{state}": value[:, 1 + i] for i, state in enumerate(states)}
+        shifts.update(
+            {f"cos_{state}": value[:, 1 + len(states) + i] for i, state in enumerate(states)}
+        )
         parts.append(
             cell.assign(
                 perturbed=[",".join(by_token.get(t, str(t)) for t in g) for g in plan.perturbed],
@@ -601,7 +626,7 @@ def perturb(
     tokens = _corpus_tokens(selected, source, None)
     tokens.obs.insert(0, "row", rows)
     vocab = _resolve_vocabulary(vocabulary, dictionaries, path, tokens)
-    check_cls_mode(options.emb_mode, vocab, source)
+    check_cls_mode(options.emb_mode.removesuffix("_and_gene"), vocab, source)
     wanted = gene_tokens(options.genes, vocab) if options.genes else []
     encoder, model_name = _encoder(model, vocab)
     _check_input_size(encoder, tokens, tokenize_record(path), model_name)
@@ -623,14 +648,18 @@ def perturb(
         if state_rows:
             with running(runner.encoder, index, options.threads, runner.target):
                 runner.states = _state_embeddings(runner, dataset, state_rows, options.chunk_cells)
-        table, done_before = _run_chunks(run, runner, tokens, options, wanted, vocab)
-    names = _gene_names(vocab)
+        table, gene_table, done_before = _run_chunks(run, runner, tokens, options, wanted, vocab)
     files = {
         "perturbations": write_table(run.file("perturbations.parquet"), table),
         "perturbations_tsv": write_table(run.file("perturbations.tsv"), table),
     }
-    genes = _gene_summary(table, options, wanted, names)
+    if gene_table is not None:
+        files["gene_shifts"] = write_table(run.file("gene_shifts.parquet"), gene_table)
+        files["gene_shifts_tsv"] = write_table(run.file("gene_shifts.tsv"), gene_table)
+    genes = _gene_summary(table, options, wanted, _gene_names(vocab))
     files["genes"] = write_table(run.file("genes.tsv"), genes)
+    if state_rows:  # the states' embeddings, for the pictures of `sc perturb-stats`
+        files.update(_write_states(run, runner.states, state_rows, options))
     metrics = _metrics(table, genes, options, vocab, tokens, time.perf_counter() - start)
     metrics["cells_resumed"] = done_before
     run.record_results("perturb", metrics)
@@ -669,9 +698,37 @@ def _runner(
         encoder = (copy.deepcopy(encoder) if given else encoder).to(torch.bfloat16)
     pad = vocab.pad_id if vocab.pad_id is not None else int(encoder.config.pad_token_id or 0)
     special = 1 if vocab.has_cls_eos else 0
-    return _Runner(
-        encoder.to(target).eval(), index, options.emb_mode, pad, special, options.batch_size, target
+    base = options.emb_mode.removesuffix("_and_gene")
+    runner = _Runner(
+        encoder.to(target).eval(), index, base, pad, special, options.batch_size, target
     )
+    runner.genes = options.emb_mode.endswith("_and_gene")
+    return runner
+
+
+def _write_states(
+    run: RunDir, embeddings: Any, state_rows: dict[str, np.ndarray], options: PerturbSettings
+) -> dict[str, Path]:
+    states = _state_table(embeddings, state_rows, options)
+    return {
+        "states": write_table(run.file("states.parquet"), states),
+        "states_tsv": write_table(run.file("states.tsv"), states),
+    }
+
+
+def _state_table(
+    embeddings: Any, state_rows: dict[str, np.ndarray], options: PerturbSettings
+) -> pd.DataFrame:
+    """One row per cell state: its role, its number of cells and its mean embedding."""
+    import pandas as pd
+
+    roles = ["start", "goal", *("alternative" for _ in options.alt_states)]
+    values = embeddings.float().cpu().numpy()
+    table = pd.DataFrame(values, columns=[str(i) for i in range(values.shape[1])])
+    table.insert(0, "n_cells", [len(rows) for rows in state_rows.values()])
+    table.insert(0, "role", roles)
+    table.insert(0, "state", [str(s) for s in state_rows])
+    return table
 
 
 def _start_state_cells(
@@ -728,7 +785,7 @@ def _run_chunks(
     order = np.argsort(-tokens.lengths, kind="stable")
     chunks = [order[i : i + options.chunk_cells] for i in range(0, len(order), options.chunk_cells)]
     names = _gene_names(vocab)
-    tables, resumed = [], 0
+    tables, gene_tables, resumed = [], [], 0
     depth = runner.index
     with (
         running(runner.encoder, depth, options.threads, runner.target),
@@ -738,13 +795,19 @@ def _run_chunks(
         started = time.perf_counter()
         for number, slots in enumerate(chunks):
             path = run.file(f"{CHUNKS}/chunk_{number:06d}.parquet")
-            if path.exists():
+            genes_path = run.file(f"{CHUNKS}/genes_{number:06d}.parquet")
+            if path.exists() and (genes_path.exists() or not runner.genes):
                 tables.append(pd.read_parquet(path))
+                if runner.genes:
+                    gene_tables.append(pd.read_parquet(genes_path))
                 resumed += len(slots)
             else:
                 plans = _chunk_plans(tokens, slots, options, wanted, runner)
-                values = _chunk_values(runner, plans) if plans else []
+                values, genes = _chunk_values(runner, plans) if plans else ([], None)
                 table = _chunk_table(plans, values, tokens.obs, names, _state_names(options))
+                if runner.genes:  # written first: a chunk is done when its table is
+                    write_table(genes_path, _gene_table(plans, genes, table, names))
+                    gene_tables.append(pd.read_parquet(genes_path))
                 write_table(path, table.assign(_slot=[p.slot for p in plans for _ in p.perturbed]))
                 tables.append(pd.read_parquet(path))
             bar.advance(task, len(slots))
@@ -754,10 +817,64 @@ def _run_chunks(
     if not tables:
         columns = [*tokens.obs.columns, "perturbed", "symbol", "token_ids", "rank", "n_present"]
         columns += ["n_compared", "cos_sim", *(f"shift_{s}" for s in _state_names(options))]
-        return pd.DataFrame(columns=columns), resumed
+        columns += [f"cos_{s}" for s in _state_names(options)]
+        empty = pd.DataFrame(columns=_GENE_COLUMNS) if runner.genes else None
+        return pd.DataFrame(columns=columns), empty, resumed
     table = pd.concat(tables, ignore_index=True)
     table = table.sort_values(["_slot", "rank"], kind="stable").drop(columns="_slot")
-    return table.reset_index(drop=True), resumed
+    gene_table = None
+    if runner.genes:
+        gene_table = pd.concat([t for t in gene_tables if len(t)], ignore_index=True)
+        gene_table = gene_table.sort_values(["_slot", "_copy"], kind="stable")
+        gene_table = gene_table.drop(columns=["_slot", "_copy"]).reset_index(drop=True)
+    return table.reset_index(drop=True), gene_table, resumed
+
+
+#: The columns of the gene shifts table (a gene embedding mode).
+_GENE_COLUMNS = ["row", "cell_id", "perturbed", "symbol", "token_ids", "affected"]
+_GENE_COLUMNS += ["affected_symbol", "affected_token", "cos_sim"]
+
+
+def _gene_table(
+    plans: list[_CellPlan],
+    genes: list[list[tuple[np.ndarray, np.ndarray]]] | None,
+    table: pd.DataFrame,
+    names: tuple[dict, dict],
+) -> pd.DataFrame:
+    """One row per perturbation and affected gene of the chunk's cells: the cosine between
+    the gene's embedding after and before (the genes averaged into ``cos_sim``)."""
+    import pandas as pd
+
+    by_token, symbols = names
+    columns = [*_GENE_COLUMNS, "_slot", "_copy"]
+    if not plans:
+        return pd.DataFrame(columns=columns)
+    counts = [len(ids) for plan_genes in genes for ids, _ in plan_genes]
+    tokens = np.concatenate([ids for plan_genes in genes for ids, _ in plan_genes]).astype(np.int64)
+    sims = np.concatenate([v for plan_genes in genes for _, v in plan_genes])
+    # The row of `table` (one per copy, plan by plan) each affected gene belongs to.
+    owner = np.repeat(np.arange(len(table)), counts)
+    slots = np.repeat([p.slot for p in plans for _ in p.perturbed], counts)
+    copy = np.repeat(np.arange(len(table)), counts)
+    unique = np.unique(tokens)
+    ensembl = dict(zip(unique, (by_token.get(int(t), str(t)) for t in unique), strict=True))
+    symbol = dict(zip(unique, (symbols.get(int(t), "") for t in unique), strict=True))
+    cell_id = table["cell_id"] if "cell_id" in table else pd.Series([""] * len(table))
+    return pd.DataFrame(
+        {
+            "row": table["row"].to_numpy()[owner],
+            "cell_id": cell_id.to_numpy()[owner],
+            "perturbed": table["perturbed"].to_numpy()[owner],
+            "symbol": table["symbol"].to_numpy()[owner],
+            "token_ids": table["token_ids"].to_numpy()[owner],
+            "affected": [ensembl[t] for t in tokens],
+            "affected_symbol": [symbol[t] for t in tokens],
+            "affected_token": tokens,
+            "cos_sim": sims,
+            "_slot": slots,
+            "_copy": copy,
+        }
+    )
 
 
 def _gene_summary(

@@ -7,6 +7,15 @@ against the pooled shifts of all the run's perturbations (rank-sum, BH FDR).
 ``aggregate_data``: every cell's value of each perturbation (also for a group of genes
 perturbed jointly, where Geneformer's ``aggregate_data`` fails: "Length of values (3) does
 not match length of index (20)").
+``mixture_model``: a two-component Gaussian mixture (scikit-learn, ``random_state=0``) fitted
+to the genes' mean values, each gene and each of its cells assigned to the impact component
+or not, as Geneformer's ``isp_stats_mixture_model``, with one deliberate fix: the impact
+component is the one with the lower mean (cosine similarity: the larger move), whichever
+index scikit-learn gives it; Geneformer takes component 0, which scikit-learn does not order.
+``aggregate_gene_shifts``: per perturbed gene (or group) and affected embedding (the cell's,
+``cell_emb``, and with a gene embedding mode each affected gene's), the mean, population
+standard deviation and number of the cosine similarities, as Geneformer's
+``isp_aggregate_gene_shifts``.
 """
 
 from __future__ import annotations
@@ -26,7 +35,7 @@ if TYPE_CHECKING:
 
 __all__ = ["perturb_stats"]
 
-MODES = ("vs_null", "goal_state_shift", "aggregate_data")
+MODES = ("vs_null", "goal_state_shift", "mixture_model", "aggregate_data", "aggregate_gene_shifts")
 _KEYS = ["perturbed", "symbol", "token_ids"]
 
 
@@ -46,6 +55,16 @@ def _table(run: str | os.PathLike | RunResult | pd.DataFrame, what: str) -> pd.D
             fix="pass the --out of a finished `sc perturb` run",
         )
     return pd.read_parquet(table)
+
+
+def _gene_shift_table(run: Any, given: pd.DataFrame | None) -> pd.DataFrame | None:
+    """The gene shifts of a run of a gene embedding mode (``gene_shifts.parquet``), if any."""
+    import pandas as pd
+
+    if given is not None or isinstance(run, pd.DataFrame):
+        return given
+    path = Path(run.run_dir if isinstance(run, RunResult) else run) / "gene_shifts.parquet"
+    return pd.read_parquet(path) if path.exists() else None
 
 
 def _vs_null(test: pd.DataFrame, null: pd.DataFrame) -> pd.DataFrame:
@@ -114,6 +133,101 @@ def _goal_state_shift(test: pd.DataFrame, goal: str) -> pd.DataFrame:
     )
 
 
+def _token_order(table: pd.DataFrame) -> pd.DataFrame:
+    """The table's genes (or groups) in Geneformer's order: sorted by token id (a group by
+    its tuple of token ids), the order its mixture model is fitted in."""
+    keys = table["token_ids"].astype(str).map(lambda t: tuple(int(x) for x in t.split(",")))
+    return table.assign(_order=keys).sort_values("_order", kind="stable").drop(columns="_order")
+
+
+def _gene_means(test: pd.DataFrame) -> tuple[pd.DataFrame, dict[str, np.ndarray]]:
+    """Each perturbed gene's (or group's) values (float64, NaN left out) and their mean, in
+    token order; genes without a value are left out, as Geneformer leaves them out."""
+    import pandas as pd
+
+    values: dict[str, np.ndarray] = {}
+    rows = []
+    for (gene, symbol, token), group in test.groupby(_KEYS, sort=False):
+        found = group["cos_sim"].to_numpy(np.float64)
+        found = found[~np.isnan(found)]
+        if found.size:
+            values[gene] = found
+            rows.append({"perturbed": gene, "symbol": symbol, "token_ids": token})
+    genes = _token_order(pd.DataFrame(rows, columns=_KEYS))
+    genes["test_avg_shift"] = [float(np.mean(values[g])) for g in genes["perturbed"]]
+    return genes.reset_index(drop=True), values
+
+
+def impact_components(values: np.ndarray, mixture: Any) -> np.ndarray:
+    """1 where a value falls in the impact component of a fitted two-component mixture, else 0.
+
+    As Geneformer's ``get_impact_component``: above the non-impact component's mean is 0,
+    below the impact component's mean is 1, between them the mixture's prediction decides.
+    The impact component is the one with the lower mean (lower cosine similarity: a larger
+    move); Geneformer assumes it is component 0, which scikit-learn does not guarantee."""
+    means = mixture.means_[:, 0]
+    impact, other = int(np.argmin(means)), int(np.argmax(means))
+    values = np.asarray(values, dtype=np.float64)
+    found = (mixture.predict(values.reshape(-1, 1)) == impact).astype(np.int64)
+    found[values < means[impact]] = 1
+    found[values > means[other]] = 0
+    return found
+
+
+def _mixture_model(test: pd.DataFrame) -> tuple[pd.DataFrame, dict[str, Any]]:
+    from sklearn.mixture import GaussianMixture
+
+    genes, values = _gene_means(test)
+    if len(genes) < 2:
+        raise InputError(
+            f"mixture_model needs at least two perturbed genes; the run has {len(genes)}",
+            where="mode",
+            fix="use a run of --all-genes (or many genes), or aggregate_data for one gene or group",
+        )
+    means = genes["test_avg_shift"].to_numpy()
+    mixture = GaussianMixture(n_components=2, random_state=0).fit(means.reshape(-1, 1))
+    genes["impact_component"] = impact_components(means, mixture)
+    genes["impact_component_percent"] = [
+        float(np.mean(impact_components(values[g], mixture)) * 100) for g in genes["perturbed"]
+    ]
+    genes["n_detections"] = [len(values[g]) for g in genes["perturbed"]]
+    order = np.sort(mixture.means_[:, 0])
+    info = {
+        "impact_component_mean": float(order[0]),
+        "other_component_mean": float(order[1]),
+        # True: scikit-learn put the impact component second, where Geneformer's would be
+        # the wrong one.
+        "components_reordered": bool(mixture.means_[0, 0] > mixture.means_[1, 0]),
+    }
+    genes = genes.sort_values(
+        ["impact_component", "test_avg_shift"], ascending=[False, True], kind="stable"
+    )
+    return genes, info
+
+
+def _aggregate_gene_shifts(test: pd.DataFrame, gene_shifts: pd.DataFrame | None) -> pd.DataFrame:
+    import pandas as pd
+
+    cell = test[[*_KEYS, "cos_sim"]].assign(affected="cell_emb", affected_symbol="")
+    cell["affected_token"] = ""
+    parts = [cell]
+    if gene_shifts is not None and len(gene_shifts):
+        columns = [*_KEYS, "affected", "affected_symbol", "affected_token", "cos_sim"]
+        parts.append(gene_shifts[columns].astype({"affected_token": str}))
+    values = pd.concat(parts, ignore_index=True)
+    values = _token_order(values)
+    keys = [*_KEYS, "affected", "affected_symbol", "affected_token"]
+    grouped = values.groupby(keys, sort=False)["cos_sim"]
+    table = grouped.agg(
+        cosine_sim_mean=lambda v: float(np.mean(v.to_numpy(np.float64))),
+        cosine_sim_stdev=lambda v: float(np.std(v.to_numpy(np.float64))),
+        n_detections="size",
+    ).reset_index()
+    table["_cell"] = table["affected"] == "cell_emb"
+    table = table.sort_values(["_cell", "cosine_sim_mean"], ascending=[False, True], kind="stable")
+    return table.drop(columns="_cell").reset_index(drop=True)
+
+
 def _called(rows: list[dict], pval: str, shift: str, fdr: str, bh: Any) -> pd.DataFrame:
     """The FDR (BH over the genes) and ``sig`` (FDR < 0.05) columns, sorted as Geneformer
     sorts: called genes first, then by shift (largest first), then FDR."""
@@ -129,9 +243,13 @@ def perturb_stats(
     run: str | os.PathLike | RunResult | pd.DataFrame,
     *,
     out: str | os.PathLike,
-    mode: Literal["vs_null", "goal_state_shift", "aggregate_data"] = "vs_null",
+    mode: Literal[
+        "vs_null", "goal_state_shift", "mixture_model", "aggregate_data", "aggregate_gene_shifts"
+    ] = "vs_null",
     null: str | os.PathLike | RunResult | pd.DataFrame | None = None,
     goal_state: str | None = None,
+    gene_shifts: pd.DataFrame | None = None,
+    plots: bool = True,
     overwrite: bool = False,
 ) -> RunResult:
     """Statistics over the cells of an ``sc perturb`` run.
@@ -144,11 +262,20 @@ def perturb_stats(
         The run directory of the statistics: ``stats.parquet`` / ``.tsv``, ``manifest.json``.
     mode
         ``vs_null`` (needs ``null``), ``goal_state_shift`` (needs ``goal_state``, a run with
-        cell states) or ``aggregate_data``.
+        cell states), ``mixture_model`` (a run of many genes), ``aggregate_data`` or
+        ``aggregate_gene_shifts``.
     null
         The null run of ``vs_null``: the same perturbations in other cells.
     goal_state
         The goal state of ``goal_state_shift`` (the run's ``shift_<state>`` column).
+    gene_shifts
+        With a perturbations table as ``run``: its gene shifts (a run directory's
+        ``gene_shifts.parquet`` is read by itself), for ``aggregate_gene_shifts``.
+    plots
+        Draw the pictures in ``out/figures`` (PNG and HTML each): ``volcano`` (shift
+        against -log10 FDR; ``vs_null``, ``goal_state_shift``), ``distributions`` (each
+        cell's value for the first genes of the table) and, for a run with cell states,
+        ``states`` (the states and where the perturbed cells move).
     overwrite
         Replace an earlier run in ``out``.
 
@@ -156,8 +283,10 @@ def perturb_stats(
     -------
     RunResult
         ``outputs["stats"]``: one row per perturbed gene (or group) with its mean shift,
-        p-value, BH FDR and ``sig`` (FDR < 0.05); for ``aggregate_data`` one row per cell
-        and perturbation.
+        p-value, BH FDR and ``sig`` (FDR < 0.05); for ``mixture_model`` its mean, impact
+        component and the percentage of its cells in it; for ``aggregate_data`` one row per
+        cell and perturbation; for ``aggregate_gene_shifts`` one row per perturbed gene and
+        affected embedding.
     """
     start = time.perf_counter()
     if mode not in MODES:
@@ -169,10 +298,15 @@ def perturb_stats(
             "goal_state_shift needs the goal state", where="goal_state", fix="pass --goal-state"
         )
     test = _table(run, "perturbation")
+    extra: dict[str, Any] = {}
     if mode == "vs_null":
         stats = _vs_null(test, _table(null, "null"))
     elif mode == "goal_state_shift":
         stats = _goal_state_shift(test, str(goal_state))
+    elif mode == "mixture_model":
+        stats, extra = _mixture_model(test)
+    elif mode == "aggregate_gene_shifts":
+        stats = _aggregate_gene_shifts(test, _gene_shift_table(run, gene_shifts))
     else:
         stats = test[["row", "cell_id", *_KEYS, "cos_sim"]].copy() if "row" in test else test
     named = {"run": run if isinstance(run, (str, os.PathLike)) else "<table>", "mode": mode}
@@ -182,9 +316,62 @@ def perturb_stats(
         "stats": write_table(run_dir.file("stats.parquet"), stats),
         "stats_tsv": write_table(run_dir.file("stats.tsv"), stats),
     }
-    metrics: dict[str, Any] = {"mode": mode, "n_rows": len(stats)}
+    if plots:
+        files.update(_figures(run, test, stats, mode, goal_state, run_dir))
+    metrics: dict[str, Any] = {"mode": mode, "n_rows": len(stats), **extra}
     if "sig" in stats:
         metrics["n_significant"] = int(stats["sig"].sum())
+    if "impact_component" in stats:
+        metrics["n_impact"] = int(stats["impact_component"].sum())
     metrics["seconds"] = round(time.perf_counter() - start, 3)
     run_dir.record_results("perturb-stats", metrics)
     return run_dir.finish(metrics, files)
+
+
+#: The volcano plot's shift and FDR columns, by mode.
+_VOLCANO = {
+    "vs_null": ("test_vs_null_avg_shift", "test_vs_null_FDR"),
+    "goal_state_shift": ("shift_to_goal_end", "goal_end_FDR"),
+}
+
+
+def _states_table(run: Any) -> pd.DataFrame | None:
+    """The states of a run with cell states (``states.parquet``), if ``run`` is a run."""
+    import pandas as pd
+
+    if isinstance(run, pd.DataFrame):
+        return None
+    path = Path(run.run_dir if isinstance(run, RunResult) else run) / "states.parquet"
+    return pd.read_parquet(path) if path.exists() else None
+
+
+def _figures(
+    run: Any, test: pd.DataFrame, stats: pd.DataFrame, mode: str, goal: str | None, run_dir: RunDir
+) -> dict[str, Path]:
+    """The pictures of the statistics (see :mod:`genoformer.sc.perturbation_plots`)."""
+    from genoformer.sc import perturbation_plots as plots
+
+    files: dict[str, Path] = {}
+    folder = run_dir.file("figures")
+    if mode in _VOLCANO and len(stats):
+        shift, fdr = _VOLCANO[mode]
+        for path in plots.volcano(stats, folder / "volcano", shift=shift, fdr=fdr):
+            files[f"volcano_{path.suffix[1:]}"] = path
+    column = f"shift_{goal}" if mode == "goal_state_shift" else "cos_sim"
+    genes = list(dict.fromkeys(stats["perturbed"])) if "perturbed" in stats else []
+    if genes and len(test):
+        for path in plots.shift_distributions(test, genes, folder / "distributions", column=column):
+            files[f"distributions_{path.suffix[1:]}"] = path
+    states = _states_table(run)
+    if states is not None and len(test):
+        start = str(states.loc[states["role"] == "start", "state"].iloc[0])
+        goal = goal or str(states.loc[states["role"] == "goal", "state"].iloc[0])
+        if {f"cos_{start}", f"cos_{goal}"} <= set(test.columns):
+            means = test.groupby("perturbed", sort=False)[f"shift_{goal}"].mean()
+            top = means.sort_values(ascending=False, kind="stable").index.tolist()
+            found = plots.state_map(
+                test, states, folder / "states", start=start, goal=goal, top=top
+            )
+            for path in found:
+                files[f"states_{path.suffix[1:]}"] = path
+    return files
