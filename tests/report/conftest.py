@@ -28,9 +28,8 @@ def _missing(what: str) -> None:
     pytest.skip(message)
 
 
-@pytest.fixture(scope="module")
-def browser():
-    """A headless chromium (1400 x 1000) that keeps its console log."""
+def start_chromium():
+    """A headless chromium (1400 x 1000) that keeps its console log (the bench uses it too)."""
     if not (Path(CHROMIUM).exists() and Path(CHROMEDRIVER).exists()):
         _missing(f"no chromium at {CHROMIUM} or chromedriver at {CHROMEDRIVER}")
     try:
@@ -52,6 +51,13 @@ def browser():
         options.add_argument(argument)
     options.set_capability("goog:loggingPrefs", {"browser": "ALL"})
     driver = webdriver.Chrome(service=Service(CHROMEDRIVER), options=options)
-    driver.set_page_load_timeout(120)
+    driver.set_page_load_timeout(300)
+    return driver
+
+
+@pytest.fixture(scope="module")
+def browser():
+    """One headless chromium for the test module."""
+    driver = start_chromium()
     yield driver
     driver.quit()

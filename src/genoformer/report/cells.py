@@ -56,8 +56,14 @@ def _traces(xy: np.ndarray, ids: np.ndarray, name: str, values: pd.Series) -> li
         chosen = labels == category
         text = [f"{i}<br>{name}: {category}" for i in ids[chosen]]
         traces.append(
-            go.Scattergl(x=xy[chosen, 0], y=xy[chosen, 1], marker={"size": 5, "color": colour},
-                         name=f"{category} ({chosen.sum():,})", text=text, **common)  # fmt: skip
+            go.Scattergl(
+                x=xy[chosen, 0],
+                y=xy[chosen, 1],
+                marker={"size": 5, "color": colour},
+                name=f"{category} ({chosen.sum():,})",
+                text=text,
+                **common,
+            )  # fmt: skip
         )
     return traces
 
@@ -84,8 +90,17 @@ def umap_figure(xy: np.ndarray, cells: pd.DataFrame, attributes: list[str]):
         xaxis={"title": {"text": "UMAP 1"}, "showticklabels": False},
         yaxis={"title": {"text": "UMAP 2"}, "showticklabels": False},
         legend={"title": {"text": attributes[0] if attributes else ""}},
-        updatemenus=[{"buttons": buttons, "direction": "down", "x": 0.0, "xanchor": "left",
-                      "y": 1.12, "yanchor": "top", "showactive": True}],  # fmt: skip
+        updatemenus=[
+            {
+                "buttons": buttons,
+                "direction": "down",
+                "x": 0.0,
+                "xanchor": "left",
+                "y": 1.12,
+                "yanchor": "top",
+                "showactive": True,
+            }
+        ],  # fmt: skip
         template="plotly_white",
         hovermode="closest",
     )

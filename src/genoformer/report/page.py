@@ -111,7 +111,9 @@ def image_html(path: str | Path, alt: str) -> str:
     path = Path(path)
     kind = {".png": "png", ".jpg": "jpeg", ".jpeg": "jpeg", ".svg": "svg+xml"}[path.suffix.lower()]
     encoded = base64.b64encode(path.read_bytes()).decode("ascii")
-    return f'<img class="picture" alt="{html.escape(alt)}" src="data:image/{kind};base64,{encoded}">'
+    return (
+        f'<img class="picture" alt="{html.escape(alt)}" src="data:image/{kind};base64,{encoded}">'
+    )
 
 
 def cell_text(value: Any) -> str:
@@ -169,9 +171,7 @@ def render_page(title: str, sections: Sequence[Section]) -> str:
     """The whole page: head (policy, style, plotly.js), a list of runs, then each section."""
     from plotly.offline import get_plotlyjs
 
-    nav = "".join(
-        f'<li><a href="#{s.anchor}">{html.escape(s.title)}</a></li>' for s in sections
-    )
+    nav = "".join(f'<li><a href="#{s.anchor}">{html.escape(s.title)}</a></li>' for s in sections)
     body = []
     for section in sections:
         views = "".join(

@@ -117,9 +117,7 @@ def anchor(run: Run, index: int) -> str:
 
 
 def _rows_html(rows: Iterable[tuple[str, str]]) -> str:
-    return "".join(
-        f"<tr><td>{html.escape(k)}</td><td>{html.escape(v)}</td></tr>" for k, v in rows
-    )
+    return "".join(f"<tr><td>{html.escape(k)}</td><td>{html.escape(v)}</td></tr>" for k, v in rows)
 
 
 def _argument_rows(arguments: Mapping[str, Any]) -> list[tuple[str, str]]:

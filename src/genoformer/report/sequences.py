@@ -44,8 +44,10 @@ def _classification(table: pd.DataFrame, anchor: str, label: str) -> list[View]:
     labels = table["label"].astype(str).to_numpy()
     curves = [(name, labels == name, table[f"p_{name}"]) for name in classes]
     truth_p = np.array(
-        [row[f"p_{t}"] if f"p_{t}" in table else np.nan for t, (_, row) in
-         zip(labels, table.iterrows(), strict=True)]  # fmt: skip
+        [
+            row[f"p_{t}"] if f"p_{t}" in table else np.nan
+            for t, (_, row) in zip(labels, table.iterrows(), strict=True)
+        ]  # fmt: skip
     )
     worst = table.assign(p_true_class=truth_p).nsmallest(WORST, "p_true_class")
     return [

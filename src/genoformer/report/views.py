@@ -62,8 +62,9 @@ def parity_view(
         r2 = regression_metrics(y, value)["r2"]
         hover = [f"measured {a:.4g}<br>predicted {b:.4g}" for a, b in zip(y, value, strict=True)]
         layers.append(
-            Scatter(y, value, colour, size=16, alpha=0.6, label=f"{column} (R2 {r2:.3f})",
-                    hover=hover)  # fmt: skip
+            Scatter(
+                y, value, colour, size=16, alpha=0.6, label=f"{column} (R2 {r2:.3f})", hover=hover
+            )  # fmt: skip
         )
         lows.append(np.nanmin(value))
         highs.append(np.nanmax(value))
@@ -98,9 +99,7 @@ def roc_pr_view(curves: list[tuple[str, np.ndarray, np.ndarray]], *, title: str)
 
 def table_view(title: str, table: pd.DataFrame, *, anchor: str, kind: str = "table") -> View:
     """A sortable, searchable table."""
-    return View(
-        title, table_html(table, table_id=f"{anchor}-{kind}", searchable=True), kind=kind
-    )
+    return View(title, table_html(table, table_id=f"{anchor}-{kind}", searchable=True), kind=kind)
 
 
 def image_views(run: Run, keys: list[str]) -> list[View]:
