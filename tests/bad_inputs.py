@@ -36,6 +36,12 @@ class BadInput:
     marks: tuple = field(default=())
 
 
+def write(path: Path, content: str | bytes) -> None:
+    """Write ``content`` (text or bytes) to ``path``; None, so that a case's ``make`` chains
+    writes and its command line with ``or``."""
+    path.write_bytes(content) if isinstance(content, bytes) else path.write_text(content)
+
+
 def answer(case: BadInput, folder: Path, capsys: pytest.CaptureFixture) -> str:
     """Run the case in ``folder``; return its one-line answer (the error line, or the warning
     line for an accepted input)."""

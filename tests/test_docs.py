@@ -27,7 +27,8 @@ SMALL: dict[str, list[tuple[str, str]]] = {
     ],
     "docs/sc.md": [
         ("epochs=3, max_steps=-1, batch_size=12", "epochs=1, max_steps=3, batch_size=4"),
-        ("eval_every=1000", "eval_every=2"),
+        ("eval_every=None", "eval_every=2"),
+        ("folds=5, epochs=3,", "folds=1, max_steps=2,"),
     ],
 }
 

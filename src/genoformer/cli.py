@@ -17,7 +17,7 @@ import typer
 from rich.console import Console
 
 from genoformer import __version__
-from genoformer.engine.errors import InputError
+from genoformer.engine.errors import InputError, running_command
 from genoformer.engine.flags import Overwrite
 from genoformer.gwas.cli import app as gwas_app
 from genoformer.sc.cli import app as sc_app
@@ -100,7 +100,9 @@ def main(argv: list[str] | None = None) -> None:
     runs = sys.modules.get("genoformer.engine.runs")  # loaded already when called in-process
     first = runs.runs_opened() if runs is not None else 0
     try:
-        app(args=argv, standalone_mode=True)
+        words = argv if argv is not None else sys.argv[1:]
+        with running_command(lambda: _options_of(words)):
+            app(args=argv, standalone_mode=True)
     except InputError as error:
         _report_stopped(error, first)
         if debug:
@@ -114,6 +116,18 @@ def main(argv: list[str] | None = None) -> None:
     except BaseException as error:
         _report_stopped(error, first)
         raise
+
+
+def _options_of(argv: list[str]) -> set[str]:
+    """The options of the command ``argv`` names (``seq train`` -> ``--out``, ``--labels``,
+    ...), so that error messages name those and not the Python keywords."""
+    command = typer.main.get_command(app)
+    for word in (a for a in argv if not a.startswith("-")):
+        subcommands = getattr(command, "commands", None)
+        if not subcommands or word not in subcommands:
+            break
+        command = subcommands[word]
+    return {n for p in command.params for n in (*p.opts, *p.secondary_opts) if n.startswith("-")}
 
 
 def _terminate(signum: int, frame: object) -> None:

@@ -89,7 +89,7 @@ def test_a_directory_that_holds_a_run_is_refused_without_overwrite(tmp_path):
     with pytest.raises(InputError, match=r"holds a run of `gwas assoc` \(complete\)") as error:
         RunDir(tmp_path / "run", command="gwas assoc")
     assert error.value.file == str(tmp_path / "run")
-    assert "--overwrite" in error.value.fix and "--resume" in error.value.fix
+    assert "overwrite=True" in error.value.fix and "resume=True" in error.value.fix
     # --overwrite clears the old run first: none of its files stay beside the new ones.
     RunDir(tmp_path / "run", command="gwas qc", overwrite=True).finish()
     assert sorted(p.name for p in (tmp_path / "run").iterdir()) == ["manifest.json"]

@@ -2,16 +2,27 @@
 
 from __future__ import annotations
 
+import contextlib
+import logging
+import os
 from dataclasses import dataclass
 
 import numpy as np
 import pytest
 import torch
 from torch import nn
-from transformers import PretrainedConfig, PreTrainedModel, TrainerCallback
+from transformers import PretrainedConfig, PreTrainedModel, TrainerCallback, TrainerState
+from transformers.trainer_utils import sort_checkpoints
 from transformers.utils import ModelOutput
+from transformers.utils import logging as hf_logging
 
-from genoformer.engine.training import TrainSettings, predict_logits, train_model
+from genoformer.engine.training import (
+    RichProgress,
+    TrainSettings,
+    predict_logits,
+    quiet_hugging_face,
+    train_model,
+)
 
 
 class TinyConfig(PretrainedConfig):
@@ -146,3 +157,86 @@ def test_kill_and_resume_ends_where_an_uninterrupted_run_ends(tmp_path):
     np.testing.assert_allclose(
         whole.history["eval_loss"].dropna(), resumed.history["eval_loss"].dropna(), rtol=1e-6
     )
+
+
+def test_default_evaluation_is_once_per_epoch(tmp_path):
+    # 64 items in batches of 16: 4 steps an epoch.
+    per_epoch = settings(max_steps=-1, epochs=3, eval_every=None, log_every=None)
+    result = train_model(fresh_model(), Pairs(64, 0), Pairs(32, 1), tmp_path, per_epoch)
+    assert result.history["step"].tolist() == [4, 8, 12]
+    assert result.history[["train_loss", "eval_loss"]].notna().all().all()
+    checkpoints = sorted(p.name for p in (tmp_path / "checkpoints").iterdir())
+    assert checkpoints == ["checkpoint-12", "checkpoint-8"]
+
+
+def test_a_run_stopped_early_before_its_first_log_has_a_training_loss_at_each_evaluation(
+    tmp_path,
+):
+    # Evaluated every 5 steps, logged every 50, stopped early at step 15: before the loss
+    # was logged at every evaluation, the run had no training loss at all.
+    stopped = settings(max_steps=200, learning_rate=0.0, patience=2, log_every=50)
+    result = train_model(fresh_model(), Pairs(256, 0), Pairs(64, 1), tmp_path, stopped)
+    assert result.global_step == 15
+    assert result.history["step"].tolist() == [5, 10, 15]
+    assert result.history["train_loss"].notna().all()
+
+
+def test_progress_shows_a_dash_for_a_loss_not_logged_yet_and_resumes_with_the_last():
+    progress = RichProgress()
+    assert progress.text() == "loss - val -"
+    state = TrainerState(log_history=[{"loss": 0.51234, "step": 5}, {"eval_loss": 0.7, "step": 5},
+                                      {"loss": float("nan"), "step": 6}])  # fmt: skip
+    state.max_steps, state.global_step = 10, 6
+    progress.on_train_begin(None, state, None)
+    try:
+        assert progress.text() == "loss 0.5123 val 0.7"
+        progress.on_log(None, state, None, logs={"loss": 0.25})
+        assert progress.text() == "loss 0.25 val 0.7"
+    finally:
+        progress.on_train_end(None, state, None)
+
+
+class _Records(logging.Handler):
+    def __init__(self) -> None:
+        super().__init__()
+        self.messages: list[str] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.messages.append(record.getMessage())
+
+
+def test_training_hides_the_shard_bars_and_the_mtime_line(tmp_path, capsys, monkeypatch):
+    monkeypatch.delenv("HF_HUB_DISABLE_PROGRESS_BARS", raising=False)
+    bars = hf_logging.is_progress_bar_enabled()
+    hf_logging.enable_progress_bar()
+    logger = hf_logging.get_logger("transformers.trainer_utils")
+    records = _Records()
+    logger.addHandler(records)
+    try:
+        # The checkpoint rotation's line when checkpoints look less than a second apart
+        # (here: the same mtime) is dropped while training, and only then.
+        for step in (1, 2):
+            (tmp_path / f"checkpoint-{step}").mkdir()
+            os.utime(tmp_path / f"checkpoint-{step}", (1e9, 1e9))
+        for quiet in (True, False):
+            logger.warning_once.cache_clear()  # transformers says it once per process
+            with quiet_hugging_face() if quiet else contextlib.nullcontext():
+                sort_checkpoints(str(tmp_path), use_mtime=True)
+            assert len(records.messages) == (0 if quiet else 1)
+        assert records.messages[0].startswith("mtime may not be reliable")
+        # Outside training, saving a model shows its shard bar.
+        capsys.readouterr()
+        fresh_model().save_pretrained(tmp_path / "plain")
+        assert "Writing model shards" in capsys.readouterr().err
+        logger.warning_once.cache_clear()
+        result = train_model(fresh_model(), Pairs(64, 0), Pairs(32, 1), tmp_path / "run",
+                             settings(max_steps=8, eval_every=1))  # fmt: skip
+        assert result.global_step == 8
+        assert hf_logging.is_progress_bar_enabled()  # restored after training
+    finally:
+        logger.removeHandler(records)
+        if not bars:
+            hf_logging.disable_progress_bar()
+    assert len(records.messages) == 1
+    err = capsys.readouterr().err
+    assert "Writing model shards" not in err and "mtime may not be reliable" not in err

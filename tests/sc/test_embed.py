@@ -312,7 +312,7 @@ def test_cli_embed(tiny_models, tmp_path, dictionaries, capsys):
         main([*args, "--emb-layer", "3", "--overwrite"])
     assert exit_info.value.code == 2
     err = capsys.readouterr().err
-    assert "emb_layer=3 is out of range" in err and "Traceback" not in err
+    assert "--emb-layer 3 is out of range" in err and "Traceback" not in err
 
 
 # ---------------------------------------------------------------------------------------------

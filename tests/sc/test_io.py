@@ -269,12 +269,16 @@ def test_check_raw_counts_names_the_first_bad_cell():
     bad = good.copy()
     bad.data[3] = 2.5  # row 2
     with pytest.raises(InputError) as err:
-        check_raw_counts(bad, "x.h5ad", 100, layer="norm")
+        check_raw_counts(bad, "x.h5ad", 100, layer="norm", layers=["norm", "counts", "raw"])
     assert err.value.file == "x.h5ad"
     assert err.value.where == "row 102"
     assert "layer 'norm' does not hold raw counts" in str(err.value)
     assert "2.5 is not an integer" in str(err.value)
     assert "layer='counts'" in err.value.fix and "adata.raw" in err.value.fix
+    # The fix names only layers the input has.
+    with pytest.raises(InputError) as err:
+        check_raw_counts(bad, "x.h5ad", 100)
+    assert "no other layer" in err.value.fix and "layer=" not in err.value.fix
     ids = [f"cell{i}" for i in range(200)]
     with pytest.raises(InputError, match=r"cell 'cell102' \(row 102\)"):
         check_raw_counts(bad, "x.h5ad", 100, cell_ids=ids)

@@ -418,7 +418,7 @@ def test_rerun_replaces_a_corpus_and_failures_leave_nothing(tmp_path):
     tokenize(make_adata(dense, ids), out=out, vocabulary=vocabulary)
     with pytest.raises(InputError, match="holds a corpus already") as refused:
         tokenize(make_adata(dense[:2], ids), out=out, vocabulary=vocabulary)
-    assert "--overwrite" in refused.value.fix and len(load_corpus(out)) == 3
+    assert "overwrite=True" in refused.value.fix and len(load_corpus(out)) == 3
     tokenize(make_adata(dense[:2], ids), out=out, vocabulary=vocabulary, overwrite=True)
     assert len(load_corpus(out)) == 2
     # the third cell's counts are not integers: found in the second chunk, after the first

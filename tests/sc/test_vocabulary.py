@@ -91,7 +91,7 @@ def test_release_names_and_env_var(geneformer_dir: Path, monkeypatch) -> None:
     assert len(resolve("v1")) == 25_426
     assert resolve("gc104M").name == "gc104M"
     monkeypatch.delenv(ENV_DIR)
-    with pytest.raises(InputError, match="--dictionaries.*GENOFORMER_GENEFORMER_DIR"):
+    with pytest.raises(InputError, match="directory=.*GENOFORMER_GENEFORMER_DIR"):
         GeneVocabulary.geneformer("V2")
     with pytest.raises(InputError, match="use V1"):
         GeneVocabulary.geneformer("V3", geneformer_dir)

@@ -17,6 +17,7 @@ from sklearn.metrics import (
     average_precision_score,
     confusion_matrix,
     f1_score,
+    precision_recall_fscore_support,
     precision_score,
     r2_score,
     recall_score,
@@ -27,6 +28,7 @@ __all__ = [
     "as_class_arrays",
     "classification_metrics",
     "one_vs_rest",
+    "per_class_metrics",
     "regression_metrics",
     "softmax",
 ]
@@ -283,3 +285,35 @@ def classification_metrics(
     out["classes"] = names
     out["n"] = int(len(y))
     return out
+
+
+def per_class_metrics(
+    y_true: np.ndarray, probabilities: np.ndarray, *, classes: Sequence[str] | None = None
+) -> list[dict[str, object]]:
+    """Precision, recall, F1 and support of each class (the arg-max is the prediction).
+
+    Returns
+    -------
+    list of dict
+        One ``{class, precision, recall, f1, support, predicted}`` per class, in class order;
+        a class never predicted (or never true) has precision (recall) 0.
+    """
+    y, prob = as_class_arrays(y_true, probabilities)
+    names = _class_names(classes, prob.shape[1])
+    pred = prob.argmax(axis=1)
+    labels = np.arange(prob.shape[1])
+    precision, recall, f1, support = precision_recall_fscore_support(
+        y, pred, labels=labels, zero_division=0
+    )
+    predicted = np.bincount(pred, minlength=prob.shape[1])
+    return [
+        {
+            "class": names[c],
+            "precision": float(precision[c]),
+            "recall": float(recall[c]),
+            "f1": float(f1[c]),
+            "support": int(support[c]),
+            "predicted": int(predicted[c]),
+        }
+        for c in labels
+    ]

@@ -29,12 +29,31 @@ import numpy as np
 import pandas as pd
 
 MANIFEST = "manifest.json"
-#: What to do with a run that holds a run already, in every refusal.
-RERUN_FIX = (
-    "pass --overwrite (overwrite=True) to replace it, --resume to continue it where the "
-    "command has one, or choose another --out"
-)
 _VERSIONED = ("genoformer", "torch", "transformers", "numpy", "pandas")
+
+
+def rerun_fix(*, resumable: bool = True) -> str:
+    """What to do with a directory that holds a run already, in every refusal: in the
+    words of the command that runs (its --overwrite, its --resume if it has one), or of
+    Python (overwrite=True, resume=True unless the caller is not ``resumable``)."""
+    from genoformer.engine.errors import command_line, option, setting
+
+    resume = option("resume", True) if resumable else None
+    where = "" if command_line() else " where the function has one"
+    again = f", {resume} to continue it{where}" if resume else ""
+    return (
+        f"pass {option('overwrite', True)} to replace it{again}, or choose another "
+        f"directory ({setting('out')})"
+    )
+
+
+def continue_fix() -> str:
+    """What to do with a run that stopped before it was complete."""
+    from genoformer.engine.errors import command_line
+
+    if not command_line():
+        return "continue it with resume=True where its function has one, or run it again with overwrite=True"
+    return "continue it with --resume where its command has one, or run it again with --overwrite"
 
 
 @contextlib.contextmanager
@@ -205,7 +224,7 @@ class RunDir:
                     f"holds a run of `{previous.get('command', '?')}` "
                     f"({previous.get('status', 'unknown status')})",
                     file=self.path,
-                    fix=RERUN_FIX,
+                    fix=rerun_fix(),
                 )
             clear_directory(self.path)
             previous = {}
@@ -369,6 +388,32 @@ def check_run_path(path: Path) -> None:
         raise InputError("exists and is not a directory", file=path, fix="choose another --out")
 
 
+def check_resume_arguments(
+    manifest: Path, arguments: Mapping[str, Any], resumable: set[str] | frozenset[str]
+) -> None:
+    """Refuse to resume the run of ``manifest`` with other arguments than it was started
+    with (those in ``resumable`` may change: they do not change the results)."""
+    from genoformer.engine.errors import InputError, option
+
+    if not manifest.exists():
+        return
+    before = json.loads(manifest.read_text()).get("arguments", {})
+    now = json.loads(json.dumps(dict(arguments), default=str))
+    changed = sorted(
+        k for k in set(before) | set(now) if k not in resumable and before.get(k) != now.get(k)
+    )
+    if changed:
+        key = changed[0]
+        raise InputError(
+            f"the run was started with "
+            f"{option(key, before.get(key)) or f'{key}={before.get(key)!r}'}, not "
+            f"{now.get(key)!r}",
+            file=manifest,
+            where="arguments",
+            fix="resume with the arguments the run was started with, or choose another --out",
+        )
+
+
 def clear_directory(path: Path) -> None:
     """Remove everything inside ``path`` (the directory itself stays)."""
     for entry in path.iterdir():
@@ -378,9 +423,12 @@ def clear_directory(path: Path) -> None:
             entry.unlink()
 
 
-def read_manifest(run_dir: str | os.PathLike, *, what: str = "run") -> dict[str, Any]:
+def read_manifest(
+    run_dir: str | os.PathLike, *, what: str = "run", command: str | None = None
+) -> dict[str, Any]:
     """The manifest of a finished run; an incomplete one (running, failed, interrupted) is
-    refused, naming it, so that no reader takes half a run for a result."""
+    refused, naming it, so that no reader takes half a run for a result, and so is a run of
+    another command than ``command`` (a reader given the wrong kind of run)."""
     from genoformer.engine.errors import InputError
 
     path = Path(run_dir) / MANIFEST
@@ -390,14 +438,21 @@ def read_manifest(run_dir: str | os.PathLike, *, what: str = "run") -> dict[str,
         manifest = json.loads(path.read_text())
     except (OSError, ValueError) as error:
         raise InputError(f"unreadable manifest ({error})", file=path) from None
-    status = manifest.get("status")
+    # A manifest without a status predates the status (or was written by hand): read as it is.
+    status = manifest.get("status", "complete")
     if status != "complete":
         reason = f": {manifest['reason']}" if manifest.get("reason") else ""
         raise InputError(
             f"the {what} is not complete (status {status}{reason})",
             file=path,
             where="status",
-            fix="continue it with --resume where its command has one, or run it again with "
-            "--overwrite",
+            fix=continue_fix(),
+        )
+    if command is not None and manifest.get("command", command) != command:
+        raise InputError(
+            f"this is a run of `{manifest['command']}`, not the {what} of `{command}` it needs",
+            file=path,
+            where="command",
+            fix=f"give the run directory that `genoformer {command}` wrote",
         )
     return manifest

@@ -16,12 +16,14 @@ such as masked-language-model masking).
 
 from __future__ import annotations
 
+import contextlib
+import logging
 import math
 import os
 import shutil
 import tempfile
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -63,14 +65,34 @@ class TrainSettings:
     weight_decay: float = 0.0
     warmup: float = 0.0
     scheduler: str = "linear"
-    eval_every: int = 200
+    #: Steps between evaluations (and checkpoints); None: once per epoch.
+    eval_every: int | None = None
     keep_checkpoints: int = 2
     patience: int | None = 5
     seed: int = 0
     device: str = "auto"
     num_workers: int = 0
-    log_every: int = 50
+    #: Steps between training-loss logs; None: every 50 steps, or every evaluation when
+    #: that is more often. The loss is logged at every evaluation and at the last step too.
+    log_every: int | None = None
     extra: dict[str, Any] = field(default_factory=dict)
+
+    def scheduled(self, n_train: int) -> TrainSettings:
+        """These settings with ``eval_every`` and ``log_every`` decided for a training set
+        of ``n_train`` items."""
+        every = self.eval_every or steps_per_epoch(n_train, self.batch_size)
+        return replace(self, eval_every=every, log_every=self.log_every or min(50, every))
+
+
+def world_size() -> int:
+    """How many processes train together (``torchrun`` sets ``WORLD_SIZE``)."""
+    return max(1, int(os.environ.get("WORLD_SIZE", "1")))
+
+
+def steps_per_epoch(n_train: int, batch_size: int) -> int:
+    """Optimizer steps in one pass over ``n_train`` items: batches of ``batch_size`` on
+    each of the :func:`world_size` processes, the last batch partial."""
+    return max(1, math.ceil(n_train / (batch_size * world_size())))
 
 
 @dataclass
@@ -89,7 +111,10 @@ class TrainResult:
 
 
 def training_arguments(settings: TrainSettings, checkpoint_dir: Path) -> TrainingArguments:
-    """Trainer arguments: evaluate and checkpoint every ``eval_every`` steps, keep the best."""
+    """Trainer arguments: evaluate and checkpoint every ``eval_every`` steps, keep the best.
+    ``settings`` are :meth:`TrainSettings.scheduled` ones (no None intervals)."""
+    if settings.eval_every is None or settings.log_every is None:
+        raise ValueError("training_arguments takes TrainSettings.scheduled(n_train)")
     device = pick_device(settings.device)
     return TrainingArguments(
         output_dir=str(checkpoint_dir),
@@ -126,29 +151,47 @@ def training_arguments(settings: TrainSettings, checkpoint_dir: Path) -> Trainin
 
 class RichProgress(TrainerCallback):
     """One progress bar per training run with the latest train and validation loss
-    (in place of the Trainer's nested tqdm bars and printed log dictionaries)."""
+    (in place of the Trainer's nested tqdm bars and printed log dictionaries); a loss not
+    logged yet shows as ``-``, and a resumed run starts from the losses its checkpoint
+    logged."""
 
     def __init__(self) -> None:
         self.progress: Progress | None = None
         self.task = None
-        self.losses = {"loss": float("nan"), "eval_loss": float("nan")}
+        self.losses = {"loss": math.nan, "eval_loss": math.nan}
 
     def on_train_begin(self, args, state, control, **kwargs):
         if not state.is_world_process_zero:
             return
+        for entry in state.log_history:  # a resumed run's earlier logs
+            self._update(entry)
         self.progress = Progress(
             TextColumn("training"),
             BarColumn(),
             TextColumn("step {task.completed}/{task.total}"),
-            TextColumn("loss {task.fields[loss]:.4g} val {task.fields[eval_loss]:.4g}"),
+            TextColumn("{task.fields[losses]}"),
             TimeElapsedColumn(),
             TimeRemainingColumn(),
             transient=False,
         )
         self.progress.start()
         self.task = self.progress.add_task(
-            "train", total=state.max_steps, completed=state.global_step, **self.losses
+            "train", total=state.max_steps, completed=state.global_step, losses=self.text()
         )
+
+    def _update(self, logs: dict[str, Any]) -> None:
+        for key in self.losses:
+            value = logs.get(key)
+            if isinstance(value, int | float) and math.isfinite(value):
+                self.losses[key] = float(value)
+
+    def text(self) -> str:
+        """``loss 0.4321 val 0.5`` with ``-`` for a loss not logged yet."""
+        shown = [
+            "-" if math.isnan(self.losses[key]) else f"{self.losses[key]:.4g}"
+            for key in ("loss", "eval_loss")
+        ]
+        return f"loss {shown[0]} val {shown[1]}"
 
     def on_step_end(self, args, state, control, **kwargs):
         if self.progress is not None:
@@ -156,9 +199,8 @@ class RichProgress(TrainerCallback):
 
     def on_log(self, args, state, control, logs=None, **kwargs):
         if self.progress is not None and logs:
-            found = {k: float(v) for k, v in logs.items() if k in self.losses}
-            self.losses.update(found)
-            self.progress.update(self.task, **self.losses)
+            self._update(logs)
+            self.progress.update(self.task, losses=self.text())
 
     def on_train_end(self, args, state, control, **kwargs):
         if self.progress is not None:
@@ -166,15 +208,66 @@ class RichProgress(TrainerCallback):
             self.progress = None
 
 
-class LogLastStep(TrainerCallback):
-    """Log the training loss at the last step too: a run shorter than ``log_every`` steps
-    (a small data set) otherwise ends with no training loss, a progress bar showing
-    ``loss nan`` and an empty ``train_loss`` column. Every process sets the same flag, as
-    logging gathers the loss across processes."""
+class LogWithEvaluations(TrainerCallback):
+    """Log the training loss at every evaluation and at the last step, and evaluate and
+    checkpoint at the last step.
+
+    Without it, a run evaluated more often than every ``log_every`` steps that stops early,
+    or a run shorter than ``log_every`` steps, ends with no training loss (a progress bar
+    showing no loss and ``loss_curve.tsv`` rows with an empty ``train_loss``); and before
+    transformers 5 a run whose last step is not a multiple of ``eval_every`` ends without
+    evaluating its last model. Every process sets the same flags, as logging gathers the
+    loss across processes.
+    """
 
     def on_step_end(self, args, state, control, **kwargs):
-        if state.global_step >= state.max_steps and state.global_step % args.logging_steps:
+        last = state.global_step >= state.max_steps
+        if last and args.eval_strategy == "steps":
+            control.should_evaluate = True
+            control.should_save = True
+        if last or control.should_evaluate:
             control.should_log = True
+
+    def on_epoch_end(self, args, state, control, **kwargs):
+        if control.should_evaluate:
+            control.should_log = True
+
+
+class _DropMessage(logging.Filter):
+    """Drops the log records whose message starts with ``start``."""
+
+    def __init__(self, start: str) -> None:
+        super().__init__()
+        self.start = start
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not record.getMessage().startswith(self.start)
+
+
+@contextlib.contextmanager
+def quiet_hugging_face() -> Iterator[None]:
+    """While training: no tqdm bar per saved model (transformers' ``save_pretrained``
+    shows "Writing model shards" at every checkpoint) and not the Trainer's line
+    "mtime may not be reliable on this filesystem, falling back to numerical ordering"
+    (its checkpoint rotation says so whenever checkpoints come less than a second apart,
+    and then orders them by step, as it should). Both through transformers' own switches:
+    ``disable_progress_bar`` (restored after), and a filter on that one message of the
+    ``transformers.trainer_utils`` logger (restored after), as lowering that module's
+    verbosity would also hide its other warnings, such as a resumed run's batch size
+    differing from its checkpoint's. Genoformer's own progress bar is not tqdm."""
+    from transformers.utils import logging as hf_logging
+
+    bars = hf_logging.is_progress_bar_enabled()
+    logger = hf_logging.get_logger("transformers.trainer_utils")
+    drop = _DropMessage("mtime may not be reliable")
+    hf_logging.disable_progress_bar()
+    logger.addFilter(drop)
+    try:
+        yield
+    finally:
+        logger.removeFilter(drop)
+        if bars:
+            hf_logging.enable_progress_bar()
 
 
 class SeededLengthSampler(Sampler[int]):
@@ -350,20 +443,23 @@ def train_model(
     data_collator: Any = None,
     compute_metrics: Callable[..., dict[str, float]] | None = None,
     preprocess_logits_for_metrics: Callable[..., torch.Tensor] | None = None,
+    optimizer_cls_and_kwargs: tuple[type, dict[str, Any]] | None = None,
 ) -> TrainResult:
     """Train ``model`` with early stopping on validation loss; save the best into the run.
 
-    Checkpoints go to ``out_dir/checkpoints`` (every ``eval_every`` steps, at most
-    ``keep_checkpoints`` kept, the best one always among them); the best model to
+    Checkpoints go to ``out_dir/checkpoints`` (at every evaluation: every ``eval_every``
+    steps, by default once per epoch, and at the last step; at most ``keep_checkpoints`` kept, the best one always among them); the best model to
     ``out_dir/model``; the loss curve to ``loss_curve.tsv`` and ``loss_curve.png``. With
     ``resume`` the run continues from the latest checkpoint when there is one.
     ``compute_metrics`` and ``preprocess_logits_for_metrics`` are the Trainer's: more
-    held-out metrics at each evaluation. Under ``torchrun`` every process trains and the
+    held-out metrics at each evaluation. ``optimizer_cls_and_kwargs`` is the Trainer's too:
+    an optimizer class and its arguments (``params`` may hold parameter groups with their
+    own learning rates, as layer-wise decay needs). Under ``torchrun`` every process trains and the
     first one alone writes the model and the loss curve.
     """
     out_dir = Path(out_dir)
     checkpoint_dir = out_dir / CHECKPOINTS
-    args = training_arguments(settings, checkpoint_dir)
+    args = training_arguments(settings.scheduled(len(train_dataset)), checkpoint_dir)
     all_callbacks = list(callbacks)
     if settings.patience:
         all_callbacks.append(EarlyStoppingCallback(early_stopping_patience=settings.patience))
@@ -376,29 +472,31 @@ def train_model(
         callbacks=all_callbacks,
         compute_metrics=compute_metrics,
         preprocess_logits_for_metrics=preprocess_logits_for_metrics,
+        optimizer_cls_and_kwargs=optimizer_cls_and_kwargs,
     )
     trainer.add_callback(_EpochSetter(trainer))
-    trainer.add_callback(LogLastStep())
+    trainer.add_callback(LogWithEvaluations())
     trainer.remove_callback(PrinterCallback)
     trainer.remove_callback(ProgressCallback)
     progress = RichProgress()
     trainer.add_callback(progress)
     last = last_complete_checkpoint(checkpoint_dir) if resume else None
-    try:
-        trainer.train(resume_from_checkpoint=None if last is None else str(last))
-    finally:
-        # A crash inside training must not leave the progress display running.
-        progress.on_train_end(args, trainer.state, trainer.control)
-    history = history_table(trainer.state.log_history)
     outputs = {
         "model": out_dir / MODEL,
         "loss_table": out_dir / LOSS_TABLE,
         "loss_figure": out_dir / LOSS_FIGURE,
     }
-    if trainer.is_world_process_zero():
-        save_model_atomically(trainer.model, outputs["model"])
-        write_table(outputs["loss_table"], history)
-        outputs["loss_figure"] = loss_curve(history, outputs["loss_figure"])[0]
+    with quiet_hugging_face():
+        try:
+            trainer.train(resume_from_checkpoint=None if last is None else str(last))
+        finally:
+            # A crash inside training must not leave the progress display running.
+            progress.on_train_end(args, trainer.state, trainer.control)
+        history = history_table(trainer.state.log_history)
+        if trainer.is_world_process_zero():
+            save_model_atomically(trainer.model, outputs["model"])
+            write_table(outputs["loss_table"], history)
+            outputs["loss_figure"] = loss_curve(history, outputs["loss_figure"])[0]
     best = trainer.state.best_metric
     return TrainResult(
         model=trainer.model,
@@ -431,11 +529,13 @@ def predict_logits(
     *,
     batch_size: int = 1024,
     device: str = "auto",
+    collate_fn: Callable[[list[Any]], dict[str, torch.Tensor]] | None = None,
 ) -> np.ndarray:
-    """Model ``logits`` for every item of a dataset of dicts, in order, as float32 numpy."""
+    """Model ``logits`` for every item of a dataset of dicts, in order, as float32 numpy
+    (``collate_fn`` makes a batch of items of different lengths, as the Trainer's does)."""
     torch_device = pick_device(device)
     model = model.to(torch_device).eval()
-    loader = DataLoader(dataset, batch_size=batch_size, shuffle=False)
+    loader = DataLoader(dataset, batch_size=batch_size, shuffle=False, collate_fn=collate_fn)
     outputs = []
     for batch in loader:
         inputs = {k: v.to(torch_device) for k, v in batch.items() if k != "labels"}

@@ -1,7 +1,7 @@
 """gwas: genotypes to phenotype, PLINK-grade association and the deep model.
 
 ``genoformer.gwas.assoc(...)`` is ``genoformer gwas assoc ...`` (likewise ``simulate``,
-``qc``, ``pca``, ``plot``, ``train``, ``predict``, ``explain``); they load on first use, so
+``qc``, ``pca``, ``epistasis``, ``plot``, ``train``, ``predict``, ``explain``); they load on first use, so
 that importing the package stays quick and the association commands never load torch.
 """
 
@@ -12,6 +12,7 @@ _EXPORTS = {
     "qc": "genoformer.gwas.api",
     "pca": "genoformer.gwas.api",
     "assoc": "genoformer.gwas.api",
+    "epistasis": "genoformer.gwas.api",
     "plot": "genoformer.gwas.api",
     "train": "genoformer.gwas.model.training",
     "predict": "genoformer.gwas.model.training",

@@ -1,4 +1,5 @@
-"""The gwas pillar's public functions: simulate, qc, pca, assoc, plot, train, predict, explain.
+"""The gwas pillar's public functions: simulate, qc, pca, assoc, epistasis, plot, train,
+predict, explain.
 
 Each is what one ``genoformer gwas ...`` command calls, with the same arguments; each writes
 a run directory (manifest.json, tables, figures) and returns a small result object.
@@ -7,6 +8,7 @@ a run directory (manifest.json, tables, figures) and returns a small result obje
 from __future__ import annotations
 
 import os
+import warnings
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -16,21 +18,23 @@ import pandas as pd
 from genoformer._lazy import lazy_exports
 from genoformer.engine.errors import InputError
 from genoformer.engine.runs import RunDir, RunResult, write_table
-from genoformer.gwas.io.genotypes import GenotypeSource, open_genotypes
-from genoformer.gwas.io.phenotypes import (
-    covariate_matrix,
-    match_samples,
-    phenotype_vector,
-    read_table,
-)
+from genoformer.gwas.io.genotypes import GenotypeSource, open_genotypes, warn_sex_chromosomes
+from genoformer.gwas.io.phenotypes import sample_covariates, sample_phenotype
 from genoformer.gwas.io.simulate import simulate
 from genoformer.gwas.plots import association as plots
 from genoformer.gwas.stats.adjust import adjust, genomic_control_lambda
 from genoformer.gwas.stats.association import associate, write_results
 from genoformer.gwas.stats.pca import pca as run_pca
 from genoformer.gwas.stats.pca import write_pca
-from genoformer.gwas.stats.qc import QCResult, check_thresholds
+from genoformer.gwas.stats.qc import QCResult, check_thresholds, usable_covariates
 from genoformer.gwas.stats.qc import qc as run_qc
+from genoformer.gwas.stats.wgr import (
+    WGRResult,
+    WGRSettings,
+    associate_loco,
+    fit_wgr,
+    write_loco,
+)
 
 # The model commands load torch and transformers: only when they are used, so that the
 # association commands start quickly.
@@ -39,7 +43,7 @@ _MODEL_EXPORTS = {
     "predict": "genoformer.gwas.model.training",
     "explain": "genoformer.gwas.model.explain",
 }
-__all__ = ["RunResult", "assoc", "pca", "plot", "qc", "simulate", *_MODEL_EXPORTS]
+__all__ = ["RunResult", "assoc", "epistasis", "pca", "plot", "qc", "simulate", *_MODEL_EXPORTS]
 __getattr__ = lazy_exports("genoformer.gwas.api", _MODEL_EXPORTS)
 
 
@@ -65,6 +69,17 @@ def _passing(
     if not filters:
         return {"samples": None, "variants": None}
     kept = _apply_qc(source, filters, run)
+    for what, left in (("sample", kept.samples), ("variant", kept.variants)):
+        if len(left) == 0:
+            removed = ", ".join(
+                f"{kept.removed[k]:,} by --{k} {v:g}" for k, v in filters.items() if kept.removed[k]
+            )
+            raise InputError(
+                f"QC removed every {what} ({removed})",
+                file=source.path,
+                fix=f"loosen the thresholds (plink2 stops too: no {what}s remaining after main "
+                "filters)",
+            )
     return {"samples": kept.samples, "variants": kept.variants}
 
 
@@ -94,6 +109,7 @@ def qc(
     """
     run = RunDir(out, command="gwas qc", arguments=locals(), overwrite=overwrite)
     with open_genotypes(genotypes) as source:
+        warn_sex_chromosomes(source)
         result = _apply_qc(source, _filters(maf, geno, mind, hwe), run)
         kept = source.samples.iloc[result.samples][["fid", "iid"]]
         outputs = {
@@ -155,18 +171,6 @@ def _check_components(k: int, source: GenotypeSource, passing: dict, option: str
         )
 
 
-def _aligned(
-    table_path: str | os.PathLike | pd.DataFrame, source: GenotypeSource
-) -> tuple[pd.DataFrame, int]:
-    """A phenotype or covariate table in the genotype file's sample order (NaN rows for
-    samples it lacks), and how many genotype samples it lacks."""
-    table = read_table(table_path)
-    index, aligned, n_dropped = match_samples(source.samples, table)
-    full = pd.DataFrame(index=range(source.n_samples), columns=aligned.columns, dtype=object)
-    full.iloc[np.asarray(index)] = aligned.to_numpy(dtype=object)
-    return full.infer_objects(), int(n_dropped)
-
-
 def assoc(
     genotypes: str | os.PathLike,
     *,
@@ -188,30 +192,32 @@ def assoc(
     scheduler: str | None = None,
     seed: int = 0,
     overwrite: bool = False,
+    wgr: bool = False,
+    wgr_block_size: int = 200,
+    wgr_folds: int = 5,
 ) -> RunResult:
     """Association of every variant with a phenotype, as plink2 --glm (or plink1.9 --assoc).
 
     QC filters are applied first; ``pcs`` principal components (of the samples and variants
     that pass QC) join the covariates. Writes ``assoc.tsv`` and ``assoc.parquet`` (plink2
     columns), ``adjust.tsv`` (plink2 --adjust), Manhattan and QQ plots (PNG and HTML).
+
+    ``wgr=True`` first fits whole-genome regression as regenie's step 1
+    (:mod:`genoformer.gwas.stats.wgr`: ridge over blocks of ``wgr_block_size`` variants in
+    ``wgr_folds`` folds, then level 1) on the variants that pass QC, writes its
+    leave-one-chromosome-out predictions (``wgr.loco`` in regenie's layout, ``wgr_pred.list``)
+    and tests each chromosome's variants with its LOCO prediction as an offset.
     """
     arguments = {k: v for k, v in locals().items() if not isinstance(v, pd.DataFrame)}
     run = RunDir(out, command="gwas assoc", arguments=arguments, seed=seed, overwrite=overwrite)
     with open_genotypes(genotypes) as source:
         passing = _passing(source, _filters(maf, geno, mind, hwe), run)
-        phenotypes, n_dropped = _aligned(pheno, source)
-        column = pheno_name or next(c for c in phenotypes.columns if c not in ("FID", "IID"))
-        if column not in phenotypes.columns:
-            raise InputError(
-                f"no phenotype column '{column}'",
-                file=str(pheno),
-                fix=f"use one of {', '.join(c for c in phenotypes.columns[2:])}",
-            )
-        y, kind = phenotype_vector(phenotypes, column)
+        warn_sex_chromosomes(source)
+        y, kind, column, n_dropped = sample_phenotype(source.samples, pheno, pheno_name)
+        _check_test(test, kind, column, y, pheno)
         blocks, names = [], []
         if covar is not None:
-            covariates, _ = _aligned(covar, source)
-            X, covariate_names = covariate_matrix(covariates, covar_names)
+            X, covariate_names, _ = sample_covariates(source.samples, covar, covar_names)
             blocks.append(X)
             names += covariate_names
         if pcs:
@@ -223,24 +229,20 @@ def assoc(
             pc[samples if samples is not None else slice(None)] = components.components
             blocks.append(pc)
             names += [f"PC{i + 1}" for i in range(pcs)]
+        if blocks:
+            blocks, names = _checked_covariates(np.column_stack(blocks), names, y, passing, covar)
         X = np.column_stack(blocks) if blocks else None
-        with run.step("assoc"):
-            results = associate(
-                source,
-                y,
-                covariates=X,
-                test=test,
-                firth=firth,
-                a1=a1,
-                chunk_size=chunk_size,
-                engine=engine,
-                scheduler=scheduler,
-                **passing,
-            )
-    outputs = {
-        "results": write_results(results, run.file("assoc.tsv")),
-        "results_parquet": write_results(results, run.file("assoc.parquet")),
-    }
+        settings = WGRSettings(wgr_block_size, wgr_folds, seed=seed) if wgr else None
+        results, step1, outputs = _association(
+            source, y, run, column, settings, covariates=X, test=test, firth=firth, a1=a1,
+            chunk_size=chunk_size, engine=engine, scheduler=scheduler, **passing,
+        )  # fmt: skip
+    outputs.update(
+        {
+            "results": write_results(results, run.file("assoc.tsv")),
+            "results_parquet": write_results(results, run.file("assoc.parquet")),
+        }
+    )
     adjusted = adjust(results)
     outputs["adjust"] = write_table(run.file("adjust.tsv"), adjusted)
     outputs.update(_figures(results, run.path))
@@ -251,8 +253,10 @@ def assoc(
         "samples_without_phenotype_row": n_dropped,
         "variants_tested": int(len(results)),
         "lambda_gc": genomic_control_lambda(results["P"].to_numpy(dtype=float)),
-        "min_p": float(np.nanmin(results["P"].to_numpy(dtype=float))),
+        "min_p": _min_p(results),
     }
+    if step1 is not None:
+        run.record_results("wgr", step1.metrics)
     for key, path in outputs.items():
         run.record_output(key, path)
     run.record_results("assoc", metrics)
@@ -260,7 +264,74 @@ def assoc(
     return RunResult(run.path, metrics, outputs)
 
 
+def _check_test(test: str, kind: str, column: str, y: np.ndarray, pheno: object) -> None:
+    """Refuse a case/control test of a quantitative phenotype, naming the file and column."""
+    if test in ("logistic", "chisq") and kind == "quantitative":
+        odd = y[np.isfinite(y) & ~np.isin(y, (0.0, 1.0, 2.0))]
+        example = f", e.g. {odd[0]:g}" if odd.size else ""
+        raise InputError(
+            f"--test {test} needs a case/control phenotype, and {column!r} is quantitative "
+            f"(values other than 1/2 or 0/1{example})",
+            file=None if isinstance(pheno, pd.DataFrame) else str(pheno),
+            where=f"column {column}",
+            fix="code it 1 control, 2 case (0, -9 or NA missing), or use --test linear",
+        )
+
+
+def _min_p(results: pd.DataFrame) -> float | None:
+    p = results["P"].to_numpy(dtype=float)
+    return float(np.nanmin(p)) if np.isfinite(p).any() else None
+
+
+def _checked_covariates(
+    X: np.ndarray, names: list[str], y: np.ndarray, passing: dict, covar: object
+) -> tuple[list[np.ndarray], list[str]]:
+    """The covariates that enter the tests, checked as plink2 checks them on the analysed
+    samples (phenotype and every covariate, passing QC): constant ones left out with a
+    warning, collinear ones refused."""
+    use = np.isfinite(y) & np.isfinite(X).all(axis=1)
+    if passing["samples"] is not None:
+        chosen = np.zeros(len(y), dtype=bool)
+        chosen[passing["samples"]] = True
+        use &= chosen
+    file = None if isinstance(covar, pd.DataFrame) or covar is None else str(covar)
+    keep = usable_covariates(X, names, use, file=file)
+    return [X[:, keep]], [n for n, k in zip(names, keep, strict=True) if k]
+
+
+def _association(
+    source: GenotypeSource,
+    y: np.ndarray,
+    run: RunDir,
+    phenotype: str,
+    wgr: WGRSettings | None,
+    **options,
+) -> tuple[pd.DataFrame, WGRResult | None, dict[str, Path]]:
+    """The association table (with ``associate``'s ``options``), after whole-genome
+    regression when ``wgr`` gives its settings: then also its fit and LOCO files."""
+    step1, outputs = None, {}
+    if wgr is not None:
+        keys = ("covariates", "test", "samples", "variants")
+        with run.step("wgr"):
+            step1 = fit_wgr(source, y, settings=wgr, **{k: options[k] for k in keys})
+        outputs = write_loco(step1, source.samples, run.path, phenotype)
+    with run.step("assoc"):
+        if step1 is None:
+            return associate(source, y, **options), None, outputs
+        return associate_loco(source, y, step1, **options), step1, outputs
+
+
 def _figures(results: pd.DataFrame, out_dir: Path) -> dict[str, Path]:
+    """The Manhattan and QQ plots; none, with a warning, when no variant has a p-value."""
+    if not plots.plottable(results):
+        errors = results.get("ERRCODE", pd.Series(dtype=str)).value_counts()
+        why = ", ".join(f"{code} {n:,}" for code, n in errors.items() if code != ".")
+        warnings.warn(
+            f"{out_dir}: none of the {len(results):,} variants has a p-value ({why or 'no variant tested'}"
+            "): no Manhattan or QQ plot drawn; the tables are written",
+            stacklevel=2,
+        )
+        return {}
     lam = genomic_control_lambda(results["P"].to_numpy(dtype=float))
     return {
         "manhattan": plots.manhattan(results, out_dir / "manhattan.png")[0],
@@ -282,7 +353,96 @@ def plot(results: str | os.PathLike, *, out: str | os.PathLike) -> RunResult:
     )
     if "P" not in table.columns:
         raise InputError("no P column", file=path, fix="give the output of `genoformer gwas assoc`")
+    if not plots.plottable(table):
+        raise InputError(
+            f"none of the {len(table):,} variants has a p-value to plot (every test failed or "
+            "was not run: see the ERRCODE column)",
+            file=path,
+            where="column P",
+            fix="check the covariates and the QC of the association run",
+        )
     out_dir = Path(out)
     out_dir.mkdir(parents=True, exist_ok=True)
     outputs = _figures(table, out_dir)
     return RunResult(out_dir, {}, outputs)
+
+
+def _variant_list(path: str | os.PathLike, source: GenotypeSource) -> np.ndarray:
+    """File indices of the variant IDs listed in ``path`` (one per line, first column, as
+    plink's --extract / --set take them); an unknown ID is bad input naming its line."""
+    path = Path(path)
+    if not path.exists():
+        raise InputError("no such variant list", file=path, fix="give a file of variant IDs")
+    position = pd.Series(np.arange(source.n_variants), index=source.variants["id"].to_numpy())
+    position = position[~position.index.duplicated()]
+    found = []
+    with open(path, encoding="utf-8", errors="replace") as handle:
+        for number, line in enumerate(handle, start=1):
+            fields = line.split()
+            if not fields:
+                continue
+            if fields[0] not in position.index:
+                raise InputError(
+                    f"variant {fields[0]!r} is not in the genotypes",
+                    file=path,
+                    where=f"line {number}",
+                    fix=f"list IDs of the .bim's second column ({source.path})",
+                )
+            found.append(int(position[fields[0]]))
+    if not found:
+        raise InputError("no variant IDs in the list", file=path, fix="one variant ID per line")
+    return np.asarray(found, dtype=np.int64)
+
+
+def epistasis(
+    genotypes: str | os.PathLike,
+    *,
+    out: str | os.PathLike,
+    pheno: str | os.PathLike | pd.DataFrame,
+    pheno_name: str | None = None,
+    test: str = "auto",
+    threshold: float = 1e-4,
+    summary_threshold: float = 0.01,
+    against: str | os.PathLike | None = None,
+    threads: int | None = None,
+    overwrite: bool = False,
+) -> RunResult:
+    """Exhaustive scan of variant pairs for interaction, as plink1.9 ``--epistasis``
+    (``test="linear"`` / ``"logistic"``, chosen from the phenotype by ``"auto"``) or
+    ``--fast-epistasis`` (``test="fast"``, case/control).
+
+    Every pair of variants is tested (or each variant listed in the file ``against`` with
+    every variant: plink1.9's ``set-by-all``); pairs with P below ``threshold`` (plink's
+    ``--epi1``) are written to ``epistasis.tsv`` in plink1.9's columns (``.epi.qt``: CHR1
+    SNP1 CHR2 SNP2 BETA_INT STAT P; ``.epi.cc``: OR_INT instead of BETA_INT; fast: STAT P),
+    and ``epistasis.summary.tsv`` is plink's ``.summary`` (per variant: pairs with P below
+    ``summary_threshold``, its ``--epi2``, valid tests, best partner). See
+    :mod:`genoformer.gwas.stats.epistasis` for the tests and plink1.9's rules they follow.
+    """
+    arguments = {k: v for k, v in locals().items() if not isinstance(v, pd.DataFrame)}
+    from genoformer.gwas.stats.epistasis import ScanSettings, check_settings, scan_pairs
+
+    settings = ScanSettings(
+        test=test, threshold=threshold, summary_threshold=summary_threshold, threads=threads
+    )
+    check_settings(settings)
+    run = RunDir(out, command="gwas epistasis", arguments=arguments, overwrite=overwrite)
+    with open_genotypes(genotypes, num_threads=threads) as source:
+        y, kind, column, n_dropped = sample_phenotype(source.samples, pheno, pheno_name)
+        if against is not None:
+            settings.against = _variant_list(against, source)
+        with run.step("scan"):
+            result = scan_pairs(source, y, kind, settings)
+    outputs = {
+        "pairs": write_table(run.file("epistasis.tsv"), result.pairs),
+        "summary": write_table(run.file("epistasis.summary.tsv"), result.summary),
+    }
+    p = result.pairs["P"].to_numpy(dtype=float)
+    metrics = {
+        "phenotype": column,
+        **result.counts,
+        "samples_without_phenotype_row": n_dropped,
+        "min_p": float(p.min()) if p.size else None,
+    }
+    run.record_results("epistasis", metrics)
+    return run.finish(metrics, outputs)

@@ -56,6 +56,19 @@ def simulate(
     covariates: Annotated[int, typer.Option(help="Numeric covariates.")] = 2,
     prevalence: Annotated[float, typer.Option(help="Share of cases.")] = 0.3,
     seed: Seed = 0,
+    siblings: Annotated[
+        int, typer.Option(help="Children per family (0: unrelated samples; siblings share FID).")
+    ] = 0,
+    family_environment: Annotated[
+        float, typer.Option(help="Variance share of an environment siblings share.")
+    ] = 0.0,
+    populations: Annotated[int, typer.Option(help="Populations split from one ancestor.")] = 1,
+    split_generations: Annotated[
+        float, typer.Option(help="Generations since the populations split.")
+    ] = 500.0,
+    population_shift: Annotated[
+        float, typer.Option(help="Trait mean difference, first to last population (SD).")
+    ] = 0.0,
 ) -> None:
     """Simulate a cohort with msprime: genotypes with LD, phenotypes, covariates, truth."""
     options = dict(locals())
@@ -138,6 +151,11 @@ def assoc(
     scheduler: Annotated[str | None, typer.Option(help="Dask scheduler address.")] = None,
     seed: Seed = 0,
     overwrite: Overwrite = False,
+    wgr: Annotated[
+        bool, typer.Option(help="Whole-genome regression first (regenie step 1), LOCO offsets.")
+    ] = False,
+    wgr_block_size: Annotated[int, typer.Option(help="--wgr: variants per block.")] = 200,
+    wgr_folds: Annotated[int, typer.Option(help="--wgr: cross-validation folds.")] = 5,
 ) -> None:
     """Per-variant association (plink2 --glm columns), --adjust table, Manhattan and QQ."""
     options = {**locals(), "covar_name": covar_name or None}
@@ -145,6 +163,36 @@ def assoc(
     from genoformer.gwas.api import assoc as run
 
     print_summary("gwas assoc", _run(run, options, covar_name="covar_names"))
+
+
+@app.command()
+def epistasis(
+    genotypes: Genotypes,
+    out: Out,
+    pheno: Pheno,
+    pheno_name: Annotated[str | None, typer.Option(help="Phenotype column.")] = None,
+    test: Annotated[
+        str, typer.Option(help="auto, linear, logistic (plink1.9 --epistasis) or fast.")
+    ] = "auto",
+    threshold: Annotated[
+        float, typer.Option(help="Write pairs with P below this (plink1.9 --epi1).")
+    ] = 1e-4,
+    summary_threshold: Annotated[
+        float, typer.Option(help="P counted in the summary's N_SIG (plink1.9 --epi2).")
+    ] = 0.01,
+    against: Annotated[
+        Path | None,
+        typer.Option(help="File of variant IDs tested against every variant (set-by-all)."),
+    ] = None,
+    threads: Annotated[int | None, typer.Option(help="Threads (default: all cores).")] = None,
+    overwrite: Overwrite = False,
+) -> None:
+    """Exhaustive pair scan for interaction (plink1.9 --epistasis / --fast-epistasis)."""
+    options = dict(locals())
+    from genoformer.engine.console import print_summary
+    from genoformer.gwas.api import epistasis as run
+
+    print_summary("gwas epistasis", _run(run, options))
 
 
 @app.command()

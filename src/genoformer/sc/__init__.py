@@ -14,6 +14,11 @@ _EXPORTS = {
     "open_cells": "genoformer.sc.io",
     "embed": "genoformer.sc.embeddings",
     "pretrain": "genoformer.sc.pretraining",
+    "perturb": "genoformer.sc.perturbation",
+    "PerturbSettings": "genoformer.sc.perturbation",
+    "perturb_stats": "genoformer.sc.perturbation_stats",
+    "classify": "genoformer.sc.classification",
+    "predict": "genoformer.sc.classification",
 }
 __all__ = sorted(_EXPORTS)
 

@@ -21,6 +21,24 @@ Dictionaries = Annotated[
         "(default: $GENOFORMER_GENEFORMER_DIR, else the copy genoformer ships)."
     ),
 ]
+CorpusVocabulary = Annotated[
+    str | None,
+    typer.Option(help="V1, V2 or a vocabulary file (default: the corpus manifest's)."),
+]
+Device = Annotated[str, typer.Option(help="auto, cpu, cuda, npu or mps.")]
+# The options of the commands that train (sc pretrain, sc classify).
+Epochs = Annotated[float, typer.Option(help="Epochs over the training cells.")]
+MaxSteps = Annotated[int, typer.Option(help="Steps (> 0 overrides --epochs).")]
+TrainBatch = Annotated[int, typer.Option(help="Cells per batch on each device.")]
+LearningRate = Annotated[float, typer.Option(help="Peak AdamW learning rate.")]
+Scheduler = Annotated[str, typer.Option(help="Decay after warm-up: linear or cosine.")]
+WeightDecay = Annotated[float, typer.Option(help="AdamW weight decay.")]
+KeepCheckpoints = Annotated[int, typer.Option(help="Checkpoints kept.")]
+Patience = Annotated[
+    int | None, typer.Option(help="Stop after this many evaluations without improvement.")
+]
+NumWorkers = Annotated[int, typer.Option(help="Data-loading workers per device.")]
+Resume = Annotated[bool, typer.Option(help="Continue from the last checkpoint.")]
 Layer = Annotated[str | None, typer.Option(help="Layer holding raw counts ('raw' for .raw).")]
 GeneIdColumn = Annotated[str | None, typer.Option(help="var column with the gene ids.")]
 Backed = Annotated[
@@ -100,28 +118,24 @@ def pretrain_command(
     model: Annotated[
         str, typer.Option(help="Preset (tiny, small, gf-6L-30M-i2048, ...) or checkpoint dir.")
     ] = "tiny",
-    vocabulary: Annotated[
-        str | None,
-        typer.Option(help="V1, V2 or a vocabulary file (default: the corpus manifest's)."),
-    ] = None,
+    vocabulary: CorpusVocabulary = None,
     dictionaries: Dictionaries = None,
-    epochs: Annotated[float, typer.Option(help="Epochs over the training cells.")] = 3.0,
-    max_steps: Annotated[int, typer.Option(help="Steps (> 0 overrides --epochs).")] = -1,
-    batch_size: Annotated[int, typer.Option(help="Cells per batch on each device.")] = 12,
-    learning_rate: Annotated[float, typer.Option(help="Peak AdamW learning rate.")] = 1e-3,
-    scheduler: Annotated[str, typer.Option(help="Decay after warm-up: linear or cosine.")] = (
-        "linear"
-    ),
+    epochs: Epochs = 3.0,
+    max_steps: MaxSteps = -1,
+    batch_size: TrainBatch = 12,
+    learning_rate: LearningRate = 1e-3,
+    scheduler: Scheduler = "linear",
     warmup: Annotated[
         float | None,
         typer.Option(help="Warm-up: share of the run (< 1) or steps (default: 10,000, <= 10%)."),
     ] = None,
-    weight_decay: Annotated[float, typer.Option(help="AdamW weight decay.")] = 0.001,
-    eval_every: Annotated[int, typer.Option(help="Steps between evaluations/checkpoints.")] = 1000,
-    keep_checkpoints: Annotated[int, typer.Option(help="Checkpoints kept.")] = 2,
-    patience: Annotated[
-        int | None, typer.Option(help="Stop after this many evaluations without improvement.")
+    weight_decay: WeightDecay = 0.001,
+    eval_every: Annotated[
+        int | None,
+        typer.Option(help="Steps between evaluations/checkpoints (default: an epoch, <= 1000)."),
     ] = None,
+    keep_checkpoints: KeepCheckpoints = 2,
+    patience: Patience = None,
     held_out: Annotated[float, typer.Option(help="Share of cells held out.")] = 0.05,
     max_cells: Annotated[int | None, typer.Option(help="Use at most this many cells.")] = None,
     max_length: Annotated[
@@ -129,9 +143,9 @@ def pretrain_command(
     ] = None,
     mask_probability: Annotated[float, typer.Option(help="Share of genes masked.")] = 0.15,
     seed: Annotated[int, typer.Option(help="Seed of the model, split, batches, masks.")] = 0,
-    device: Annotated[str, typer.Option(help="auto, cpu, cuda, npu or mps.")] = "auto",
-    num_workers: Annotated[int, typer.Option(help="Data-loading workers per device.")] = 0,
-    resume: Annotated[bool, typer.Option(help="Continue from the last checkpoint.")] = False,
+    device: Device = "auto",
+    num_workers: NumWorkers = 0,
+    resume: Resume = False,
     overwrite: Overwrite = False,
 ) -> None:
     """Masked-gene pretraining of a Geneformer-compatible model (several devices: torchrun)."""
@@ -170,12 +184,9 @@ def embed_command(
     label: Annotated[
         str | None, typer.Option(help="Cell attribute for the UMAP and the heatmap.")
     ] = None,
-    vocabulary: Annotated[
-        str | None,
-        typer.Option(help="V1, V2 or a vocabulary file (default: the corpus manifest's)."),
-    ] = None,
+    vocabulary: CorpusVocabulary = None,
     dictionaries: Dictionaries = None,
-    device: Annotated[str, typer.Option(help="auto, cpu, cuda, npu or mps.")] = "auto",
+    device: Device = "auto",
     max_cells: Annotated[int | None, typer.Option(help="Embed the first N cells only.")] = None,
     seed: Annotated[int, typer.Option(help="Seed of the UMAP layout.")] = 0,
     overwrite: Overwrite = False,
@@ -210,3 +221,213 @@ def plot_embeddings_command(
     written = plot_embeddings(table, label=label, out=out, seed=seed)
     n_files = sum(len(v) for v in written.values())
     print_summary("sc plot-embeddings", RunResult(out, {"files": n_files}, written))
+
+
+@app.command("perturb")
+def perturb_command(
+    model: Annotated[Path, typer.Argument(help="Checkpoint directory (Geneformer's or ours).")],
+    corpus: Annotated[Path, typer.Argument(help="Corpus directory from `sc tokenize`.")],
+    out: Annotated[Path, typer.Option(help="Run directory.")],
+    delete: Annotated[
+        list[str] | None,
+        typer.Option(help="Gene (Ensembl id or symbol) to delete; repeat to delete jointly."),
+    ] = None,
+    overexpress: Annotated[
+        list[str] | None,
+        typer.Option(help="Gene to move to the front; repeat to overexpress jointly."),
+    ] = None,
+    all_genes: Annotated[
+        bool, typer.Option(help="Perturb each gene of each cell in turn (see --perturb-type).")
+    ] = False,
+    perturb_type: Annotated[
+        str, typer.Option(help="With --all-genes: delete or overexpress.")
+    ] = "delete",
+    cell: Annotated[
+        list[int] | None, typer.Option(help="Corpus row to perturb; repeatable (default: all).")
+    ] = None,
+    max_cells: Annotated[int | None, typer.Option(help="Perturb at most N cells.")] = None,
+    emb_mode: Annotated[
+        str, typer.Option(help="cell (mean gene shift) or cls (the <cls> token, V2).")
+    ] = "cell",
+    emb_layer: Annotated[
+        int, typer.Option(help="Layer: -1 the second-to-last (default), 0 the last.")
+    ] = -1,
+    batch_size: Annotated[int, typer.Option(help="Perturbed copies per forward pass.")] = 32,
+    chunk_cells: Annotated[int, typer.Option(help="Cells per chunk written (resume).")] = 16,
+    precision: Annotated[str, typer.Option(help="fp32 (default) or bf16.")] = "fp32",
+    state_attribute: Annotated[
+        str | None, typer.Option(help="In silico treatment: the cell attribute of the states.")
+    ] = None,
+    start_state: Annotated[str | None, typer.Option(help="State of the cells perturbed.")] = None,
+    goal_state: Annotated[str | None, typer.Option(help="State to move them towards.")] = None,
+    alt_state: Annotated[
+        list[str] | None, typer.Option(help="Another state to measure; repeatable.")
+    ] = None,
+    vocabulary: Annotated[
+        str | None,
+        typer.Option(help="V1, V2 or a vocabulary file (default: the corpus manifest's)."),
+    ] = None,
+    dictionaries: Dictionaries = None,
+    device: Device = "auto",
+    threads: Annotated[int | None, typer.Option(help="CPU threads (default: all).")] = None,
+    resume: Annotated[bool, typer.Option(help="Continue a stopped run in --out.")] = False,
+    overwrite: Overwrite = False,
+) -> None:
+    """In silico deletion or overexpression: how far each cell's gene embeddings move."""
+    flags = dict(locals())
+    from genoformer.engine.console import print_summary
+    from genoformer.engine.errors import InputError
+    from genoformer.sc.perturbation import perturb
+
+    named = {k: flags.pop(k) for k in ("delete", "overexpress")}
+    given = [k for k, genes in named.items() if genes]
+    if len(given) > 1 or (given and all_genes):
+        raise InputError(
+            "--delete, --overexpress and --all-genes exclude each other",
+            where="--delete/--overexpress/--all-genes",
+            fix="perturb one way per run: genes to delete, genes to overexpress, or all genes",
+        )
+    if given:
+        flags["perturb_type"], flags["genes"] = given[0], tuple(named[given[0]])
+    flags["alt_states"] = tuple(flags.pop("alt_state") or ())
+    cells = flags.pop("cell")
+    flags["cells"] = tuple(cells) if cells else None
+    result = perturb(flags.pop("model"), flags.pop("corpus"), **flags)
+    metrics = result.metrics
+    if metrics.get("absent_from_every_cell"):
+        typer.echo(
+            f"warning: no selected cell holds {metrics['absent_from_every_cell']} "
+            "(listed with 0 cells in genes.tsv)",
+            err=True,
+        )
+    print_summary(
+        "sc perturb",
+        result,
+        f"{metrics['n_perturbations']:,} perturbations ({metrics['perturb_type']}) of "
+        f"{metrics['n_cells_perturbed']:,} cells in {metrics['seconds']:.1f} s",
+    )
+
+
+@app.command("perturb-stats")
+def perturb_stats_command(
+    run: Annotated[Path, typer.Argument(help="Run directory of `sc perturb`.")],
+    out: Annotated[Path, typer.Option(help="Run directory of the statistics.")],
+    mode: Annotated[
+        str, typer.Option(help="vs_null, goal_state_shift or aggregate_data.")
+    ] = "vs_null",
+    null: Annotated[
+        Path | None, typer.Option(help="vs_null: the `sc perturb` run of the null cells.")
+    ] = None,
+    goal_state: Annotated[
+        str | None, typer.Option(help="goal_state_shift: the goal state of the run.")
+    ] = None,
+    overwrite: Overwrite = False,
+) -> None:
+    """Statistics over a perturbation run's cells: rank-sum tests with BH FDR, or every value."""
+    flags = dict(locals())
+    from genoformer.engine.console import print_summary
+    from genoformer.sc.perturbation_stats import perturb_stats
+
+    result = perturb_stats(flags.pop("run"), **flags)
+    metrics = result.metrics
+    called = metrics.get("n_significant")
+    tail = "" if called is None else f", {called} at FDR < 0.05"
+    print_summary("sc perturb-stats", result, f"{metrics['n_rows']:,} rows ({mode}){tail}")
+
+
+@app.command("classify")
+def classify_command(
+    corpus: Annotated[Path, typer.Argument(help="Corpus directory holding the label attribute.")],
+    model: Annotated[
+        str, typer.Option(help="Checkpoint dir, `sc pretrain` run or model, or a preset.")
+    ],
+    label: Annotated[str, typer.Option(help="Cell attribute to predict.")],
+    out: Annotated[Path, typer.Option(help="Run directory.")],
+    group_by: Annotated[
+        str | None, typer.Option(help="Attribute whose groups never straddle two splits.")
+    ] = None,
+    vocabulary: CorpusVocabulary = None,
+    dictionaries: Dictionaries = None,
+    state: Annotated[
+        list[str] | None, typer.Option(help="Classify only this class; repeatable.")
+    ] = None,
+    rare_threshold: Annotated[
+        float, typer.Option(help="Leave out classes with less than this share of the cells.")
+    ] = 0.0,
+    max_cells_per_class: Annotated[
+        int | None, typer.Option(help="Keep at most this many cells of each class.")
+    ] = None,
+    folds: Annotated[int, typer.Option(help="1: one split; k: k-fold cross-validation.")] = 1,
+    test_share: Annotated[float, typer.Option(help="Share tested (one split).")] = 0.2,
+    eval_share: Annotated[float, typer.Option(help="Share of training cells validated.")] = 0.1,
+    pooling: Annotated[str, typer.Option(help="auto, cls (V2) or mean (of the genes).")] = "auto",
+    freeze_layers: Annotated[
+        int, typer.Option(help="Freeze the embeddings and the first N layers.")
+    ] = 0,
+    layer_decay: Annotated[
+        float | None, typer.Option(help="Learning rate x decay^(depth from the top).")
+    ] = None,
+    adapters: Annotated[str | None, typer.Option(help="lora: train LoRA adapters only.")] = None,
+    lora_rank: Annotated[int, typer.Option(help="LoRA rank.")] = 8,
+    lora_alpha: Annotated[float, typer.Option(help="LoRA alpha.")] = 16.0,
+    lora_dropout: Annotated[float, typer.Option(help="LoRA dropout.")] = 0.1,
+    epochs: Epochs = 3.0,
+    max_steps: MaxSteps = -1,
+    batch_size: TrainBatch = 12,
+    learning_rate: LearningRate = 5e-5,
+    scheduler: Scheduler = "linear",
+    warmup: Annotated[float, typer.Option(help="Warm-up: share of the run (< 1) or steps.")] = 0.1,
+    weight_decay: WeightDecay = 0.001,
+    eval_every: Annotated[
+        int | None, typer.Option(help="Steps between validations (default: an epoch).")
+    ] = None,
+    keep_checkpoints: KeepCheckpoints = 1,
+    patience: Patience = None,
+    classifier_dropout: Annotated[
+        float | None, typer.Option(help="Dropout before the head (default: the model's).")
+    ] = None,
+    seed: Annotated[int, typer.Option(help="Seed of the head, the splits and the batches.")] = 0,
+    device: Device = "auto",
+    num_workers: NumWorkers = 0,
+    resume: Resume = False,
+    overwrite: Overwrite = False,
+) -> None:
+    """Fine-tune a Geneformer-compatible model to classify cells (one split or k folds)."""
+    flags = dict(locals())
+    from genoformer.engine.console import print_summary
+    from genoformer.sc.classification import classify
+
+    state = flags.pop("state")
+    flags["states"] = tuple(state) if state else None
+    result = classify(flags.pop("corpus"), **flags)
+    metrics = result.metrics
+    summary = {k: v for k, v in metrics.items() if k not in ("folds", "per_class_f1")}
+    print_summary(
+        "sc classify",
+        type(result)(result.run_dir, summary, result.outputs),
+        f"accuracy {metrics['accuracy']:.3f}, macro F1 {metrics['macro_f1']:.3f} on "
+        f"{metrics['n']:,} test cells ({len(metrics['classes'])} classes"
+        + (f", {flags['folds']} folds" if flags["folds"] > 1 else "")
+        + f"); {metrics['trainable_parameters']:,} of {metrics['total_parameters']:,} "
+        "parameters trained",
+    )
+
+
+@app.command("predict")
+def predict_command(
+    run: Annotated[Path, typer.Argument(help="Run directory of `sc classify`.")],
+    cells: Annotated[Path, typer.Argument(help="Corpus directory of the cells to label.")],
+    out: Annotated[Path, typer.Option(help="Run directory for the predictions.")],
+    vocabulary: CorpusVocabulary = None,
+    dictionaries: Dictionaries = None,
+    batch_size: Annotated[int, typer.Option(help="Cells per forward pass.")] = 32,
+    device: Device = "auto",
+    overwrite: Overwrite = False,
+) -> None:
+    """Label cells with a fine-tuned classifier: a table of labels and probabilities."""
+    flags = dict(locals())
+    from genoformer.engine.console import print_summary
+    from genoformer.sc.classification import predict
+
+    result = predict(flags.pop("run"), flags.pop("cells"), **flags)
+    print_summary("sc predict", result, f"{result.metrics['n_cells']:,} cells labelled")

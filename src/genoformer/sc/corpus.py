@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from genoformer.engine.errors import InputError
-from genoformer.engine.runs import RERUN_FIX, swap_directory
+from genoformer.engine.runs import read_manifest, rerun_fix, swap_directory
 
 if TYPE_CHECKING:
     import datasets
@@ -191,7 +191,7 @@ def check_out(out: Path, overwrite: bool = False) -> None:
             fix="choose another --out, or remove it",
         )
     if out.is_dir() and _is_corpus(out) and not overwrite:
-        raise InputError("holds a corpus already", file=out, fix=RERUN_FIX)
+        raise InputError("holds a corpus already", file=out, fix=rerun_fix(resumable=False))
 
 
 def move_into_place(tmp: Path, out: Path) -> None:
@@ -211,7 +211,10 @@ def load_corpus(path: str | os.PathLike) -> datasets.Dataset:
 
     path = Path(path)
     if not path.exists():
-        raise InputError("no such corpus", file=path, fix="pass the directory tokenize wrote")
+        raise InputError(
+            "no such corpus", file=path, fix="pass the directory `genoformer sc tokenize` wrote"
+        )
+    read_manifest(path, what="corpus", command="sc tokenize")  # none: Geneformer's corpus
     try:
         corpus = datasets.load_from_disk(str(path))
     except (FileNotFoundError, ValueError, OSError) as error:

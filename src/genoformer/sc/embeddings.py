@@ -27,7 +27,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 
-from genoformer.engine.errors import InputError
+from genoformer.engine.errors import InputError, option, setting
 from genoformer.engine.options import with_overrides
 from genoformer.engine.runs import RunDir, RunResult, atomic_path, read_manifest, write_table
 from genoformer.sc.corpus import tokenize_record
@@ -193,7 +193,8 @@ def _check_layout(
                 "with a vocabulary without <cls>/<eos> (V1)",
                 file=tokens.source,
                 where=_row_place(tokens, int(bad[0])),
-                fix="embed it with a V1 model and vocabulary=V1, or tokenize the cells again "
+                fix=f"embed it with a V1 model and {option('vocabulary', 'V1')}, or tokenize the "
+                "cells again "
                 f"with the {vocab.name} vocabulary",
             )
     elif len(tokens) > 1 and np.all(first == _V2_CLS) and np.all(last == _V2_EOS):
@@ -203,7 +204,8 @@ def _check_layout(
             "<cls>/<eos>: the corpus was tokenized for a V2 model",
             file=tokens.source,
             where="input_ids",
-            fix="embed it with a V2 model and vocabulary=V2, or tokenize the cells again with "
+            fix=f"embed it with a V2 model and {option('vocabulary', 'V2')}, or tokenize the "
+            "cells again with "
             f"the {vocab.name} vocabulary",
         )
     outside = np.flatnonzero((tokens.values < 0) | (tokens.values >= len(vocab)))
@@ -214,7 +216,7 @@ def _check_layout(
             f"(ids 0..{len(vocab) - 1})",
             file=tokens.source,
             where=_row_place(tokens, row),
-            fix="pass the vocabulary the corpus was tokenized with (vocabulary= / --vocabulary)",
+            fix=f"pass the vocabulary the corpus was tokenized with ({option('vocabulary')})",
         )
 
 
@@ -253,11 +255,11 @@ def hidden_state_index(emb_layer: int, num_hidden_layers: int) -> int:
         ``emb_layer`` is not between ``-num_hidden_layers`` and 0.
     """
     if isinstance(emb_layer, bool) or not isinstance(emb_layer, (int, np.integer)):
-        raise InputError(f"emb_layer={emb_layer!r} is not an integer", where="emb_layer")
+        raise InputError(f"{setting('emb_layer')} {emb_layer!r} is not an integer")
     if not -num_hidden_layers <= emb_layer <= 0:
         raise InputError(
-            f"emb_layer={emb_layer} is out of range for a model of {num_hidden_layers} layers",
-            where="emb_layer",
+            f"{setting('emb_layer')} {emb_layer} is out of range for a model of "
+            f"{num_hidden_layers} layers",
             fix=f"use 0 (the last layer), -1 (the second-to-last, Geneformer's default) down "
             f"to {-num_hidden_layers} (the input embeddings)",
         )
@@ -400,7 +402,6 @@ def extract_embeddings(
     Geneformer's counting), ``threads`` the CPU threads (default: this machine's cores).
     Nothing is written.
     """
-    import torch
 
     from genoformer.engine.device import pick_device
     from genoformer.engine.progress import progress_bar
@@ -410,13 +411,7 @@ def extract_embeddings(
     dataset, path, source = _load(corpus)
     tokens = _corpus_tokens(dataset, source, max_cells)
     vocab = _resolve_vocabulary(vocabulary, dictionaries, path, tokens)
-    if emb_mode == "cls" and not vocab.has_cls_eos:
-        raise InputError(
-            f"emb_mode='cls' needs a <cls> token, and the corpus's {vocab.name} cells have none",
-            file=source,
-            where="emb_mode",
-            fix="use emb_mode='cell' (the mean over the cell's genes), or a V2 corpus and model",
-        )
+    check_cls_mode(emb_mode, vocab, source)
     encoder, model_name = _encoder(model, vocab)
     n_layers = len(encoder.encoder.layer)
     layers = list(dict.fromkeys(int(x) for x in emb_layers))
@@ -434,24 +429,14 @@ def extract_embeddings(
     out = {layer: np.empty((n_cells, hidden), dtype=np.float32) for layer in layers}
     sums = _GeneSums(layers, len(vocab), hidden, target) if genes else None
     with (
-        torch.inference_mode(),
-        _threads(threads or (_cores() if target.type == "cpu" else None)),
-        _first_layers(encoder, max(indices)),
+        running(encoder, max(indices), threads, target),
         progress_bar(enabled=progress, unit="cells") as bar,
     ):
         task = bar.add_task("embedding cells", total=n_cells)
-        single = len(set(indices)) == 1
         for begin in range(0, n_cells, batch_size):
             rows = order[begin : begin + batch_size]
             input_ids, mask, gene_mask = _batch(tokens, rows, pad, special, target)
-            output = encoder(
-                input_ids=input_ids, attention_mask=mask, output_hidden_states=not single
-            )
-            states = (
-                [output.last_hidden_state] * len(indices)
-                if single
-                else [output.hidden_states[i] for i in indices]
-            )
+            states = layer_states(encoder, input_ids, mask, indices)
             for layer, state in zip(layers, states, strict=True):
                 out[layer][rows] = _pooled(state, gene_mask, emb_mode).float().cpu().numpy()
             if sums is not None:
@@ -465,15 +450,59 @@ def extract_embeddings(
     return result
 
 
+def check_cls_mode(emb_mode: str, vocab: GeneVocabulary, source: str | None) -> None:
+    """``emb_mode="cls"`` needs cells that start with ``<cls>`` (V2 vocabularies)."""
+    if emb_mode == "cls" and not vocab.has_cls_eos:
+        raise InputError(
+            f"{option('emb_mode', 'cls')} needs a <cls> token, and the corpus's {vocab.name} "
+            "cells have none",
+            file=source,
+            fix=f"use {option('emb_mode', 'cell')} (the mean over the cell's genes), or a V2 "
+            "corpus and model",
+        )
+
+
+@contextmanager
+def running(encoder: BertModel, depth: int, threads: int | None, target: Any) -> Iterator[None]:
+    """Inference with the first ``depth`` layers of ``encoder`` on ``threads`` CPU threads
+    (default: this machine's cores, on CPU)."""
+    import torch
+
+    with (
+        torch.inference_mode(),
+        _threads(threads or (_cores() if target.type == "cpu" else None)),
+        _first_layers(encoder, depth),
+    ):
+        yield
+
+
+def layer_states(
+    encoder: BertModel, input_ids: Any, attention_mask: Any, indices: Sequence[int]
+) -> list[Any]:
+    """The hidden states at ``indices`` of one batch, inside :func:`running` (whose depth
+    is ``max(indices)``: with one index the encoder's last output is that layer)."""
+    single = len(set(indices)) == 1
+    output = encoder(
+        input_ids=input_ids, attention_mask=attention_mask, output_hidden_states=not single
+    )
+    if single:
+        return [output.last_hidden_state] * len(indices)
+    return [output.hidden_states[i] for i in indices]
+
+
 def _check_request(
     emb_mode: str, batch_size: Any, max_cells: int | None, emb_layers: Sequence[int]
 ) -> None:
     if emb_mode not in EMB_MODES:
-        raise InputError(f"unknown emb_mode {emb_mode!r}", where="emb_mode", fix="use cell or cls")
+        raise InputError(f"unknown {setting('emb_mode')} {emb_mode!r}", fix="use cell or cls")
     if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
-        raise InputError(f"batch_size={batch_size!r}, expected a positive integer")
+        raise InputError(
+            f"{setting('batch_size')} {batch_size!r}", fix="use a positive number of cells"
+        )
     if max_cells is not None and max_cells < 1:
-        raise InputError(f"max_cells={max_cells}, expected a positive number of cells")
+        raise InputError(
+            f"{setting('max_cells')} {max_cells}", fix="use a positive number of cells"
+        )
     if not emb_layers:
         raise InputError("no emb_layer asked for", where="emb_layer")
 

@@ -272,20 +272,6 @@ class _GeneIndex:
         return number, summing
 
 
-def _cell_totals(cells: CellMatrix) -> np.ndarray | None:
-    if "n_counts" not in cells.obs.columns:
-        return None
-    column = cells.obs["n_counts"]
-    if not pd.api.types.is_numeric_dtype(column):
-        raise InputError(
-            f"cell attribute n_counts is not numeric ({column.dtype})",
-            file=cells.source,
-            where="obs column n_counts",
-            fix="store each cell's total count as a number, or drop the column to compute it",
-        )
-    return column.to_numpy(dtype=np.float64)
-
-
 def _kept_cells(cells: CellMatrix) -> np.ndarray | None:
     if "filter_pass" not in cells.obs.columns:
         return None
@@ -299,7 +285,7 @@ def _normalised(
     chunk."""
     genes_of_column, summing = index.columns(cells, stats)
     all_known = bool((genes_of_column >= 0).all())
-    totals_attr = _cell_totals(cells)
+    totals_attr = cells.totals()
     passing = _kept_cells(cells)
     for start, chunk in cells.chunks(chunk_size):
         chunk_rows = chunk.shape[0]

@@ -38,17 +38,25 @@ import torch
 import torch.nn.functional as F
 from transformers import BertForMaskedLM, SchedulerType
 
-from genoformer.engine.errors import InputError
+from genoformer.engine.errors import InputError, setting
 from genoformer.engine.options import with_overrides
 from genoformer.engine.runs import (
     MANIFEST,
     RunDir,
     RunResult,
+    check_resume_arguments,
     check_run_path,
     write_json,
     write_table,
 )
-from genoformer.engine.training import CHECKPOINTS, TrainSettings, length_grouping, train_model
+from genoformer.engine.training import (
+    CHECKPOINTS,
+    TrainSettings,
+    length_grouping,
+    steps_per_epoch,
+    train_model,
+    world_size,
+)
 from genoformer.sc.corpus import load_corpus, tokenize_record
 from genoformer.sc.masking import (
     HELD_OUT_STREAM,
@@ -71,6 +79,9 @@ __all__ = ["PretrainSettings", "frequency_baseline", "pretrain"]
 GENEFORMER_WARMUP_STEPS = 10_000
 #: Share of a run that the default warm-up may take at most.
 MAX_WARMUP_SHARE = 0.1
+#: By default the held-out cells are evaluated once per epoch, and at least this often (in
+#: steps): an epoch of a large corpus is hours long.
+EVAL_EVERY_AT_MOST = 1000
 #: Tokens whose ids are checked before training (the rest are checked as they are read).
 CHECK_TOKENS = 200_000_000
 #: Cells per block when counting token frequencies.
@@ -311,10 +322,6 @@ def _held_out_labels(cells: MaskedCells) -> np.ndarray:
 # Settings
 
 
-def _world_size() -> int:
-    return max(1, int(os.environ.get("WORLD_SIZE", "1")))
-
-
 def _is_main_process() -> bool:
     return os.environ.get("RANK", "0") == "0"
 
@@ -337,10 +344,8 @@ def warmup_steps(
                 fix="a share of the run (0.05) or a number of steps (1000)",
             )
         return float(warmup)
-    if max_steps > 0:
-        total = max_steps
-    else:
-        total = math.ceil(epochs * math.ceil(n_train / (batch_size * _world_size())))
+    per_epoch = steps_per_epoch(n_train, batch_size)
+    total = max_steps if max_steps > 0 else math.ceil(epochs * per_epoch)
     return float(min(GENEFORMER_WARMUP_STEPS, math.floor(MAX_WARMUP_SHARE * total)))
 
 
@@ -354,7 +359,7 @@ def _check_numbers(arguments: dict[str, Any]) -> None:
     checks = [
         (0 < held_out < 1, "held_out", f"{held_out}", "a share between 0 and 1, e.g. 0.05"),
         (batch_size >= 1, "batch_size", f"{batch_size}", "1 or more cells per device"),
-        (eval_every >= 1, "eval_every", f"{eval_every}", "1 or more steps"),
+        (eval_every is None or eval_every >= 1, "eval_every", f"{eval_every}", "1 or more steps"),
         (keep_checkpoints >= 1, "keep_checkpoints", f"{keep_checkpoints}", "1 or more"),
         (max_cells is None or max_cells >= 2, "max_cells", f"{max_cells}", "2 or more cells"),
         (
@@ -367,14 +372,14 @@ def _check_numbers(arguments: dict[str, Any]) -> None:
         (weight_decay >= 0, "weight_decay", f"{weight_decay}", "0 or more, e.g. 0.001"),
         (epochs > 0 or max_steps > 0, "epochs", f"{epochs}", "positive epochs or max_steps"),
     ]
-    for ok, where, value, fix in checks:
+    for ok, name, value, fix in checks:
         if not ok:
-            raise InputError(f"{where} is {value}", where=where, fix=f"use {fix}")
+            raise InputError(f"{setting(name)} is {value}", fix=f"use {fix}")
     schedulers = [s.value for s in SchedulerType if s.value not in ("reduce_lr_on_plateau",)]
     if scheduler not in schedulers:
         raise InputError(
             f"unknown learning-rate schedule {scheduler!r}",
-            where="scheduler",
+            where=setting("scheduler"),
             fix="use linear (Geneformer V1) or cosine (Geneformer V2), or one of: "
             + ", ".join(schedulers),
         )
@@ -389,40 +394,33 @@ def _model(
     if str(model) not in PRESETS:
         raise InputError(
             f"unknown model preset {str(model)!r} (and no such checkpoint directory)",
-            where="model",
+            where=setting("model"),
             fix="choose a preset (" + ", ".join(PRESETS) + ") or a checkpoint directory",
         )
     return build_model(str(model), vocab, seed=seed), f"preset {model}"
 
 
-def _check_run_dir(out: Path, resume: bool, arguments: dict[str, Any]) -> None:
-    """Refuse a run that cannot continue (``resume`` with other arguments) or would delete
-    an earlier run's checkpoints unasked."""
+def _check_run_dir(
+    out: Path,
+    resume: bool,
+    arguments: dict[str, Any],
+    *,
+    resumable: set[str] = _RESUMABLE,
+    what: str = "pretraining",
+) -> None:
+    """Refuse a run that cannot continue (``resume`` with other arguments than the
+    ``resumable`` ones) or would delete an earlier ``what`` run's checkpoints unasked."""
     check_run_path(out)
     manifest = out / MANIFEST
     if resume:
-        if not manifest.exists():
-            return
-        before = json.loads(manifest.read_text()).get("arguments", {})
-        now = json.loads(json.dumps(arguments, default=str))
-        changed = sorted(
-            k for k in set(before) | set(now) if k not in _RESUMABLE and before.get(k) != now.get(k)
-        )
-        if changed:
-            key = changed[0]
-            raise InputError(
-                f"the run was started with {key}={before.get(key)!r}, not {now.get(key)!r}",
-                file=manifest,
-                where="arguments",
-                fix="resume with the arguments the run was started with, or choose another --out",
-            )
+        check_resume_arguments(manifest, arguments, _RESUMABLE)
     elif (
         not arguments.get("overwrite")
         and (out / CHECKPOINTS).is_dir()
         and any((out / CHECKPOINTS).iterdir())
     ):
         raise InputError(
-            "holds the checkpoints of an earlier pretraining run",
+            f"holds the checkpoints of an earlier {what} run",
             file=out,
             fix="pass --resume to continue it, --overwrite to start again, or choose another --out",
         )
@@ -447,7 +445,8 @@ class PretrainSettings:
         decay. ``warmup`` below 1 is a share of the run, from 1 a number of steps; None:
         Geneformer's 10,000 steps, at most a tenth of the run.
     eval_every, keep_checkpoints, patience
-        Evaluate on the held-out cells and checkpoint every ``eval_every`` steps; keep at
+        Evaluate on the held-out cells and checkpoint every ``eval_every`` steps (None:
+        once per epoch, and at least every 1,000 steps) and at the last step; keep at
         most ``keep_checkpoints`` checkpoints (and the best); stop after ``patience``
         evaluations without improvement (None: never).
     held_out
@@ -480,7 +479,7 @@ class PretrainSettings:
     scheduler: str = "linear"
     warmup: float | None = None
     weight_decay: float = 0.001
-    eval_every: int = 1000
+    eval_every: int | None = None
     keep_checkpoints: int = 2
     patience: int | None = None
     held_out: float = 0.05
@@ -550,15 +549,15 @@ def pretrain(
     network, origin = _model(model, vocab, options.seed)
     train_cells, held_cells = _masked_cells(cells, vocab, network.config, arguments, paths[0])
     trainer_settings = _train_settings(arguments, n_train=len(train_cells.rows))
-    # Under torchrun, the first process alone keeps the run directory.
     run = None
-    if _is_main_process():
+    if _is_main_process():  # under torchrun, the first process alone keeps the run directory
         run = RunDir(
             out,
             command="sc pretrain",
             arguments=arguments,
             seed=options.seed,
             resume=options.resume,
+            overwrite=options.overwrite,
         )
     outputs: dict[str, Path] = {}
     if run is not None:
@@ -638,7 +637,7 @@ def _trained_metrics(
         "model": origin,
         "vocabulary": vocabulary,
         "warmup": warmup,
-        "world_size": _world_size(),
+        "world_size": world_size(),
     }
 
 
@@ -676,12 +675,13 @@ def _train_settings(arguments: dict[str, Any], n_train: int) -> TrainSettings:
         max_steps=a["max_steps"],
     )
     same = ("epochs", "max_steps", "batch_size", "learning_rate", "weight_decay", "scheduler")
-    same += ("eval_every", "keep_checkpoints", "patience", "seed", "device", "num_workers")
+    same += ("keep_checkpoints", "patience", "seed", "device", "num_workers")
+    every = a["eval_every"] or min(EVAL_EVERY_AT_MOST, steps_per_epoch(n_train, a["batch_size"]))
     return TrainSettings(
         **{name: a[name] for name in same},
+        eval_every=every,
         eval_batch_size=a["batch_size"],
         warmup=warmup,
-        log_every=min(50, a["eval_every"]),
         extra={
             **length_grouping(),
             "batch_eval_metrics": True,

@@ -38,7 +38,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 
-from genoformer.engine.errors import InputError
+from genoformer.engine.errors import InputError, cli_option, command_line, option, setting
 from genoformer.engine.options import with_overrides
 from genoformer.engine.progress import progress_bar
 from genoformer.sc.corpus import (
@@ -149,7 +149,7 @@ def plan_genes(
                 file=source,
                 where="gene ids",
                 fix="add Ensembl ids as var['ensembl_id'] (or name their column with "
-                "gene_id_column / --gene-id-column), or pass human gene symbols",
+                f"{option('gene_id_column')}), or pass human gene symbols",
             )
         first = ", ".join(repr(str(n)) for n in ids[:3])
         raise InputError(
@@ -157,18 +157,19 @@ def plan_genes(
             "vocabulary",
             file=source,
             where="gene ids",
-            fix="check that the genes are human Ensembl ids and that the dictionaries match "
-            "the model (V1 or V2)",
+            fix="check that the genes are human Ensembl ids, and that the vocabulary "
+            f"({setting('vocabulary')}) is the one of the model they are for",
         )
     if share < min_gene_share:
         what = "gene symbols" if by == "symbol" else "gene ids"
         raise InputError(
             f"only {n_matched:,} of {n_input:,} {what} ({share:.1%}) are in the "
-            f"{vocabulary.name} vocabulary, fewer than min_gene_share={min_gene_share:g}",
+            f"{vocabulary.name} vocabulary, fewer than {setting('min_gene_share')} "
+            f"{min_gene_share:g}",
             file=source,
             where="gene ids",
-            fix="check the species, that gene_id_column names the Ensembl ids, and that the "
-            "dictionaries match the model; or lower min_gene_share (--min-gene-share)",
+            fix=f"check the species, that {setting('gene_id_column')} names the Ensembl ids, "
+            f"and that the vocabulary is the model's; or lower {setting('min_gene_share')}",
         )
     # Only the genes the input has (small work arrays), in token id order.
     used = np.unique(column_gene[matched])
@@ -194,16 +195,6 @@ def _filter_pass(cells: CellMatrix) -> np.ndarray:
     values = cells.obs["filter_pass"].astype(object).tolist()
     # True == 1 too; missing values (None, NaN) are not 1.
     return np.array([v is not None and v == 1 for v in values], dtype=bool)
-
-
-def _obs_n_counts(cells: CellMatrix) -> np.ndarray | None:
-    """The obs column ``n_counts`` as float64 (unparseable entries NaN), or None."""
-    if "n_counts" not in cells.obs.columns:
-        return None
-    import pandas as pd
-
-    values = pd.to_numeric(cells.obs["n_counts"].astype(object), errors="coerce")
-    return np.asarray(values, dtype=np.float64)
 
 
 def _bad_totals(n_counts: np.ndarray, keep: np.ndarray, indptr: np.ndarray) -> int | None:
@@ -262,7 +253,7 @@ def _attribute_columns(
         raise InputError(
             f"cell attribute {missing[0]!r} does not exist (cell attributes: {have})",
             file=cells.source,
-            where="cell attributes",
+            where=setting("cell_attributes", flag="--attribute"),
             fix="name existing obs columns (for a .loom: column attributes)",
         )
     out: dict[str, str] = {}
@@ -270,11 +261,17 @@ def _attribute_columns(
         if name in ("cell_id", "cell_index"):
             continue  # always written: the cell's id and its row in the input
         if name in _RESERVED:
+            rename = (
+                f"rename the obs column {column!r} in the file"
+                if command_line()
+                else f"rename it, e.g. cell_attributes={{{column!r}: '{name}_label'}}"
+            )
             raise InputError(
                 f"cell attribute {column!r} would be written as {name!r}, a column the "
                 "corpus already has",
-                where="cell attributes",
-                fix=f"rename it, e.g. cell_attributes={{{column!r}: '{name}_label'}}",
+                file=cells.source,
+                where=setting("cell_attributes", flag="--attribute"),
+                fix=rename,
             )
         out[column] = name
     return out
@@ -766,15 +763,22 @@ class _Request:
 
 def _check_settings(settings: TokenizeSettings) -> None:
     if settings.encoding not in ("rank", "binned"):
-        raise InputError(f"unknown encoding {settings.encoding!r}", fix="use 'rank' or 'binned'")
+        raise InputError(
+            f"unknown encoding {settings.encoding!r}",
+            where=cli_option("encoding"),
+            fix="use 'rank' or 'binned'",
+        )
     if settings.encoding == "binned" and not 3 <= settings.n_bins <= 2**15:
         raise InputError(
-            f"n_bins={settings.n_bins}, expected 3 to 32,768", fix="use e.g. 51 (scGPT)"
+            f"{settings.n_bins} bins, expected 3 to 32,768",
+            where=setting("n_bins"),
+            fix="use e.g. 51 (scGPT)",
         )
-    if settings.chunk_size < 1 or settings.processes < 1:
-        raise InputError(
-            f"chunk_size={settings.chunk_size}, processes={settings.processes}: both must be >= 1"
-        )
+    for name, value in (("chunk_size", settings.chunk_size), ("processes", settings.processes)):
+        if value < 1:
+            raise InputError(
+                f"{value}, expected 1 or more", where=setting(name), fix="use 1 or more"
+            )
 
 
 def _encode_options(vocab: GeneVocabulary, encoding: str, n_bins: int) -> EncodeOptions:
@@ -840,7 +844,7 @@ def _write_corpus(manifest: RunDir, cells: CellMatrix, request: _Request, pool: 
             cells=cells,
             chunk_size=request.settings.chunk_size,
             keep=keep,
-            obs_counts=_obs_n_counts(cells),
+            obs_counts=cells.totals(),
             attributes=attributes,
             cell_ids=_arrow_column(np.asarray(cells.obs.index, dtype=object).astype(str)),
             corpus=corpus,
@@ -861,6 +865,8 @@ def _write_corpus(manifest: RunDir, cells: CellMatrix, request: _Request, pool: 
 
 def _finish_corpus(manifest: RunDir, run: _Run, plan: GenePlan, request: _Request) -> dict:
     """Seal the corpus, record what was tokenized; the run's metrics."""
+    from genoformer.sc.vocabulary import CORPUS_COPY, is_release
+
     cells, corpus, vocab = run.cells, run.corpus, request.vocab.name
     n_filtered = int(cells.n_cells - run.keep.sum())
     n_written = corpus.n_cells
@@ -878,6 +884,8 @@ def _finish_corpus(manifest: RunDir, run: _Run, plan: GenePlan, request: _Reques
     ).hexdigest()[:16]
     corpus.finish(fingerprint)
     manifest.record_output("corpus", [manifest.path / f["filename"] for f in corpus.data_files])
+    if not is_release(vocab):  # the corpus carries its vocabulary (Geneformer's: by name)
+        manifest.record_output("vocabulary", request.vocab.save(manifest.path / CORPUS_COPY))
     dropped = {"filter_pass": n_filtered, "no_tokens": run.n_empty}
     seconds = time.perf_counter() - request.start
     manifest.record_results(

@@ -32,7 +32,7 @@ try:  # numpy 2
 except ImportError:  # numpy 1.26
     from numpy.core.multiarray import scalar as _numpy_scalar
 
-from genoformer.engine.errors import InputError
+from genoformer.engine.errors import InputError, cli_option, command_line, option
 from genoformer.engine.runs import write_text
 
 ENV_DIR = "GENOFORMER_GENEFORMER_DIR"
@@ -52,6 +52,10 @@ _RELEASES = {
     "V1": {"name": "gc30M", "input_size": 2048, "special": ("pad", "mask")},
     "V2": {"name": "gc104M", "input_size": 4096, "special": ("pad", "mask", "cls", "eos")},
 }
+#: The file in a corpus that keeps a copy of the vocabulary it was tokenized with, when that
+#: is not one of Geneformer's (those are found by their names): the corpus carries its
+#: vocabulary to `sc pretrain` and `sc embed`.
+CORPUS_COPY = "vocabulary.json"
 # Geneformer's repository keeps the V1 files in this sub-folder.
 _REPO_SUBDIRS = {"gc30M": "gene_dictionaries_30m"}
 
@@ -348,14 +352,16 @@ class GeneVocabulary:
             raw = lzma.decompress(path.read_bytes()) if path.suffix == ".xz" else path.read_bytes()
             document = json.loads(raw.decode("utf-8"))
         except FileNotFoundError:
-            raise InputError("file not found", file=path) from None
+            raise InputError("file not found", file=path, fix=_VOCABULARY_FIX) from None
         except (json.JSONDecodeError, UnicodeDecodeError, lzma.LZMAError) as error:
-            raise InputError(f"not a JSON vocabulary ({error})", file=path) from None
+            raise InputError(
+                f"not a JSON vocabulary ({error})", file=path, fix=_VOCABULARY_FIX
+            ) from None
         if not isinstance(document, dict) or document.get("format") != FORMAT:
             raise InputError(
                 f'not a genoformer gene vocabulary (no "format": "{FORMAT}")',
                 file=path,
-                fix="pass a file written by GeneVocabulary.save or `genoformer sc medians`",
+                fix=_VOCABULARY_FIX,
             )
         if document.get("format_version") != FORMAT_VERSION:
             raise InputError(
@@ -439,9 +445,11 @@ def _release(version: str) -> dict[str, Any]:
 
 def _pickle_folder(name: str, directory: str | os.PathLike | None) -> Path:
     """The folder that holds the four pickles of release ``name``."""
+    pickle = _PICKLES["token_ids"].format(name=name)
     fix = (
-        f"pass --dictionaries DIR (directory= in Python) or set {ENV_DIR} to the folder "
-        f"holding {_PICKLES['token_ids'].format(name=name)} and the other three dictionaries"
+        f"pass {_dictionaries_option()} or set {ENV_DIR} to the folder "
+        f"holding {pickle} and the other three dictionaries, or leave both out for the copy "
+        "genoformer ships"
     )
     if directory is None:
         directory = os.environ.get(ENV_DIR)
@@ -462,6 +470,13 @@ def _pickle_folder(name: str, directory: str | os.PathLike | None) -> Path:
     raise InputError(f"no {files[0]} here or in a {name}/ sub-folder", file=base, fix=fix)
 
 
+def _dictionaries_option() -> str:
+    """The folder of Geneformer's dictionaries, as the caller names it."""
+    if command_line():
+        return option("dictionaries", "DIR") or "the folder"
+    return "directory= (dictionaries= of the sc functions)"
+
+
 def resolve(
     vocabulary: str | os.PathLike | GeneVocabulary,
     directory: str | os.PathLike | None = None,
@@ -477,22 +492,37 @@ def resolve(
         return vocabulary
     text = str(vocabulary)
     path = Path(vocabulary)
-    if not path.exists() and (
-        text.upper() in _RELEASES or text.lower() in {r["name"].lower() for r in _RELEASES.values()}
-    ):
+    if not path.exists() and is_release(text):
         if directory is None and not os.environ.get(ENV_DIR):
             return GeneVocabulary.packaged(text)  # type: ignore[arg-type]
         return GeneVocabulary.geneformer(text, directory)  # type: ignore[arg-type]
     if path.is_dir():
         path = path / "vocabulary.json"
     if not path.exists():
+        named = len(path.parts) == 1 and not path.suffix  # a name, not a path
         raise InputError(
-            "no such vocabulary file",
-            file=path,
-            fix="pass V1 or V2 for Geneformer's dictionaries, or a file written by "
-            "`genoformer sc medians`",
+            f"no vocabulary named {text!r}, and no such file"
+            if named
+            else "no such vocabulary file",
+            file=None if named else path,
+            where=cli_option("vocabulary"),
+            fix="pass V1 or V2 (Geneformer's dictionaries), or the path of a vocabulary file "
+            "written by `genoformer sc medians`",
         )
     return GeneVocabulary.load(path)
+
+
+_VOCABULARY_FIX = (
+    "pass V1 or V2, or a file written by `genoformer sc medians` (GeneVocabulary.save)"
+)
+
+
+def is_release(name: str) -> bool:
+    """Whether ``name`` names Geneformer's dictionaries (V1, V2, gc30M, gc104M)."""
+    text = str(name)
+    return text.upper() in _RELEASES or text.lower() in {
+        r["name"].lower() for r in _RELEASES.values()
+    }
 
 
 def corpus_vocabulary(
@@ -519,7 +549,8 @@ def corpus_vocabulary(
             raise InputError(
                 "no manifest.json names the vocabulary this corpus was tokenized with",
                 file=missing[0],
-                fix="pass the vocabulary (--vocabulary V1, V2 or a vocabulary file)",
+                fix=f"pass the vocabulary with {option('vocabulary')} (V1, V2 or a vocabulary "
+                "file)",
             )
         if len(set(names.values())) > 1:
             raise InputError(
@@ -557,7 +588,10 @@ def corpus_vocabulary(
 def _recorded(
     name: str, dictionaries: str | os.PathLike | None, corpus: Path | None
 ) -> GeneVocabulary:
-    """The vocabulary a manifest names, found by its name."""
+    """The vocabulary a manifest names: the corpus's copy of it, else found by its name."""
+    copy = None if corpus is None else Path(corpus) / CORPUS_COPY
+    if copy is not None and copy.is_file() and not is_release(name):
+        return GeneVocabulary.load(copy)
     try:
         return resolve(name, dictionaries)
     except InputError as error:
@@ -565,6 +599,6 @@ def _recorded(
             f"the corpus was tokenized with the vocabulary {name!r}, which cannot be found by "
             f"its name ({error.problem})",
             file=None if corpus is None else corpus / "manifest.json",
-            fix="pass that vocabulary (--vocabulary / vocabulary=: its file, or V1/V2 with "
-            "--dictionaries)",
+            fix=f"pass that vocabulary with {option('vocabulary')} (its file), or tokenize the "
+            "cells again",
         ) from None

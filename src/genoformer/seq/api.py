@@ -17,13 +17,14 @@ import torch
 
 from genoformer.engine.checkpoints import load_pretrained
 from genoformer.engine.device import pick_device
-from genoformer.engine.errors import InputError
+from genoformer.engine.errors import InputError, command_line, option
 from genoformer.engine.metrics import classification_metrics, regression_metrics, softmax
 from genoformer.engine.plots import confusion_matrix_plot, parity_plot, roc_pr_curves
 from genoformer.engine.runs import RunDir, RunResult, read_manifest, write_json, write_table
 from genoformer.engine.training import TrainSettings, predict_logits, train_model
 from genoformer.seq.attribution import gradient_x_input, saturation_mutagenesis
 from genoformer.seq.data import OneHotDataset, SequenceData, harmonize_lengths
+from genoformer.seq.encoding import length_fix
 from genoformer.seq.io.load import load_sequences
 from genoformer.seq.models import SeqModelConfig, SequenceModel
 from genoformer.seq.motifs import (
@@ -90,7 +91,7 @@ def _load_split(run_dir: Path, name: str, config: SeqModelConfig) -> SequenceDat
         raise InputError(
             f"no {name} split in this run directory",
             file=path,
-            fix="pass the data to evaluate with --data",
+            fix=f"pass the data to evaluate with {option('data') or 'a data option'}",
         )
     table = pd.read_parquet(path)
     chroms = table["chrom"].tolist() if "chrom" in table else None
@@ -108,6 +109,24 @@ def _load_split(run_dir: Path, name: str, config: SeqModelConfig) -> SequenceDat
         chroms=chroms,
         source=str(path),
     )
+
+
+def _check_learnable(data: SequenceData) -> None:
+    """Training data has targets, and a classification at least two classes."""
+    if data.task not in ("regression", "classification"):
+        raise InputError(
+            "these sequences carry no targets to learn",
+            file=data.source,
+            fix=f"give classes ({option('labels')} one per FASTA file, or "
+            f"{option('label_pattern')}) or target columns ({option('targets')})",
+        )
+    present = sorted({data.classes[i] for i in data.targets}) if data.classes else []
+    if data.task == "classification" and len(present) < 2:
+        raise InputError(
+            f"every sequence is of class {present[0]!r}: a classifier needs two classes or more",
+            file=data.source,
+            fix="add sequences of another class (a FASTA file each, or labels in the table)",
+        )
 
 
 def build_model(data: SequenceData, architecture: str, **options: Any) -> SequenceModel:
@@ -134,8 +153,18 @@ def build_model(data: SequenceData, architecture: str, **options: Any) -> Sequen
 def load_model(path: str | os.PathLike) -> SequenceModel:
     """A trained model from a run directory or its ``model/`` folder (of a complete run)."""
     path = Path(path)
+    if not path.exists():
+        raise InputError(
+            "no such run directory",
+            file=path,
+            fix="check the path: give the run directory that `genoformer seq train` wrote",
+        )
     model_dir = path / "model" if (path / "model" / "config.json").exists() else path
-    read_manifest(model_dir.parent if model_dir.name == "model" else path, what="training run")
+    read_manifest(
+        model_dir.parent if model_dir.name == "model" else path,
+        what="training run",
+        command="seq train",
+    )
     if not (model_dir / "config.json").exists():
         raise InputError(
             "no trained model here (config.json missing)",
@@ -147,11 +176,11 @@ def load_model(path: str | os.PathLike) -> SequenceModel:
 
 def _check_compatible(model: SequenceModel, data: SequenceData) -> None:
     if model.config.seq_length and data.length != model.config.seq_length:
+        lengths = f"{data.length} bp" if data.length else "of unequal lengths"
         raise InputError(
-            f"sequences are {data.length or 'of unequal length'} bp; the model was trained "
-            f"on {model.config.seq_length} bp",
+            f"sequences are {lengths}; the model was trained on {model.config.seq_length} bp",
             file=data.source,
-            fix="pad or crop the sequences to the model's length (--length-mode pad/crop)",
+            fix=length_fix(model.config.seq_length),
         )
 
 
@@ -160,11 +189,12 @@ def _in_model_terms(model: SequenceModel, data: SequenceData) -> SequenceData:
     labels, or with a label or target the model does not have, is refused."""
     config = model.config
     if data.targets.size == 0:
+        predict = "`seq predict`" if command_line() else "predict()"
         raise InputError(
             "the sequences have no labels or targets to evaluate against",
             file=data.source,
-            fix="pass --labels (classes) or --targets (table columns); `seq predict` "
-            "predicts without them",
+            fix=f"pass {option('labels')} (classes) or {option('targets')} (table columns); "
+            f"{predict} predicts without them",
         )
     if config.task != "classification":
         if list(data.target_names) != list(config.target_names):
@@ -172,12 +202,19 @@ def _in_model_terms(model: SequenceModel, data: SequenceData) -> SequenceData:
                 f"targets {', '.join(data.target_names)}; the model predicts "
                 f"{', '.join(config.target_names)}",
                 file=data.source,
-                fix="pass --targets with the model's target columns",
+                fix=f"pass {option('targets')} with the model's target columns",
             )
         return data
-    unknown = [c for c in (data.classes or []) if c not in config.classes]
-    if data.classes is None or unknown:
-        first = unknown[0] if unknown else "(a regression target)"
+    if data.classes is None:
+        raise InputError(
+            f"the sequences have regression targets ({', '.join(data.target_names)}); the "
+            f"model classifies them as {', '.join(config.classes)}",
+            file=data.source,
+            fix="evaluate on sequences labelled with the model's classes",
+        )
+    unknown = [c for c in data.classes if c not in config.classes]
+    if unknown:
+        first = unknown[0]
         raise InputError(
             f"label {first!r} is not one of the model's classes ({', '.join(config.classes)})",
             file=data.source,
@@ -279,7 +316,7 @@ def train(
     learning_rate: float | None = None,
     weight_decay: float = 0.0,
     patience: int = 4,
-    eval_every: int = 200,
+    eval_every: int | None = None,
     keep_checkpoints: int = 2,
     seed: int = 0,
     device: str = "auto",
@@ -289,6 +326,7 @@ def train(
 ) -> RunResult:
     """Train a sequence model and evaluate it on held-out sequences.
 
+    Validation loss (and a checkpoint) every ``eval_every`` steps, by default each epoch.
     Writes into ``out``: the model (``model/``), checkpoints, the splits, the loss curve,
     test metrics, predictions, a parity plot (regression) or ROC/PR curves and a confusion
     matrix (classification), and an interactive view of the worst test predictions.
@@ -308,12 +346,7 @@ def train(
             task=task,
         )
         sequences = harmonize_lengths(sequences, mode=length_mode, length=length)
-        if sequences.task not in ("regression", "classification"):
-            raise InputError(
-                "these sequences carry no targets to learn",
-                file=sequences.source,
-                fix="give labels (one per FASTA file or --label-pattern) or target columns",
-            )
+        _check_learnable(sequences)
         parts = _split(sequences, split, seed, validation_chroms, test_chroms)
         for name, part in parts.items():
             run.record_output(f"split_{name}", _save_split(run, name, part))
@@ -397,7 +430,7 @@ def predict(
 ) -> RunResult:
     """Predictions of a trained model for new sequences, written as a table (TSV/Parquet)."""
     model = load_model(run)
-    sequences = _as_data(data, **read_options)
+    sequences = _as_data(data, **{"targets": [], **read_options})  # no targets to read
     table = predictions_table(model, sequences, device)
     path = write_table(Path(out), table)
     return RunResult(path.parent, {"n": len(table)}, {"predictions": path})

@@ -95,7 +95,9 @@ def train(
     batch_size: Annotated[int, typer.Option()] = 128,
     learning_rate: Annotated[float | None, typer.Option(help="Default per model.")] = None,
     patience: Annotated[int, typer.Option(help="Evaluations without improvement.")] = 4,
-    eval_every: Annotated[int, typer.Option(help="Steps between evaluations.")] = 200,
+    eval_every: Annotated[
+        int | None, typer.Option(help="Steps between evaluations (default: one epoch).")
+    ] = None,
     keep_checkpoints: Annotated[int, typer.Option(help="Checkpoints kept.")] = 2,
     filters: Annotated[int | None, typer.Option(help="CNN: first-layer filters.")] = None,
     filter_width: Annotated[int | None, typer.Option(help="CNN: filter width (odd).")] = None,

@@ -21,7 +21,7 @@ import numpy as np
 import torch
 from numpy.typing import DTypeLike
 
-from genoformer.engine.errors import InputError
+from genoformer.engine.errors import InputError, cli_option, command_line, option, setting
 from genoformer.seq.encoding import UnknownMode, check_lengths, one_hot
 
 Task = Literal["regression", "classification", "none"]
@@ -224,9 +224,17 @@ def harmonize_lengths(
         The length to reach.
     """
     if mode not in ("error", "pad", "crop", "fit"):
-        raise InputError(f"unknown length mode {mode!r}", fix="use 'error', 'pad', 'crop' or 'fit'")
+        raise InputError(
+            f"unknown length mode {mode!r}",
+            where=cli_option("length_mode"),
+            fix="use 'error', 'pad', 'crop' or 'fit'",
+        )
     if length is not None and length < 1:
-        raise InputError(f"length={length}", fix="give a length of at least 1")
+        raise InputError(
+            f"length {length} is below 1",
+            where=cli_option("length"),
+            fix="give a length of 1 or more",
+        )
     if not len(data):
         return data
     if mode == "error":
@@ -234,7 +242,7 @@ def harmonize_lengths(
         return data
     lengths = np.fromiter(map(len, data.sequences), dtype=np.int64, count=len(data))
     if mode == "fit" and length is None:
-        raise InputError("mode 'fit' needs a length", fix="give length=... (--length)")
+        raise InputError("mode 'fit' needs a length", fix=f"give {option('length')} (bp)")
     target = (
         length if length is not None else int(lengths.max() if mode == "pad" else lengths.min())
     )
@@ -242,11 +250,16 @@ def harmonize_lengths(
     if wrong is not None and wrong.any():
         i = int(np.flatnonzero(wrong)[0])
         other = "crop" if mode == "pad" else "pad"
+        modes = (
+            f"{setting('length_mode')} {other} or fit"
+            if command_line()
+            else f"mode '{other}' or 'fit'"
+        )
         raise InputError(
-            f"length {lengths[i]} cannot be {mode}ped to {target}",
+            f"length {lengths[i]} cannot be {mode}{mode[-1]}ed to {target}",
             file=data.source,
             where=f"record {data.ids[i]!r}",
-            fix=f"use mode '{other}' or 'fit', or a length that every sequence can reach",
+            fix=f"use {modes}, or a {setting('length')} that every sequence can reach",
         )
     if (lengths == target).all():
         return data

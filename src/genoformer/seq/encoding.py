@@ -21,7 +21,7 @@ import numpy as np
 import torch
 from numpy.typing import DTypeLike
 
-from genoformer.engine.errors import InputError
+from genoformer.engine.errors import InputError, command_line, option
 
 ALPHABET = "ACGT"
 #: Characters that are valid but not one of ALPHABET: encoded as an all-zero column.
@@ -169,9 +169,23 @@ def check_lengths(
         problem + f" ({bad.size} of {len(seqs)} sequences differ in length)",
         file=file,
         where=_record(names, i),
-        fix="pad or crop the sequences to one length: harmonize_lengths(data, mode='pad' or "
-        "'crop'), or --length-mode pad/crop on the command line",
+        fix=length_fix(length),
     )
+
+
+def length_fix(length: int | None = None) -> str:
+    """How to bring sequences to one length (``length``, else any), in the caller's terms:
+    the command's ``--length-mode``, the Python ``harmonize_lengths``, or by hand."""
+    to = f" to {length} bp" if length else " to one length"
+    if not command_line():
+        mode = f"mode='fit', length={length}" if length else "mode='pad' or 'crop'"
+        reading = f"lengths='fit', length={length}" if length else "lengths='pad' or 'crop'"
+        return f"pad or crop the sequences{to}: harmonize_lengths(data, {mode}), or {reading} when reading them"
+    if option("length_mode") is None:
+        return f"pad (with N) or crop the sequences{to} first; `seq train --length-mode` does so for training"
+    if length:
+        return f"pad or crop the sequences{to} with --length-mode fit --length {length}"
+    return "pad or crop the sequences to one length with --length-mode pad or crop (and --length)"
 
 
 def one_hot(

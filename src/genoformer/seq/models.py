@@ -20,7 +20,7 @@ from torch import nn
 from transformers import BertConfig, BertModel, PretrainedConfig, PreTrainedModel
 from transformers.utils import ModelOutput
 
-from genoformer.engine.errors import InputError
+from genoformer.engine.errors import InputError, setting
 from genoformer.seq.encoding import kmer_tokens_from_one_hot
 
 ARCHITECTURES = ("linear", "cnn", "deep_cnn", "transformer")
@@ -117,7 +117,8 @@ class ResidualDilatedConv(nn.Module):
 def _check_odd(width: int, name: str) -> None:
     if width % 2 != 1:
         raise InputError(
-            f"{name} is {width}; 'same' padding needs an odd width", fix=f"use {width + 1}"
+            f"{setting(name)} is {width}; 'same' padding needs an odd width",
+            fix=f"use {width + 1}",
         )
 
 

@@ -280,3 +280,48 @@ def test_missing_files(bed, tmp_path):
         open_genotypes(tmp_path / "nothing")
     with pytest.raises(InputError, match="file not found"):
         open_genotypes(tmp_path / "nothing.vcf.gz")
+
+
+def test_vcf_short_row_is_named_in_a_compressed_file(tmp_path):
+    """htslib's parse error of a row with too few sample columns becomes bad input naming the
+    line and the variant, in a gzip-compressed VCF too."""
+    import gzip
+
+    plain = tmp_path / "toy.vcf"
+    _write_vcf(plain, GT, None)
+    lines = plain.read_text().splitlines()
+    lines[7] = lines[7].rsplit("\t", 1)[0]  # the third variant loses its last sample
+    path = tmp_path / "short.vcf.gz"
+    with gzip.open(path, "wt") as handle:
+        handle.write("\n".join(lines) + "\n")
+    with open_genotypes(path) as source, pytest.raises(InputError) as error:
+        source.read()
+    assert error.value.where == "line 8"
+    assert "variant v2 at 1:300 has" in error.value.problem
+    assert f"expected {9 + len(GT[0])}" in error.value.problem
+
+
+def test_vcf_header_and_positions_are_checked_with_their_line(tmp_path):
+    path = tmp_path / "toy.vcf"
+    _write_vcf(path, GT, None)
+    text = path.read_text()
+    path.write_text(text.replace("\t300\t", "\t3e2x\t"))
+    with pytest.raises(InputError, match="POS '3e2x' is not a number") as error:
+        open_genotypes(path)
+    assert error.value.where == "line 8"
+    path.write_text(text.replace("#CHROM\tPOS", "#CHROM\tPOSITION"))
+    with pytest.raises(InputError, match="expected #CHROM POS ID") as error:
+        open_genotypes(path)
+    assert error.value.where == "line 5"
+
+
+def test_sex_chromosomes_are_said_to_be_read_as_autosomes(tmp_path):
+    from genoformer.gwas.io.genotypes import warn_sex_chromosomes
+
+    path = tmp_path / "toy.vcf"
+    _write_vcf(path, GT, None)
+    with open_genotypes(path) as source:
+        warn_sex_chromosomes(source)  # chromosomes 1 and 2: nothing to say
+        source.variants["chrom"] = ["chrX", "23", "chrM", "Y"]
+        with pytest.warns(UserWarning, match="variants 2 on X, 1 on Y, 1 on MT are treated as"):
+            warn_sex_chromosomes(source)

@@ -159,3 +159,40 @@ def test_missing_column_and_file(tmp_path):
         read_table(path, columns=["w"])
     with pytest.raises(InputError, match="file not found"):
         read_table(tmp_path / "absent.txt")
+
+
+def test_errors_after_matching_name_the_file_line(tmp_path):
+    """Values are checked on the rows matched to the genotype samples, and an error still
+    names the file's own line (the rows are in another order than the samples)."""
+    from genoformer.gwas.io.phenotypes import sample_covariates, sample_phenotype
+
+    path = _write(tmp_path, "p.txt", "FID IID y\nf4 d 1.0\nf3 c 2.5\nf2 b tall\nf1 a 0.5\n")
+    with pytest.raises(InputError, match="'y' is not numeric: 'tall'") as error:
+        sample_phenotype(SAMPLES, path, "y")
+    assert (error.value.file, error.value.where) == (str(path), "line 4")
+    path.write_text("FID IID y\nf4 d 1.0\nf3 c 2.5\nf2 b 1.5\nf1 a 0.5\n")
+    y, kind, column, dropped = sample_phenotype(SAMPLES, path, None)
+    assert y.tolist() == [0.5, 1.5, 2.5, 1.0] and (kind, column, dropped) == (
+        "quantitative",
+        "y",
+        0,
+    )
+    path.write_text("FID IID y\nf1 a NA\nf2 b -9\nf9 z 1.0\n")
+    with pytest.raises(InputError, match="'y' is all missing.*2 rows matched") as error:
+        sample_phenotype(SAMPLES, path, "y")
+    assert error.value.where == "column y"
+    covar = _write(tmp_path, "c.txt", "FID IID age\nf1 a 30\nf2 b 41\nf3 c 4O\nf4 d 50\n")
+    with pytest.raises(InputError, match="'age' is numeric, but has the text value '4O'") as error:
+        sample_covariates(SAMPLES, covar, None)
+    assert (error.value.file, error.value.where) == (str(covar), "line 4")
+
+
+def test_one_class_case_control_is_refused():
+    def table(values):
+        return read_table(pd.DataFrame({"IID": list("abcd")[: len(values)], "y": values}))
+
+    with pytest.raises(InputError, match="has 3 cases and no controls") as error:
+        phenotype_vector(table([2, 2, 0, 2]), "y")  # 1/2 coding as plink2 reads it: 0 missing
+    assert error.value.where == "column y" and "code controls as 1" in error.value.fix
+    with pytest.raises(InputError, match="has 2 controls and no cases"):
+        phenotype_vector(table([1, 1]), "y")

@@ -10,6 +10,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from genoformer.engine.errors import InputError
 from genoformer.gwas.io.genotypes import open_genotypes
 from genoformer.gwas.io.phenotypes import (
     covariate_matrix,
@@ -158,9 +159,9 @@ def test_epistatic_pair_has_no_marginal_but_a_product_effect(tmp_path):
 
 
 def test_bad_arguments(tmp_path):
-    with pytest.raises(ValueError, match="heritability"):
+    with pytest.raises(InputError, match="heritability is 1.5"):
         simulate(tmp_path / "x", n_samples=10, n_variants=10, heritability=1.5)
-    with pytest.raises(ValueError, match="prevalence"):
+    with pytest.raises(InputError, match="prevalence"):
         simulate(tmp_path / "x", n_samples=10, n_variants=10, prevalence=0.0)
 
 
@@ -197,5 +198,5 @@ def test_epistatic_share_sets_the_pairs_share_of_genetic_variance(tmp_path, shar
 
 
 def test_epistatic_share_must_be_a_share(tmp_path):
-    with pytest.raises(ValueError, match="epistatic_share"):
+    with pytest.raises(InputError, match="epistatic_share"):
         simulate(tmp_path / "bad", n_samples=20, n_variants=10, epistatic_share=1.5)

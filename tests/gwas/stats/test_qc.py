@@ -103,3 +103,27 @@ def test_thresholds_out_of_range_are_refused(tmp_path: Path, name: str, value: f
     assert error.value.where == f"--{name}"
     with pytest.raises(InputError, match=f"--{name} is {value:g}"):
         genoformer_qc(prefix, out=tmp_path / "run", **{name: value})
+
+
+def test_covariates_checked_as_plink2_glm_does():
+    from genoformer.gwas.stats.qc import usable_covariates
+
+    rng = np.random.default_rng(1)
+    age = rng.normal(50, 10, 80)
+    sex = rng.integers(1, 3, 80).astype(float)
+    use = np.ones(80, dtype=bool)
+    use[:5] = False  # not analysed (no phenotype): there the covariate varies
+    site = np.where(use, 3.0, rng.normal(size=80))
+    with pytest.warns(UserWarning, match="covariate 'site' is constant over the 75 analysed"):
+        keep = usable_covariates(np.column_stack([age, site, sex]), ["age", "site", "sex"], use)
+    assert keep.tolist() == [True, False, True]
+    C = np.column_stack([age, sex, 2 * age + 1])
+    with pytest.raises(InputError, match="'age', 'age2' are collinear.*CORR_TOO_HIGH"):
+        usable_covariates(C, ["age", "sex", "age2"], use, file="c.covar")
+    near = age + 10 * sex + rng.normal(0, 0.5, 80)  # |r| < 0.999 with each, VIF far above 50
+    with pytest.raises(InputError, match="VIF_TOO_HIGH") as error:
+        usable_covariates(np.column_stack([age, sex, near]), ["age", "sex", "near"], use)
+    assert "near" in error.value.problem
+    # the checks pass covariates that are merely correlated
+    mild = age + rng.normal(0, 10, 80)
+    assert usable_covariates(np.column_stack([age, mild]), ["age", "mild"], use).all()

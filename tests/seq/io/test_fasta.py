@@ -85,7 +85,7 @@ def test_fasta_label_errors(tmp_path):
     b = write(tmp_path / "b.fa", ">r2 label=x\nACGT\n>r3\nACGT\n")
     with pytest.raises(InputError) as error:
         read_fasta([a, b], labels=["only one"])
-    assert_error(error, None, "1 labels for 2 FASTA files")
+    assert_error(error, None, "1 label for 2 FASTA files")
     with pytest.raises(InputError) as error:
         read_fasta(b, label_pattern=r"label=(\w+)")
     assert_error(error, b, "record 'r3' (line 3)", "finds no label")

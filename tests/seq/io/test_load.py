@@ -19,7 +19,7 @@ def test_load_sequences_dispatch_and_errors(tmp_path, genome):
     assert_error(error, tmp_path / "x.bam", "unknown file type '.bam'")
     with pytest.raises(InputError) as error:
         load_sequences(fasta, targets=["y"])
-    assert_error(error, fasta, "--targets does not apply")
+    assert_error(error, fasta, "targets does not apply")
     bed = write(tmp_path / "x.bed", "chr1\t0\t10\n")
     with pytest.raises(InputError) as error:
         load_sequences(bed)

@@ -352,6 +352,9 @@ class VcfSource(GenotypeSource):
     def __init__(self, path: str, *, use_dosage: bool = True) -> None:
         from cyvcf2 import VCF
 
+        text = not path.lower().endswith(".bcf")
+        # htslib's own header errors name no line: a text VCF's #CHROM line is checked here.
+        self._header_lines = _vcf_header(path) if text else 0
         try:
             reader = VCF(path, gts012=True, lazy=True, threads=1)
         except (OSError, Exception) as error:  # cyvcf2 raises bare Exceptions on bad headers
@@ -359,22 +362,23 @@ class VcfSource(GenotypeSource):
                 f"cannot open as VCF/BCF: {error}", file=path, fix="check the file format"
             ) from error
         names = list(reader.samples)
+        if not names:
+            reader.close()
+            raise InputError(
+                "no sample columns: a sites-only VCF (its #CHROM line ends at INFO), without "
+                "genotypes",
+                file=path,
+                where=f"line {self._header_lines}" if text else "header",
+                fix="give a VCF with genotypes: FORMAT and one column per sample after INFO",
+            )
         self.has_dosage = "DS" in _format_ids(reader)
         self.use_dosage = bool(use_dosage and self.has_dosage)
-        rows: list[tuple[str, str, int, str, str]] = []
-        self._keep: list[bool] = []
-        self.n_skipped = 0
-        # First pass without sample columns: only the variant table is needed here.
-        reader.set_samples([])
-        for record in reader:
-            alts = record.ALT
-            if len(alts) != 1:
-                self.n_skipped += 1
-                self._keep.append(False)
-                continue
-            self._keep.append(True)
-            rows.append((record.CHROM, record.ID or ".", record.POS, alts[0], record.REF))
-        reader.close()
+        if text:
+            reader.close()
+            rows, self._keep = _vcf_sites(path, self._header_lines)
+        else:
+            rows, self._keep = _bcf_sites(reader)
+        self.n_skipped = self._keep.count(False)
         if self.n_skipped:
             warnings.warn(
                 f"{path}: skipped {self.n_skipped} multi-allelic records "
@@ -412,7 +416,7 @@ class VcfSource(GenotypeSource):
         reader = VCF(self.path, gts012=True, lazy=True, threads=1)
         try:
             current = -1
-            for keep, record in zip(self._keep, reader, strict=False):
+            for keep, record in zip(self._keep, _records(reader, self), strict=False):
                 if not keep:
                     continue
                 current += 1
@@ -440,6 +444,157 @@ class VcfSource(GenotypeSource):
         gt = record.gt_types.astype(np.float32)
         gt[gt == 3] = np.nan  # gts012: 0 hom-ref, 1 het, 2 hom-alt, 3 unknown
         return gt
+
+
+_VCF_COLUMNS = ["#CHROM", "POS", "ID", "REF", "ALT", "QUAL", "FILTER", "INFO"]
+
+
+def _text_lines(path: str) -> Any:
+    """A text VCF's lines (gzip or BGZF compressed, or plain)."""
+    import gzip
+
+    if _is_gzip(path):
+        return gzip.open(path, "rt", encoding="utf-8", errors="replace")
+    return open(path, encoding="utf-8", errors="replace")
+
+
+def _vcf_header(path: str) -> int:
+    """The line number of a text VCF's ``#CHROM`` line, refused unless it holds the eight
+    fixed columns (then FORMAT and the samples, if any), tab-separated, as plink2 does."""
+    with _text_lines(path) as lines:
+        for number, line in enumerate(lines, start=1):
+            if line.startswith("##"):
+                continue
+            fields = line.rstrip("\r\n").split("\t")
+            if fields[:8] != _VCF_COLUMNS or (len(fields) > 8 and fields[8] != "FORMAT"):
+                shown = " ".join(fields[:9]) if len(fields) > 1 else line.strip()[:80]
+                raise InputError(
+                    f"the header line is {shown!r}, expected {' '.join(_VCF_COLUMNS)} "
+                    "[FORMAT sample...]",
+                    file=path,
+                    where=f"line {number}",
+                    fix="the line after the ## lines names the columns, tab-separated: "
+                    "#CHROM POS ID REF ALT QUAL FILTER INFO, then FORMAT and the sample names",
+                )
+            return number
+    raise InputError(
+        "no #CHROM header line",
+        file=path,
+        fix="a VCF has ## meta lines, then the line #CHROM POS ID REF ALT QUAL FILTER INFO "
+        "FORMAT and the sample names, then one line per variant",
+    )
+
+
+def _vcf_sites(path: str, header_lines: int) -> tuple[list[tuple], list[bool]]:
+    """The variant table of a text VCF from its first five columns (a C parser, so that
+    an unreadable POS gets its line number: htslib reads it as position 1 with a log line);
+    multi-allelic records (and records without ALT) are flagged not kept."""
+    import csv
+
+    try:
+        sites = pd.read_csv(
+            path,
+            sep="\t",
+            header=None,
+            skiprows=header_lines,
+            usecols=range(5),
+            dtype=str,
+            keep_default_na=False,
+            quoting=csv.QUOTE_NONE,
+            compression="gzip" if _is_gzip(path) else None,
+        )
+    except pd.errors.EmptyDataError:
+        return [], []
+    except (pd.errors.ParserError, ValueError) as error:
+        raise InputError(
+            f"cannot read the variant lines: {error}", file=path, fix="check the file format"
+        ) from error
+    pos = pd.to_numeric(sites[1], errors="coerce")
+    bad = (pos.isna() | sites[4].isna()).to_numpy()
+    if bad.any():
+        row = int(np.flatnonzero(bad)[0])
+        line = header_lines + row + 1
+        short = pd.isna(sites[4].iloc[row])
+        raise InputError(
+            "fewer than the 8 fixed columns"
+            if short
+            else f"POS {sites[1].iloc[row]!r} is not a number",
+            file=path,
+            where=f"line {line}",
+            fix="each variant line is tab-separated: CHROM, POS (a whole number), ID, REF, "
+            "ALT, QUAL, FILTER, INFO, FORMAT and one genotype per sample",
+        )
+    keep = [alt != "." and "," not in alt for alt in sites[4]]
+    ids = sites[2].where(sites[2] != "", ".")
+    rows = [
+        (c, i, int(p), a, r)
+        for c, i, p, a, r, k in zip(sites[0], ids, pos, sites[4], sites[3], keep, strict=True)
+        if k
+    ]
+    return rows, keep
+
+
+def _is_gzip(path: str) -> bool:
+    with open(path, "rb") as handle:
+        return handle.read(2) == b"\x1f\x8b"
+
+
+def _bcf_sites(reader: Any) -> tuple[list[tuple], list[bool]]:
+    """The variant table of a BCF, read by htslib without the sample columns."""
+    rows: list[tuple] = []
+    keep: list[bool] = []
+    reader.set_samples([])
+    for record in reader:
+        alts = record.ALT
+        keep.append(len(alts) == 1)
+        if keep[-1]:
+            rows.append((record.CHROM, record.ID or ".", record.POS, alts[0], record.REF))
+    reader.close()
+    return rows, keep
+
+
+def _records(reader: Any, source: VcfSource) -> Iterator[Any]:
+    """The reader's records; a record htslib cannot parse (a short line) is bad input
+    naming its line and the variant after the last good one."""
+    done = 0
+    while True:
+        try:
+            record = next(reader)
+        except StopIteration:
+            return
+        except Exception as error:  # cyvcf2 raises a bare Exception for htslib's errors
+            raise _bad_record(source, done) from error
+        done += 1
+        yield record
+
+
+def _bad_record(source: VcfSource, done: int) -> InputError:
+    """The error for the record after ``done`` good ones, which htslib refused."""
+    n = source.n_samples
+    expected = 9 + n
+    if source._header_lines:
+        with _text_lines(source.path) as lines:
+            for number, line in enumerate(lines, start=1):
+                if number <= source._header_lines:
+                    continue
+                fields = line.rstrip("\r\n").split("\t")
+                if len(fields) < expected:
+                    site = ":".join(fields[:2])
+                    name = fields[2] if len(fields) > 2 else "."
+                    return InputError(
+                        f"variant {name} at {site} has {len(fields)} columns, expected "
+                        f"{expected} (9 + {n} samples of the #CHROM line)",
+                        file=source.path,
+                        where=f"line {number}",
+                        fix="give every variant line one genotype column per sample (./. "
+                        "for a missing call); a truncated file needs to be written again",
+                    )
+    return InputError(
+        f"htslib cannot read variant record {done + 1}",
+        file=source.path,
+        where=f"record {done + 1}",
+        fix="check the file (e.g. `bcftools view` on it) or convert it again",
+    )
 
 
 def _format_ids(reader: Any) -> set[str]:
@@ -489,3 +644,28 @@ class ArrayGenotypes(GenotypeSource):
         for start in range(0, len(columns), size):
             index = columns[start : start + size]
             yield index, rows[:, index]
+
+
+# ------------------------------------------------------------------ sex chromosomes and MT
+
+#: plink's names (and numeric codes) of the chromosomes it does not treat as autosomes.
+_NOT_AUTOSOMES = {"X": "X", "23": "X", "Y": "Y", "24": "Y", "XY": "XY", "25": "XY"}
+_NOT_AUTOSOMES |= {"MT": "MT", "M": "MT", "26": "MT"}
+
+
+def warn_sex_chromosomes(source: GenotypeSource) -> None:
+    """Say how variants on X, Y, XY (the pseudo-autosomal region) and MT are treated: as
+    autosomes. plink2 does not (males haploid on X and Y, sex a covariate on X, Y on males
+    only, MT haploid), so the numbers differ from plink2's there."""
+    bare = source.variants["chrom"].astype(str).str.replace(r"^chr", "", case=False, regex=True)
+    kinds = bare.str.upper().map(_NOT_AUTOSOMES).dropna()
+    if kinds.empty:
+        return
+    counts = kinds.value_counts()
+    listing = ", ".join(f"{counts[k]:,} on {k}" for k in ("X", "Y", "XY", "MT") if k in counts)
+    warnings.warn(
+        f"{source.path}: variants {listing} are treated as autosomal (0/1/2 allele counts "
+        "for every sample, no sex covariate); plink2 counts males as haploid on X and Y, adds "
+        "sex as a covariate on X and tests MT as haploid (to leave them out: plink2 --autosome)",
+        stacklevel=3,
+    )

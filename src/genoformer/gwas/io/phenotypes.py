@@ -259,9 +259,19 @@ def phenotype_vector(
     if column not in table.columns:
         raise _no_column(table, column, "phenotype", "PHENO1")
     y = _numeric(table, column, "phenotype")
+    if np.isnan(y).all():
+        matched = " matched to a genotype sample" if "n_unmatched_rows" in table.attrs else ""
+        raise InputError(
+            f"phenotype {column!r} is all missing (-9, NA or empty in each of its "
+            f"{len(table):,} rows{matched})",
+            file=table.attrs.get("path"),
+            where=f"column {column}",
+            fix="fill in the values, or choose another phenotype column",
+        )
     levels = set(np.unique(y[~np.isnan(y)]).tolist())
     if kind is None:
-        if levels <= {0.0, 1.0, 2.0} and {1.0, 2.0} <= levels:
+        # plink2's rule: values in {1, 2} (0 missing) are case/control, even one of them only
+        if levels <= {0.0, 1.0, 2.0} and levels & {1.0, 2.0} and levels != {0.0, 1.0}:
             kind = "binary12"
         elif levels == {0.0, 1.0}:
             kind = "binary01"
@@ -283,7 +293,25 @@ def phenotype_vector(
             where=_place(table, int(np.flatnonzero(bad)[0])),
             fix="code case/control as 1/2 (0, -9, NA missing) or 0/1",
         )
+    _check_both_classes(table, column, y, kind)
     return y, "binary"
+
+
+def _check_both_classes(table: pd.DataFrame, column: str, y: np.ndarray, kind: str) -> None:
+    """Refuse a case/control phenotype without cases or without controls (plink2 does)."""
+    cases, controls = int((y == 1.0).sum()), int((y == 0.0).sum())
+    if cases and controls:
+        return
+    control, case = ("1", "2") if kind == "binary12" else ("0", "1")
+    have = f"{cases:,} cases and no controls" if cases else f"{controls:,} controls and no cases"
+    raise InputError(
+        f"case/control phenotype {column!r} has {have} (1/2 coding: 1 control, 2 case; 0/1 "
+        "coding: 0 control, 1 case)",
+        file=table.attrs.get("path"),
+        where=f"column {column}",
+        fix=f"a case/control test needs both: code controls as {control} and cases as {case}, "
+        "or choose a quantitative phenotype",
+    )
 
 
 def covariate_matrix(
@@ -306,6 +334,7 @@ def covariate_matrix(
             blocks.append(values.to_numpy(dtype=np.float64)[:, None])
             out_names.append(name)
             continue
+        _check_categorical(table, name)
         missing = values.isna().to_numpy()
         levels = sorted(values[~missing].astype(str).unique())
         text = values.astype(str).to_numpy()
@@ -317,6 +346,72 @@ def covariate_matrix(
     if not blocks:
         return np.empty((len(table), 0), dtype=np.float64), []
     return np.hstack(blocks), out_names
+
+
+def _check_categorical(table: pd.DataFrame, name: str) -> None:
+    """Refuse a covariate column that mixes numbers and text, as plink2 does: the first
+    value says whether the column is numeric or categorical (a numeric column with one typo
+    would otherwise become one 0/1 column per distinct number)."""
+    values = table[name]
+    present = values.notna().to_numpy()
+    number = pd.to_numeric(values, errors="coerce").notna().to_numpy()
+    if not (number & present).any():
+        return
+    first = int(np.flatnonzero(present)[0])
+    odd = np.flatnonzero(present & (number != number[first]))
+    if odd.size == 0:
+        return
+    row = int(odd[0])
+    value = values.iloc[row]
+    if number[first]:
+        problem = f"covariate {name!r} is numeric, but has the text value {value!r}"
+        fix = "correct the value, or write NA (or -9) for a missing one"
+    else:
+        problem = f"covariate {name!r} is categorical (text), but has the number {value!r}"
+        fix = "give a categorical covariate's levels as names that are not numbers (e.g. batch3)"
+    raise InputError(
+        f"{problem} (the first value, {_place(table, first)}, is {values.iloc[first]!r})",
+        file=table.attrs.get("path"),
+        where=_place(table, row),
+        fix=fix,
+    )
+
+
+def sample_phenotype(
+    samples: pd.DataFrame, pheno: Any, column: str | None
+) -> tuple[np.ndarray, str, str, int]:
+    """A phenotype in the genotype file's sample order (NaN for samples without a row).
+
+    ``pheno`` is anything :func:`read_table` reads; ``column`` the phenotype (default: the
+    first value column). Returns the values (0/1 for case/control), the kind, the column
+    and how many genotype samples have no row.
+    """
+    table = read_table(pheno)
+    values = [c for c in table.columns if c not in ID_COLUMNS]
+    if column is None and not values:
+        raise InputError("no phenotype column", file=table.attrs.get("path"), fix="add one")
+    column = column or values[0]
+    if column not in table.columns:
+        raise _no_column(table, column, "phenotype", "PHENO1")
+    index, aligned, n_dropped = match_samples(samples, table)
+    y, kind = phenotype_vector(aligned, column)
+    full = np.full(len(samples), np.nan)
+    full[index] = y
+    return full, kind, column, n_dropped
+
+
+def sample_covariates(
+    samples: pd.DataFrame, covar: Any, names: list[str] | None
+) -> tuple[np.ndarray, list[str], list[str]]:
+    """Covariates in the genotype file's sample order (NaN rows for samples without one),
+    the matrix's column names (categorical levels expanded) and the table columns used."""
+    table = read_table(covar, prefix="COVAR")
+    index, aligned, _ = match_samples(samples, table)
+    used = list(names) if names else [c for c in table.columns if c not in ID_COLUMNS]
+    X, columns = covariate_matrix(aligned, used)
+    full = np.full((len(samples), X.shape[1]), np.nan)
+    full[index] = X
+    return full, columns, used
 
 
 def _numeric(table: pd.DataFrame, column: str, what: str) -> np.ndarray:

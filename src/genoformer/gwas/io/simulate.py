@@ -27,6 +27,22 @@ The model, so that a test or a demo knows what to expect:
   effect 0.2 SD, and a categorical ``batch`` (A/B/C, effects 0/+0.3/-0.3).
 - Missing calls: each genotype is set missing with probability ``missing_rate`` after the
   phenotypes are made (the trait depends on the true genotypes, as in real data).
+- Families (``siblings`` >= 2): the msprime samples are parents, paired into couples; each
+  couple has ``siblings`` children (the last family fewer when ``n_samples`` is not a
+  multiple), and only the children are written, siblings sharing their FID (parent ids "0":
+  the parents are not genotyped). Each child gets one gamete from each parent: Mendelian
+  transmission with crossovers as a Poisson process (1 per Morgan, the map of the
+  recombination rate) along each chromosome, so siblings share half their genome on
+  average (kinship 0.25). The MAF filter is on the children's genotypes.
+  ``family_environment`` adds a family effect ``N(0, share)`` common to siblings, with the
+  noise variance reduced to ``1 - h2 - share``.
+- Populations (``populations`` >= 2): an ancestral population of size 10,000 splits
+  ``split_generations`` generations ago into that many populations of size 10,000
+  (msprime demography; F_ST about ``1 - exp(-T / 20,000)``); samples (or families) are
+  divided evenly among them. ``population_shift`` shifts the trait's mean by population,
+  evenly from ``-shift / 2`` (the first) to ``+shift / 2`` (the last), in units of the
+  trait's standard deviation before the shift; ``out_prefix.populations`` names each
+  sample's population.
 """
 
 from __future__ import annotations
@@ -34,11 +50,13 @@ from __future__ import annotations
 import math
 import os
 from contextlib import ExitStack
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
+from genoformer.engine.errors import InputError, setting
 from genoformer.engine.runs import RunResult, atomic_path, write_table
 
 _BASES = np.array(["A", "C", "G", "T"])
@@ -49,6 +67,46 @@ _OVERSHOOT = 1.25
 #: sequence is that long and the mutation rate is set to give the wanted number of SNPs, so
 #: LD decays over a realistic share of the variants instead of spanning a whole chromosome.
 _SNP_SPACING = 2_000
+
+
+@dataclass(frozen=True)
+class _Design:
+    """Who is simulated: ``n_samples`` written, in families of ``siblings`` children (0:
+    unrelated samples) and ``populations`` populations split ``split_generations`` ago."""
+
+    n_samples: int
+    siblings: int = 0
+    populations: int = 1
+    split_generations: float = 0.0
+
+    @property
+    def n_families(self) -> int:
+        return -(-self.n_samples // self.siblings) if self.siblings else self.n_samples
+
+    @property
+    def n_founders(self) -> int:
+        """Individuals msprime simulates: the samples, or two parents per family."""
+        return 2 * self.n_families if self.siblings else self.n_samples
+
+    def family(self) -> np.ndarray:
+        """Each written sample's family (0-based)."""
+        if not self.siblings:
+            return np.arange(self.n_samples)
+        return np.arange(self.n_samples) // self.siblings
+
+    def founder_population(self) -> np.ndarray:
+        """Each founder's population (0-based); couples never span two populations."""
+        units = self.n_families if self.siblings else self.n_samples
+        pop = np.repeat(
+            np.arange(self.populations),
+            [len(p) for p in np.array_split(np.arange(units), self.populations)],
+        )
+        return np.repeat(pop, 2) if self.siblings else pop
+
+    def population(self) -> np.ndarray:
+        """Each written sample's population."""
+        founders = self.founder_population()
+        return founders[2 * self.family()] if self.siblings else founders
 
 
 def simulate(
@@ -66,6 +124,11 @@ def simulate(
     prevalence: float = 0.3,
     seed: int = 0,
     epistatic_share: float | None = None,
+    siblings: int = 0,
+    family_environment: float = 0.0,
+    populations: int = 1,
+    split_generations: float = 500.0,
+    population_shift: float = 0.0,
 ) -> RunResult:
     """Simulate genotypes, phenotypes and covariates and write them PLINK-style.
 
@@ -74,7 +137,10 @@ def simulate(
     and ``out_prefix.truth.tsv`` (``id chrom pos a1 maf effect std_effect kind pair``:
     ``effect`` per copy of a1 for additive rows, per unit of the product of centred genotypes
     for epistatic rows; the two rows of a pair share ``pair``). See the module docstring for
-    the model.
+    the model, which also describes families (``siblings`` children per couple,
+    ``family_environment`` their shared environment's variance share) and populations
+    (``populations`` split ``split_generations`` generations ago, trait means
+    ``population_shift`` SD apart from first to last; ``out_prefix.populations`` written).
 
     Returns a :class:`~genoformer.engine.runs.RunResult`: ``run_dir`` the folder of
     ``out_prefix``, ``metrics`` the realised ``heritability``, ``h2_observed``, ``prevalence``
@@ -85,23 +151,18 @@ def simulate(
         n_samples, n_variants, n_chromosomes, maf_min, missing_rate, heritability, prevalence
     )
     if epistatic_share is not None and not 0.0 <= epistatic_share <= 1.0:
-        raise ValueError(f"epistatic_share must be in [0, 1], got {epistatic_share}")
+        raise InputError(
+            f"epistatic_share is {epistatic_share}",
+            where="epistatic_share",
+            fix="give epistatic_share a share in [0, 1], or None",
+        )
+    design = _Design(n_samples, siblings, populations, split_generations)
+    _check_design(design, heritability, family_environment)
     rng = np.random.default_rng(seed)
     prefix = Path(out_prefix)
     prefix.parent.mkdir(parents=True, exist_ok=True)
 
-    per_chrom = [
-        n_variants // n_chromosomes + (c < n_variants % n_chromosomes) for c in range(n_chromosomes)
-    ]
-    genotypes, bims = [], []
-    for chrom, wanted in enumerate(per_chrom, start=1):
-        if wanted == 0:
-            continue
-        g, bim = _simulate_chromosome(chrom, wanted, n_samples, maf_min, rng)
-        genotypes.append(g)
-        bims.append(bim)
-    G = np.concatenate(genotypes, axis=1)  # (samples, variants) int8 alt counts, no missing
-    bim = pd.concat(bims, ignore_index=True)
+    G, bim = _genotypes(design, n_variants, n_chromosomes, maf_min, rng)
     freq = G.mean(axis=0, dtype=np.float64) / 2.0
     maf = np.minimum(freq, 1.0 - freq)
 
@@ -109,8 +170,14 @@ def simulate(
     g, truth = _genetic_value(
         G, bim, freq, maf, heritability, n_causal, epistatic_pairs, rng, epistatic_share
     )
-    noise = rng.normal(0.0, math.sqrt(1.0 - heritability), n_samples)
+    noise = rng.normal(0.0, math.sqrt(1.0 - heritability - family_environment), n_samples)
+    if family_environment > 0:
+        shared = rng.normal(0.0, math.sqrt(family_environment), design.n_families)
+        noise = noise + shared[design.family()]
     quant = g + covariate_effect + noise
+    if populations > 1 and population_shift:
+        means = np.linspace(-population_shift / 2, population_shift / 2, populations)
+        quant = quant + means[design.population()] * quant.std()
     threshold = np.quantile(quant, 1.0 - prevalence)
     binary = np.where(quant > threshold, 2, 1)
 
@@ -120,7 +187,7 @@ def simulate(
             block = G[:, start : start + 2048]
             block[rng.random(block.shape, dtype=np.float32) < missing_rate] = -127  # bed-reader
 
-    fid = [f"fam{i + 1}" for i in range(n_samples)]
+    fid = [f"fam{i + 1}" for i in design.family()]  # siblings share their FID
     iid = [f"ind{i + 1}" for i in range(n_samples)]
     paths = {s: Path(f"{prefix}.{s}") for s in ("bed", "bim", "fam", "pheno", "covar")}
     paths["truth"] = Path(f"{prefix}.truth.tsv")
@@ -130,6 +197,11 @@ def simulate(
     write_table(paths["pheno"], pheno)
     write_table(paths["covar"], pd.concat([ids, covar], axis=1))
     write_table(paths["truth"], truth)
+    if populations > 1:
+        paths["populations"] = write_table(
+            Path(f"{prefix}.populations"),
+            ids.assign(population=[f"pop{p + 1}" for p in design.population()]),
+        )
     paths["prefix"] = prefix
     info = {
         "heritability": heritability,
@@ -149,24 +221,131 @@ def _check_arguments(
     heritability: float,
     prevalence: float,
 ) -> None:
-    if n_samples < 2 or n_variants < 1 or n_chromosomes < 1:
-        raise ValueError("need n_samples >= 2, n_variants >= 1, n_chromosomes >= 1")
-    if not 0.0 <= maf_min < 0.5:
-        raise ValueError(f"maf_min must be in [0, 0.5), got {maf_min}")
-    if not 0.0 <= missing_rate < 1.0:
-        raise ValueError(f"missing_rate must be in [0, 1), got {missing_rate}")
-    if not 0.0 <= heritability < 1.0:
-        raise ValueError(f"heritability must be in [0, 1), got {heritability}")
-    if not 0.0 < prevalence < 1.0:
-        raise ValueError(f"prevalence must be in (0, 1), got {prevalence}")
+    """Refuse sizes and shares the simulator cannot follow, naming the option as the user
+    gave it (``--samples`` on the command line, ``n_samples=`` in Python)."""
+    checks = (
+        ("n_samples", "--samples", n_samples, n_samples >= 2, "2 or more samples"),
+        ("n_variants", "--variants", n_variants, n_variants >= 1, "1 or more variants"),
+        ("n_chromosomes", "--chromosomes", n_chromosomes, n_chromosomes >= 1, "1 or more"),
+        ("maf_min", "--maf", maf_min, 0.0 <= maf_min < 0.5, "a frequency in [0, 0.5)"),
+        ("missing_rate", "--missing", missing_rate, 0.0 <= missing_rate < 1.0, "a share in [0, 1)"),
+        ("heritability", None, heritability, 0.0 <= heritability < 1.0, "a share in [0, 1)"),
+        ("prevalence", None, prevalence, 0.0 < prevalence < 1.0, "a share in (0, 1)"),
+    )
+    for parameter, flag, value, valid, allowed in checks:
+        if not valid:
+            name = setting(parameter, flag=flag)
+            raise InputError(f"{name} is {value}", where=name, fix=f"give {name} {allowed}")
+
+
+def _check_design(design: _Design, heritability: float, family_environment: float) -> None:
+    """Refuse family and population options the simulator cannot follow."""
+    if design.siblings < 0 or design.siblings == 1:
+        raise InputError(
+            f"--siblings is {design.siblings}",
+            where="--siblings",
+            fix="use 0 for unrelated samples, or 2 or more children per family",
+        )
+    if not 0.0 <= family_environment < 1.0 - heritability:
+        raise InputError(
+            f"--family-environment is {family_environment} with heritability {heritability}",
+            where="--family-environment",
+            fix=f"use a variance share in [0, {1.0 - heritability:g}) (1 - heritability)",
+        )
+    if family_environment > 0 and not design.siblings:
+        raise InputError(
+            "--family-environment needs families",
+            where="--family-environment",
+            fix="give --siblings 2 or more, or leave --family-environment at 0",
+        )
+    if design.populations < 1 or design.split_generations <= 0:
+        raise InputError(
+            f"--populations is {design.populations}, --split-generations "
+            f"{design.split_generations:g}",
+            where="--populations",
+            fix="use 1 or more populations and a positive number of generations",
+        )
+    units = design.n_families if design.siblings else design.n_samples
+    if units < design.populations:
+        what = "families" if design.siblings else "samples"
+        raise InputError(
+            f"{units} {what} for {design.populations} populations",
+            where="--populations",
+            fix=f"use at most {units} populations, or more samples",
+        )
+
+
+def _genotypes(
+    design: _Design, n_variants: int, n_chromosomes: int, maf_min: float, rng: np.random.Generator
+) -> tuple[np.ndarray, pd.DataFrame]:
+    """(samples, variants) int8 ALT counts without missing calls, and the .bim table."""
+    per_chrom = [
+        n_variants // n_chromosomes + (c < n_variants % n_chromosomes) for c in range(n_chromosomes)
+    ]
+    genotypes, bims = [], []
+    for chrom, wanted in enumerate(per_chrom, start=1):
+        if wanted == 0:
+            continue
+        g, bim = _simulate_chromosome(chrom, wanted, design, maf_min, rng)
+        genotypes.append(g)
+        bims.append(bim)
+    return np.concatenate(genotypes, axis=1), pd.concat(bims, ignore_index=True)
+
+
+def _ancestry(design: _Design, length: float, seed: int) -> object:
+    """The msprime tree sequence of the founders (one population, or a split)."""
+    import msprime
+
+    common = {
+        "ploidy": 2,
+        "sequence_length": length,
+        "recombination_rate": _RECOMBINATION_RATE,
+        "random_seed": seed,
+    }
+    if design.populations == 1:
+        return msprime.sim_ancestry(
+            samples=design.n_founders, population_size=_POPULATION_SIZE, **common
+        )
+    demography = msprime.Demography()
+    names = [f"pop{p + 1}" for p in range(design.populations)]
+    for name in [*names, "ancestral"]:
+        demography.add_population(name=name, initial_size=_POPULATION_SIZE)
+    demography.add_population_split(
+        time=design.split_generations, derived=names, ancestral="ancestral"
+    )
+    counts = np.bincount(design.founder_population(), minlength=design.populations)
+    samples = [msprime.SampleSet(int(k), population=n) for n, k in zip(names, counts, strict=True)]
+    return msprime.sim_ancestry(samples=samples, demography=demography, **common)
+
+
+def _transmit(
+    haplotypes: np.ndarray, positions: np.ndarray, design: _Design, rng: np.random.Generator
+) -> np.ndarray:
+    """Children's haplotypes (sites x 2 children) from the founders' (sites x 2 founders):
+    child i of family f gets a gamete of founder 2f (haplotype 2i) and of 2f + 1 (2i + 1).
+    A gamete starts on a random one of the parent's two haplotypes and switches at each
+    crossover, a Poisson process of rate 1 per Morgan along the chromosome."""
+    morgans = positions * _RECOMBINATION_RATE
+    length = float(positions[-1] * _RECOMBINATION_RATE) if positions.size else 0.0
+    family = design.family()
+    children = np.empty((haplotypes.shape[0], 2 * design.n_samples), dtype=haplotypes.dtype)
+    for i, f in enumerate(family):
+        for side in (0, 1):
+            parent = 2 * f + side
+            crossovers = np.sort(rng.uniform(0.0, length, rng.poisson(length)))
+            strand = (np.searchsorted(crossovers, morgans) + rng.integers(0, 2)) % 2
+            source = np.where(strand == 0, 2 * parent, 2 * parent + 1)
+            children[:, 2 * i + side] = haplotypes[np.arange(haplotypes.shape[0]), source]
+    return children
 
 
 def _simulate_chromosome(
-    chrom: int, wanted: int, n_samples: int, maf_min: float, rng: np.random.Generator
+    chrom: int, wanted: int, design: _Design, maf_min: float, rng: np.random.Generator
 ) -> tuple[np.ndarray, pd.DataFrame]:
     """``wanted`` biallelic SNPs with MAF >= maf_min on one chromosome, in position order."""
     import msprime
 
+    n_samples = design.n_samples
     n_haplotypes = 2 * n_samples
     lo = max(1, math.ceil(maf_min * n_haplotypes))
     hi = min(n_haplotypes - 1, math.floor((1.0 - maf_min) * n_haplotypes))
@@ -175,14 +354,7 @@ def _simulate_chromosome(
     length = float(max(1_000, wanted * _SNP_SPACING))
     harmonic = np.sum(1.0 / np.arange(lo, hi + 1))
     mutation_rate = _OVERSHOOT * wanted / (length * 4 * _POPULATION_SIZE * harmonic)
-    ts = msprime.sim_ancestry(
-        samples=n_samples,
-        ploidy=2,
-        population_size=_POPULATION_SIZE,
-        sequence_length=length,
-        recombination_rate=_RECOMBINATION_RATE,
-        random_seed=int(rng.integers(1, 2**31 - 1)),
-    )
+    ts = _ancestry(design, length, int(rng.integers(1, 2**31 - 1)))
     rate = mutation_rate
     for _ in range(8):
         mutated = msprime.sim_mutations(
@@ -194,6 +366,8 @@ def _simulate_chromosome(
         )
         haplotypes = mutated.genotype_matrix()  # (sites, haplotypes), 0 ancestral / 1 derived
         positions = np.floor(mutated.tables.sites.position).astype(np.int64) + 1
+        if design.siblings:
+            haplotypes = _transmit(haplotypes, positions, design, rng)
         counts = haplotypes.sum(axis=1, dtype=np.int64)
         keep = (counts >= lo) & (counts <= hi)
         # Two sites rounded to one bp: keep the first, PLINK cannot tell them apart by position.
@@ -313,7 +487,7 @@ def _genetic_value(
     g = (g - g.mean()) * factor
     truth = pd.DataFrame(rows, columns=["index", "std_effect", "effect", "kind", "pair"])
     truth = truth.sort_values(["index", "kind"], kind="stable").reset_index(drop=True)
-    index = truth["index"].to_numpy()
+    index = truth["index"].to_numpy(dtype=np.int64)  # int also when there is no causal row
     truth = pd.DataFrame(
         {
             "id": bim["id"].to_numpy()[index],

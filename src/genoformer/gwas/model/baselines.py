@@ -78,7 +78,7 @@ def _estimator(name: str, task: str, n_columns: int, seed: int):
             random_state=seed,
         )
     raise InputError(
-        f"unknown baseline '{name}'", where="--baselines", fix=f"use {', '.join(BASELINES)}"
+        f"unknown baseline '{name}'", where="baselines_to_fit", fix=f"use {', '.join(BASELINES)}"
     )
 
 

@@ -128,7 +128,7 @@ def explain(
         recall with ``truth``) and the files written.
     """
     methods = _check_methods(methods)
-    _check_sizes(top_pairs, max_samples, substitution_budget, pair_samples)
+    _check_sizes(top_pairs, null_pairs, max_samples, substitution_budget, pair_samples)
     truth_table = _read_truth(truth) if truth is not None else None
     trained = _load(run_dir, genotypes)
     arguments = {k: v for k, v in locals().items() if k in _ARGUMENTS}
@@ -187,13 +187,23 @@ class _Options:
 
 
 def _check_sizes(
-    top_pairs: int, max_samples: int | None, substitution_budget: int | None, pair_samples: int
+    top_pairs: int,
+    null_pairs: int,
+    max_samples: int | None,
+    substitution_budget: int | None,
+    pair_samples: int,
 ) -> None:
     if top_pairs < 2:
         raise InputError(
             f"top_pairs is {top_pairs}: a pair needs 2 variants",
             where="--top-pairs",
             fix="use 2 or more",
+        )
+    if null_pairs < 1:
+        raise InputError(
+            f"null_pairs is {null_pairs}: the pair scan needs a null",
+            where="--null-pairs",
+            fix="use 1 or more (500 by default)",
         )
     for name, value in (("max_samples", max_samples), ("substitution_budget", substitution_budget)):
         if value is not None and value < 1:

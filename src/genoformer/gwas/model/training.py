@@ -19,7 +19,6 @@ A trained run directory holds:
 
 from __future__ import annotations
 
-import math
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -38,10 +37,10 @@ from genoformer.engine.runs import RunDir, RunResult, read_manifest, write_json,
 from genoformer.engine.training import TrainSettings, predict_logits, train_model
 from genoformer.gwas.io.genotypes import GenotypeSource, open_genotypes
 from genoformer.gwas.io.phenotypes import (
-    covariate_matrix,
     match_samples,
     phenotype_vector,
     read_table,
+    sample_covariates,
 )
 from genoformer.gwas.model import baselines
 from genoformer.gwas.model.inputs import (
@@ -89,20 +88,6 @@ class _Cohort:
     covariate_columns: list[str]
 
 
-def _covariates(
-    source: GenotypeSource, covar: Any, names: Sequence[str] | None
-) -> tuple[np.ndarray, list[str], list[str]]:
-    """Covariates in the genotype file's sample order (NaN rows for samples without one),
-    the matrix's column names (categorical levels expanded) and the table columns used."""
-    table = read_table(covar, prefix="COVAR")
-    index, aligned, _ = match_samples(source.samples, table)
-    used = list(names) if names else [c for c in table.columns if c not in ("FID", "IID")]
-    X, columns = covariate_matrix(aligned, used)
-    full = np.full((source.n_samples, X.shape[1]), np.nan)
-    full[index] = X
-    return full, columns, used
-
-
 def _cohort(
     source: GenotypeSource,
     pheno: Any,
@@ -125,7 +110,7 @@ def _cohort(
     use = np.isfinite(y)
     X, names, columns = None, [], []
     if covar is not None:
-        X, names, columns = _covariates(source, covar, covar_names)
+        X, names, columns = sample_covariates(source.samples, covar, covar_names)
         use &= np.isfinite(X).all(axis=1)
     chosen = np.flatnonzero(use)
     if chosen.size == 0:
@@ -275,7 +260,7 @@ def train(
     torch.manual_seed(seed)
     network = GenotypeModel(config)
     settings = _train_settings(
-        len(parts["train"]), epochs=epochs, batch_size=batch_size, learning_rate=learning_rate,
+        epochs=epochs, batch_size=batch_size, learning_rate=learning_rate,
         weight_decay=weight_decay, patience=patience, eval_every=eval_every,
         keep_checkpoints=keep_checkpoints, seed=seed, device=device,
     )  # fmt: skip
@@ -434,7 +419,6 @@ def _model_config(
 
 
 def _train_settings(
-    n_train: int,
     *,
     epochs: float,
     batch_size: int,
@@ -447,7 +431,6 @@ def _train_settings(
     device: str,
 ) -> TrainSettings:
     """The Trainer's settings: constant learning rate, evaluated every epoch by default."""
-    steps_per_epoch = max(1, math.ceil(n_train / batch_size))
     return TrainSettings(
         epochs=epochs,
         batch_size=batch_size,
@@ -455,12 +438,11 @@ def _train_settings(
         weight_decay=weight_decay,
         warmup=0.0,
         scheduler="constant",
-        eval_every=eval_every or steps_per_epoch,
+        eval_every=eval_every,
         keep_checkpoints=keep_checkpoints,
         patience=patience,
         seed=seed,
         device=device,
-        log_every=max(1, min(50, steps_per_epoch)),
     )
 
 
@@ -576,7 +558,7 @@ class TrainedRun:
             raise InputError(
                 "the run does not say where its genotypes are",
                 file=self.run_dir / "manifest.json",
-                fix="pass genotypes= (the file the model was trained on)",
+                fix="give the genotype file the model was trained on (--genotypes, genotypes=)",
             )
         with open_genotypes(path) as source:
             index, _, _ = match_samples(
@@ -625,13 +607,14 @@ def load_trained(run_dir: str | os.PathLike) -> TrainedRun:
     """A trained run directory: the model in eval mode, ``variants.tsv``, ``samples.tsv``."""
     path = Path(run_dir)
     model_dir = path / "model"
+    # The run first: a stopped one has no model yet, and should be named as stopped.
+    manifest = read_manifest(path, what="training run")
     if not (model_dir / "config.json").exists():
         raise InputError(
             "no trained model here (model/config.json missing)",
             file=path,
             fix="give the run directory that `genoformer gwas train` wrote",
         )
-    manifest = read_manifest(path, what="training run")
     model = load_pretrained(GenotypeModel, model_dir).eval()
     variants = pd.read_csv(path / "variants.tsv", sep="\t", dtype={"chrom": str, "id": str})
     variants["is_decoy"] = variants["is_decoy"].astype(str).str.lower().isin(["true", "1"])
@@ -706,7 +689,7 @@ def predict(
                     where="--covar",
                     fix="give the covariate file",
                 )
-            X, names, _ = _covariates(source, covar, config.covariate_columns)
+            X, names, _ = sample_covariates(source.samples, covar, config.covariate_columns)
             if names != config.covariate_names:
                 raise InputError(
                     f"covariates {', '.join(names)}; the model was trained on "

@@ -53,6 +53,7 @@ __all__ = [
     "manhattan_html",
     "qq",
     "pc_scatter",
+    "plottable",
     "qq_html",
 ]
 
@@ -86,6 +87,15 @@ def _column(results: pd.DataFrame, what: str, required: bool = True) -> str | No
             f"results need a {'/'.join(_ALIASES[what])} column; they have {list(results.columns)}"
         )
     return None
+
+
+def plottable(results: pd.DataFrame) -> int:
+    """How many variants of ``results`` have a p-value and a position to draw."""
+    if "TEST" in results.columns:
+        results = results[results["TEST"].astype(str) == "ADD"]
+    p = pd.to_numeric(results[_column(results, "p")], errors="coerce").to_numpy(dtype=float)
+    pos = pd.to_numeric(results[_column(results, "pos")], errors="coerce").to_numpy(dtype=float)
+    return int((np.isfinite(p) & np.isfinite(pos)).sum())
 
 
 def _prepare(results: pd.DataFrame) -> pd.DataFrame:

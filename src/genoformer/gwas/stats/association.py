@@ -35,6 +35,10 @@ Conventions matched to plink2 v2.00a3.5 (checked against its output in
   and where the fit converges slowly (rare variants) its stop is decided by rounding in the
   penalised log-likelihood: its estimate is then an iterate one or two steps from ours,
   up to 6e-4 relative apart in OR (most Firth fits agree within 1e-5).
+- ``offset`` (regenie's step 2, the LOCO predictions of ``gwas/stats/wgr.py``): subtracted
+  from the phenotype of a linear test; a fixed term of every sample's linear predictor in
+  the logistic and Firth fits (and the covariates-only start). A zero offset gives the same
+  numbers bit for bit.
 """
 
 from __future__ import annotations
@@ -122,7 +126,7 @@ def _prepare_phenotype(phenotype: Any, n: int, test: str) -> tuple[np.ndarray, s
             raise InputError(
                 f"{test} test needs a case/control phenotype (1/2 or 0/1), got values "
                 f"{values[:5].tolist()}",
-                fix="use test='linear' for a quantitative trait",
+                fix="use the linear test (--test linear, test='linear') for a quantitative trait",
             )
         if set(values) <= {1.0, 2.0} and not set(values) <= {0.0, 1.0}:
             y = y - 1.0  # PLINK's 1 = control, 2 = case
@@ -391,12 +395,14 @@ def _linear_chunk(
 _OK, _FAIL, _INVALID = 0, 1, 2
 
 
-def _logistic_null(y: np.ndarray, X: np.ndarray) -> np.ndarray:
-    """Coefficients of the covariates-only model (start values for every variant)."""
+def _logistic_null(y: np.ndarray, X: np.ndarray, offset: np.ndarray | None = None) -> np.ndarray:
+    """Coefficients of the covariates-only model (start values for every variant), with
+    ``offset`` (a known term of the linear predictor, e.g. a LOCO prediction) if given."""
     b = np.zeros(X.shape[1])
     b[0] = np.log(y.mean() / (1.0 - y.mean()))
+    eta0 = np.zeros(y.shape[0]) if offset is None else offset
     for _ in range(50):
-        p = special.expit(X @ b)
+        p = special.expit(eta0 + X @ b)
         H = X.T @ (X * (p * (1 - p))[:, None])
         step = np.linalg.solve(H, X.T @ (y - p))
         b += step
@@ -421,14 +427,14 @@ def _load(Gt: np.ndarray, j: int, Z: np.ndarray, mask: np.ndarray) -> None:  # p
 
 @numba.njit(cache=True, nogil=True, fastmath=_FASTMATH)
 def _probabilities(
-    Z: np.ndarray, coef: np.ndarray, p: np.ndarray, scratch: np.ndarray
+    Z: np.ndarray, coef: np.ndarray, p: np.ndarray, scratch: np.ndarray, offset: np.ndarray
 ) -> None:  # pragma: no cover - compiled
-    """p = 1 / (1 + exp(-coef^T Z)), with an exp that vectorises (libm's does not): 2^k by
-    bits, exp of the remainder (|r| <= ln 2 / 2) by its Taylor series to r^12 (relative
-    error < 1e-15); the linear predictor is clamped to +-708."""
+    """p = 1 / (1 + exp(-(offset + coef^T Z))), with an exp that vectorises (libm's does not):
+    2^k by bits, exp of the remainder (|r| <= ln 2 / 2) by its Taylor series to r^12 (relative
+    error < 1e-15); the linear predictor is clamped to +-708. A zero offset changes nothing."""
     K, n = Z.shape
     for i in range(n):
-        scratch[i] = coef[0] * Z[0, i]
+        scratch[i] = offset[i] + coef[0] * Z[0, i]
     for a in range(1, K):
         ca = coef[a]
         for i in range(n):
@@ -569,6 +575,7 @@ def _logistic_kernel(
     y: np.ndarray,
     Xt: np.ndarray,
     Gt: np.ndarray,
+    offset: np.ndarray,
     b0: np.ndarray,
     tol: float,
     max_iter: int,
@@ -597,7 +604,7 @@ def _logistic_kernel(
         result = _FAIL
         min_delta = 1e9
         for it in range(max_iter):
-            _probabilities(Z, coef, p, r)
+            _probabilities(Z, coef, p, r, offset)
             for i in range(n):
                 w[i] = p[i] * (1.0 - p[i]) * mask[i]
                 r[i] = (y[i] - p[i]) * mask[i]
@@ -650,11 +657,12 @@ def _firth_state(
     wz: np.ndarray,
     H: np.ndarray,
     L: np.ndarray,
+    offset: np.ndarray,
 ) -> float:  # pragma: no cover - compiled
     """Fitted probabilities, weights, information matrix (its Cholesky factor in ``L``) and
     penalised log-likelihood at ``coef``; NaN where the information matrix is singular."""
     n = Z.shape[1]
-    _probabilities(Z, coef, p, wz)
+    _probabilities(Z, coef, p, wz, offset)
     loglik = 0.0
     for i in range(n):
         w[i] = p[i] * (1.0 - p[i]) * mask[i]
@@ -673,6 +681,7 @@ def _firth_kernel(
     y: np.ndarray,
     Xt: np.ndarray,
     Gt: np.ndarray,
+    offset: np.ndarray,
     beta: np.ndarray,
     se: np.ndarray,
     status: np.ndarray,
@@ -696,7 +705,7 @@ def _firth_kernel(
         _load(Gt, j, Z, mask)
         coef[:] = 0.0
         result = _FAIL
-        loglik = _firth_state(Z, mask, y, coef, p, w, t, H, L)
+        loglik = _firth_state(Z, mask, y, coef, p, w, t, H, L, offset)
         if np.isnan(loglik):
             beta[j] = np.nan
             se[j] = np.nan
@@ -742,7 +751,7 @@ def _firth_kernel(
             max_halvings = 5
             halving = 1
             while True:
-                loglik = _firth_state(Z, mask, y, coef, p, w, t, H, L)
+                loglik = _firth_state(Z, mask, y, coef, p, w, t, H, L, offset)
                 if np.isnan(loglik) or halving > max_halvings:
                     break
                 if loglik >= thresh:
@@ -785,8 +794,10 @@ def _logistic_chunk(
     b0: np.ndarray,
     firth: str,
     separated: np.ndarray,
+    offset: np.ndarray,
 ) -> dict[str, np.ndarray]:
-    """Logistic regression of y on (X, g_j) for every row g_j of ``Gt`` (NaN missing).
+    """Logistic regression of y on (X, g_j) for every row g_j of ``Gt`` (NaN missing), with
+    ``offset`` a known term of every sample's linear predictor (zeros: none).
 
     ``X`` is intercept and covariates as given (plink2 fits them unscaled, and its stopping
     rules depend on the scale); ``separated`` flags variants whose A1 dosage is 0 in cases or
@@ -807,8 +818,9 @@ def _logistic_chunk(
             b, s, st = np.empty(todo.size), np.empty(todo.size), np.empty(todo.size, np.int8)
             sub = np.ascontiguousarray(Gt[todo])
             _in_threads(
-                _logistic_kernel, todo.size, y, Xt, sub, b0, _TOL, LOGISTIC_MAX_ITER, b, s, st
-            )
+                _logistic_kernel,
+                todo.size, y, Xt, sub, offset, b0, _TOL, LOGISTIC_MAX_ITER, b, s, st,
+            )  # fmt: skip
             beta[todo], se[todo], status[todo] = b, s, st
         if firth == "fallback":
             need_firth = separated | (status == _FAIL)
@@ -817,7 +829,8 @@ def _logistic_chunk(
     idx = np.flatnonzero(need_firth)
     if idx.size:
         b, s, st = np.empty(idx.size), np.empty(idx.size), np.empty(idx.size, np.int8)
-        _in_threads(_firth_kernel, idx.size, y, Xt, np.ascontiguousarray(Gt[idx]), b, s, st)
+        sub = np.ascontiguousarray(Gt[idx])
+        _in_threads(_firth_kernel, idx.size, y, Xt, sub, offset, b, s, st)
         beta[idx], se[idx], status[idx] = b, s, st
         used_firth[idx] = True
     with np.errstate(invalid="ignore", divide="ignore"):
@@ -868,12 +881,14 @@ def _chunk_table(
     test: str,
     firth: str,
     b0: np.ndarray | None,
+    offset: np.ndarray | None = None,
 ) -> pd.DataFrame:
     """Results for one chunk; ``variants`` are the chunk's rows of ``source.variants``.
 
     ``G`` counts ALT alleles of the analysed samples; ``flip`` marks variants whose A1 is REF.
     ``X`` is the design with standardised covariates (linear regression), ``X_raw`` the same
-    with covariates as given (logistic regression and the collinearity checks).
+    with covariates as given (logistic regression and the collinearity checks); ``offset``
+    a known term of the logistic linear predictor (None: zero).
     """
     if flip.any():
         G = G.copy()
@@ -892,7 +907,8 @@ def _chunk_table(
         used_firth = np.zeros(m, dtype=bool)
     else:
         assert b0 is not None
-        r, used_firth = _logistic_fits(Gt, y, X_raw, b0, firth, chk, err)
+        eta0 = np.zeros(y.shape[0]) if offset is None else np.ascontiguousarray(offset, np.float64)
+        r, used_firth = _logistic_fits(Gt, y, X_raw, b0, firth, chk, err, eta0)
     alleles = {"REF": ref, "ALT": alt, "A1": a1_allele}
     return _glm_table(variants, alleles, chk["obs"], err, r, used_firth, test=test, firth=firth)
 
@@ -940,6 +956,7 @@ def _logistic_fits(
     firth: str,
     chk: dict[str, np.ndarray],
     err: np.ndarray,
+    offset: np.ndarray,
 ) -> tuple[dict[str, np.ndarray], np.ndarray]:
     """Logistic (or Firth) fits of the variants that passed the checks (``err == "."``).
 
@@ -961,7 +978,7 @@ def _logistic_fits(
     if firth == "never":
         err[idx[separated]] = "SEPARATION"
         idx, separated = idx[~separated], separated[~separated]
-    fitted = _logistic_chunk(Gt[idx], y, X_raw, b0, firth, separated)
+    fitted = _logistic_chunk(Gt[idx], y, X_raw, b0, firth, separated, offset)
     for key in r:
         r[key][idx] = fitted[key]
     used_firth[idx] = fitted["firth"]
@@ -1022,6 +1039,7 @@ def associate(
     variants: np.ndarray | None = None,
     engine: Literal["numpy", "dask"] = "numpy",
     scheduler: Any = None,
+    offset: Any = None,
 ) -> pd.DataFrame:
     """Test every variant for association with a phenotype, one row per variant.
 
@@ -1058,6 +1076,11 @@ def associate(
         ``"numpy"`` (this process) or ``"dask"`` (``genoformer.gwas.stats.distributed``).
     scheduler
         Dask scheduler address, for ``engine="dask"``.
+    offset
+        One value per sample (its order), a known part of the phenotype: subtracted from
+        the phenotype of a linear test, an offset in the linear predictor of a logistic one
+        (the leave-one-chromosome-out prediction of whole-genome regression,
+        ``genoformer.gwas.stats.wgr``). Not for ``"chisq"``.
 
     Returns
     -------
@@ -1072,8 +1095,10 @@ def associate(
     if firth not in ("fallback", "always", "never"):
         raise InputError(f"unknown firth {firth!r}", fix="use fallback, always or never")
     C, _names = _prepare_covariates(covariates if test != "chisq" else None, n_all)
+    y, eta = _apply_offset(y, offset, test)
     base, keep, rows, founders = _analysed_samples(source, y, C, samples)
-    y_used, X, X_raw, b0 = _null_design(y[keep], C[keep], test)
+    eta_used = None if eta is None else eta[keep]  # logistic only: linear tests subtract it
+    y_used, X, X_raw, b0 = _null_design(y[keep], C[keep], test, eta_used)
     variant_table = source.variants.reset_index(drop=True)
     # Memory is bounded by the chunk: fewer variants per chunk for larger cohorts.
     chunk_size = max(64, min(chunk_size, _READ_CELLS // max(len(base), 1)))
@@ -1087,19 +1112,13 @@ def associate(
             variant_table.iloc[np.asarray(variant_indices)],
             G[rows],
             flip,
-            y=y_used, X=X, X_raw=X_raw, test=test, firth=firth, b0=b0,
+            y=y_used, X=X, X_raw=X_raw, test=test, firth=firth, b0=b0, offset=eta_used,
         )  # fmt: skip
 
     parts = _chunk_parts(
-        source,
-        run_chunk,
-        engine=engine,
-        chunk_size=chunk_size,
-        samples=base,
-        variants=variants,
-        scheduler=scheduler,
-        n_used=y_used.size,
-    )
+        source, run_chunk, engine=engine, chunk_size=chunk_size, samples=base,
+        variants=variants, scheduler=scheduler, n_used=y_used.size,
+    )  # fmt: skip
     tables = list(parts)
     if not tables:
         columns = {"chisq": ASSOC_COLUMNS, "linear": GLM_LINEAR_COLUMNS}
@@ -1136,17 +1155,46 @@ def _analysed_samples(
     return base, keep, rows, founders
 
 
+def _apply_offset(y: np.ndarray, offset: Any, test: str) -> tuple[np.ndarray, np.ndarray | None]:
+    """The phenotype less the offset (linear test: the offset is then None), else the
+    phenotype and the offset as float64; a sample without an offset (NaN) is left out."""
+    eta = _prepare_offset(offset, y.shape[0], test)
+    if eta is None:
+        return y, None
+    y = np.where(np.isfinite(eta), y, np.nan)
+    return (y - eta, None) if test == "linear" else (y, eta)
+
+
+def _prepare_offset(offset: Any, n: int, test: str) -> np.ndarray | None:
+    """The per-sample offset as float64 (None for none)."""
+    if offset is None:
+        return None
+    if test == "chisq":
+        raise InputError(
+            "the allelic chi-square test takes no offset (no whole-genome regression)",
+            fix="use test='linear' or 'logistic' with an offset (--wgr)",
+        )
+    eta = np.asarray(offset, dtype=np.float64).ravel()
+    if eta.shape[0] != n:
+        raise InputError(
+            f"offset has {eta.shape[0]} values, the genotypes have {n} samples",
+            fix="pass one value per sample, in the order of the genotype file's samples",
+        )
+    return eta
+
+
 def _null_design(
-    y_used: np.ndarray, C_used: np.ndarray, test: str
+    y_used: np.ndarray, C_used: np.ndarray, test: str, offset: np.ndarray | None = None
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray | None]:
     """The analysed samples' phenotype (centred for linear regression), the designs with
-    standardised and with raw covariates, and the covariates-only logistic fit (or None)."""
+    standardised and with raw covariates, and the covariates-only logistic fit (or None),
+    with ``offset`` in its linear predictor."""
     X, X_raw = _design(C_used)
     b0 = None
     if test == "logistic":
         if y_used.min() == y_used.max():
             raise InputError("logistic regression needs both cases and controls")
-        b0 = _logistic_null(y_used, X_raw)
+        b0 = _logistic_null(y_used, X_raw, offset)
     if test == "linear":
         y_used = y_used - y_used.mean()  # intercept in the model: numerical stability only
     return y_used, X, X_raw, b0

@@ -10,6 +10,7 @@ founders (a .fam with parents is the caller's to subset).
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -235,4 +236,62 @@ def qc(
         removed=removed,
         variant_stats=stats_table,
         sample_missing=sample_missing,
+    )
+
+
+def usable_covariates(
+    C: np.ndarray, names: list[str], use: np.ndarray, *, file: str | None = None
+) -> np.ndarray:
+    """Which covariate columns enter the association, checked as plink2 ``--glm`` checks
+    them on the analysed samples (``use``) before any variant: a constant covariate is left
+    out with a warning naming it; collinear covariates (|r| above 0.999, a singular
+    correlation matrix, a VIF above 50) are refused, naming them. Returns a column mask."""
+    from genoformer.gwas.stats.association import MAX_CORR, MAX_VIF
+
+    values = C[use]
+    n = values.shape[0]
+    constant = ~(np.ptp(values, axis=0) > 0) if n else np.ones(C.shape[1], dtype=bool)
+    place = f"{file}: " if file else ""
+    for name in np.asarray(names, dtype=object)[constant]:
+        warnings.warn(
+            f"{place}covariate {name!r} is constant over the {n:,} analysed samples: left out "
+            "of the association (plink2 --glm leaves it out too)",
+            stacklevel=2,
+        )
+    kept = np.flatnonzero(~constant)
+    if kept.size < 2:
+        return ~constant
+    R = np.corrcoef(values[:, kept], rowvar=False)
+    off = np.abs(R - np.eye(kept.size))
+    i, j = np.unravel_index(int(np.argmax(off)), off.shape)
+    if off[i, j] > MAX_CORR:
+        raise _collinear(
+            [names[kept[i]], names[kept[j]]],
+            f"correlation {R[i, j]:.4f} over the {n:,} analysed samples: plink2 stops with "
+            "CORR_TOO_HIGH",
+            file,
+        )
+    with np.errstate(all="ignore"):
+        vif = np.diag(np.linalg.pinv(R))
+    if np.linalg.cond(R) > 1e14:
+        raise _collinear(
+            [names[k] for k in kept], "linearly dependent: plink2 stops with VIF_INFINITE", file
+        )
+    high = np.flatnonzero(vif > MAX_VIF)
+    if high.size:
+        shown = ", ".join(f"{names[kept[h]]} {vif[h]:.0f}" for h in high)
+        raise _collinear(
+            [names[kept[h]] for h in high],
+            f"variance inflation factors {shown}, above {MAX_VIF:g}: plink2 stops with "
+            "VIF_TOO_HIGH",
+            file,
+        )
+    return ~constant
+
+
+def _collinear(names: list[str], detail: str, file: str | None) -> InputError:
+    return InputError(
+        f"covariates {', '.join(repr(n) for n in names)} are collinear ({detail})",
+        file=file,
+        fix="leave out the redundant ones (choose covariates with --covar-name)",
     )

@@ -8,7 +8,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from genoformer.engine.errors import InputError
+from genoformer.engine.errors import InputError, option
 from genoformer.sc.io.matrix import (
     CELL_ID_ATTRS,
     SYMBOL_COLUMNS,
@@ -65,7 +65,8 @@ def _from_loom(ds: Any, source: str, layer: str | None, gene_id_column: str | No
             + ", ".join(repr(k) for k in row_attrs),
             file=source,
             where="row attributes",
-            fix="add a row attribute 'ensembl_id', or name the one to use with gene_id_column",
+            fix=f"add a row attribute 'ensembl_id', or name the one to use with "
+            f"{option('gene_id_column')}",
         )
     columns: dict[str, np.ndarray] = {}
     for k in list(ds.ca.keys()):

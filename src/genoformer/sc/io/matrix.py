@@ -16,7 +16,7 @@ import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 
-from genoformer.engine.errors import InputError
+from genoformer.engine.errors import InputError, option
 from genoformer.sc.io.rows import Rows
 
 _ENSEMBL = re.compile(r"^ENS[A-Z]*G\d{6,}(\.\d+)?$")
@@ -41,7 +41,18 @@ SYMBOL_COLUMNS = (
 CELL_ID_ATTRS = ("CellID", "obs_names", "cell_id", "cell_ids", "barcode", "barcodes")
 
 
-_RAW_FIX = "pass raw counts, e.g. layer='counts' (--layer counts), or layer='raw' for adata.raw"
+def _raw_fix(layer: str | None, layers: Sequence[str]) -> str:
+    """Where to read raw counts from instead: another layer of the input, when it has one."""
+    others = [x for x in layers if x != layer]
+    if not others:
+        return (
+            "pass raw counts (whole numbers of reads or UMIs, before any normalisation); this "
+            "input has no other layer to read them from"
+        )
+    listed = ", ".join(repr(x) for x in others)
+    choose = option("layer", others[0]) or "another layer"
+    raw = " ('raw' is adata.raw)" if "raw" in others else ""
+    return f"read the raw counts from another layer of this input ({listed}{raw}), e.g. {choose}"
 
 
 @dataclass
@@ -126,6 +137,26 @@ class CellMatrix:
             layers=self.layers,
         )
 
+    def totals(self) -> np.ndarray | None:
+        """The obs column ``n_counts`` (each cell's total count, Geneformer's name) as
+        float64, or None without one. Missing values are NaN (the readers refuse them for
+        cells with counts); a value that is not a number is bad input naming its cell."""
+        if "n_counts" not in self.obs.columns:
+            return None
+        given = self.obs["n_counts"].astype(object)
+        values = pd.to_numeric(given, errors="coerce")
+        text = (values.isna() & given.notna()).to_numpy()
+        if text.any():
+            row = int(np.argmax(text))
+            raise InputError(
+                f"n_counts is {given.iloc[row]!r}, not a number",
+                file=self.source,
+                where=f"cell {str(self.obs.index[row])!r} (row {row}), obs column 'n_counts'",
+                fix="store each cell's total count as a number, or drop the column: without it "
+                "each cell's total is computed from its counts over all genes",
+            )
+        return np.asarray(values, dtype=np.float64)
+
     def close(self) -> None:
         """Release the file behind the matrix (if any)."""
         if self._rows is not None:
@@ -177,11 +208,11 @@ def check_raw_counts(
         kind = f"negative value {value:g}: scaled or centred data"
     else:
         kind = f"value {value:g} is not an integer: log-normalised or otherwise normalised data"
-    fix = _RAW_FIX
-    if layers:
-        fix += f"; this input has layers {', '.join(repr(x) for x in layers)}"
     raise InputError(
-        f"{matrix} does not hold raw counts ({kind})", file=source, where=cell, fix=fix
+        f"{matrix} does not hold raw counts ({kind})",
+        file=source,
+        where=cell,
+        fix=_raw_fix(layer, layers),
     )
 
 
@@ -233,7 +264,7 @@ def pick_genes(
             raise InputError(
                 f"gene id {what} {gene_id_column!r} does not exist (there are: {have})",
                 file=source,
-                fix=f"pass one of the existing {what}s as gene_id_column (--gene-id-column)",
+                fix=f"name one of the existing {what}s with {option('gene_id_column')}",
             )
     elif "ensembl_id" in columns:
         ids = columns["ensembl_id"]

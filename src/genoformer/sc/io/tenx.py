@@ -13,7 +13,7 @@ import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 
-from genoformer.engine.errors import InputError
+from genoformer.engine.errors import InputError, option
 from genoformer.sc.io.h5ad import closed_on_error, open_h5ad, open_hdf5
 from genoformer.sc.io.matrix import CellMatrix, as_strings, check_shape
 from genoformer.sc.io.rows import CsrGroupRows, MemoryRows, Rows
@@ -54,7 +54,7 @@ def _tenx_genes(
     raise InputError(
         f"gene id column {gene_id_column!r} does not exist (there are: {have})",
         file=source,
-        fix="pass gene_id_column='id' (Ensembl ids) or 'name' (symbols)",
+        fix=f"pass {option('gene_id_column', 'id')} (Ensembl ids) or 'name' (symbols)",
     )
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import gzip
 import os
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, TextIO
@@ -12,7 +12,7 @@ from typing import Any, TextIO
 import numpy as np
 import pandas as pd
 
-from genoformer.engine.errors import InputError
+from genoformer.engine.errors import InputError, cli_option, command_line, option, warn_input
 
 PathLike = str | os.PathLike
 #: Table cells that mean "no value".
@@ -70,6 +70,28 @@ def _listing(names: Sequence[Any]) -> str:
     return ", ".join(repr(n) for n in names) if names else "(none)"
 
 
+def _warn_repeated_ids(
+    ids: Sequence[str], file: Callable[[int], PathLike], place: Callable[[int], str]
+) -> None:
+    """Warn at the first id that repeats an earlier one (``file(i)`` and ``place(i)`` say
+    where record ``i`` is): ids name the sequences in the splits and predictions tables."""
+    first: dict[str, int] = {}
+    for i, name in enumerate(ids):
+        if name in first:
+            j = first[name]
+            earlier = place(j) if file(j) == file(i) else f"{file(j)} {place(j)}"
+            repeated = len(ids) - len(set(ids))
+            warn_input(
+                f"id {name!r} is also the id of {earlier} ({repeated} repeated ids); both "
+                "records are kept, but tables of splits and predictions cannot tell them apart",
+                file=file(i),
+                where=place(i),
+                fix="give each record its own id",
+            )
+            return
+        first[name] = i
+
+
 def _require_values(values: Sequence[str], what: str, path: Path, lines: Sequence[int]) -> None:
     for i, value in enumerate(values):
         if value in MISSING:
@@ -86,7 +108,11 @@ def _targets(
 ) -> tuple[np.ndarray | None, list[str], list[str] | None]:
     """Targets, target names and classes from columns of str cells (see read_table)."""
     if task not in (None, "regression", "classification"):
-        raise InputError(f"task={task!r}", fix="use 'regression' or 'classification'")
+        raise InputError(
+            f"unknown task {task!r}",
+            where=cli_option("task"),
+            fix="use 'regression' or 'classification'",
+        )
     names = [str(c) for c in frame.columns]
     if not names:
         if task is not None:
@@ -101,24 +127,31 @@ def _targets(
         name: pd.to_numeric(pd.Series(values), errors="coerce").to_numpy(np.float64)
         for name, values in cells.items()
     }
-    only_text = len(names) == 1 and np.isnan(numbers[names[0]]).all()
-    if task == "classification" or (task is None and only_text):
+    text = [name for name in names if np.isnan(numbers[name]).all()]
+    # Labels: asked for, or every column is text (a mix: a text value among numbers).
+    if task == "classification" or (task is None and len(text) == len(names)):
         if len(names) != 1:
+            held = f"; {_listing(text)} hold{'s' if len(text) == 1 else ''} text" if text else ""
             raise InputError(
-                f"classification takes one label column, got {len(names)}: {_listing(names)}",
+                f"classification takes one label column, got {len(names)}: {_listing(names)}"
+                + held,
                 file=path,
-                fix="choose the label column with target_columns=[...] (--targets)",
+                where="line 1 (header)",
+                fix=_choose_columns(text[:1] or names[:1], "as the label column")
+                + (", or only numeric columns for regression" if task is None else ""),
             )
         return _classes(cells[names[0]], numbers[names[0]], names[0], path, lines)
     for name, values in numbers.items():
         bad = np.flatnonzero(~np.isfinite(values))
         if bad.size:
             i = int(bad[0])
-            hint = (
-                " or pass task='classification' if the column holds class labels"
-                if len(names) == 1
-                else " or choose the numeric columns with target_columns=[...]"
-            )
+            classify = option("task", "classification")
+            if len(names) > 1:
+                hint = ", or " + _choose_columns(
+                    [n for n in names if n != name], "as the targets", any_of=True
+                )
+            else:
+                hint = f", or pass {classify} if the column holds class labels" if classify else ""
             raise InputError(
                 f"target {cells[name][i]!r} in column {name!r} is not a finite number",
                 file=path,
@@ -129,18 +162,32 @@ def _targets(
     return targets, names, None
 
 
+def _choose_columns(columns: Sequence[str], role: str, *, any_of: bool = False) -> str:
+    """The fix that chooses target ``columns``, as the caller gives them (a command without
+    a choice of columns: leave the others out of the file)."""
+    chosen = ", ".join(columns)
+    if not command_line():
+        return f"choose {chosen!r} {role} with target_columns={list(columns)!r} (targets= of load_sequences and the seq verbs)"
+    flag = option("targets", ",".join(columns))
+    if flag is None:
+        return f"leave only {chosen} {role} in the file"
+    return f"choose {'some of ' if any_of and len(columns) > 1 else ''}{chosen} {role} with {flag}"
+
+
 def _classes(
     values: list[str], numbers: np.ndarray, name: str, path: Path, lines: Sequence[int]
 ) -> tuple[np.ndarray, list[str], list[str]]:
     if np.isfinite(numbers).all():  # integer labels: sort the classes as numbers
         fractional = np.flatnonzero(numbers != np.round(numbers))
+        regress = option("task", "regression")
         if fractional.size:
             i = int(fractional[0])
             raise InputError(
                 f"class label {values[i]!r} in column {name!r} is not an integer",
                 file=path,
                 where=f"line {lines[i]}",
-                fix="use task='regression' for measured values, or give integer labels",
+                fix="give integer labels"
+                + (f", or use {regress} for measured values" if regress else ""),
             )
         labels = [str(int(v)) for v in numbers]
         classes = [str(v) for v in sorted({int(v) for v in numbers})]

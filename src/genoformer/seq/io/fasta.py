@@ -8,10 +8,10 @@ from pathlib import Path
 
 import numpy as np
 
-from genoformer.engine.errors import InputError
+from genoformer.engine.errors import InputError, cli_option, option, setting
 from genoformer.seq.data import LengthMode, SequenceData, _apply_lengths
 from genoformer.seq.encoding import check_characters
-from genoformer.seq.io._common import PathLike, _as_paths, _open_text
+from genoformer.seq.io._common import PathLike, _as_paths, _open_text, _warn_repeated_ids
 
 FASTA_SUFFIXES = (".fa", ".fasta", ".fna", ".fas")
 #: Ids such as ``chr1:100-300`` (bedtools getfasta), optionally with a strand ``(+)``.
@@ -112,33 +112,16 @@ def read_fasta(
         ``chr1:100-300``.
     """
     files = _as_paths(paths)
-    if labels is not None and label_pattern is not None:
-        raise InputError(
-            "both labels and label_pattern given",
-            fix="use labels for one class per file, or label_pattern for a label per header",
-        )
-    pattern = _compile_label_pattern(label_pattern) if label_pattern is not None else None
-    if labels is not None:
-        labels = [str(label) for label in labels]
-        if len(labels) != len(files):
-            raise InputError(
-                f"{len(labels)} labels for {len(files)} FASTA files",
-                fix="give one label per FASTA file, in the same order",
-            )
-    elif pattern is None and len(files) > 1:
-        labels = [_stem(p) for p in files]
-        for i, label in enumerate(labels):
-            if label in labels[:i]:
-                raise InputError(
-                    f"two files named {label!r} would be one class",
-                    file=files[i],
-                    fix="name the classes with labels=[...] (--labels)",
-                )
+    labels, pattern = _file_labels(files, labels, label_pattern)
     sequences: list[str] = []
     ids: list[str] = []
     per_record: list[str] = []
+    record_file: list[int] = []
+    record_line: list[int] = []
     for index, path in enumerate(files):
         headers, seqs, lines = _parse_fasta(path)
+        record_file += [index] * len(seqs)
+        record_line += lines
         names = [h.split()[0] if h.split() else f"record{i + 1}" for i, h in enumerate(headers)]
         check_characters(
             seqs, file=path, place=lambda i, names=names, lines=lines: _fasta_place(names, lines, i)
@@ -149,6 +132,11 @@ def read_fasta(
             per_record += [labels[index]] * len(seqs)
         sequences += seqs
         ids += names
+    _warn_repeated_ids(
+        ids,
+        file=lambda i: files[record_file[i]],
+        place=lambda i: f"record {ids[i]!r} (line {record_line[i]})",
+    )
     if pattern is not None:
         classes = sorted(set(per_record))
     elif labels is not None:
@@ -171,6 +159,40 @@ def read_fasta(
     return _apply_lengths(data, lengths, length)
 
 
+def _file_labels(
+    files: list[Path], labels: Sequence[str] | None, label_pattern: str | None
+) -> tuple[list[str] | None, re.Pattern | None]:
+    """The class of each file (given, or the file stems of several files) or the pattern
+    that finds it in each header; both, or labels that do not fit the files, are refused."""
+    if labels is not None and label_pattern is not None:
+        labels_name, pattern_name = setting("labels"), setting("label_pattern")
+        raise InputError(
+            f"both {labels_name} and {pattern_name} given",
+            fix=f"use {labels_name} for one class per file, or {pattern_name} for a label per "
+            "header",
+        )
+    pattern = _compile_label_pattern(label_pattern) if label_pattern is not None else None
+    if labels is not None:
+        labels = [str(label) for label in labels]
+        if len(labels) != len(files):
+            raise InputError(
+                f"{len(labels)} label{'s' if len(labels) != 1 else ''} for {len(files)} FASTA "
+                "files",
+                where=cli_option("labels"),
+                fix="give one label per FASTA file, in the same order",
+            )
+    elif pattern is None and len(files) > 1:
+        labels = [_stem(p) for p in files]
+        for i, label in enumerate(labels):
+            if label in labels[:i]:
+                raise InputError(
+                    f"two files named {label!r} would be one class",
+                    file=files[i],
+                    fix=f"name the class of each file with {option('labels')}",
+                )
+    return labels, pattern
+
+
 def _fasta_place(names: Sequence[str], lines: Sequence[int], i: int) -> str:
     return f"record {names[i]!r} (line {lines[i]})"
 
@@ -180,12 +202,12 @@ def _compile_label_pattern(label_pattern: str) -> re.Pattern:
         pattern = re.compile(label_pattern)
     except re.error as error:
         raise InputError(
-            f"label_pattern {label_pattern!r} is not a regular expression ({error})",
+            f"{setting('label_pattern')} {label_pattern!r} is not a regular expression ({error})",
             fix=r"give a regular expression with one group, e.g. 'label=(\w+)'",
         ) from None
     if pattern.groups < 1:
         raise InputError(
-            f"label_pattern {label_pattern!r} has no group to take the label from",
+            f"{setting('label_pattern')} {label_pattern!r} has no group to take the label from",
             fix=r"put the label in parentheses, e.g. 'label=(\w+)'",
         )
     return pattern
@@ -199,10 +221,11 @@ def _labels_from_headers(
         match = pattern.search(header)
         if match is None or not match.group(1):
             raise InputError(
-                f"label_pattern {pattern.pattern!r} finds no label in the header {header!r}",
+                f"{setting('label_pattern')} {pattern.pattern!r} finds no label in the header "
+                f"{header!r}",
                 file=path,
                 where=_fasta_place(names, lines, i),
-                fix="give every header a label, or change label_pattern",
+                fix=f"give every header a label, or change {setting('label_pattern')}",
             )
         found.append(match.group(1))
     return found

@@ -6,7 +6,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, Literal
 
-from genoformer.engine.errors import InputError
+from genoformer.engine.errors import InputError, option, setting
 from genoformer.seq.data import SequenceData
 from genoformer.seq.io._common import PathLike, _as_paths, _suffix
 from genoformer.seq.io.bed import BED_SUFFIXES, read_bed
@@ -50,7 +50,8 @@ def load_sequences(
     genome
         The genome FASTA that BED intervals are cut from.
     targets
-        Target columns of a table or BED file (``target_columns`` of the readers).
+        Target columns of a table or BED file (``target_columns`` of the readers); an empty
+        list reads no targets from any file (what predictions need).
     task
         For tables and BED files, as in :func:`read_table`.
     labels, label_pattern
@@ -71,23 +72,25 @@ def load_sequences(
         )
     kind = kinds[0]
     given = {
-        "--genome": genome is not None,
-        "--targets": targets is not None,
-        "--task": task is not None,
-        "--labels": labels is not None,
-        "--label-pattern": label_pattern is not None,
+        "genome": genome is not None,
+        "targets": bool(targets),  # an empty list: no targets, for any file type
+        "task": task is not None,
+        "labels": labels is not None,
+        "label_pattern": label_pattern is not None,
     }
     allowed = {
-        "fasta": ("--labels", "--label-pattern", "--task"),
-        "table": ("--targets", "--task"),
-        "bed": ("--genome", "--targets", "--task"),
+        "fasta": ("labels", "label_pattern", "task"),
+        "table": ("targets", "task"),
+        "bed": ("genome", "targets", "task"),
     }[kind]
-    for option, is_given in given.items():
-        if is_given and option not in allowed:
+    for name, is_given in given.items():
+        if is_given and name not in allowed:
+            kind_name = kind.upper() if kind != "table" else kind
             raise InputError(
-                f"{option} does not apply to a {kind.upper() if kind != 'table' else kind} file",
+                f"{setting(name)} does not apply to a {kind_name} file",
                 file=paths[0],
-                fix=f"leave {option} out; for this file type use {', '.join(allowed)}",
+                fix=f"leave {setting(name)} out; for this file type use "
+                + ", ".join(setting(n) for n in allowed if option(n)),
             )
     if kind == "fasta":
         if task == "regression":
@@ -103,6 +106,6 @@ def load_sequences(
         raise InputError(
             "a BED file needs a genome FASTA to cut the sequences from",
             file=paths[0],
-            fix="pass genome=... (--genome on the command line)",
+            fix=f"pass the genome with {option('genome')}",
         )
     return read_bed(paths[0], genome, target_columns=targets, task=task, **options)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import re
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Literal
@@ -10,7 +11,7 @@ from typing import Literal
 import numpy as np
 import pandas as pd
 
-from genoformer.engine.errors import InputError
+from genoformer.engine.errors import InputError, option
 from genoformer.seq.data import LengthMode, SequenceData, _apply_lengths
 from genoformer.seq.encoding import check_characters
 from genoformer.seq.io._common import (
@@ -20,6 +21,7 @@ from genoformer.seq.io._common import (
     _require_values,
     _suffix,
     _targets,
+    _warn_repeated_ids,
 )
 
 TABLE_SUFFIXES = (".tsv", ".csv", ".txt", ".tab")
@@ -51,9 +53,14 @@ def _read_frame(path: Path, delimiter: str) -> pd.DataFrame:
             "the file is empty", file=path, fix="give a table with a header line"
         ) from None
     except pd.errors.ParserError as error:
+        # pandas: "Error tokenizing data. C error: Expected 2 fields in line 3, saw 3"
+        fields = re.search(r"Expected (\d+) fields in line (\d+), saw (\d+)", str(error))
         raise InputError(
-            f"cannot be read as a table: {error}",
+            f"{fields[3]} fields, the header has {fields[1]}"
+            if fields
+            else f"cannot be read as a table: {error}",
             file=path,
+            where=f"line {fields[2]}" if fields else None,
             fix=f"give every row as many {_delimiter_name(delimiter)}-separated fields as the "
             "header",
         ) from None
@@ -110,7 +117,7 @@ def read_table(
         columns,
         path,
         noun="column",
-        fix="name the sequence column with sequence_column=... (or check the delimiter)",
+        fix=_sequence_column_fix(),
     )
     sequences = [s.strip() for s in frame[sequence_column]]
     for i, seq in enumerate(sequences):
@@ -137,12 +144,21 @@ def read_table(
         if id_column in columns
         else [f"row{i + 1}" for i in range(len(frame))]
     )
+    if id_column in columns:
+        _warn_repeated_ids(ids, file=lambda i: path, place=lambda i: f"line {lines[i]}")
     chroms = None
     if chrom_column in columns:
         chroms = [s.strip() for s in frame[chrom_column]]
         _require_values(chroms, "chromosome", path, lines)
     data = SequenceData(sequences, targets, names, classes, ids, chroms, str(path))
     return _apply_lengths(data, lengths, length)
+
+
+def _sequence_column_fix() -> str:
+    name = option("sequence_column")
+    if name is None:  # the command line reads the column named 'sequence'
+        return "name the column of sequences 'sequence' in the header (or check the delimiter)"
+    return f"name the column of sequences with {name} (or check the delimiter)"
 
 
 def _require_column(column: str, columns: list[str], path: Path, *, noun: str, fix: str) -> None:

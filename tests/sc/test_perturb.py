@@ -1,0 +1,439 @@
+"""In silico perturbation: Geneformer's InSilicoPerturber outputs, a brute-force reference,
+resume after a stop, the command line and bad input."""
+
+from __future__ import annotations
+
+import json
+
+import datasets
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from genoformer.cli import main
+from genoformer.engine.errors import InputError
+from genoformer.sc import perturbation
+from genoformer.sc.embeddings import hidden_state_index
+from genoformer.sc.models import build_model, load_model
+from genoformer.sc.perturbation import perturb
+from genoformer.sc.perturbation_stats import perturb_stats
+from genoformer.sc.vocabulary import GeneVocabulary
+from tests.conftest import shared_data
+
+FIXTURES = "geneformer/fixtures"
+#: The brief's tolerance (our values differ from Geneformer's by at most 1.2e-7).
+TOLERANCE = 1e-5
+QUIET = {"progress": False}
+
+
+def fixture(relative: str):
+    return shared_data(f"{FIXTURES}/{relative}")
+
+
+@pytest.fixture(scope="module")
+def v1_corpus():
+    return fixture("geneformer_datasets/pbmc68k_V1.dataset")
+
+
+@pytest.fixture(scope="module")
+def longest(v1_corpus) -> list[int]:
+    """The corpus rows of the 20 longest cells, as Geneformer orders them (ties: input order)."""
+    lengths = np.array(datasets.load_from_disk(str(v1_corpus))["length"])
+    return [int(i) for i in np.argsort(-lengths, kind="stable")[:20]]
+
+
+def geneformer_run(name: str) -> dict:
+    return json.loads(fixture(f"perturbation/pbmc68k.V1.gf6L.isp_{name}.json").read_text())
+
+
+def delete_all_values() -> dict[tuple[int, int], float]:
+    """Geneformer's delete-all values by (cell_index, perturbed token)."""
+    run = geneformer_run("delete_all_first5")
+    values = {}
+    for name, part in run["files"].items():
+        cell = run["cells"][int(name.split("cell_embs_")[1].split("batch")[0])]
+        for entry in part["entries"]:
+            values[(cell["cell_index"], entry["perturbed"])] = entry["cos_sims"][0]
+    return values
+
+
+def by_cell_and_token(table: pd.DataFrame) -> dict[tuple[int, int], float]:
+    return {
+        (int(c), int(t)): float(v)
+        for c, t, v in zip(table["cell_index"], table["token_ids"], table["cos_sim"], strict=True)
+    }
+
+
+# ---------------------------------------------------------------------------------------------
+# Conformance with Geneformer
+
+
+def test_delete_all_matches_geneformer(v1_corpus, longest, tmp_path):
+    """Every gene of the shortest of Geneformer's five cells deleted in turn (334 values),
+    and the first, a middle and the last gene of the other four deleted one at a time. The
+    delete-all of all five cells (1,720 values) is checked by bench/bench_perturb.py, which
+    runs it anyway (minutes on two shared cores)."""
+    theirs = delete_all_values()
+    model = fixture("models/gf6L_random")
+    result = perturb(
+        model, v1_corpus, out=tmp_path / "all", all_genes=True, cells=(longest[4],), **QUIET
+    )
+    ours = by_cell_and_token(result.table("perturbations"))
+    assert len(ours) == 334 and set(ours) <= set(theirs)
+    worst = max(abs(v - theirs[k]) for k, v in ours.items())
+    # One gene at a time: the model, corpus and vocabulary loaded once for the twelve runs.
+    vocab = GeneVocabulary.packaged("V1")
+    loaded = load_model(model, vocabulary=vocab)
+    corpus = datasets.load_from_disk(str(v1_corpus))
+    genes = {t: g for g, t in vocab.token_ids.items()}
+    for row in longest[:4]:
+        cell = corpus[row]["input_ids"]
+        for gene in (cell[0], cell[len(cell) // 2], cell[-1]):
+            one = perturb(
+                loaded,
+                corpus,
+                out=tmp_path / f"{row}_{gene}",
+                vocabulary=vocab,
+                genes=(genes[gene],),
+                cells=(row,),
+                **QUIET,
+            )
+            ((key, value),) = by_cell_and_token(one.table("perturbations")).items()
+            worst = max(worst, abs(value - theirs[key]))
+    print(f"delete: max abs diff from Geneformer {worst:.2e}")
+    assert worst < TOLERANCE
+
+
+@pytest.mark.parametrize(
+    ("name", "genes"),
+    [
+        ("overexpress1_NKG7_first20", ("NKG7",)),
+        ("overexpress3_first20", ("ENSG00000105374", "ENSG00000134333", "ENSG00000118194")),
+    ],
+)
+def test_overexpression_matches_geneformer(name, genes, v1_corpus, longest, tmp_path):
+    run = geneformer_run(name)
+    ((entry,),) = [part["entries"] for part in run["files"].values()]
+    theirs = {c["cell_index"]: v for c, v in zip(run["cells"], entry["cos_sims"], strict=True)}
+    result = perturb(
+        fixture("models/gf6L_random"),
+        v1_corpus,
+        out=tmp_path / "run",
+        perturb_type="overexpress",
+        genes=genes,
+        cells=tuple(longest),
+        **QUIET,
+    )
+    table = result.table("perturbations")
+    assert sorted(table["cell_index"]) == sorted(theirs)
+    worst = max(
+        abs(v - theirs[int(c)]) for c, v in zip(table["cell_index"], table["cos_sim"], strict=True)
+    )
+    print(f"{name}: max abs diff from Geneformer {worst:.2e}")
+    assert worst < TOLERANCE
+    # Geneformer's aggregate_data of the NKG7 run: the same values, cells in length order.
+    if name == "overexpress1_NKG7_first20":
+        aggregated = perturb_stats(result, out=tmp_path / "agg", mode="aggregate_data")
+        ours = aggregated.table("stats")
+        theirs = pd.read_csv(fixture("perturbation/overexpress1_NKG7_aggregate_data.csv"))
+        assert (ours["symbol"] == theirs["Gene"]).all()
+        np.testing.assert_allclose(ours["cos_sim"], theirs["Cosine_sim"], atol=TOLERANCE)
+
+
+def test_the_overexpression_geneformer_crashes_on_runs(v1_corpus, longest, tmp_path):
+    # Geneformer: "The size of tensor a (368) must match ... (369)" on these 20 cells.
+    result = perturb(
+        fixture("models/gf6L_random"),
+        v1_corpus,
+        out=tmp_path / "run",
+        perturb_type="overexpress",
+        genes=("ENSG00000254709", "LDHA", "TNNT2"),
+        cells=tuple(longest),
+        batch_size=7,
+        **QUIET,
+    )
+    table = result.table("perturbations")
+    assert len(table) == 20 and table["cos_sim"].notna().all()
+    assert table["n_present"].nunique() > 1  # cells holding different numbers of the genes
+    # Each cell compares the genes it kept: its own genes less the ones moved to the front.
+    lengths = datasets.load_from_disk(str(v1_corpus)).select(longest)["length"]
+    assert (table["n_compared"] == np.array(lengths) - table["n_present"]).all()
+
+
+# ---------------------------------------------------------------------------------------------
+# Against a brute-force reference: each copy alone through the encoder
+
+
+def brute_force(model_dir, vocab, cells, kind, emb_mode, layer):
+    encoder = load_model(model_dir, vocabulary=vocab, encoder_only=True).eval()
+    index = hidden_state_index(layer, encoder.config.num_hidden_layers)
+    special = 1 if vocab.has_cls_eos else 0
+
+    def states(ids):
+        out = encoder(input_ids=torch.tensor([ids]), output_hidden_states=True)
+        return out.hidden_states[index][0]
+
+    values = []
+    with torch.inference_mode():
+        for ids in cells:
+            before = states(ids)
+            genes = list(range(special, len(ids) - special))
+            for p in genes[1:] if kind == "overexpress" else genes:
+                rest = [i for i in range(len(ids)) if i != p]
+                if kind == "delete":
+                    order, kept = rest, [i for i in rest if special <= i < len(ids) - special]
+                else:
+                    order = rest[:special] + [p] + rest[special:]
+                    kept = [i for i in rest if special <= i < len(ids) - special]
+                after = states([ids[i] for i in order])
+                if emb_mode == "cls":
+                    values.append(float(torch.cosine_similarity(after[0], before[0], dim=0)))
+                    continue
+                where = [order.index(i) for i in kept]
+                cos = torch.cosine_similarity(after[where], before[kept], dim=-1)
+                values.append(float(cos.mean()))
+    return np.array(values)
+
+
+def small_cells(vocab, n_cells=4, seed=0):
+    rng = np.random.default_rng(seed)
+    genes = np.array([t for g, t in vocab.token_ids.items() if g.startswith("ENSG")])
+    cells = []
+    for _ in range(n_cells):
+        ids = [int(t) for t in rng.choice(genes, size=int(rng.integers(3, 12)), replace=False)]
+        cells.append([vocab.cls_id, *ids, vocab.eos_id] if vocab.has_cls_eos else ids)
+    return cells
+
+
+@pytest.mark.parametrize(
+    ("version", "kind", "emb_mode", "layer"),
+    [
+        ("V1", "delete", "cell", -1),
+        ("V1", "overexpress", "cell", 0),
+        ("V2", "delete", "cell", -1),
+        ("V2", "overexpress", "cls", -1),
+        ("V2", "delete", "cls", 0),
+    ],
+)
+def test_all_genes_equals_each_copy_run_alone(version, kind, emb_mode, layer, tmp_path):
+    vocab = GeneVocabulary.packaged(version)
+    build_model("tiny", vocab, seed=3).save_pretrained(tmp_path / "model")
+    cells = small_cells(vocab)
+    corpus = datasets.Dataset.from_dict({"input_ids": cells, "length": [len(c) for c in cells]})
+    result = perturb(
+        tmp_path / "model",
+        corpus,
+        out=tmp_path / "run",
+        vocabulary=vocab,
+        all_genes=True,
+        perturb_type=kind,
+        emb_mode=emb_mode,
+        emb_layer=layer,
+        batch_size=5,
+        chunk_cells=3,
+        **QUIET,
+    )
+    table = result.table("perturbations")
+    expected = brute_force(tmp_path / "model", vocab, cells, kind, emb_mode, layer)
+    np.testing.assert_allclose(table["cos_sim"].to_numpy(), expected, atol=TOLERANCE)
+    # Rows come cell by cell in the corpus's order, genes in their rank order.
+    assert table["row"].is_monotonic_increasing
+
+
+def test_cell_state_shifts_equal_the_direct_computation(tmp_path):
+    """In silico treatment: shift = cos(perturbed cell, state) - cos(cell, state), state
+    embeddings the mean cell embedding of the state's cells; only start-state cells run."""
+    vocab = GeneVocabulary.packaged("V1")
+    build_model("tiny", vocab, seed=3).save_pretrained(tmp_path / "model")
+    cells = small_cells(vocab, 7, seed=2)
+    labels = ["a", "b", "a", "c", "b", "a", "c"]
+    corpus = datasets.Dataset.from_dict(
+        {"input_ids": cells, "length": [len(c) for c in cells], "state": labels}
+    )
+    states_args = {"vocabulary": vocab, "all_genes": True, "state_attribute": "state"}
+    states_args.update(start_state="a", goal_state="b", alt_states=("c",), **QUIET)
+    result = perturb(
+        tmp_path / "model", corpus, out=tmp_path / "run", chunk_cells=2, batch_size=4, **states_args
+    )
+    table = result.table("perturbations")
+    assert set(table["state"]) == {"a"} and len(table) == sum(len(cells[i]) for i in (0, 2, 5))
+    encoder = load_model(tmp_path / "model", vocabulary=vocab, encoder_only=True).eval()
+
+    def cell(ids):
+        out = encoder(input_ids=torch.tensor([ids]), output_hidden_states=True)
+        return out.hidden_states[1][0].mean(0)
+
+    with torch.inference_mode():
+        states = {
+            s: torch.stack(
+                [cell(c) for c, lab in zip(cells, labels, strict=True) if lab == s]
+            ).mean(0)
+            for s in "abc"
+        }
+        expected = {s: [] for s in "abc"}
+        for i in (0, 2, 5):
+            before = cell(cells[i])
+            for p in range(len(cells[i])):
+                after = cell(cells[i][:p] + cells[i][p + 1 :])
+                for s, emb in states.items():
+                    shift = torch.cosine_similarity(after, emb, dim=0)
+                    shift -= torch.cosine_similarity(before, emb, dim=0)
+                    expected[s].append(float(shift))
+    for s in "abc":
+        np.testing.assert_allclose(table[f"shift_{s}"], expected[s], atol=TOLERANCE)
+    assert "mean_shift_b" in result.table("genes").columns
+    with pytest.raises(InputError, match=r"state 'd' is not a value of state \(values: a, b, c\)"):
+        perturb(
+            tmp_path / "model", corpus, out=tmp_path / "bad", **{**states_args, "goal_state": "d"}
+        )
+
+
+def test_bf16_stays_close_to_fp32(tmp_path):
+    vocab = GeneVocabulary.packaged("V1")
+    model = build_model("tiny", vocab, seed=3)
+    cells = small_cells(vocab, 3)
+    corpus = datasets.Dataset.from_dict({"input_ids": cells, "length": [len(c) for c in cells]})
+    runs = {
+        p: perturb(
+            model, corpus, out=tmp_path / p, vocabulary=vocab, all_genes=True, precision=p, **QUIET
+        ).table("perturbations")["cos_sim"]
+        for p in ("fp32", "bf16")
+    }
+    assert float((runs["fp32"] - runs["bf16"]).abs().max()) < 0.05
+    assert next(model.parameters()).dtype == torch.float32  # the caller's model is not cast
+
+
+# ---------------------------------------------------------------------------------------------
+# Resume
+
+
+def test_a_stopped_run_resumes_without_recomputing_finished_cells(tmp_path, monkeypatch):
+    vocab = GeneVocabulary.packaged("V1")
+    build_model("tiny", vocab, seed=3).save_pretrained(tmp_path / "model")
+    cells = small_cells(vocab, 5, seed=1)
+    corpus = datasets.Dataset.from_dict({"input_ids": cells, "length": [len(c) for c in cells]})
+    args = {"vocabulary": vocab, "all_genes": True, "chunk_cells": 2, **QUIET}
+    whole = perturb(tmp_path / "model", corpus, out=tmp_path / "whole", **args)
+
+    real, calls = perturbation._chunk_values, []
+
+    def stop_at_the_second_chunk(runner, plans):
+        calls.append(len(plans))
+        if len(calls) == 2:
+            raise KeyboardInterrupt
+        return real(runner, plans)
+
+    monkeypatch.setattr(perturbation, "_chunk_values", stop_at_the_second_chunk)
+    with pytest.raises(KeyboardInterrupt):
+        perturb(tmp_path / "model", corpus, out=tmp_path / "run", **args)
+    manifest = json.loads((tmp_path / "run" / "manifest.json").read_text())
+    assert manifest["status"] == "interrupted"
+    with pytest.raises(InputError, match="holds a run"):
+        perturb(tmp_path / "model", corpus, out=tmp_path / "run", **args)
+    with pytest.raises(InputError, match="started with chunk_cells=2"):
+        perturb(
+            tmp_path / "model",
+            corpus,
+            out=tmp_path / "run",
+            resume=True,
+            **{**args, "chunk_cells": 3},
+        )
+
+    monkeypatch.setattr(perturbation, "_chunk_values", real)
+    resumed = perturb(tmp_path / "model", corpus, out=tmp_path / "run", resume=True, **args)
+    assert resumed.metrics["cells_resumed"] == 2
+    pd.testing.assert_frame_equal(resumed.table("perturbations"), whole.table("perturbations"))
+
+
+# ---------------------------------------------------------------------------------------------
+# The command line and bad input
+
+
+def test_cli_perturb(v1_corpus, tmp_path, capsys):
+    model = fixture("models/gf6L_random")
+    args = ["sc", "perturb", str(model), str(v1_corpus), "--out", str(tmp_path / "run")]
+    with pytest.raises(SystemExit) as exit_info:
+        main([*args, "--delete", "NKG7", "--delete", "GNLY", "--max-cells", "30"])
+    assert exit_info.value.code in (0, None)
+    assert "perturbations (delete)" in capsys.readouterr().out
+    table = pd.read_csv(tmp_path / "run" / "perturbations.tsv", sep="\t")
+    assert (table["symbol"] == "NKG7,GNLY").all() and (table["n_present"] == 2).all()
+    assert len(table) == int(((table["row"] >= 0) & (table["row"] < 30)).sum()) > 0
+    genes = pd.read_csv(tmp_path / "run" / "genes.tsv", sep="\t")
+    assert genes.loc[0, "n_cells"] == len(table)
+    with pytest.raises(SystemExit) as exit_info:
+        main([*args, "--delete", "NKG7", "--overexpress", "GNLY", "--overwrite"])
+    assert exit_info.value.code == 2
+    assert "exclude each other" in capsys.readouterr().err
+
+
+def test_cli_in_silico_treatment(v1_corpus, tmp_path, capsys):
+    model = fixture("models/gf6L_random")
+    args = ["sc", "perturb", str(model), str(v1_corpus), "--out", str(tmp_path / "run")]
+    args += ["--delete", "NKG7", "--state-attribute", "bulk_labels", "--start-state", "CD56+ NK"]
+    with pytest.raises(SystemExit) as exit_info:
+        main([*args, "--goal-state", "CD34+", "--alt-state", "CD4+/CD45RA+/CD25- Naive T"])
+    assert exit_info.value.code in (0, None)
+    table = pd.read_parquet(tmp_path / "run" / "perturbations.parquet")
+    assert len(table) > 0 and set(table["bulk_labels"]) == {"CD56+ NK"}
+    shifts = ["shift_CD56+ NK", "shift_CD34+", "shift_CD4+/CD45RA+/CD25- Naive T"]
+    assert table[shifts].notna().all().all()
+    with pytest.raises(SystemExit) as exit_info:
+        main([*args, "--goal-state", "CD56+ NK", "--overwrite"])
+    assert exit_info.value.code == 2
+    assert "needs a start state and a goal state, all states different" in capsys.readouterr().err
+
+
+def test_gene_not_in_the_vocabulary_names_the_closest_symbols(v1_corpus, tmp_path):
+    with pytest.raises(
+        InputError, match=r"gene 'NKG8' is not in the gc30M vocabulary \(closest symbols: NKG7"
+    ):
+        perturb(fixture("models/gf6L_random"), v1_corpus, out=tmp_path / "run", genes=("NKG8",))
+
+
+def test_gene_absent_from_every_selected_cell_is_reported(v1_corpus, tmp_path, capsys):
+    model = fixture("models/gf6L_random")
+    args = ["sc", "perturb", str(model), str(v1_corpus), "--out", str(tmp_path / "run")]
+    with pytest.raises(SystemExit) as exit_info:
+        main([*args, "--delete", "TNNT2", "--max-cells", "5"])
+    assert exit_info.value.code in (0, None)
+    assert "no selected cell holds ENSG00000118194" in capsys.readouterr().err
+    genes = pd.read_csv(tmp_path / "run" / "genes.tsv", sep="\t")
+    assert genes["symbol"].tolist() == ["TNNT2"] and genes["n_cells"].tolist() == [0]
+    assert len(pd.read_parquet(tmp_path / "run" / "perturbations.parquet")) == 0
+
+
+def test_cls_mode_on_a_v1_corpus_is_refused(v1_corpus, tmp_path):
+    with pytest.raises(InputError, match="emb_mode='cls' needs a <cls> token"):
+        perturb(
+            fixture("models/gf6L_random"),
+            v1_corpus,
+            out=tmp_path / "run",
+            all_genes=True,
+            emb_mode="cls",
+        )
+
+
+def test_model_and_corpus_of_different_vocabularies_are_refused(v1_corpus, tmp_path):
+    with pytest.raises(InputError, match="25,426 tokens but the gc104M dictionary has 20,275"):
+        perturb(
+            fixture("models/gf6L_random"),
+            fixture("geneformer_datasets/pbmc68k_V2.dataset"),
+            out=tmp_path / "run",
+            all_genes=True,
+        )
+    with pytest.raises(InputError, match="20,275 tokens but the gc30M dictionary has 25,426"):
+        perturb(fixture("models/v2tiny_random"), v1_corpus, out=tmp_path / "run", all_genes=True)
+
+
+def test_bad_settings(v1_corpus, tmp_path):
+    model = fixture("models/gf6L_random")
+    with pytest.raises(InputError, match="no genes to perturb"):
+        perturb(model, v1_corpus, out=tmp_path / "run")
+    with pytest.raises(InputError, match="not both"):
+        perturb(model, v1_corpus, out=tmp_path / "run", genes=("NKG7",), all_genes=True)
+    with pytest.raises(InputError, match="cell 700 is not a row of the corpus"):
+        perturb(model, v1_corpus, out=tmp_path / "run", all_genes=True, cells=(700,))
+    with pytest.raises(InputError, match="unknown perturb_type"):
+        perturb(model, v1_corpus, out=tmp_path / "run", all_genes=True, perturb_type="inhibit")
