@@ -21,7 +21,8 @@ pytestmark = pytest.mark.filterwarnings("ignore::UserWarning")
 
 @pytest.fixture(scope="module")
 def runs(tmp_path_factory) -> dict[str, Path]:
-    """A tiny association run, a tiny sc embed run and a tiny seq train run."""
+    """A tiny association run; tiny sc embed, classify, predict, perturb and perturb-stats
+    runs over one corpus; a tiny seq train run."""
     root = tmp_path_factory.mktemp("runs")
     cohort = gwas_api.simulate(root / "cohort", n_samples=200, n_variants=300, seed=3)
     gwas_api.assoc(
@@ -34,7 +35,8 @@ def runs(tmp_path_factory) -> dict[str, Path]:
 
     seq_api.train(teaching_task(300, seed=0), out=root / "seq", model="linear", epochs=1,
                   batch_size=64, eval_every=2, seed=0, device="cpu")  # fmt: skip
-    return {"assoc": root / "assoc", "embed": root / "embed", "seq": root / "seq"}
+    names = ("assoc", "embed", "classify", "predict", "perturb_stats", "seq")
+    return {name: root / name for name in names}
 
 
 def _sc_embed_run(root: Path) -> None:
@@ -50,6 +52,15 @@ def _sc_embed_run(root: Path) -> None:
     build_model("tiny", vocabulary, seed=1).save_pretrained(root / "model")
     sc.embed(root / "model", root / "corpus", out=root / "embed", vocabulary=vocabulary,
              progress=False)  # fmt: skip
+    # A few steps of fine-tuning: the views need a classification run, not a good classifier.
+    sc.classify(root / "corpus", out=root / "classify", label="cell_type", model=root / "model",
+                max_steps=4, eval_every=2, batch_size=8, learning_rate=1e-3, device="cpu")  # fmt: skip
+    sc.predict(root / "classify", root / "corpus", out=root / "predict", device="cpu")
+    # Every gene deleted in cells 0-7, against the same in cells 8-15 (the null).
+    for name, cells in (("perturb", range(8)), ("perturb_null", range(8, 16))):
+        sc.perturb(root / "model", root / "corpus", out=root / name, all_genes=True,
+                   cells=tuple(cells), device="cpu", progress=False)  # fmt: skip
+    sc.perturb_stats(root / "perturb", null=root / "perturb_null", out=root / "perturb_stats")
 
 
 @pytest.fixture(scope="module")
@@ -185,7 +196,13 @@ def test_umap_colour_menu_recolours_the_cells(page, browser):
     plot.find_element("css selector", ".updatemenu-header").click()
     buttons = plot.find_elements("css selector", ".updatemenu-dropdown-button")
     labels = [b.get_attribute("textContent") for b in buttons]
-    assert labels == ["cell_type", "n_counts"]
+    # The corpus's attributes, then the labels of the classification runs of the report.
+    assert labels == [
+        "cell_type",
+        "n_counts",
+        "predicted (sc classify: classify)",
+        "predicted (sc predict: predict)",
+    ]
     buttons[1].click()
     after = _marker_colours(browser, plot)
     assert after != before and len(after) == 1  # one trace on a colour scale
@@ -200,7 +217,8 @@ def test_no_view_is_blank(page, browser):
     row.click()
     views = browser.find_elements("css selector", ".view")
     kinds = [v.get_attribute("data-view") for v in views]
-    for kind in ("manhattan", "qq", "hits", "regional", "umap", "loss", "parity"):
+    for kind in ("manhattan", "qq", "hits", "regional", "umap", "loss", "parity", "confusion",
+                 "per-class", "roc", "volcano", "perturb-stats"):  # fmt: skip
         assert kind in kinds
     for view, kind in zip(views, kinds, strict=True):
         browser.execute_script("arguments[0].scrollIntoView()", view)
@@ -208,3 +226,44 @@ def test_no_view_is_blank(page, browser):
         # Not one flat colour: the view drew something (lines, points, text).
         dark = (image < 200).mean()
         assert image.std() > 5 and dark > 0.002, f"view {kind} looks blank"
+
+
+def test_umap_colours_by_a_classifier_s_labels(page, runs, browser):
+    import pandas as pd
+
+    plot = _plot(browser, '[data-view="umap"]')
+    browser.execute_script("arguments[0].scrollIntoView({block: 'center'})", plot)
+    plot.find_element("css selector", ".updatemenu-header").click()
+    plot.find_elements("css selector", ".updatemenu-dropdown-button")[3].click()
+    shown = browser.execute_script(
+        """return arguments[0]._fullData.filter(function (t) { return t.visible === true; })
+          .map(function (t) { return [t.name, t.text.map(function (s) {
+            return s.split("<br>")[0]; })]; });""",
+        plot,
+    )
+    predictions = pd.read_csv(runs["predict"] / "predictions.tsv", sep="\t")
+    given = dict(zip(predictions["cell_id"].astype(str), predictions["predicted"], strict=True))
+    for name, cells in shown:
+        # Each trace is one predicted class, and holds the cells the run gave that class.
+        label = name.rsplit(" (", 1)[0]
+        assert cells and {given[c] for c in cells} == {label}
+    assert sum(len(cells) for _, cells in shown) == len(predictions)
+
+
+def test_confusion_matrix_and_volcano_show_the_run_s_numbers(page, runs, browser):
+    import pandas as pd
+
+    plot = _plot(browser, '[data-view="confusion"]')
+    cells = browser.execute_script("return arguments[0].data[0].text", plot)
+    written = pd.read_csv(runs["classify"] / "confusion_matrix.tsv", sep="\t")
+    assert [[int(v) for v in row] for row in cells] == written.drop(
+        columns="true"
+    ).to_numpy().tolist()
+    volcano = _plot(browser, '[data-view="volcano"]')
+    points = browser.execute_script(
+        "return arguments[0].data.reduce(function (n, t) { return n + (t.mode === 'markers' ?"
+        " t.x.length : 0); }, 0)",
+        volcano,
+    )
+    stats = pd.read_parquet(runs["perturb_stats"] / "stats.parquet")
+    assert points == len(stats) > 0

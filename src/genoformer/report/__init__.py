@@ -16,6 +16,7 @@ import os
 import sys
 import types
 from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 
 from genoformer.engine.runs import write_text
@@ -23,15 +24,27 @@ from genoformer.engine.runs import write_text
 __all__ = ["write_report"]
 
 
-def _views() -> dict[str, Callable]:
-    from genoformer.report import association, cells, genotype_model, sequences
+def _views(runs: list) -> dict[str, Callable]:
+    """The views of each command; ``runs``: every run of the report (an embedding's UMAP
+    is coloured by the labels classification runs among them gave its cells)."""
+    from genoformer.report import (
+        association,
+        cells,
+        classification,
+        genotype_model,
+        perturbation,
+        sequences,
+    )
 
     return {
         "gwas assoc": association.association_views,
         "gwas train": genotype_model.train_views,
         "gwas explain": genotype_model.explain_views,
-        "sc embed": cells.embed_views,
+        "sc embed": partial(cells.embed_views, others=runs),
         "sc pretrain": cells.pretrain_views,
+        "sc classify": classification.classify_views,
+        "sc predict": classification.predict_views,
+        "sc perturb-stats": perturbation.perturb_stats_views,
         "seq train": sequences.prediction_views,
         "seq evaluate": sequences.prediction_views,
         "seq predict": sequences.prediction_views,
@@ -72,7 +85,7 @@ def write_report(
     from genoformer.report.runs import collect_runs
 
     found, notes = collect_runs(runs)
-    views = _views()
+    views = _views(found)
     sections = [_section(run, i, views) for i, run in enumerate(found)]
     if notes:
         text = "".join(f"<li>{note}</li>" for note in notes)

@@ -1,5 +1,6 @@
-"""Views of single-cell runs: ``sc embed`` (UMAP coloured by any cell attribute, chosen in a
-menu) and ``sc pretrain`` (loss curves and the masked-gene metrics).
+"""Views of single-cell runs: ``sc embed`` (UMAP coloured by any cell attribute, or by the
+label a classification run of the same report gave the cells, chosen in a menu) and
+``sc pretrain`` (loss curves and the masked-gene metrics).
 
 The UMAP layout is computed here from the cell embeddings the run wrote, with the run's
 seed, as ``sc embed`` computes its own picture. The colour menu is plotly's own
@@ -7,6 +8,8 @@ seed, as ``sc embed`` computes its own picture. The colour menu is plotly's own
 """
 
 from __future__ import annotations
+
+from collections.abc import Sequence
 
 import numpy as np
 import pandas as pd
@@ -20,6 +23,8 @@ __all__ = ["embed_views", "pretrain_views", "umap_figure"]
 #: Attributes with more distinct values than this are drawn on a colour scale (numbers) or
 #: left out of the menu (text, e.g. cell ids).
 MAX_CATEGORIES = 40
+#: Commands whose ``predictions`` table labels cells (``cell_id``, ``predicted``).
+PREDICTING = ("sc classify", "sc predict")
 
 
 def _attributes(cells: pd.DataFrame) -> list[str]:
@@ -107,16 +112,39 @@ def umap_figure(xy: np.ndarray, cells: pd.DataFrame, attributes: list[str]):
     return fig
 
 
-def embed_views(run: Run, anchor: str) -> list[View]:
-    """The UMAP of the cell embeddings, coloured by any cell attribute."""
+def _with_predictions(cells: pd.DataFrame, others: Sequence[Run]) -> pd.DataFrame:
+    """``cells`` and, from each classification run in the report (``sc classify``,
+    ``sc predict``) that labelled some of these cells (same ``cell_id``), the label it gave."""
+    if "cell_id" not in cells.columns:
+        return cells
+    ids = cells["cell_id"].astype(str)
+    added = {}
+    for other in others:
+        if other.command not in PREDICTING:
+            continue
+        table = other.table("predictions")
+        if table is None or not {"cell_id", "predicted"} <= set(table.columns):
+            continue
+        given = table.drop_duplicates("cell_id").set_index(table["cell_id"].astype(str))
+        predicted = ids.map(given["predicted"].astype(str))
+        if predicted.notna().any():
+            name = f"predicted ({other.command}: {other.path.name})"
+            added[name] = predicted.fillna("not predicted").to_numpy()
+    return cells.assign(**added) if added else cells
+
+
+def embed_views(run: Run, anchor: str, *, others: Sequence[Run] = ()) -> list[View]:
+    """The UMAP of the cell embeddings, coloured by any cell attribute, or by the label a
+    classification run among ``others`` (the report's runs) gave the cells."""
     from genoformer.sc.embeddings import embedding_matrix
     from genoformer.sc.plots import umap_coordinates
 
     cells = run.table("cells", "cells_csv")
     if cells is None or len(cells) < 4:
         return [View("UMAP", "<p class='note'>fewer than 4 cells: no UMAP</p>", kind="umap")]
-    attributes = _attributes(cells)
     xy = umap_coordinates(embedding_matrix(cells), seed=run.manifest.get("seed") or 0)
+    cells = _with_predictions(cells, others)
+    attributes = _attributes(cells)
     fig = umap_figure(xy, cells, attributes)
     note = (
         "<p class='caption'>Colour by: the menu at the top left "

@@ -22,9 +22,13 @@ __all__ = ["image_views", "loss_view", "parity_view", "roc_pr_view", "table_view
 MAX_PARITY_POINTS = 20_000
 
 
-def loss_view(run: Run) -> View | None:
-    """Train and validation loss against the step, from the run's loss table."""
-    history = run.table("loss_table")
+def loss_view(
+    run: Run, *, history: pd.DataFrame | None = None, title: str = "loss curves"
+) -> View | None:
+    """Train and validation loss against the step, from the run's loss table (or
+    ``history``, a loss table the run wrote elsewhere, such as a fold's)."""
+    if history is None:
+        history = run.table("loss_table")
     if history is None or "step" not in history.columns:
         return None
     lines = []
@@ -45,8 +49,8 @@ def loss_view(run: Run) -> View | None:
         if len(line.x) == 1
     ]
     panel = Panel([*lines, *markers], x=Axis("step", grid=True), y=Axis("loss", grid=True))
-    chart = Chart([panel], title="loss curves", subtitle=run.command)
-    return View("loss curves", figure_html(to_plotly(chart), height=380), kind="loss")
+    chart = Chart([panel], title=title, subtitle=run.command)
+    return View(title, figure_html(to_plotly(chart), height=380), kind="loss")
 
 
 def parity_view(
