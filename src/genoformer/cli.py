@@ -81,11 +81,15 @@ def report(
     ],
     out: Annotated[Path, typer.Option(help="The HTML page to write.")] = Path("report.html"),
     title: Annotated[str, typer.Option(help="Title of the page.")] = "genoformer report",
+    genes: Annotated[
+        Path | None,
+        typer.Option(help="BED or GTF file of genes: a gene track under each regional view."),
+    ] = None,
 ) -> None:
     """One self-contained interactive HTML page over runs of any pillar (opens offline)."""
     from genoformer.report import write_report
 
-    path = write_report(*runs, out=out, title=title)
+    path = write_report(*runs, out=out, title=title, genes=genes)
     typer.echo(f"report: {path} ({path.stat().st_size / 1e6:.1f} MB)")
 
 

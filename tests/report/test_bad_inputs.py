@@ -18,6 +18,15 @@ def _folder(root: Path, manifest: dict | None) -> Path:
     return folder
 
 
+def _complete(root: Path) -> Path:
+    return _folder(root, {"command": "demo", "status": "complete"})
+
+
+def _genes(root: Path, text: str) -> list:
+    (root / "genes.bed").write_text(text)
+    return ["report", _complete(root), "--genes", "genes.bed", "--out", "report.html"]
+
+
 CASES = [
     BadInput(
         "a directory that holds no run",
@@ -32,6 +41,19 @@ CASES = [
             "report.html",
         ],
     ),
+    BadInput(
+        "--genes file that does not exist",
+        lambda d: ["report", _complete(d), "--genes", "genes.bed", "--out", "report.html"],
+    ),
+    BadInput(
+        "--genes BED line without a gene name",
+        lambda d: _genes(d, "chr1\t100\t200\tA\nchr1\t300\t400\n"),
+    ),
+    BadInput(
+        "--genes BED start that is not a number",
+        lambda d: _genes(d, "chr1\tten\t200\tA\n"),
+    ),
+    BadInput("--genes file without genes", lambda d: _genes(d, "# no genes\n")),
 ]
 
 

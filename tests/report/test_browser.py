@@ -65,9 +65,26 @@ def _sc_embed_run(root: Path) -> None:
 
 @pytest.fixture(scope="module")
 def page(runs, tmp_path_factory, browser) -> Path:
-    path = report(*runs.values(), out=tmp_path_factory.mktemp("page") / "report.html")
+    folder = tmp_path_factory.mktemp("page")
+    path = report(*runs.values(), out=folder / "report.html", genes=_genes(runs, folder))
     browser.get(path.as_uri())
     browser.execute_script("return document.readyState")
+    return path
+
+
+def _genes(runs, folder: Path) -> Path:
+    """A BED file of made-up genes, 40 kb long every 100 kb of each chromosome tested (a
+    gene track needs genes, not real ones), alternating strands."""
+    import pandas as pd
+
+    results = pd.read_csv(runs["assoc"] / "assoc.tsv", sep="\t")
+    lines = []
+    for chrom, group in results.groupby("#CHROM"):
+        for k, start in enumerate(range(0, int(group["POS"].max()) + 100_000, 100_000)):
+            strand = "+-"[k % 2]
+            lines.append(f"chr{chrom}\t{start}\t{start + 40_000}\tG{chrom}_{k}\t0\t{strand}\n")
+    path = folder / "genes.bed"
+    path.write_text("".join(lines))
     return path
 
 
@@ -158,6 +175,14 @@ def test_clicking_a_hit_draws_its_region_in_ld_colours(page, browser):
     # The neighbours are coloured by their r2 (genotypes read): more than the no-r2 grey.
     assert drawn & colours - {LD_BINS[-1]["color"]}
     assert "chosen" in row.get_attribute("class")
+    # The gene track: the genes of the region, on the same x axis, below the points.
+    genes = browser.execute_script(
+        "return arguments[0].data.filter(function (t) { return t.name === 'genes'; })"
+        ".map(function (t) { return [t.yaxis, t.text.filter(function (s) { return s; })]; })",
+        plot,
+    )
+    assert genes and genes[0][0] == "y2" and genes[0][1]
+    assert all(name.strip("\u2190\u2192 ").startswith("G") for name in genes[0][1])
 
 
 def test_hits_table_sorts_and_searches(page, browser):
@@ -261,7 +286,7 @@ def test_confusion_matrix_and_volcano_show_the_run_s_numbers(page, runs, browser
     ).to_numpy().tolist()
     volcano = _plot(browser, '[data-view="volcano"]')
     points = browser.execute_script(
-        "return arguments[0].data.reduce(function (n, t) { return n + (t.mode === 'markers' ?"
+        "return arguments[0]._fullData.reduce(function (n, t) { return n + (t.mode === 'markers' ?"
         " t.x.length : 0); }, 0)",
         volcano,
     )

@@ -24,9 +24,10 @@ from genoformer.engine.runs import write_text
 __all__ = ["write_report"]
 
 
-def _views(runs: list) -> dict[str, Callable]:
+def _views(runs: list, genes) -> dict[str, Callable]:
     """The views of each command; ``runs``: every run of the report (an embedding's UMAP
-    is coloured by the labels classification runs among them gave its cells)."""
+    is coloured by the labels classification runs among them gave its cells); ``genes``:
+    the gene track of regional views, or None."""
     from genoformer.report import (
         association,
         cells,
@@ -37,7 +38,7 @@ def _views(runs: list) -> dict[str, Callable]:
     )
 
     return {
-        "gwas assoc": association.association_views,
+        "gwas assoc": partial(association.association_views, genes=genes),
         "gwas train": genotype_model.train_views,
         "gwas explain": genotype_model.explain_views,
         "sc embed": partial(cells.embed_views, others=runs),
@@ -72,20 +73,23 @@ def write_report(
     *runs: str | os.PathLike,
     out: str | os.PathLike = "report.html",
     title: str = "genoformer report",
+    genes: str | os.PathLike | None = None,
 ) -> Path:
     """Write one HTML page over ``runs`` (run directories; the runs in their subdirectories
-    join them) to ``out``; return its path.
+    join them) to ``out``; return its path. ``genes``: a BED or GTF file of genes, drawn
+    under each regional view of an association run.
 
     Raises
     ------
     InputError
-        A directory that holds no run, or a run that is not complete.
+        A directory that holds no run, a run that is not complete, a bad genes file.
     """
+    from genoformer.report.genes import read_genes
     from genoformer.report.page import Section, View, render_page
     from genoformer.report.runs import collect_runs
 
     found, notes = collect_runs(runs)
-    views = _views(found)
+    views = _views(found, read_genes(genes) if genes is not None else None)
     sections = [_section(run, i, views) for i, run in enumerate(found)]
     if notes:
         text = "".join(f"<li>{note}</li>" for note in notes)

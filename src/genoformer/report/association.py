@@ -76,9 +76,16 @@ def _genotype_columns(genotypes: str, ids: np.ndarray) -> tuple[np.ndarray, np.n
         return dosages, found
 
 
-def regions(table: pd.DataFrame, hits: pd.DataFrame, genotypes: str | None) -> dict:
-    """What the page's script needs to draw the regional view of each hit (see page.js)."""
+def regions(
+    table: pd.DataFrame,
+    hits: pd.DataFrame,
+    genotypes: str | None,
+    genes: pd.DataFrame | None = None,
+) -> dict:
+    """What the page's script needs to draw the regional view of each hit (see page.js);
+    ``genes`` (:func:`~genoformer.report.genes.read_genes`) gives each its gene track."""
     from genoformer.gwas.stats.ld import r2_with
+    from genoformer.report.genes import genes_near
 
     near = _windows(table, hits)
     union = np.unique(np.concatenate(near)) if near else np.array([], dtype=np.int64)
@@ -110,6 +117,12 @@ def regions(table: pd.DataFrame, hits: pd.DataFrame, genotypes: str | None) -> d
                 "index": local[row],
                 "near": [local[r] for r in rows[others]],
                 "r2": [None if np.isnan(v) else round(float(v), 4) for v in r2[others]],
+                "genes": genes_near(
+                    genes,
+                    str(table.at[row, "chrom"]),
+                    table.at[row, "pos"] - WINDOW,
+                    table.at[row, "pos"] + WINDOW,
+                ),  # fmt: skip
             }
         )
     return {
@@ -122,6 +135,7 @@ def regions(table: pd.DataFrame, hits: pd.DataFrame, genotypes: str | None) -> d
         "bins": LD_BINS,
         "lead_color": LEAD_COLOR,
         "genotypes_found": columns is not None,
+        "genes_given": genes is not None,
     }
 
 
@@ -144,8 +158,9 @@ def _hits_table(hits: pd.DataFrame) -> pd.DataFrame:
     return table
 
 
-def association_views(run: Run, anchor: str) -> list[View]:
-    """Manhattan, QQ, the top-hits table and its regional views."""
+def association_views(run: Run, anchor: str, *, genes: pd.DataFrame | None = None) -> list[View]:
+    """Manhattan, QQ, the top-hits table and its regional views (with a gene track when
+    ``genes`` are given)."""
     results = run.table("results_parquet", "results", "association")
     if results is None:
         return [View("association", "<p class='note'>no association table written</p>")]
@@ -155,7 +170,7 @@ def association_views(run: Run, anchor: str) -> list[View]:
     table = _prepare(results).reset_index(drop=True)
     hits = table.sort_values("p", kind="stable").head(N_HITS)
     genotypes = _genotype_input(run)
-    data = regions(table, hits, genotypes)
+    data = regions(table, hits, genotypes, genes)
     ld_note = (
         f"LD r2 with the clicked hit from the genotypes in {genotypes}."
         if data["genotypes_found"]

@@ -75,9 +75,39 @@
                    legend: { title: { text: "LD r2 with " + hit.id } },
                    template: data.template, height: 420, hovermode: "closest",
                    margin: { t: 50, r: 20, b: 50, l: 60 } };
+    traces = traces.filter(function (t) { return t.x.length > 0; });
+    if (data.genes_given) { addGeneTrack(hit, traces, layout); }
     target.setAttribute("data-hit", hit.id);
-    Plotly.react(target, traces.filter(function (t) { return t.x.length > 0; }), layout,
-                 { displaylogo: false, responsive: true });
+    Plotly.react(target, traces, layout, { displaylogo: false, responsive: true });
+  }
+
+  // The gene track: a lower panel on the same x axis, one row per gene overlapping another
+  // (greedy packing in order of start), an arrow for its strand, its name on hover.
+  function addGeneTrack(hit, traces, layout) {
+    var ends = [], x = [], y = [], names = [], labels = { x: [], y: [], text: [] };
+    hit.genes.forEach(function (gene) {
+      var row = 0;
+      while (row < ends.length && ends[row] >= gene.start) { row++; }
+      ends[row] = gene.end + (gene.end - gene.start) * 0.05;
+      var arrow = gene.strand === "+" ? " \u2192" : gene.strand === "-" ? "\u2190 " : "";
+      var text = (gene.strand === "-" ? arrow : "") + gene.name + (gene.strand === "+" ? arrow : "");
+      x.push(gene.start, gene.end, null); y.push(-row, -row, null);
+      names.push(text, text, null);
+      labels.x.push((gene.start + gene.end) / 2); labels.y.push(-row + 0.35);
+      labels.text.push(text);
+    });
+    traces.push({ x: x, y: y, text: names, type: "scatter", mode: "lines", name: "genes",
+                  line: { color: "#2c3e50", width: 8 }, yaxis: "y2", showlegend: false,
+                  hovertemplate: "%{text}<extra></extra>" });
+    traces.push({ x: labels.x, y: labels.y, text: labels.text, type: "scatter", mode: "text",
+                  yaxis: "y2", showlegend: false, hoverinfo: "skip",
+                  textfont: { size: 10 } });
+    var rows = Math.max(1, ends.length);
+    layout.height = 420 + 30 * rows;
+    layout.yaxis.domain = [Math.min(0.5, 0.12 * rows) + 0.06, 1];
+    layout.yaxis2 = { domain: [0, Math.min(0.5, 0.12 * rows)], range: [-rows + 0.4, 0.8],
+                      showticklabels: false, showgrid: false, zeroline: false,
+                      title: { text: hit.genes.length ? "genes" : "no genes" } };
   }
 
   document.querySelectorAll("table[data-regions]").forEach(function (table) {
