@@ -166,7 +166,8 @@ def test_clicking_a_hit_draws_its_region_in_ld_colours(page, browser):
     plot = browser.find_element("css selector", '[data-view="regional"] .regional')
     assert plot.get_attribute("data-hit") == hit
     traces = browser.execute_script(
-        "return arguments[0].data.map(function (t) { return [t.name, t.marker.color, t.x.length]; })",
+        "return arguments[0].data.map(function (t) {"
+        " return [t.name, t.marker ? t.marker.color : null, t.x.length]; })",
         plot,
     )
     colours = {bin_["color"] for bin_ in LD_BINS}
