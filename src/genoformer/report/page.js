@@ -78,6 +78,8 @@
     traces = traces.filter(function (t) { return t.x.length > 0; });
     if (data.genes_given) { addGeneTrack(hit, traces, layout); }
     target.setAttribute("data-hit", hit.id);
+    // The "click a hit" hint goes once a region is drawn.
+    target.querySelectorAll(":scope > p.note").forEach(function (p) { p.remove(); });
     Plotly.react(target, traces, layout, { displaylogo: false, responsive: true });
   }
 
