@@ -9,8 +9,10 @@ TORCH := torch==2.13.0
 STAMP := $(VENV)/.installed
 
 .PHONY: demo test bench lint format clean peers
-# Debian's PLINK builds: the reference the gwas conformance tests and benchmarks compare with.
-PEERS := /usr/bin/plink1.9 /usr/bin/plink2
+# Debian's PLINK builds: the reference the gwas conformance tests and benchmarks compare with;
+# Debian's chromium and its driver: the browser the report's tests (selenium) run in.
+PEERS := /usr/bin/plink1.9 /usr/bin/plink2 /usr/bin/chromium /usr/bin/chromedriver
+PEER_PACKAGES := plink1.9 plink2 chromium chromium-driver
 APT_GET := $(shell [ "$$(id -u)" = 0 ] || echo sudo) apt-get
 
 $(BIN)/python:
@@ -22,8 +24,8 @@ $(STAMP): $(BIN)/python pyproject.toml
 	touch $(STAMP)
 
 $(PEERS):
-	$(APT_GET) install -y -q plink1.9 plink2 || \
-		($(APT_GET) update -q && $(APT_GET) install -y -q plink1.9 plink2)
+	$(APT_GET) install -y -q $(PEER_PACKAGES) || \
+		($(APT_GET) update -q && $(APT_GET) install -y -q $(PEER_PACKAGES))
 
 peers: $(PEERS)
 

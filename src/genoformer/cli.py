@@ -73,6 +73,26 @@ def demo(
     run_demo(out, quick=quick, seed=seed, overwrite=overwrite)
 
 
+@app.command()
+def report(
+    runs: Annotated[
+        list[Path],
+        typer.Argument(help="Run directories (the runs in their subdirectories join them)."),
+    ],
+    out: Annotated[Path, typer.Option(help="The HTML page to write.")] = Path("report.html"),
+    title: Annotated[str, typer.Option(help="Title of the page.")] = "genoformer report",
+    genes: Annotated[
+        Path | None,
+        typer.Option(help="BED or GTF file of genes: a gene track under each regional view."),
+    ] = None,
+) -> None:
+    """One self-contained interactive HTML page over runs of any pillar (opens offline)."""
+    from genoformer.report import write_report
+
+    path = write_report(*runs, out=out, title=title, genes=genes)
+    typer.echo(f"report: {path} ({path.stat().st_size / 1e6:.1f} MB)")
+
+
 def main(argv: list[str] | None = None) -> None:
     """Entry point of the console script."""
     debug = "--debug" in (argv if argv is not None else sys.argv[1:])

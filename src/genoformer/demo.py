@@ -12,6 +12,8 @@
 - sc: single cells simulated with known cell types, a gene median dictionary built from them,
   rank value tokenization, a tiny Geneformer-style model pretrained briefly by masked-gene
   prediction, cell embeddings and their UMAP coloured by cell type.
+- one interactive page over all of these runs (report.html, genoformer.report), its path
+  printed last.
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ from rich.table import Table
 from genoformer.engine.plots import comparison_bar
 from genoformer.engine.runs import RunDir
 from genoformer.gwas import api as gwas_api
+from genoformer.report import write_report
 from genoformer.seq import api
 from genoformer.seq.tasks import teaching_task
 
@@ -75,6 +78,10 @@ def run_demo(
     gwas_summary = _gwas_demo(out / "gwas", quick=quick, seed=seed, run=run, console=console)
     sc_summary = _sc_demo(out / "sc", quick=quick, seed=seed, run=run, console=console)
     run.finish()
+    # The report reads complete runs only, so it is written once the demo's run is complete.
+    console.rule("report")
+    page = write_report(out, out=out / "report.html", title="genoformer demo")
+    run.record_output("report", page)
 
     table = Table(title="seq teaching task, held-out sequences")
     for column in ("model", "R2", "Pearson r", "MSE"):
@@ -90,6 +97,7 @@ def run_demo(
         "beside the Manhattan plot, epistatic pairs), "
         "sc/ (corpus, pretraining loss curve, cell embeddings, UMAP)"
     )
+    console.print(f"report of every run (open it in a browser): {page}", highlight=False)
     return {"seq": summary, "gwas": gwas_summary, "sc": sc_summary}
 
 

@@ -42,6 +42,7 @@ __all__ = [
     "palette",
     "render_html",
     "render_png",
+    "to_plotly",
 ]
 
 Dash = Literal["solid", "dash", "dot"]
@@ -317,6 +318,12 @@ _MPL_LAYERS = {
 def render_html(chart: Chart, path: str | os.PathLike) -> Path:
     """Draw ``chart`` with plotly (WebGL markers); write it as one self-contained page as
     :func:`~genoformer.engine.plots.save_html` does and return its path."""
+    return save_html(to_plotly(chart), path)
+
+
+def to_plotly(chart: Chart):
+    """``chart`` as a ``plotly.graph_objects.Figure`` (WebGL markers), for a page of many
+    figures (genoformer.report) or one of its own (:func:`render_html`)."""
     import plotly.graph_objects as go
     from plotly.subplots import make_subplots
 
@@ -329,7 +336,7 @@ def render_html(chart: Chart, path: str | os.PathLike) -> Path:
         where = {} if n == 1 else {"row": i + 1, "col": 1}
         _page_panel(fig, panel, where, suffix="" if i == 0 else str(i + 1))
     fig.update_layout(title=_title(chart, ": "), template="plotly_white", hovermode="closest")
-    return save_html(fig, path)
+    return fig
 
 
 def _page_panel(fig, panel: Panel, where: dict, suffix: str) -> None:

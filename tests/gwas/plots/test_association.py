@@ -84,8 +84,8 @@ def test_manhattan_html_hover_and_order(results, tmp_path):
     path = manhattan_html(results, tmp_path / "manhattan.html")
     html = path.read_text()
     assert "scattergl" in html
-    # Hovering the hit shows id, chrom:pos, alleles, effect and p.
-    hover = "<b>rsHIT</b><br>6:31000000<br>REF A  ALT G  A1 G<br>BETA 0.8<br>p 1e-30"
+    # Hovering the hit shows id, chrom:pos, alleles, effect, its SE and p.
+    hover = "<b>rsHIT</b><br>6:31000000<br>REF A  ALT G  A1 G<br>BETA 0.8<br>SE 0.05<br>p 1e-30"
     assert _in_page(hover) in html
     assert "rsCOVAR" not in html  # only the ADD rows are drawn
     ticks = json.loads(re.search(r'"ticktext":(\[[^\]]*\])', html).group(1))

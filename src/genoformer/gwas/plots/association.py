@@ -121,6 +121,10 @@ def _prepare(results: pd.DataFrame) -> pd.DataFrame:
         if effect
         else np.nan
     )
+    se = next((c for c in ("SE", "LOG(OR)_SE") if c in results.columns), None)
+    table["se"] = (
+        pd.to_numeric(results[se], errors="coerce").to_numpy(dtype=np.float64) if se else np.nan
+    )
     table = table[np.isfinite(table["p"]) & np.isfinite(table["pos"])].copy()
     if table.empty:
         raise InputError(
@@ -185,7 +189,7 @@ def top_hits(
 
 
 def _hover(table: pd.DataFrame) -> np.ndarray:
-    """Hover text per variant: id, chrom:pos, REF/ALT/A1, effect (BETA or OR) and p."""
+    """Hover text per variant: id, chrom:pos, REF/ALT/A1, effect (BETA or OR), its SE and p."""
     if table.empty:
         return np.array([], dtype=object)
     effect = table["effect_name"].iloc[0]
@@ -196,6 +200,8 @@ def _hover(table: pd.DataFrame) -> np.ndarray:
     ]
     if effect:
         lines.append(f"{effect} " + table["effect"].map("{:.4g}".format))
+    if table["se"].notna().any():
+        lines.append("SE " + table["se"].map("{:.4g}".format))
     lines.append("p " + table["p"].map("{:.3g}".format))
     return pd.concat(lines, axis=1).agg("<br>".join, axis=1).to_numpy()
 

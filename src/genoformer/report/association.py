@@ -1,0 +1,212 @@
+"""Views of an association run (``gwas assoc``): Manhattan, QQ, top hits, regional LD.
+
+The Manhattan and QQ plots are the figures ``gwas assoc`` writes itself (one
+:class:`~genoformer.engine.figures.Chart` each, thinned as PheWeb thins: every variant with
+p <= 0.01 drawn, one per pixel-sized cell above). The top hits are the
+:data:`N_HITS` smallest p-values; for each, LD r2 with every variant within
+:data:`WINDOW` bp is computed here from the genotypes the run's manifest names, and the
+page's script draws the regional view of the hit clicked.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from genoformer.engine.figures import to_plotly
+from genoformer.gwas.plots.association import (
+    PAGE_THINNING,
+    _hover,
+    _manhattan_chart,
+    _prepare,
+    _qq_chart,
+)
+from genoformer.report.page import View, data_block, figure_html, table_html
+from genoformer.report.runs import Run
+
+__all__ = ["N_HITS", "WINDOW", "association_views", "regions"]
+
+#: Rows of the top-hits table, each with its regional view.
+N_HITS = 50
+#: Half-width of a regional view (bp), and at most this many variants each side of the hit.
+WINDOW = 250_000
+MAX_NEAR = 500
+#: LocusZoom's LD colours: r2 bins from the top, then variants without an r2.
+LD_BINS = [
+    {"from": 0.8, "label": "0.8 - 1", "color": "#d43f3a"},
+    {"from": 0.6, "label": "0.6 - 0.8", "color": "#eea236"},
+    {"from": 0.4, "label": "0.4 - 0.6", "color": "#5cb85c"},
+    {"from": 0.2, "label": "0.2 - 0.4", "color": "#46b8da"},
+    {"from": 0.0, "label": "< 0.2", "color": "#357ebd"},
+    {"from": None, "label": "no r2", "color": "#b8b8b8"},
+]
+LEAD_COLOR = "#9632b8"
+
+
+def _windows(table: pd.DataFrame, hits: pd.DataFrame) -> list[np.ndarray]:
+    """Row positions (in ``table``) of the variants near each hit, the hit among them."""
+    near = []
+    for chrom, pos in zip(hits["chrom"], hits["pos"], strict=True):
+        rows = np.flatnonzero((table["chrom"].to_numpy() == chrom)
+                              & (np.abs(table["pos"].to_numpy() - pos) <= WINDOW))  # fmt: skip
+        distance = np.abs(table["pos"].to_numpy()[rows] - pos)
+        near.append(np.sort(rows[np.argsort(distance, kind="stable")[: 2 * MAX_NEAR + 1]]))
+    return near
+
+
+def _genotype_columns(genotypes: str, ids: np.ndarray) -> tuple[np.ndarray, np.ndarray] | None:
+    """Dosages (samples x variants) of the variants ``ids``, and which ids were found."""
+    from genoformer.gwas.io.genotypes import open_genotypes
+
+    with open_genotypes(genotypes) as source:
+        where = pd.Series(np.arange(source.n_variants), index=source.variants["id"].astype(str))
+        where = where[~where.index.duplicated()]
+        index = where.reindex(ids).to_numpy(dtype=np.float64)
+        found = np.isfinite(index)
+        if not found.any():
+            return None
+        wanted = index[found].astype(np.int64)
+        order = np.argsort(wanted, kind="stable")
+        dosages = np.empty((source.n_samples, wanted.size), dtype=np.float32)
+        # Chunks come back in file order; put each column back where ``ids`` has it.
+        dosages[:, order] = source.read(variants=wanted[order])
+        return dosages, found
+
+
+def regions(
+    table: pd.DataFrame,
+    hits: pd.DataFrame,
+    genotypes: str | None,
+    genes: pd.DataFrame | None = None,
+) -> dict:
+    """What the page's script needs to draw the regional view of each hit (see page.js);
+    ``genes`` (:func:`~genoformer.report.genes.read_genes`) gives each its gene track."""
+    from genoformer.gwas.stats.ld import r2_with
+    from genoformer.report.genes import genes_near
+
+    near = _windows(table, hits)
+    union = np.unique(np.concatenate(near)) if near else np.array([], dtype=np.int64)
+    local = {row: i for i, row in enumerate(union)}
+    points = table.iloc[union]
+    columns = None
+    if genotypes is not None and union.size:
+        columns = _genotype_columns(genotypes, points["id"].to_numpy(dtype=str))
+    found_at = None
+    if columns is not None:
+        dosages, found = columns
+        found_at = np.full(union.size, -1)
+        found_at[found] = np.arange(found.sum())
+    entries = []
+    # ``table`` has a plain 0..n-1 index, so a hit's index is its row position.
+    for row, rows in zip(hits.index, near, strict=True):
+        r2 = np.full(rows.size, np.nan)
+        if found_at is not None and found_at[local[row]] >= 0:
+            at = found_at[[local[r] for r in rows]]
+            lead = dosages[:, found_at[local[row]]]
+            r2[at >= 0] = r2_with(lead, dosages[:, at[at >= 0]])
+        others = rows != row
+        entries.append(
+            {
+                "id": str(table.at[row, "id"]),
+                "chrom": str(table.at[row, "chrom"]),
+                "pos": float(table.at[row, "pos"]),
+                "logp": float(table.at[row, "logp"]),
+                "index": local[row],
+                "near": [local[r] for r in rows[others]],
+                "r2": [None if np.isnan(v) else round(float(v), 4) for v in r2[others]],
+                "genes": genes_near(
+                    genes,
+                    str(table.at[row, "chrom"]),
+                    table.at[row, "pos"] - WINDOW,
+                    table.at[row, "pos"] + WINDOW,
+                ),  # fmt: skip
+            }
+        )
+    return {
+        "points": {
+            "pos": points["pos"].astype(float).tolist(),
+            "logp": points["logp"].round(4).tolist(),
+            "hover": _hover(points).tolist(),
+        },
+        "hits": entries,
+        "bins": LD_BINS,
+        "lead_color": LEAD_COLOR,
+        "genotypes_found": columns is not None,
+        "genes_given": genes is not None,
+    }
+
+
+def _genotype_input(run: Run) -> str | None:
+    """The genotype input the run's manifest names, if it can still be opened."""
+    value = run.arguments.get("genotypes")
+    if not isinstance(value, str):
+        return None
+    path = Path(value)
+    candidates = [path, path.with_name(path.name + ".bed")]
+    return value if any(os.path.exists(c) for c in candidates) else None
+
+
+def _hits_table(hits: pd.DataFrame) -> pd.DataFrame:
+    columns = {"id": "ID", "chrom": "CHROM", "pos": "POS", "REF": "REF", "ALT": "ALT",
+               "A1": "A1", "effect": hits["effect_name"].iloc[0] or "effect", "se": "SE",
+               "p": "P"}  # fmt: skip
+    table = hits[list(columns)].rename(columns=columns)
+    table["POS"] = table["POS"].astype(np.int64)
+    return table
+
+
+def association_views(run: Run, anchor: str, *, genes: pd.DataFrame | None = None) -> list[View]:
+    """Manhattan, QQ, the top-hits table and its regional views (with a gene track when
+    ``genes`` are given)."""
+    results = run.table("results_parquet", "results", "association")
+    if results is None:
+        return [View("association", "<p class='note'>no association table written</p>")]
+    lam = (run.results.get("assoc") or {}).get("lambda_gc")
+    manhattan = to_plotly(_manhattan_chart(results, annotate=0, thinning=PAGE_THINNING))
+    qq = to_plotly(_qq_chart(results, lambda_gc=lam))
+    table = _prepare(results).reset_index(drop=True)
+    hits = table.sort_values("p", kind="stable").head(N_HITS)
+    genotypes = _genotype_input(run)
+    data = regions(table, hits, genotypes, genes)
+    ld_note = (
+        f"LD r2 with the clicked hit from the genotypes in {genotypes}."
+        if data["genotypes_found"]
+        else "The run's genotype input could not be read: LD not computed (grey points)."
+    )
+    hits_html = table_html(
+        _hits_table(hits),
+        table_id=f"{anchor}-hits",
+        searchable=True,
+        row_data=[{"hit": str(k)} for k in range(len(hits))],
+        attrs={
+            "regions": f"{anchor}-regions",
+            "target": f"{anchor}-regional",
+            "manhattan": f"{anchor}-manhattan",
+        },
+        caption=f"The {len(hits)} smallest p-values. Click a row (or that variant in the "
+        f"Manhattan plot) for its region, +/- {WINDOW // 1000} kb. {ld_note}",
+    )
+    regional = (
+        f"{data_block(f'{anchor}-regions', {**data, 'template': _template()})}"
+        f'<div class="regional" id="{anchor}-regional">'
+        "<p class='note'>click a hit above</p></div>"
+    )
+    return [
+        View(
+            "Manhattan plot",
+            f'<div id="{anchor}-manhattan">{figure_html(manhattan, height=440, webgl=True)}</div>',
+            kind="manhattan",
+        ),
+        View("QQ plot", figure_html(qq, height=460), kind="qq"),
+        View("top hits", hits_html, kind="hits"),
+        View("regional view", regional, kind="regional"),
+    ]
+
+
+def _template() -> dict:
+    import plotly.io as pio
+
+    return pio.templates["plotly_white"].to_plotly_json()
