@@ -26,10 +26,10 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-from scipy import stats
 
 from genoformer.engine.docs import shared_docs
 from genoformer.engine.errors import InputError
+from genoformer.engine.figure_files import FORMATS
 from genoformer.engine.figures import (
     Axis,
     Band,
@@ -44,8 +44,8 @@ from genoformer.engine.figures import (
     render_png,
 )
 from genoformer.engine.genome import chromosome_order_key
-from genoformer.engine.plots import FORMATS
 from genoformer.gwas.stats.adjust import genomic_control_lambda
+from genoformer.gwas.stats.tails import beta_ppf
 
 __all__ = [
     "genomic_control_lambda",
@@ -371,8 +371,8 @@ def _qq_points(table: pd.DataFrame) -> tuple[np.ndarray, np.ndarray, np.ndarray,
 def _qq_band(n: int, keep: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """95% band of the i-th smallest of n uniform p-values, Beta(i, n - i + 1), at ``keep``."""
     i = keep + 1.0
-    lower = -np.log10(stats.beta.ppf(0.975, i, n - i + 1))
-    upper = -np.log10(stats.beta.ppf(0.025, i, n - i + 1))
+    lower = -np.log10(beta_ppf(0.975, i, n - i + 1))
+    upper = -np.log10(beta_ppf(0.025, i, n - i + 1))
     return lower, upper
 
 
