@@ -44,6 +44,7 @@ Conventions matched to plink2 v2.00a3.5 (checked against its output in
 from __future__ import annotations
 
 import os
+import threading
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -53,6 +54,7 @@ import numba
 import numpy as np
 import pandas as pd
 from scipy import special
+from threadpoolctl import threadpool_limits
 
 from genoformer.engine.errors import InputError
 from genoformer.gwas.stats.tails import chi2_sf, t_sf
@@ -102,12 +104,24 @@ def _in_threads(kernel: Callable[..., None], m: int, *args: Any) -> None:
         kernel(*args, 0, m)
         return
     size = max(_PER_ITEM, -(-m // (4 * threads)))  # a few slices per thread for balance
-    if threads not in _POOLS:
-        _POOLS[threads] = ThreadPoolExecutor(threads, thread_name_prefix="genoformer-glm")
-    list(_POOLS[threads].map(lambda lo: kernel(*args, lo, min(m, lo + size)), range(0, m, size)))
+    pool = _pool("glm", threads)
+    list(pool.map(lambda lo: kernel(*args, lo, min(m, lo + size)), range(0, m, size)))
 
 
-_POOLS: dict[int, ThreadPoolExecutor] = {}
+def _pool(kind: str, threads: int) -> ThreadPoolExecutor:
+    """The process's pool of ``threads`` threads for ``kind`` of work: ``"glm"`` for the
+    slices of a compiled kernel, ``"blocks"`` for the sub-blocks of a chunk (apart, because
+    a block waits on its kernels' slices)."""
+    with _POOLS_LOCK:
+        if (kind, threads) not in _POOLS:
+            _POOLS[kind, threads] = ThreadPoolExecutor(
+                threads, thread_name_prefix=f"genoformer-{kind}"
+            )
+        return _POOLS[kind, threads]
+
+
+_POOLS: dict[tuple[str, int], ThreadPoolExecutor] = {}
+_POOLS_LOCK = threading.Lock()
 
 
 def _prepare_phenotype(phenotype: Any, n: int, test: str) -> tuple[np.ndarray, str]:
@@ -1230,11 +1244,24 @@ def _chunk_parts(
             scheduler=scheduler,
         )
     if engine == "numpy":
-        return (
-            _split_run(run_chunk, idx, G, n_used)
-            for idx, G in source.chunks(size=chunk_size, samples=samples, variants=variants)
+        return _in_process(
+            run_chunk, source.chunks(chunk_size, samples=samples, variants=variants), n_used
         )
     raise InputError(f"unknown engine {engine!r}", fix="use numpy or dask")
+
+
+def _in_process(
+    run_chunk: Callable[[np.ndarray, np.ndarray], pd.DataFrame],
+    chunks: Iterator[tuple[np.ndarray, np.ndarray]],
+    n: int,
+) -> Iterator[pd.DataFrame]:
+    """The per-chunk tables in this process, BLAS on one thread: the blocks of a chunk run on
+    numba's threads instead (:func:`_split_run`). BLAS threads that spin while waiting made
+    the many small products of a block up to 8x slower on a busy machine, and with one BLAS
+    thread the numbers no longer depend on how many cores the machine has."""
+    with threadpool_limits(1, user_api="blas"):
+        for idx, G in chunks:
+            yield _split_run(run_chunk, idx, G, n)
 
 
 def _split_run(
@@ -1243,14 +1270,21 @@ def _split_run(
     G: np.ndarray,
     n: int,
 ) -> pd.DataFrame:
-    """Run a chunk in sub-blocks so that (samples x variants) working arrays stay bounded."""
+    """Run a chunk in sub-blocks so that (samples x variants) working arrays stay bounded,
+    on numba's number of threads: numpy's array operations and BLAS, which do most of a
+    block's work, release the GIL. Each block is computed as it would be alone, so the
+    numbers do not depend on the threads."""
     step = max(64, _BLOCK_CELLS // max(n, 1))
     if G.shape[1] <= step:
         return run_chunk(idx, G)
-    return pd.concat(
-        [run_chunk(idx[s : s + step], G[:, s : s + step]) for s in range(0, G.shape[1], step)],
-        ignore_index=True,
-    )
+    starts = range(0, G.shape[1], step)
+
+    def block(s: int) -> pd.DataFrame:
+        return run_chunk(idx[s : s + step], G[:, s : s + step])
+
+    threads = numba.get_num_threads()
+    parts = _pool("blocks", threads).map(block, starts) if threads > 1 else map(block, starts)
+    return pd.concat(list(parts), ignore_index=True)
 
 
 def write_results(table: pd.DataFrame, path: str | os.PathLike) -> Path:
