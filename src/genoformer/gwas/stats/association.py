@@ -80,6 +80,10 @@ _TOL = 1e-6  # Newton converges quadratically: the estimate is then good to ~1e-
 _BLOCK_CELLS = 1_000_000
 #: Most genotype cells read from disk at once (float32: 16 MB); caps ``chunk_size``.
 _READ_CELLS = 4_000_000
+#: Blocks of a chunk computed at once (each on its own thread): each takes about 40 MB of
+#: working arrays, so memory stays bounded whatever the number of cores (the compiled
+#: kernels within a block use every thread).
+_BLOCKS_AT_ONCE = 2
 #: Variants per work item of the compiled parallel loops (buffers are made once per item).
 _PER_ITEM = 8
 # Compiled loops may reorder sums (SIMD); nothing is assumed about NaN or infinities.
@@ -1282,7 +1286,7 @@ def _split_run(
     def block(s: int) -> pd.DataFrame:
         return run_chunk(idx[s : s + step], G[:, s : s + step])
 
-    threads = numba.get_num_threads()
+    threads = min(numba.get_num_threads(), _BLOCKS_AT_ONCE)
     parts = _pool("blocks", threads).map(block, starts) if threads > 1 else map(block, starts)
     return pd.concat(list(parts), ignore_index=True)
 
