@@ -39,7 +39,11 @@ def genomic_control_lambda(p: np.ndarray) -> float:
     p = p[np.isfinite(p)]
     if p.size == 0:
         return float("nan")
-    return float(np.median(p_to_chisq(p)) / CHISQ_MEDIAN)
+    # The chi-square falls as p rises, so its median is that of the middle p-value(s): two
+    # quantiles instead of one per variant (seconds for a million variants).
+    n = p.size
+    middle = np.partition(p, [(n - 1) // 2, n // 2])[[(n - 1) // 2, n // 2]]
+    return float(np.median(p_to_chisq(middle if n % 2 == 0 else middle[:1])) / CHISQ_MEDIAN)
 
 
 def adjust(results: pd.DataFrame, *, p_column: str = "P", gc: bool = False) -> pd.DataFrame:
