@@ -159,12 +159,9 @@ def test_no_module_shadows_a_verb_of_its_pillar():
         assert module.stem not in package.__all__, f"{pillar}/{module.name} shadows a verb"
 
 
-def _imported_after(code: str) -> list[str]:
-    """The heavy libraries imported by a fresh interpreter that runs ``code``."""
-    check = (
-        f"{code}\nimport sys\n"
-        "print(sorted(m for m in ('torch', 'transformers') if m in sys.modules))"
-    )
+def _imported_after(code: str, heavy: tuple[str, ...] = ("torch", "transformers")) -> list[str]:
+    """The ``heavy`` libraries imported by a fresh interpreter that runs ``code``."""
+    check = f"{code}\nimport sys\nprint(sorted(m for m in {heavy!r} if m in sys.modules))"
     done = subprocess.run(
         [sys.executable, "-c", check], capture_output=True, text=True, cwd=ROOT, check=True
     )
@@ -211,7 +208,9 @@ def tiny_cohort(tmp_path_factory):
     return folder / "tiny"
 
 
-def test_gwas_assoc_imports_neither_torch_nor_transformers(tiny_cohort, tmp_path):
+def test_gwas_assoc_imports_no_model_library(tiny_cohort, tmp_path):
+    """Neither torch nor transformers; nor scikit-learn or scipy.stats, which take seconds to
+    load on a busy machine and which the association command does not need."""
     out = tmp_path / "assoc"
     code = (
         "from genoformer.cli import main\n"
@@ -221,5 +220,6 @@ def test_gwas_assoc_imports_neither_torch_nor_transformers(tiny_cohort, tmp_path
         "except SystemExit as done:\n"
         "    assert done.code in (0, None), done.code"
     )
-    assert _imported_after(code) == []
+    heavy = ("torch", "transformers", "sklearn", "scipy.stats")
+    assert _imported_after(code, heavy) == []
     assert (out / "manifest.json").exists()

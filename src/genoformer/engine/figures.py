@@ -2,8 +2,8 @@
 
 A plot computes its data once (points, colours, hover text, reference lines, axis labels and
 ticks, title) into a :class:`Chart`; :func:`render_png` draws it with matplotlib and writes
-it through :func:`~genoformer.engine.plots.save_figure` (PNG, PDF ...), :func:`render_html`
-draws it with plotly and writes it through :func:`~genoformer.engine.plots.save_html`. The
+it through :func:`~genoformer.engine.figure_files.save_figure` (PNG, PDF ...), :func:`render_html`
+draws it with plotly and writes it through :func:`~genoformer.engine.figure_files.save_html`. The
 picture and the page therefore show the same points, lines and words.
 
 A chart is one or more panels stacked top to bottom on one shared x axis. A panel holds
@@ -26,7 +26,7 @@ from matplotlib import colormaps
 from matplotlib.colors import to_hex, to_rgba
 from matplotlib.figure import Figure
 
-from genoformer.engine.plots import FORMATS, save_figure, save_html
+from genoformer.engine.figure_files import FORMATS, save_figure, save_html
 
 __all__ = [
     "Axis",
@@ -204,7 +204,7 @@ def _is_empty(layer: Layer) -> bool:
 def render_png(
     chart: Chart, path: str | os.PathLike, *, formats: Sequence[str] = FORMATS
 ) -> list[Path]:
-    """Draw ``chart`` with matplotlib; write it as :func:`~genoformer.engine.plots.save_figure`
+    """Draw ``chart`` with matplotlib; write it as :func:`~genoformer.engine.figure_files.save_figure`
     does (each of ``formats``, atomically) and return the files written."""
     fig = Figure(figsize=chart.size, layout="constrained")
     axes = fig.subplots(len(chart.panels), 1, sharex=True, squeeze=False)[:, 0]
@@ -317,7 +317,7 @@ _MPL_LAYERS = {
 
 def render_html(chart: Chart, path: str | os.PathLike) -> Path:
     """Draw ``chart`` with plotly (WebGL markers); write it as one self-contained page as
-    :func:`~genoformer.engine.plots.save_html` does and return its path."""
+    :func:`~genoformer.engine.figure_files.save_html` does and return its path."""
     return save_html(to_plotly(chart), path)
 
 

@@ -9,10 +9,8 @@ killed run never leaves a half-written figure.
 from __future__ import annotations
 
 import os
-import sys
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
@@ -26,12 +24,8 @@ from sklearn.metrics import (
 )
 
 from genoformer.engine.docs import shared_docs
+from genoformer.engine.figure_files import FORMATS, save_figure, save_html
 from genoformer.engine.metrics import as_class_arrays, one_vs_rest, regression_metrics
-from genoformer.engine.runs import atomic_path, write_text
-
-if TYPE_CHECKING:
-    # plotly is only needed by callers that already built a plotly figure.
-    import plotly.graph_objects as go
 
 __all__ = [
     "comparison_bar",
@@ -43,82 +37,10 @@ __all__ = [
     "save_html",
 ]
 
-#: Suffixes treated as "the format" of a path passed to :func:`save_figure`.
-IMAGE_SUFFIXES = {".png", ".pdf", ".svg", ".jpg", ".jpeg", ".tif", ".tiff", ".eps", ".ps"}
-DPI = 150
-#: Formats every figure is written in unless asked otherwise.
-FORMATS = ("png", "pdf")
 HEXBIN_ABOVE = 5_000
 #: Colours of train / validation curves and of highlighted points, shared across pillars.
 TRAIN_COLOR = "#1f77b4"
 EVAL_COLOR = "#d62728"
-
-
-def _close(fig: Figure) -> None:
-    # A figure made through pyplot is also held by pyplot's registry and leaks unless
-    # pyplot closes it; importing pyplot just to check would pick a backend, so only look.
-    pyplot = sys.modules.get("matplotlib.pyplot")
-    if pyplot is not None:
-        pyplot.close(fig)
-
-
-def save_figure(
-    fig: Figure, path: str | os.PathLike, *, formats: Sequence[str] = FORMATS
-) -> list[Path]:
-    """Write a matplotlib figure atomically in each format, then close it.
-
-    Parameters
-    ----------
-    fig
-        The figure.
-    path
-        Target path; an image suffix (``.png``, ``.pdf`` ...) is replaced by each format,
-        any other name gets the format appended.
-    formats
-        File formats, e.g. ``("png", "pdf")``.
-
-    Returns
-    -------
-    list of Path
-        The files written, in the order of ``formats``.
-    """
-    path = Path(path)
-    stem = path.with_suffix("") if path.suffix.lower() in IMAGE_SUFFIXES else path
-    written = []
-    try:
-        for fmt in formats:
-            fmt = fmt.lower().lstrip(".")
-            target = stem.with_name(f"{stem.name}.{fmt}")
-            # Without a creation date, reruns write byte-identical PDFs (PNGs already are).
-            metadata = {"CreationDate": None} if fmt == "pdf" else None
-            with atomic_path(target) as tmp:
-                fig.savefig(tmp, format=fmt, dpi=DPI, metadata=metadata)
-            written.append(target)
-    finally:
-        _close(fig)
-    return written
-
-
-def save_html(plotly_fig: go.Figure, path: str | os.PathLike) -> Path:
-    """Write a plotly figure atomically as one self-contained HTML file.
-
-    plotly.js is embedded (about 4 MB) rather than linked to a CDN, so the page also opens
-    on machines without internet access.
-
-    Parameters
-    ----------
-    plotly_fig
-        A ``plotly.graph_objects.Figure``.
-    path
-        Target ``.html`` path.
-
-    Returns
-    -------
-    Path
-        The file written.
-    """
-    html = plotly_fig.to_html(include_plotlyjs=True, full_html=True)
-    return write_text(path, html)
 
 
 def _spans_decades(values: np.ndarray, decades: float = 2.0) -> bool:

@@ -17,7 +17,6 @@ from __future__ import annotations
 from collections.abc import Callable
 
 import numpy as np
-from scipy import stats
 
 from genoformer.engine.errors import InputError
 
@@ -65,6 +64,10 @@ def _fitted_null(null: np.ndarray) -> Callable[[np.ndarray], np.ndarray] | None:
     positive = null[null > 0]
     if positive.size < _MIN_FIT or np.ptp(positive) <= 0:
         return None
+    # Imported here: scipy.stats takes a second to load, and the association commands that
+    # use this module's Benjamini-Hochberg never fit a tail.
+    from scipy import stats
+
     shape, _, scale = stats.gamma.fit(positive, floc=0)
     share = positive.size / null.size
     return lambda s: share * stats.gamma.sf(s, shape, scale=scale)

@@ -21,7 +21,6 @@ from genoformer.engine.runs import RunDir, RunResult, write_table
 from genoformer.gwas.io.genotypes import GenotypeSource, open_genotypes, warn_sex_chromosomes
 from genoformer.gwas.io.phenotypes import sample_covariates, sample_phenotype
 from genoformer.gwas.io.simulate import simulate
-from genoformer.gwas.plots import association as plots
 from genoformer.gwas.stats.adjust import adjust, genomic_control_lambda
 from genoformer.gwas.stats.association import associate, write_results
 from genoformer.gwas.stats.pca import pca as run_pca
@@ -150,6 +149,8 @@ def pca(
         with run.step("pca"):
             result = run_pca(source, n_components=n_components, method=method, seed=seed, **passing)
     outputs = {f"pca_{p.suffix[1:]}": p for p in write_pca(result, run.path / "pca")}
+    from genoformer.gwas.plots import association as plots  # matplotlib: see _figures
+
     outputs["pc_scatter"] = plots.pc_scatter(result.eigenvectors, run.path / "pca_pc1_pc2.png")[0]
     for key, path in outputs.items():
         run.record_output(key, path)
@@ -323,6 +324,10 @@ def _association(
 
 def _figures(results: pd.DataFrame, out_dir: Path) -> dict[str, Path]:
     """The Manhattan and QQ plots; none, with a warning, when no variant has a p-value."""
+    # Imported here: matplotlib takes most of a second to load, and the commands that draw
+    # nothing (qc, epistasis, simulate) should not wait for it.
+    from genoformer.gwas.plots import association as plots
+
     if not plots.plottable(results):
         errors = results.get("ERRCODE", pd.Series(dtype=str)).value_counts()
         why = ", ".join(f"{code} {n:,}" for code, n in errors.items() if code != ".")
@@ -343,6 +348,8 @@ def _figures(results: pd.DataFrame, out_dir: Path) -> dict[str, Path]:
 
 def plot(results: str | os.PathLike, *, out: str | os.PathLike) -> RunResult:
     """Manhattan and QQ plots (PNG and interactive HTML) of an association results table."""
+    from genoformer.gwas.plots import association as plots  # matplotlib: see _figures
+
     path = Path(results)
     if not path.exists():
         raise InputError("no such results file", file=path, fix="give assoc.tsv or .parquet")

@@ -124,3 +124,37 @@ def test_a_table_without_a_testable_variant_says_so(tmp_path):
         manhattan(results, tmp_path / "m")
     with pytest.raises(InputError, match="ERRCODE"):
         manhattan_html(results, tmp_path / "m.html")
+
+
+def test_a_million_variants_are_thinned_for_drawing_not_for_the_table():
+    """PheWeb's thinning: every p < 1e-3 drawn, one point per grid cell above it, so the
+    points drawn stay bounded by the grid whatever the number of variants."""
+    from genoformer.gwas.plots.association import THIN_ABOVE_P, _thin
+
+    rng = np.random.default_rng(0)
+    n = 1_000_000
+    x = np.sort(rng.uniform(0, 3e9, n))
+    p = rng.uniform(size=n)
+    logp = -np.log10(p)
+    bins, rows = 500, 150
+    drawn = _thin(x, logp, p, bins=bins, rows=rows, top=8.0)
+    assert np.all(np.diff(drawn) > 0)  # in order, no point twice
+    strong = np.flatnonzero(p < THIN_ABOVE_P)
+    assert np.isin(strong, drawn).all()
+    assert drawn.size <= strong.size + bins * (rows + 1)
+    assert drawn.size < n / 10
+    # every occupied cell keeps a point: the band looks the same
+    weak = p >= THIN_ABOVE_P
+    column = np.minimum(((x - x.min()) / (np.ptp(x) / bins)).astype(int), bins - 1)
+    cells = set(zip(column[weak], (logp[weak] / (8.0 / rows)).astype(int), strict=True))
+    kept = drawn[weak[drawn]]
+    assert len(cells) == len(
+        set(zip(column[kept], (logp[kept] / (8.0 / rows)).astype(int), strict=True))
+    )
+
+
+def test_few_variants_are_all_drawn():
+    from genoformer.gwas.plots.association import _thin
+
+    p = np.linspace(0.01, 1, 300)
+    assert _thin(np.arange(300.0), -np.log10(p), p, bins=500, rows=150, top=8.0).size == 300

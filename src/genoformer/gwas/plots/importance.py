@@ -18,8 +18,8 @@ import numpy as np
 import pandas as pd
 
 from genoformer.engine.docs import shared_docs
+from genoformer.engine.figure_files import FORMATS
 from genoformer.engine.figures import Axis, Chart, Heatmap, Panel, RefLine, render_html, render_png
-from genoformer.engine.plots import FORMATS
 from genoformer.gwas.plots.association import (
     GENOME_WIDE,
     HIT_COLOR,

@@ -12,9 +12,9 @@ from __future__ import annotations
 
 import numpy as np
 import pandas as pd
-from scipy import stats
 
 from genoformer.engine.stats import benjamini_hochberg
+from genoformer.gwas.stats.tails import chi2_isf, chi2_sf
 
 ADJUST_COLUMNS = [
     "#CHROM", "ID", "A1", "UNADJ", "GC", "BONF", "HOLM",
@@ -27,7 +27,7 @@ CHISQ_MEDIAN = 0.456
 
 def p_to_chisq(p: np.ndarray) -> np.ndarray:
     """1-df chi-square statistic with upper-tail probability ``p``."""
-    return stats.chi2.isf(np.asarray(p, dtype=np.float64), 1)
+    return chi2_isf(np.asarray(p, dtype=np.float64), 1)
 
 
 def genomic_control_lambda(p: np.ndarray) -> float:
@@ -39,7 +39,11 @@ def genomic_control_lambda(p: np.ndarray) -> float:
     p = p[np.isfinite(p)]
     if p.size == 0:
         return float("nan")
-    return float(np.median(p_to_chisq(p)) / CHISQ_MEDIAN)
+    # The chi-square falls as p rises, so its median is that of the middle p-value(s): two
+    # quantiles instead of one per variant (seconds for a million variants).
+    n = p.size
+    middle = np.partition(p, [(n - 1) // 2, n // 2])[[(n - 1) // 2, n // 2]]
+    return float(np.median(p_to_chisq(middle if n % 2 == 0 else middle[:1])) / CHISQ_MEDIAN)
 
 
 def adjust(results: pd.DataFrame, *, p_column: str = "P", gc: bool = False) -> pd.DataFrame:
@@ -72,7 +76,7 @@ def adjust(results: pd.DataFrame, *, p_column: str = "P", gc: bool = False) -> p
     chisq = p_to_chisq(p)
     lam = float(np.median(chisq) / CHISQ_MEDIAN) if n else float("nan")
     lam_used = max(lam, 1.0) if n else 1.0
-    p_gc = stats.chi2.sf(chisq / lam_used, 1)
+    p_gc = chi2_sf(chisq / lam_used, 1)
     base = p_gc if gc else p
     rank = np.arange(1, n + 1, dtype=np.float64)
     bonf = np.minimum(base * n, 1.0)
