@@ -12,7 +12,7 @@ import pytest
 
 from genoformer.cli import main
 from genoformer.engine.errors import InputError
-from genoformer.sc.classification import classify, predict
+from genoformer.sc.classification import predict
 from genoformer.sc.gene_classification import (
     GeneClassifySettings,
     classify_genes,
@@ -240,8 +240,6 @@ def test_a_run_writes_per_gene_probabilities_roc_and_auc(run, data):
 def test_a_gene_classifier_is_no_model_to_fine_tune_nor_to_predict_with(run, data, tmp_path):
     with pytest.raises(InputError, match=r"is a gene classifier \(a `sc classify-genes` run\)"):
         _classify_genes(data, tmp_path / "run", model=run.run_dir)
-    with pytest.raises(InputError, match=r"is a gene classifier"):
-        classify(data["corpus"], out=tmp_path / "c", model=run.run_dir, label="x")
     with pytest.raises(InputError, match=r"is a `sc classify-genes` run, not a cell classifier"):
         predict(run.run_dir, data["corpus"], out=tmp_path / "labels")
 

@@ -116,6 +116,14 @@ def test_each_head_is_a_classifier_of_its_own(multi, data, tmp_path):
     single = CellClassifier.from_pretrained(head)
     assert single.config.id2label == {0: "A", 1: "B"}
     assert single.config.cell_attribute == "lineage"
+    # On its own, the head gives the fold's test cells the probabilities the run gave them.
+    from genoformer.sc.classification import LabelledCells, _read_cells, class_probabilities
+
+    tokens, vocab = _read_cells(data["corpus"], data["vocabulary_file"], None)
+    saved = pd.read_csv(head.parent / "predictions.tsv", sep="\t")
+    cells = LabelledCells(tokens, saved["cell_index"].to_numpy(), None)
+    alone = class_probabilities(single, cells, pad_id=vocab.pad_id, batch_size=32, device="cpu")
+    np.testing.assert_allclose(alone, saved[["p_A", "p_B"]].to_numpy(), atol=1e-5)
     labelled = predict(
         multi.run_dir,
         data["corpus"],
@@ -130,10 +138,21 @@ def test_each_head_is_a_classifier_of_its_own(multi, data, tmp_path):
         predict(multi.run_dir, data["corpus"], out=tmp_path / "other")
 
 
-def test_cells_without_every_label_are_left_out(data, tmp_path):
-    result = _classify(data, tmp_path / "gappy", ["cell_type", "gappy"], max_steps=1, eval_every=1)
-    gappy = result.metrics["tasks"]["gappy"]
-    assert gappy["n"] == 18 and gappy["dropped_cells"] == {"unlabelled_in_a_task": 6}
+def test_cells_without_every_label_are_left_out():
+    from genoformer.sc.classification import ClassifySettings
+    from genoformer.sc.multitask import task_labels
+
+    columns = {
+        "kind": pd.Series(["a", "b", "c", "a", "b", "c", None, "a"]),
+        "side": pd.Series(["x", None, "y", "y", "x", "", "x", "y"]),
+    }
+    options = ClassifySettings(states=("a", "b"))
+    (kind, first), (side, second) = task_labels(columns, source=None, options=options)
+    assert (kind, side) == ("kind", "side")
+    assert first.rows.tolist() == second.rows.tolist() == [0, 3, 4, 7]
+    assert first.classes == ["a", "b"] and second.classes == ["x", "y"]
+    assert second.codes.tolist() == [0, 1, 0, 1]
+    assert first.dropped["unlabelled_in_a_task"] == 1
 
 
 @pytest.mark.parametrize(
