@@ -46,8 +46,10 @@ def data(tmp_path_factory) -> dict:
     ).run_dir
     checkpoint = folder / "micro"
     build_model(model_config("tiny", vocabulary, **MICRO), seed=1).save_pretrained(checkpoint)
+    cells.write_h5ad(folder / "cells.h5ad")
     return {
         "folder": folder,
+        "h5ad": folder / "cells.h5ad",
         "corpus": corpus,
         "vocabulary_file": vocabulary_file,
         "checkpoint": checkpoint,
@@ -136,6 +138,37 @@ def test_each_head_is_a_classifier_of_its_own(multi, data, tmp_path):
     assert list(ours.columns[-2:]) == ["p_A", "p_B"] and labelled.metrics["scored_cells"] == 90
     with pytest.raises(InputError, match=r"is a multi-task run \(cell_type, lineage\) and no task"):
         predict(multi.run_dir, data["corpus"], out=tmp_path / "other")
+
+
+def test_predict_on_an_h5ad_writes_labels_into_obs_and_obsm(multi, data, tmp_path):
+    import anndata
+
+    from_corpus = predict(
+        multi.run_dir,
+        data["corpus"],
+        out=tmp_path / "corpus",
+        task="lineage",
+        vocabulary=data["vocabulary_file"],
+        device="cpu",
+    )
+    # No --vocabulary: the .h5ad is tokenized with the training corpus's own.
+    from_file = predict(
+        multi.run_dir, data["h5ad"], out=tmp_path / "file", task="lineage", device="cpu"
+    )
+    ours = pd.read_csv(from_file.outputs["predictions"], sep="\t")
+    theirs = pd.read_csv(from_corpus.outputs["predictions"], sep="\t")
+    np.testing.assert_allclose(ours[["p_A", "p_B"]], theirs[["p_A", "p_B"]], atol=1e-6)
+    assert from_file.metrics["scored_cells"] == 90
+    labelled = anndata.read_h5ad(from_file.outputs["adata"])
+    assert labelled.n_obs == 90 and list(labelled.uns["lineage_classes"]) == ["A", "B"]
+    rows = ours["cell_index"].to_numpy()
+    assert (
+        labelled.obs["lineage_predicted"].astype(str).to_numpy()[rows] == ours["predicted"]
+    ).all()
+    np.testing.assert_allclose(labelled.obsm["lineage_probabilities"][rows], ours[["p_A", "p_B"]])
+    np.testing.assert_allclose(
+        labelled.obs["lineage_probability"].to_numpy()[rows], ours["probability"]
+    )
 
 
 def test_cells_without_every_label_are_left_out():

@@ -21,6 +21,7 @@ import dataclasses
 import json
 import math
 import os
+import tempfile
 import time
 import warnings
 from collections.abc import Sequence
@@ -978,6 +979,12 @@ def _chosen_task(run: Path, label: Any, task: str | None) -> tuple[Any, str]:
     return task, f"{task}:"
 
 
+def _load_config(path: Path) -> Any:
+    from transformers import BertConfig
+
+    return BertConfig.from_pretrained(path)
+
+
 def _load_classifiers(models: list[Path], vocab: GeneVocabulary) -> list[CellClassifier]:
     from genoformer.engine.checkpoints import load_pretrained
     from genoformer.sc.finetuning import CellClassifier
@@ -1018,17 +1025,58 @@ def predict(
     A cross-validation run's fold models each predict, and their probabilities are
     averaged. Writes ``out/predictions.tsv``: ``cell_id``, ``cell_index``, ``predicted``,
     ``probability`` and ``p_<class>``; and, when the corpus holds the run's label
-    attribute, ``label`` and the scores against it.
+    attribute, ``label`` and the scores against it. ``cells`` may be an .h5ad: it is
+    tokenized with the run's vocabulary, and ``out/cells.h5ad`` is a copy of it with the
+    labels and probabilities in ``.obs`` / ``.obsm`` (:mod:`genoformer.sc.labelling`).
     """
-    from genoformer.sc.embeddings import _check_input_size
+    # An .h5ad's corpus is a scratch one: the table and the labelled copy are the outputs.
+    with tempfile.TemporaryDirectory(prefix="genoformer-predict.") as scratch:
+        return _predict(
+            run,
+            cells,
+            out,
+            vocabulary,
+            dictionaries,
+            batch_size,
+            device,
+            overwrite,
+            task,
+            Path(scratch),
+        )
 
-    run, out = Path(run), Path(out)
-    models, _, label = _classifier_models(run, task)
+
+def _predict(
+    run: Any,
+    cells: Any,
+    out: Any,
+    vocabulary: Any,
+    dictionaries: Any,
+    batch_size: int,
+    device: str,
+    overwrite: bool,
+    task: str | None,
+    scratch: Path,
+) -> RunResult:
+    from genoformer.sc.embeddings import _check_input_size
+    from genoformer.sc.labelling import (
+        ADATA_FILE,
+        is_cells_file,
+        run_vocabulary,
+        tokenize_cells,
+        write_labelled,
+    )
+
+    run, out, source = Path(run), Path(out), Path(cells)
+    models, manifest, label = _classifier_models(run, task)
+    if is_cells_file(source):  # an .h5ad: tokenized here with the run's vocabulary
+        if vocabulary is None:
+            vocabulary = run_vocabulary(manifest, _load_config(models[0]))
+        cells = tokenize_cells(source, scratch / "corpus", vocabulary, dictionaries, label)
     tokens, vocab = _read_cells(Path(cells), vocabulary, dictionaries)
     classifiers = _load_classifiers(models, vocab)
     config = classifiers[0].config
     _check_input_size(classifiers[0].bert, tokens, tokenize_record(cells), str(models[0]))
-    arguments = {"run": os.path.abspath(run), "cells": os.path.abspath(cells), "out": str(out)}
+    arguments = {"run": os.path.abspath(run), "cells": os.path.abspath(source), "out": str(out)}
     if task is not None:
         arguments["task"] = task
     written = RunDir(out, command="sc predict", arguments=arguments, overwrite=overwrite)
@@ -1055,5 +1103,9 @@ def predict(
             metrics.update(accuracy=scores["accuracy"], macro_f1=scores["macro_f1"])
             metrics["scored_cells"] = int(known.sum())
     outputs = {"predictions": write_table(written.file(PREDICTIONS), table)}
+    if is_cells_file(source):
+        outputs["adata"] = write_labelled(
+            source, written.file(ADATA_FILE), table, probabilities, str(label)
+        )
     written.record_results("predict", metrics)
     return written.finish(metrics, outputs)

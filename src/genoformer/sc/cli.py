@@ -502,7 +502,10 @@ def classify_genes_command(
 @app.command("predict")
 def predict_command(
     run: Annotated[Path, typer.Argument(help="Run directory of `sc classify`.")],
-    cells: Annotated[Path, typer.Argument(help="Corpus directory of the cells to label.")],
+    cells: Annotated[
+        Path,
+        typer.Argument(help="Corpus directory, or an .h5ad (tokenized with the run's vocabulary)."),
+    ],
     out: Annotated[Path, typer.Option(help="Run directory for the predictions.")],
     vocabulary: CorpusVocabulary = None,
     dictionaries: Dictionaries = None,
@@ -513,7 +516,8 @@ def predict_command(
     ] = None,
     overwrite: Overwrite = False,
 ) -> None:
-    """Label cells with a fine-tuned classifier: a table of labels and probabilities."""
+    """Label cells with a fine-tuned classifier: a table of labels and probabilities (and,
+    for an .h5ad, a copy of it with them in .obs / .obsm)."""
     flags = dict(locals())
     from genoformer.engine.console import print_summary
     from genoformer.sc.classification import predict
