@@ -398,8 +398,7 @@ def classify_command(
     resume: Resume = False,
     overwrite: Overwrite = False,
 ) -> None:
-    """Fine-tune a Geneformer-compatible model to classify cells (one split or k folds;
-    several --label: one encoder, one head per label)."""
+    """Fine-tune a model to classify cells (k folds; several --label: a head per label)."""
     flags = dict(locals())
     from genoformer.engine.console import print_summary
     from genoformer.sc.classification import classify
@@ -516,8 +515,7 @@ def predict_command(
     ] = None,
     overwrite: Overwrite = False,
 ) -> None:
-    """Label cells with a fine-tuned classifier: a table of labels and probabilities (and,
-    for an .h5ad, a copy of it with them in .obs / .obsm)."""
+    """Label cells (a corpus, or an .h5ad: labels into .obs/.obsm) with a fine-tuned classifier."""
     flags = dict(locals())
     from genoformer.engine.console import print_summary
     from genoformer.sc.classification import predict
