@@ -29,6 +29,8 @@ SMALL: dict[str, list[tuple[str, str]]] = {
         ("epochs=3, max_steps=-1, batch_size=12", "epochs=1, max_steps=3, batch_size=4"),
         ("eval_every=None", "eval_every=2"),
         ("folds=5, epochs=3,", "folds=1, max_steps=2,"),
+        ("folds=5, min_genes_per_class=5", "folds=2, min_genes_per_class=5"),
+        ("epochs=3, batch_size=12, learning_rate=5e-5,", "max_steps=2, batch_size=4,"),
     ],
 }
 
@@ -58,6 +60,13 @@ def _cells(folder: Path, monkeypatch) -> None:
     (folder / "models" / "gf-6L-30M-i2048").symlink_to(
         shared_data("geneformer/fixtures/models/gf6L_random")
     )
+    # Gene classes for the gene classifier's snippet: 40 genes the first cells express.
+    import numpy as np
+
+    held = np.asarray(cells[:24].X.sum(axis=0)).ravel() > 0
+    expressed = cells.var["ensembl_id"].to_numpy()[held]
+    classes = [f"{gene}\t{'a' if i % 2 else 'b'}\n" for i, gene in enumerate(expressed[:40])]
+    (folder / "classes.tsv").write_text("gene\tclass\n" + "".join(classes))
     for name, rows in (("pbmc", slice(0, 24)), ("atlas", slice(24, 40))):
         part = cells[rows].copy()
         part.write_h5ad(folder / f"{name}.h5ad")

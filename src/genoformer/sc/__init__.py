@@ -19,6 +19,7 @@ _EXPORTS = {
     "perturb_stats": "genoformer.sc.perturbation_stats",
     "classify": "genoformer.sc.classification",
     "predict": "genoformer.sc.classification",
+    "classify_genes": "genoformer.sc.gene_classification",
 }
 __all__ = sorted(_EXPORTS)
 

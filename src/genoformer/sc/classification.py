@@ -21,6 +21,7 @@ import dataclasses
 import json
 import math
 import os
+import tempfile
 import time
 import warnings
 from collections.abc import Sequence
@@ -52,12 +53,14 @@ if TYPE_CHECKING:
     from genoformer.sc.finetuning import CellClassifier
     from genoformer.sc.vocabulary import GeneVocabulary
 
-__all__ = ["ClassifySettings", "classify", "predict"]
+__all__ = ["ClassifySettings", "FinetuneSettings", "classify", "predict"]
 
 #: Arguments that may change when a run is resumed (they do not change what is trained).
 _RESUMABLE = {"resume", "overwrite", "device", "num_workers", "dictionaries"}
 #: What the command of a classifier run is, in its manifest.
 CLASSIFY_COMMAND = "sc classify"
+GENE_COMMAND = "sc classify-genes"
+FINETUNE_COMMANDS = (CLASSIFY_COMMAND, GENE_COMMAND)
 PREDICTIONS = "predictions.tsv"
 FOLDS = "folds"
 
@@ -67,35 +70,25 @@ FOLDS = "folds"
 
 
 @dataclass(frozen=True)
-class ClassifySettings:
-    """How :func:`classify` fine-tunes (each also a keyword argument of it, and a CLI flag).
+class FinetuneSettings:
+    """How a fine-tuning run trains: what cell and gene classification share (each also a
+    keyword argument of :func:`classify` / :func:`~genoformer.sc.gene_classification.
+    classify_genes`, and a CLI flag).
 
     Attributes
     ----------
-    states
-        Classify only cells of these classes (None: every class).
-    rare_threshold
-        Leave out classes with less than this share of the cells (Geneformer's
-        ``rare_threshold``; 0: keep all).
-    max_cells_per_class
-        Keep at most this many cells of each class, chosen by ``seed``.
     folds
-        1: one split (``test_share`` of the cells tested); k > 1: k-fold cross-validation,
-        every cell tested once.
-    test_share, eval_share
-        Share of the cells tested (one split), and share of each split's training cells held
-        out for validation (early stopping, best checkpoint). Shares are one of
-        ``round(1 / share)`` stratified (or grouped) parts.
-    pooling
-        ``auto`` (``cls`` for corpora with ``<cls>``, V2; ``mean`` otherwise), ``cls`` or
-        ``mean`` (the mean over the cell's gene tokens).
+        1: one split; k > 1: k-fold cross-validation, every cell (gene) tested once.
+    eval_share
+        Share of each split's training cells (genes) held out for validation (early
+        stopping, best checkpoint): one of ``round(1 / share)`` stratified parts.
     freeze_layers
         Freeze the embeddings and the first N encoder layers.
     layer_decay
         Learning rate times ``layer_decay ** depth`` (depth from the top: head 0, last layer
         1, embeddings ``layers + 1``); None: one rate.
     adapters, lora_rank, lora_alpha, lora_dropout
-        ``lora``: train LoRA adapters on the attention projections and the head only (peft);
+        ``lora``: train LoRA adapters on the attention projections and the heads only (peft);
         None: fine-tune the weights themselves.
     epochs, max_steps, batch_size, learning_rate, scheduler, warmup, weight_decay
         AdamW with warm-up (below 1 a share of the run, from 1 steps) then ``linear`` or
@@ -110,13 +103,8 @@ class ClassifySettings:
         As :func:`~genoformer.sc.pretraining.pretrain`'s.
     """
 
-    states: tuple[str, ...] | None = None
-    rare_threshold: float = 0.0
-    max_cells_per_class: int | None = None
     folds: int = 1
-    test_share: float = 0.2
     eval_share: float = 0.1
-    pooling: str = "auto"
     freeze_layers: int = 0
     layer_decay: float | None = None
     adapters: str | None = None
@@ -141,10 +129,48 @@ class ClassifySettings:
     overwrite: bool = False
 
 
-def _check_settings(options: ClassifySettings) -> None:
+@dataclass(frozen=True)
+class ClassifySettings(FinetuneSettings):
+    """How :func:`classify` fine-tunes: :class:`FinetuneSettings` and the cell classifier's
+    own settings.
+
+    Attributes
+    ----------
+    states
+        Classify only cells of these classes (None: every class).
+    rare_threshold
+        Leave out classes with less than this share of the cells (Geneformer's
+        ``rare_threshold``; 0: keep all).
+    max_cells_per_class
+        Keep at most this many cells of each class, chosen by ``seed``.
+    test_share
+        Share of the cells tested with one split (``folds=1``): one of
+        ``round(1 / share)`` stratified (or grouped) parts.
+    pooling
+        ``auto`` (``cls`` for corpora with ``<cls>``, V2; ``mean`` otherwise), ``cls`` or
+        ``mean`` (the mean over the cell's gene tokens).
+    task_weights
+        Several labels (multi-task): each task's weight in the loss (None: equal weights).
+    """
+
+    states: tuple[str, ...] | None = None
+    rare_threshold: float = 0.0
+    max_cells_per_class: int | None = None
+    test_share: float = 0.2
+    pooling: str = "auto"
+    task_weights: tuple[float, ...] | None = None
+
+
+def _check_settings(options: FinetuneSettings) -> None:
     """Refuse settings no run can use, naming the setting."""
     o = options
     checks = [
+        (getattr(o, "pooling", "auto") in ("auto", "cls", "mean"), "pooling", "auto, cls or mean"),
+        (
+            0 <= getattr(o, "rare_threshold", 0.0) < 1,
+            "rare_threshold",
+            "a share between 0 and 1, e.g. 0.01",
+        ),
         (o.batch_size >= 1, "batch_size", "1 or more cells"),
         (o.learning_rate > 0, "learning_rate", "a positive rate, e.g. 5e-5"),
         (o.weight_decay >= 0, "weight_decay", "0 or more"),
@@ -152,8 +178,6 @@ def _check_settings(options: ClassifySettings) -> None:
         (o.eval_every is None or o.eval_every >= 1, "eval_every", "1 or more steps"),
         (o.keep_checkpoints >= 1, "keep_checkpoints", "1 or more"),
         (o.warmup >= 0, "warmup", "a share of the run (0.1) or a number of steps"),
-        (0 <= o.rare_threshold < 1, "rare_threshold", "a share between 0 and 1, e.g. 0.01"),
-        (o.pooling in ("auto", "cls", "mean"), "pooling", "auto, cls or mean"),
         (o.adapters in (None, "lora"), "adapters", "lora (or none)"),
         (o.folds >= 1, "folds", "1 (one split) or more"),
     ]
@@ -178,15 +202,25 @@ def _run_kind(path: Path) -> str | None:
     return None
 
 
-def _is_classifier(path: Path) -> bool:
+def _architecture(path: Path) -> str | None:
     from genoformer.engine.checkpoints import checkpoint_config
-    from genoformer.sc.finetuning import CLASSIFIER_ARCHITECTURE
 
-    if _run_kind(path) == CLASSIFY_COMMAND:
+    if not (path / "config.json").exists():
+        return None
+    return next(iter(checkpoint_config(path).get("architectures") or []), None)
+
+
+def _is_classifier(path: Path) -> bool:
+    """Whether ``path`` is a fine-tuned classifier (cell, gene or multi-task) or its run."""
+    from genoformer.engine.checkpoints import checkpoint_config
+    from genoformer.sc.finetuning import FINETUNED_ARCHITECTURES
+
+    if _run_kind(path) in FINETUNE_COMMANDS:
         return True
     if not (path / "config.json").exists():
         return False
-    return CLASSIFIER_ARCHITECTURE in (checkpoint_config(path).get("architectures") or [])
+    architectures = checkpoint_config(path).get("architectures") or []
+    return any(name in architectures for name in FINETUNED_ARCHITECTURES)
 
 
 def pretrained_encoder(
@@ -200,7 +234,9 @@ def pretrained_encoder(
     if path.exists():
         if _is_classifier(path):
             raise InputError(
-                "is a cell classifier (a `sc classify` run), not a pretrained model",
+                "is a gene classifier (a `sc classify-genes` run), not a pretrained model"
+                if _run_kind(path) == GENE_COMMAND or _architecture(path) == "GeneClassifier"
+                else "is a cell classifier (a `sc classify` run), not a pretrained model",
                 file=path,
                 fix="label cells with `genoformer sc predict RUN CELLS`, or fine-tune from the "
                 "pretrained model that run started from (its manifest's arguments.model)",
@@ -219,6 +255,20 @@ def pretrained_encoder(
     return build_model(str(model), vocab, seed=seed).bert, f"preset {model} (random weights)"
 
 
+def cell_pooling(options: ClassifySettings, vocab: GeneVocabulary) -> str:
+    """The pooling a cell classifier uses: ``auto`` is ``cls`` with ``<cls>``, else ``mean``."""
+    pooling = options.pooling
+    if pooling == "auto":
+        pooling = "cls" if vocab.has_cls_eos else "mean"
+    if pooling == "cls" and not vocab.has_cls_eos:
+        raise InputError(
+            f"pooling 'cls' needs a <cls> token, and the {vocab.name} cells have none",
+            where="pooling",
+            fix="use pooling mean (the mean over the cell's genes), or a V2 corpus and model",
+        )
+    return pooling
+
+
 def build_classifier(
     encoder: BertModel,
     labels: CellLabels,
@@ -231,15 +281,7 @@ def build_classifier(
 
     from genoformer.sc.finetuning import CellClassifier, classifier_config
 
-    pooling = options.pooling
-    if pooling == "auto":
-        pooling = "cls" if vocab.has_cls_eos else "mean"
-    if pooling == "cls" and not vocab.has_cls_eos:
-        raise InputError(
-            f"pooling 'cls' needs a <cls> token, and the {vocab.name} cells have none",
-            where="pooling",
-            fix="use pooling mean (the mean over the cell's genes), or a V2 corpus and model",
-        )
+    pooling = cell_pooling(options, vocab)
     special = [t for t in (vocab.cls_id, vocab.eos_id) if t is not None and vocab.has_cls_eos]
     config = classifier_config(
         encoder.config,
@@ -261,7 +303,8 @@ def build_classifier(
 
 
 class LabelledCells:
-    """Cells of a corpus as classifier items (a torch map dataset): ``input_ids``, ``labels``."""
+    """Cells of a corpus as classifier items (a torch map dataset): ``input_ids``, ``labels``
+    (``codes`` of shape ``(cells, tasks)`` for a multi-task classifier)."""
 
     def __init__(self, tokens: _Tokens, rows: np.ndarray, codes: np.ndarray | None) -> None:
         self.tokens = tokens
@@ -276,14 +319,17 @@ class LabelledCells:
         row = self.rows[index]
         start, end = self.tokens.offsets[row], self.tokens.offsets[row + 1]
         item: dict[str, Any] = {"input_ids": self.tokens.values[start:end]}
-        if self.codes is not None:
+        if self.codes is not None and self.codes.ndim == 2:  # one label per task
+            item["labels"] = tuple(int(code) for code in self.codes[index])
+        elif self.codes is not None:
             item["labels"] = int(self.codes[index])
         return item
 
 
 @dataclass(frozen=True)
 class CellCollator:
-    """Pads a batch to its longest cell with ``<pad>``, with the attention mask."""
+    """Pads a batch to its longest cell with ``<pad>``, with the attention mask (and token
+    labels with -100)."""
 
     pad_id: int
 
@@ -300,17 +346,32 @@ class CellCollator:
             "input_ids": torch.from_numpy(inputs),
             "attention_mask": torch.from_numpy(attention),
         }
-        if "labels" in items[0]:
+        if "labels" in items[0] and isinstance(items[0]["labels"], np.ndarray):
+            # A label per token (gene classification): padding is ignored by the loss.
+            labels = np.full((len(items), width), -100, dtype=np.int64)
+            for i, item in enumerate(items):
+                labels[i, : len(item["labels"])] = item["labels"]
+            batch["labels"] = torch.from_numpy(labels)
+        elif "labels" in items[0]:
+            # One label per cell, or one per task (a tuple) of a multi-task classifier.
             batch["labels"] = torch.tensor([item["labels"] for item in items], dtype=torch.int64)
         return batch
 
 
 def class_probabilities(
-    model: Any, cells: LabelledCells, *, pad_id: int, batch_size: int, device: str
+    model: Any,
+    cells: LabelledCells,
+    *,
+    pad_id: int,
+    batch_size: int,
+    device: str,
+    sizes: list[int] | None = None,
 ) -> np.ndarray:
-    """Softmax probabilities of every cell, in ``cells``' order (batches run by length)."""
+    """Softmax probabilities of every cell, in ``cells``' order (batches run by length);
+    with ``sizes`` (a multi-task model's class counts) a softmax over each task's columns."""
     from genoformer.engine.metrics import softmax
     from genoformer.engine.training import predict_logits
+    from genoformer.sc.multitask import split_by_task
 
     order = np.argsort(-cells.lengths, kind="stable")
     ordered = LabelledCells(cells.tokens, cells.rows[order], None)
@@ -318,7 +379,10 @@ def class_probabilities(
         model, ordered, batch_size=batch_size, device=device, collate_fn=CellCollator(pad_id)
     )
     probabilities = np.empty_like(logits, dtype=np.float64)
-    probabilities[order] = softmax(logits)
+    if sizes is None:
+        probabilities[order] = softmax(logits)
+    else:
+        probabilities[order] = np.concatenate([softmax(x) for x in split_by_task(logits, sizes)], 1)
     return probabilities
 
 
@@ -340,51 +404,6 @@ class EvalMetrics:
         return {"accuracy": found["accuracy"], "macro_f1": found["macro_f1"]}
 
 
-def _controls(classifier: CellClassifier, options: ClassifySettings) -> tuple[Any, Any]:
-    """The model to train (frozen layers, LoRA) and the optimizer's parameter groups (layer
-    decay), or None for the Trainer's own."""
-    import torch
-
-    from genoformer.sc.finetuning import add_lora, freeze_layers, layer_decay_groups
-
-    freeze_layers(classifier, options.freeze_layers)
-    model: Any = classifier
-    if options.adapters == "lora":
-        model = add_lora(
-            classifier,
-            rank=options.lora_rank,
-            alpha=options.lora_alpha,
-            dropout=options.lora_dropout,
-        )
-    optimizer = None
-    if options.layer_decay is not None:
-        groups = layer_decay_groups(
-            model,
-            learning_rate=options.learning_rate,
-            weight_decay=options.weight_decay,
-            layer_decay=options.layer_decay,
-            n_layers=classifier.config.num_hidden_layers,
-        )
-        optimizer = (torch.optim.AdamW, {"params": groups, "lr": options.learning_rate})
-    return model, optimizer
-
-
-def _train_settings(options: ClassifySettings, n_train: int) -> Any:
-    from genoformer.engine.training import TrainSettings, length_grouping
-
-    per_epoch = max(1, math.ceil(n_train / options.batch_size))
-    same = ("epochs", "max_steps", "batch_size", "learning_rate", "weight_decay", "scheduler")
-    same += ("keep_checkpoints", "patience", "seed", "device", "num_workers", "warmup")
-    eval_every = options.eval_every or per_epoch
-    return TrainSettings(
-        **{name: getattr(options, name) for name in same},
-        eval_batch_size=max(options.batch_size, 32),
-        eval_every=eval_every,
-        log_every=max(1, min(50, eval_every)),
-        extra={**length_grouping()},
-    )
-
-
 @dataclass
 class _Data:
     """What every split of a run shares."""
@@ -396,21 +415,59 @@ class _Data:
     label: str
     pad_id: int
     origin: str
+    #: Every task's attribute and labels over the same cells (one task: ``label``'s).
+    tasks: list[tuple[str, CellLabels]] = dataclasses.field(default_factory=list)
+
+    @property
+    def multitask(self) -> bool:
+        return len(self.tasks) > 1
+
+    @property
+    def codes(self) -> np.ndarray:
+        """Each classified cell's label id, or ids (``(cells, tasks)``) for several tasks."""
+        if not self.multitask:
+            return self.labels.codes
+        return np.stack([labels.codes for _, labels in self.tasks], axis=1)
+
+
+def _model_to_train(data: _Data, options: ClassifySettings) -> tuple[Any, Any, list[int] | None]:
+    """The classifier (one head, or one per task), its validation metrics, and the tasks'
+    class counts (None for one task)."""
+    if not data.multitask:
+        classifier = build_classifier(data.encoder, data.labels, data.vocab, options, data.label)
+        return classifier, EvalMetrics(), None
+    from genoformer.sc.multitask import TaskEvalMetrics, build_multitask
+
+    pooling = cell_pooling(options, data.vocab)
+    classifier = build_multitask(data.encoder, data.tasks, data.vocab, options, pooling)
+    return classifier, TaskEvalMetrics(data.tasks), [len(t.classes) for _, t in data.tasks]
+
+
+def _task_models(final: Any, data: _Data, out: Path) -> dict[str, Path]:
+    """Each task's head on the shared encoder, saved as a classifier of its own."""
+    from genoformer.engine.training import save_model_atomically
+    from genoformer.sc.multitask import TASKS
+
+    return {
+        name: save_model_atomically(final.task_classifier(t), out / TASKS / name / "model")
+        for t, (name, _) in enumerate(data.tasks)
+    }
 
 
 def train_split(data: _Data, fold: Fold, out: Path, options: ClassifySettings) -> dict[str, Any]:
     """Fine-tune on one split's training cells, validate on its validation cells, and
-    predict its test cells; the model goes to ``out/model``."""
+    predict its test cells; the model goes to ``out/model`` (a multi-task model's heads,
+    each with the encoder, to ``out/tasks/<label>/model`` too)."""
     from genoformer.engine.training import save_model_atomically, train_model
-    from genoformer.sc.finetuning import merged, parameter_counts
+    from genoformer.sc.finetuning import apply_controls, merged, parameter_counts, train_settings
 
-    labels = data.labels
-    classifier = build_classifier(data.encoder, labels, data.vocab, options, data.label)
-    model, optimizer = _controls(classifier, options)
+    labels, codes = data.labels, data.codes
+    classifier, compute_metrics, sizes = _model_to_train(data, options)
+    model, optimizer = apply_controls(classifier, options)
     counts = parameter_counts(model)
 
     def cells(which: np.ndarray) -> LabelledCells:
-        return LabelledCells(data.tokens, labels.rows[which], labels.codes[which])
+        return LabelledCells(data.tokens, labels.rows[which], codes[which])
 
     train, held = cells(fold.train), cells(fold.eval)
     start = time.perf_counter()
@@ -419,10 +476,10 @@ def train_split(data: _Data, fold: Fold, out: Path, options: ClassifySettings) -
         train,
         held,
         out,
-        _train_settings(options, len(train)),
+        train_settings(options, len(train)),
         resume=options.resume,
         data_collator=CellCollator(data.pad_id),
-        compute_metrics=EvalMetrics(),
+        compute_metrics=compute_metrics,
         optimizer_cls_and_kwargs=optimizer,
     )
     seconds = time.perf_counter() - start
@@ -435,6 +492,7 @@ def train_split(data: _Data, fold: Fold, out: Path, options: ClassifySettings) -
         pad_id=data.pad_id,
         batch_size=max(options.batch_size, 32),
         device=options.device,
+        sizes=sizes,
     )
     per_epoch = max(1, math.ceil(len(train) / options.batch_size))
     epochs, rest = divmod(trained.global_step, per_epoch)
@@ -442,6 +500,7 @@ def train_split(data: _Data, fold: Fold, out: Path, options: ClassifySettings) -
     return {
         "probabilities": probabilities,
         "model": trained.model_dir,
+        "task_models": _task_models(final, data, out) if data.multitask else {},
         "outputs": trained.outputs,
         "info": {
             **counts,
@@ -487,9 +546,14 @@ def _scores(codes: np.ndarray, probabilities: np.ndarray, classes: list[str]) ->
 
 
 def _evaluate(
-    run: RunDir, labels: CellLabels, tested: np.ndarray, probabilities: np.ndarray
+    run: RunDir,
+    labels: CellLabels,
+    tested: np.ndarray,
+    probabilities: np.ndarray,
+    prefix: str = "",
 ) -> tuple[dict[str, Any], dict[str, Any]]:
-    """Pooled scores of every tested cell, the per-class and confusion tables, the pictures."""
+    """Pooled scores of every tested cell, the per-class and confusion tables, the pictures
+    (in ``prefix``, a multi-task run's ``tasks/<label>/``)."""
     from genoformer.engine.metrics import per_class_metrics
     from genoformer.engine.plots import confusion_matrix_plot, roc_pr_curves
 
@@ -502,10 +566,10 @@ def _evaluate(
     normalised = np.divide(matrix, totals, out=np.zeros(matrix.shape), where=totals > 0)
     frame = pd.DataFrame(matrix, columns=classes).assign(true=classes).set_index("true")
     files: dict[str, Any] = {
-        "per_class": write_table(run.file("per_class.tsv"), per_class),
-        "confusion": write_table(run.file("confusion_matrix.tsv"), frame.reset_index()),
+        "per_class": write_table(run.file(f"{prefix}per_class.tsv"), per_class),
+        "confusion": write_table(run.file(f"{prefix}confusion_matrix.tsv"), frame.reset_index()),
         "confusion_normalised": write_table(
-            run.file("confusion_matrix_normalised.tsv"),
+            run.file(f"{prefix}confusion_matrix_normalised.tsv"),
             pd.DataFrame(normalised, columns=classes).assign(true=classes)[["true", *classes]],
         ),
     }
@@ -517,11 +581,13 @@ def _evaluate(
         files[key] = confusion_matrix_plot(
             matrix,
             classes,
-            run.file(f"figures/{name}"),
+            run.file(f"{prefix}figures/{name}"),
             normalize=normalize,
             title=f"{title} ({n:,} test cells)",
         )
-    files["roc"] = roc_pr_curves(codes, probabilities, run.file("figures/roc_pr"), classes=classes)
+    files["roc"] = roc_pr_curves(
+        codes, probabilities, run.file(f"{prefix}figures/roc_pr"), classes=classes
+    )
     keep = ("accuracy", "macro_f1", "precision", "recall", "auroc", "auprc", "n")
     metrics = {key: scores[key] for key in keep}
     metrics["per_class_f1"] = dict(zip(per_class["class"], per_class["f1"], strict=True))
@@ -621,14 +687,15 @@ def classify(
     *,
     out: str | os.PathLike,
     model: str | os.PathLike,
-    label: str,
+    label: str | Sequence[str],
     group_by: str | None = None,
     vocabulary: GeneVocabulary | str | os.PathLike | None = None,
     dictionaries: str | os.PathLike | None = None,
     settings: ClassifySettings | None = None,
     **overrides: Any,
 ) -> RunResult:
-    """Fine-tune a Geneformer-compatible model to classify cells by ``label``.
+    """Fine-tune a Geneformer-compatible model to classify cells by ``label`` (several
+    labels: one encoder, one head per label, see :mod:`genoformer.sc.multitask`).
 
     Parameters
     ----------
@@ -643,7 +710,10 @@ def classify(
         A Geneformer checkpoint directory, a ``sc pretrain`` run (or its ``model/``), or a
         preset (``tiny``, ``gf-6L-30M-i2048`` ...) initialised at random.
     label
-        The cell attribute to predict.
+        The cell attribute to predict, or several (multi-task: ``tasks/<label>/`` holds each
+        task's tables and pictures, ``folds/fold_<k>/tasks/<label>/model/`` or
+        ``tasks/<label>/model/`` each head with the encoder; ``task_weights`` weigh the
+        tasks' losses).
     group_by
         A cell attribute (donor, sample, batch) whose groups never straddle two splits.
     vocabulary, dictionaries
@@ -656,17 +726,23 @@ def classify(
     RunResult
         ``metrics``: ``accuracy``, ``macro_f1``, ``auroc`` ... of every tested cell (pooled
         over folds), ``folds`` (each fold's), their means and standard deviations, class
-        counts, trainable and total parameters; ``outputs``: the files above.
+        counts, trainable and total parameters (several labels: these per task, under
+        ``tasks``); ``outputs``: the files above.
     """
     start = time.perf_counter()
     options = with_overrides(ClassifySettings, settings, overrides, "classify")
     _check_settings(options)
+    tasks = [label] if isinstance(label, str) else list(label)
+    from genoformer.sc.multitask import task_weights
+
+    task_weights(tasks, options.task_weights)
+    label = tasks[0] if len(tasks) == 1 else tasks  # one label: recorded as before
     corpus, out = Path(corpus), Path(out)
     arguments = _arguments(corpus, out, model, label, group_by, vocabulary, dictionaries, options)
     from genoformer.sc.pretraining import _check_run_dir
 
     _check_run_dir(out, options.resume, arguments, resumable=_RESUMABLE, what="classification")
-    data, folds = _prepare(corpus, model, label, group_by, vocabulary, dictionaries, options)
+    data, folds = _prepare(corpus, model, tasks, group_by, vocabulary, dictionaries, options)
     run = RunDir(
         out,
         command=CLASSIFY_COMMAND,
@@ -679,24 +755,22 @@ def classify(
         "splits": write_table(run.file("splits.parquet"), _split_table(data, folds))
     }
     per_fold, tested, probabilities, info = _run_folds(run, data, folds, options)
+    found = {}
     with run.step("evaluate"):
-        order = np.concatenate(tested)
-        pooled = np.concatenate(probabilities)
-        metrics, files = _evaluate(run, data.labels, order, pooled)
-        table = predictions_frame(
-            data.tokens.obs, data.labels.rows[order], pooled, data.labels.classes
-        )
-        table.insert(2, "fold", np.repeat([f.name for f in folds], [len(t) for t in tested]))
-        table.insert(
-            3, "label", np.asarray(data.labels.classes, dtype=object)[data.labels.codes[order]]
-        )
-        outputs["predictions"] = write_table(run.file(PREDICTIONS), table)
-        outputs.update(files)
-    metrics.update(_fold_summary(per_fold) if len(folds) > 1 else {})
+        for name, labels in data.tasks:
+            prefix = f"tasks/{name}/" if data.multitask else ""
+            found[name], files = _evaluate_task(
+                run, data, labels, folds, tested, probabilities[name], per_fold[name], prefix
+            )
+            outputs.update({f"{prefix}{key}": path for key, path in files.items()})
+    if data.multitask:
+        metrics: dict[str, Any] = {
+            "tasks": found,
+            "task_weights": task_weights(tasks, options.task_weights),
+        }
+    else:
+        metrics = found[tasks[0]]
     metrics.update(
-        folds=per_fold if len(folds) > 1 else None,
-        classes=data.labels.counts(),
-        dropped_cells={k: v for k, v in data.labels.dropped.items() if v},
         label=label,
         group_by=group_by,
         vocabulary=data.vocab.name,
@@ -709,10 +783,37 @@ def classify(
     return run.finish(metrics, outputs)
 
 
+def _evaluate_task(
+    run: RunDir,
+    data: _Data,
+    labels: CellLabels,
+    folds: list[Fold],
+    tested: list[np.ndarray],
+    probabilities: list[np.ndarray],
+    per_fold: list[dict[str, Any]],
+    prefix: str,
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    """One task's pooled scores, tables and pictures, and its predictions table."""
+    order = np.concatenate(tested)
+    pooled = np.concatenate(probabilities)
+    metrics, files = _evaluate(run, labels, order, pooled, prefix)
+    table = predictions_frame(data.tokens.obs, labels.rows[order], pooled, labels.classes)
+    table.insert(2, "fold", np.repeat([f.name for f in folds], [len(t) for t in tested]))
+    table.insert(3, "label", np.asarray(labels.classes, dtype=object)[labels.codes[order]])
+    files = {"predictions": write_table(run.file(f"{prefix}{PREDICTIONS}"), table), **files}
+    metrics.update(_fold_summary(per_fold) if len(folds) > 1 else {})
+    metrics.update(
+        folds=per_fold if len(folds) > 1 else None,
+        classes=labels.counts(),
+        dropped_cells={k: v for k, v in labels.dropped.items() if v},
+    )
+    return metrics, files
+
+
 def _prepare(
     corpus: Path,
     model: Any,
-    label: str,
+    tasks: list[str],
     group_by: str | None,
     vocabulary: Any,
     dictionaries: Any,
@@ -720,19 +821,25 @@ def _prepare(
 ) -> tuple[_Data, list[Fold]]:
     """The corpus, its labels and splits, and the encoder, all checked before any training."""
     from genoformer.sc.embeddings import _check_input_size
+    from genoformer.sc.multitask import task_labels
 
     tokens, vocab = _read_cells(corpus, vocabulary, dictionaries)
-    values = _column(tokens, label, "label")
+    columns = {name: _column(tokens, name, "label") for name in tasks}
     groups = _column(tokens, group_by, "group_by") if group_by is not None else None
-    labels = cell_labels(
-        values,
-        source=tokens.source,
-        attribute=label,
-        states=options.states,
-        rare_threshold=options.rare_threshold,
-        max_cells_per_class=options.max_cells_per_class,
-        seed=options.seed,
-    )
+    if len(tasks) == 1:
+        labels = cell_labels(
+            columns[tasks[0]],
+            source=tokens.source,
+            attribute=tasks[0],
+            states=options.states,
+            rare_threshold=options.rare_threshold,
+            max_cells_per_class=options.max_cells_per_class,
+            seed=options.seed,
+        )
+        by_task = [(tasks[0], labels)]
+    else:
+        by_task = task_labels(columns, source=tokens.source, options=options)
+        labels = by_task[0][1]
     folds = cell_folds(
         labels,
         groups=None if groups is None else groups.to_numpy()[labels.rows],
@@ -746,38 +853,76 @@ def _prepare(
     encoder, origin = pretrained_encoder(model, vocab, options.seed)
     _check_input_size(encoder, tokens, tokenize_record(corpus), str(model))
     pad = vocab.pad_id if vocab.pad_id is not None else int(encoder.config.pad_token_id or 0)
-    return _Data(tokens, labels, vocab, encoder, label, pad, origin), folds
+    return _Data(tokens, labels, vocab, encoder, tasks[0], pad, origin, by_task), folds
+
+
+def _saved_predictions(data: _Data, where: Path) -> dict[str, Path]:
+    """Where a split's test predictions go, for each task."""
+    from genoformer.sc.multitask import TASKS
+
+    if not data.multitask:
+        return {data.label: where / PREDICTIONS}
+    return {name: where / TASKS / name / PREDICTIONS for name, _ in data.tasks}
+
+
+def _train_and_save(
+    run: RunDir, data: _Data, fold: Fold, where: Path, options: ClassifySettings
+) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
+    """Train one split, write each task's test predictions, record its models."""
+    from genoformer.sc.multitask import split_by_task
+
+    trained = train_split(data, fold, where, options)
+    sizes = [len(labels.classes) for _, labels in data.tasks]
+    parts = split_by_task(trained["probabilities"], sizes) if data.multitask else None
+    found = {
+        name: trained["probabilities"] if parts is None else parts[t]
+        for t, (name, _) in enumerate(data.tasks)
+    }
+    rows = data.labels.rows[fold.test]
+    for (name, labels), path in zip(
+        data.tasks, _saved_predictions(data, where).values(), strict=True
+    ):
+        write_table(path, predictions_frame(data.tokens.obs, rows, found[name], labels.classes))
+    if data.multitask:
+        models = {f"{fold.name}_multitask": trained["model"]}
+        models.update({f"{n}:{fold.name}_model": m for n, m in trained["task_models"].items()})
+    else:
+        models = {f"{fold.name}_model": trained["model"]}
+    run.record_outputs(models)
+    run.record_results(fold.name, trained["info"])
+    return found, trained["info"]
 
 
 def _run_folds(
     run: RunDir, data: _Data, folds: list[Fold], options: ClassifySettings
-) -> tuple[list[dict[str, Any]], list[np.ndarray], list[np.ndarray], dict[str, Any]]:
-    """Train every split (a finished fold of a resumed run is read back) and score it."""
-    labels = data.labels
-    per_fold, tested, probabilities, info = [], [], [], {}
+) -> tuple[dict[str, list], list[np.ndarray], dict[str, list], dict[str, Any]]:
+    """Train every split (a finished fold of a resumed run is read back) and score it: each
+    task's per-fold scores and test probabilities, the test cells of each fold."""
+    per_fold: dict[str, list] = {name: [] for name, _ in data.tasks}
+    probabilities: dict[str, list] = {name: [] for name, _ in data.tasks}
+    tested, info = [], {}
     for fold in folds:
         where = run.path if len(folds) == 1 else run.path / FOLDS / fold.name
-        saved = where / PREDICTIONS
+        saved = _saved_predictions(data, where)
         step = f"train {fold.name}"
-        if run.is_done(step) and saved.exists():
-            table = pd.read_csv(saved, sep="\t")
-            found = table[[f"p_{name}" for name in labels.classes]].to_numpy(np.float64)
+        if run.is_done(step) and all(path.exists() for path in saved.values()):
+            found = {}
+            for name, labels in data.tasks:
+                table = pd.read_csv(saved[name], sep="\t")
+                found[name] = table[[f"p_{c}" for c in labels.classes]].to_numpy(np.float64)
             fold_info = run.manifest["results"].get(fold.name, {})
         else:
             with run.step(step):
-                trained = train_split(data, fold, where, options)
-                found, fold_info = trained["probabilities"], trained["info"]
-                rows = labels.rows[fold.test]
-                write_table(saved, predictions_frame(data.tokens.obs, rows, found, labels.classes))
-                run.record_outputs({f"{fold.name}_model": trained["model"]})
-                run.record_results(fold.name, fold_info)
-        scores = _scores(labels.codes[fold.test], found, labels.classes)
-        keep = {k: scores[k] for k in ("accuracy", "macro_f1", "auroc")}
-        per_fold.append({"fold": fold.name, **keep, **fold_info})
+                found, fold_info = _train_and_save(run, data, fold, where, options)
+        for name, labels in data.tasks:
+            scores = _scores(labels.codes[fold.test], found[name], labels.classes)
+            keep = {k: scores[k] for k in ("accuracy", "macro_f1", "auroc")}
+            per_fold[name].append({"fold": fold.name, **keep, **fold_info})
+            probabilities[name].append(found[name])
         tested.append(fold.test)
-        probabilities.append(found)
         info = {k: fold_info.get(k) for k in ("trainable_parameters", "total_parameters")}
-    info["train_seconds"] = round(sum(f.get("train_seconds", 0.0) for f in per_fold), 3)
+    first = per_fold[data.tasks[0][0]]
+    info["train_seconds"] = round(sum(f.get("train_seconds", 0.0) for f in first), 3)
     return per_fold, tested, probabilities, info
 
 
@@ -785,9 +930,10 @@ def _run_folds(
 # Labelling new cells
 
 
-def _classifier_models(run: Path) -> tuple[list[Path], dict[str, Any]]:
-    """The model directories of a finished classification run (one per fold) and its
-    manifest; anything else (a pretrained model, another command's run) is refused."""
+def _classifier_models(run: Path, task: str | None) -> tuple[list[Path], dict[str, Any], str]:
+    """The model directories of a finished classification run (one per fold; of one task
+    of a multi-task run), its manifest and the label they predict; anything else (a
+    pretrained model, another command's run) is refused."""
     kind = _run_kind(run)
     if kind != CLASSIFY_COMMAND:
         what = "a pretrained model" if kind in (None, "sc pretrain") else f"a `{kind}` run"
@@ -798,14 +944,45 @@ def _classifier_models(run: Path) -> tuple[list[Path], dict[str, Any]]:
             f"{run} --label ATTR --out RUN`, then predict with that RUN",
         )
     manifest = read_manifest(run, what="classification run")
+    label = manifest.get("arguments", {}).get("label")
+    label, prefix = _chosen_task(run, label, task)
     models = [
         run / path
         for key, path in sorted(manifest.get("outputs", {}).items())
-        if key.endswith("_model")
+        if key.endswith("_model") and key.startswith(prefix) and (prefix or ":" not in key)
     ]
     if not models:
         raise InputError("the run holds no classifier", file=run / MANIFEST, where="outputs")
-    return models, manifest
+    return models, manifest, label
+
+
+def _chosen_task(run: Path, label: Any, task: str | None) -> tuple[Any, str]:
+    """The label a prediction is for, and the prefix of its models' keys in the manifest
+    (``<label>:`` for a task of a multi-task run, "" for a one-label run)."""
+    if not isinstance(label, list):
+        if task is not None and task != label:
+            raise InputError(
+                f"the run classifies {label!r} only, and task {task!r} was asked for",
+                file=run,
+                where="task",
+                fix=f"leave out --task, or give --task {label}",
+            )
+        return label, ""
+    if task not in label:
+        asked = "no task was chosen" if task is None else f"it has no task {task!r}"
+        raise InputError(
+            f"is a multi-task run ({', '.join(label)}) and {asked}",
+            file=run,
+            where="task",
+            fix="choose the head to predict with: --task " + " or --task ".join(label),
+        )
+    return task, f"{task}:"
+
+
+def _load_config(path: Path) -> Any:
+    from transformers import BertConfig
+
+    return BertConfig.from_pretrained(path)
 
 
 def _load_classifiers(models: list[Path], vocab: GeneVocabulary) -> list[CellClassifier]:
@@ -840,23 +1017,68 @@ def predict(
     batch_size: int = 32,
     device: str = "auto",
     overwrite: bool = False,
+    task: str | None = None,
 ) -> RunResult:
-    """Label the cells of a corpus with the classifier of a ``sc classify`` run.
+    """Label the cells of a corpus with the classifier of a ``sc classify`` run (of a
+    multi-task run: the head of ``task``, one of its labels).
 
     A cross-validation run's fold models each predict, and their probabilities are
     averaged. Writes ``out/predictions.tsv``: ``cell_id``, ``cell_index``, ``predicted``,
     ``probability`` and ``p_<class>``; and, when the corpus holds the run's label
-    attribute, ``label`` and the scores against it.
+    attribute, ``label`` and the scores against it. ``cells`` may be an .h5ad: it is
+    tokenized with the run's vocabulary, and ``out/cells.h5ad`` is a copy of it with the
+    labels and probabilities in ``.obs`` / ``.obsm`` (:mod:`genoformer.sc.labelling`).
     """
-    from genoformer.sc.embeddings import _check_input_size
+    # An .h5ad's corpus is a scratch one: the table and the labelled copy are the outputs.
+    with tempfile.TemporaryDirectory(prefix="genoformer-predict.") as scratch:
+        return _predict(
+            run,
+            cells,
+            out,
+            vocabulary,
+            dictionaries,
+            batch_size,
+            device,
+            overwrite,
+            task,
+            Path(scratch),
+        )
 
-    run, out = Path(run), Path(out)
-    models, manifest = _classifier_models(run)
+
+def _predict(
+    run: Any,
+    cells: Any,
+    out: Any,
+    vocabulary: Any,
+    dictionaries: Any,
+    batch_size: int,
+    device: str,
+    overwrite: bool,
+    task: str | None,
+    scratch: Path,
+) -> RunResult:
+    from genoformer.sc.embeddings import _check_input_size
+    from genoformer.sc.labelling import (
+        ADATA_FILE,
+        is_cells_file,
+        run_vocabulary,
+        tokenize_cells,
+        write_labelled,
+    )
+
+    run, out, source = Path(run), Path(out), Path(cells)
+    models, manifest, label = _classifier_models(run, task)
+    if is_cells_file(source):  # an .h5ad: tokenized here with the run's vocabulary
+        if vocabulary is None:
+            vocabulary = run_vocabulary(manifest, _load_config(models[0]))
+        cells = tokenize_cells(source, scratch / "corpus", vocabulary, dictionaries, label)
     tokens, vocab = _read_cells(Path(cells), vocabulary, dictionaries)
     classifiers = _load_classifiers(models, vocab)
     config = classifiers[0].config
     _check_input_size(classifiers[0].bert, tokens, tokenize_record(cells), str(models[0]))
-    arguments = {"run": os.path.abspath(run), "cells": os.path.abspath(cells), "out": str(out)}
+    arguments = {"run": os.path.abspath(run), "cells": os.path.abspath(source), "out": str(out)}
+    if task is not None:
+        arguments["task"] = task
     written = RunDir(out, command="sc predict", arguments=arguments, overwrite=overwrite)
     classes = [config.id2label[i] for i in range(config.num_labels)]
     everything = LabelledCells(tokens, np.arange(len(tokens)), None)
@@ -871,7 +1093,6 @@ def predict(
         )
     table = predictions_frame(tokens.obs, everything.rows, probabilities, classes)
     metrics: dict[str, Any] = {"n_cells": len(table), "models": len(classifiers)}
-    label = manifest.get("arguments", {}).get("label")
     if label in tokens.obs.columns:
         truth = tokens.obs[label].astype(str).to_numpy()
         table.insert(2, "label", truth)
@@ -882,5 +1103,9 @@ def predict(
             metrics.update(accuracy=scores["accuracy"], macro_f1=scores["macro_f1"])
             metrics["scored_cells"] = int(known.sum())
     outputs = {"predictions": write_table(written.file(PREDICTIONS), table)}
+    if is_cells_file(source):
+        outputs["adata"] = write_labelled(
+            source, written.file(ADATA_FILE), table, probabilities, str(label)
+        )
     written.record_results("predict", metrics)
     return written.finish(metrics, outputs)

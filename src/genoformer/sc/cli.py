@@ -354,7 +354,9 @@ def classify_command(
     model: Annotated[
         str, typer.Option(help="Checkpoint dir, `sc pretrain` run or model, or a preset.")
     ],
-    label: Annotated[str, typer.Option(help="Cell attribute to predict.")],
+    label: Annotated[
+        list[str], typer.Option(help="Cell attribute to predict; repeat for multi-task.")
+    ],
     out: Annotated[Path, typer.Option(help="Run directory.")],
     group_by: Annotated[
         str | None, typer.Option(help="Attribute whose groups never straddle two splits.")
@@ -374,6 +376,10 @@ def classify_command(
     test_share: Annotated[float, typer.Option(help="Share tested (one split).")] = 0.2,
     eval_share: Annotated[float, typer.Option(help="Share of training cells validated.")] = 0.1,
     pooling: Annotated[str, typer.Option(help="auto, cls (V2) or mean (of the genes).")] = "auto",
+    task_weight: Annotated[
+        list[float] | None,
+        typer.Option(help="Multi-task: a label's weight in the loss; one per --label, in order."),
+    ] = None,
     freeze_layers: Annotated[
         int, typer.Option(help="Freeze the embeddings and the first N layers.")
     ] = 0,
@@ -405,39 +411,124 @@ def classify_command(
     resume: Resume = False,
     overwrite: Overwrite = False,
 ) -> None:
-    """Fine-tune a Geneformer-compatible model to classify cells (one split or k folds)."""
+    """Fine-tune a model to classify cells (k folds; several --label: a head per label)."""
     flags = dict(locals())
     from genoformer.engine.console import print_summary
     from genoformer.sc.classification import classify
 
     state = flags.pop("state")
     flags["states"] = tuple(state) if state else None
+    weights = flags.pop("task_weight")
+    flags["task_weights"] = tuple(weights) if weights else None
+    labels = flags.pop("label")
+    flags["label"] = labels[0] if len(labels) == 1 else labels
     result = classify(flags.pop("corpus"), **flags)
     metrics = result.metrics
-    summary = {k: v for k, v in metrics.items() if k not in ("folds", "per_class_f1")}
+    tasks = metrics.get("tasks") or {labels[0]: metrics}
+    hidden = ("folds", "per_class_f1", "tasks")
+    summary = {k: v for k, v in metrics.items() if k not in hidden}
+    scores = "; ".join(
+        (f"{name}: " if len(tasks) > 1 else "")
+        + f"accuracy {found['accuracy']:.3f}, macro F1 {found['macro_f1']:.3f}"
+        for name, found in tasks.items()
+    )
+    first = next(iter(tasks.values()))
     print_summary(
         "sc classify",
         type(result)(result.run_dir, summary, result.outputs),
-        f"accuracy {metrics['accuracy']:.3f}, macro F1 {metrics['macro_f1']:.3f} on "
-        f"{metrics['n']:,} test cells ({len(metrics['classes'])} classes"
+        f"{scores} on {first['n']:,} test cells ({len(first['classes'])} classes"
         + (f", {flags['folds']} folds" if flags["folds"] > 1 else "")
         + f"); {metrics['trainable_parameters']:,} of {metrics['total_parameters']:,} "
         "parameters trained",
     )
 
 
+@app.command("classify-genes")
+def classify_genes_command(
+    corpus: Annotated[Path, typer.Argument(help="Corpus directory from `sc tokenize`.")],
+    model: Annotated[
+        str, typer.Option(help="Checkpoint dir, `sc pretrain` run or model, or a preset.")
+    ],
+    gene_classes: Annotated[
+        Path, typer.Option(help="TSV: gene (Ensembl id or symbol), class; a gene a line.")
+    ],
+    out: Annotated[Path, typer.Option(help="Run directory.")],
+    vocabulary: CorpusVocabulary = None,
+    dictionaries: Dictionaries = None,
+    folds: Annotated[int, typer.Option(help="Cross-validation folds over the genes.")] = 5,
+    min_genes_per_class: Annotated[
+        int, typer.Option(help="Least held-out genes of each class in each fold.")
+    ] = 5,
+    max_cells: Annotated[
+        int | None, typer.Option(help="At most this many cells per fold's training/scoring.")
+    ] = None,
+    eval_share: Annotated[float, typer.Option(help="Share of training genes validated.")] = 0.1,
+    freeze_layers: Annotated[
+        int, typer.Option(help="Freeze the embeddings and the first N layers.")
+    ] = 0,
+    layer_decay: Annotated[
+        float | None, typer.Option(help="Learning rate x decay^(depth from the top).")
+    ] = None,
+    adapters: Annotated[str | None, typer.Option(help="lora: train LoRA adapters only.")] = None,
+    lora_rank: Annotated[int, typer.Option(help="LoRA rank.")] = 8,
+    lora_alpha: Annotated[float, typer.Option(help="LoRA alpha.")] = 16.0,
+    lora_dropout: Annotated[float, typer.Option(help="LoRA dropout.")] = 0.1,
+    epochs: Epochs = 3.0,
+    max_steps: MaxSteps = -1,
+    batch_size: TrainBatch = 12,
+    learning_rate: LearningRate = 5e-5,
+    scheduler: Scheduler = "linear",
+    warmup: Annotated[float, typer.Option(help="Warm-up: share of the run (< 1) or steps.")] = 0.1,
+    weight_decay: WeightDecay = 0.001,
+    eval_every: Annotated[
+        int | None, typer.Option(help="Steps between validations (default: an epoch).")
+    ] = None,
+    keep_checkpoints: KeepCheckpoints = 1,
+    patience: Patience = None,
+    classifier_dropout: Annotated[
+        float | None, typer.Option(help="Dropout before the head (default: the model's).")
+    ] = None,
+    seed: Annotated[int, typer.Option(help="Seed of the head, the folds and the batches.")] = 0,
+    device: Device = "auto",
+    num_workers: NumWorkers = 0,
+    resume: Resume = False,
+    overwrite: Overwrite = False,
+) -> None:
+    """Fine-tune a Geneformer-compatible model to classify genes (cross-validated by gene)."""
+    flags = dict(locals())
+    from genoformer.engine.console import print_summary
+    from genoformer.sc.gene_classification import classify_genes
+
+    result = classify_genes(flags.pop("corpus"), **flags)
+    metrics = result.metrics
+    summary = {k: v for k, v in metrics.items() if k != "folds"}
+    print_summary(
+        "sc classify-genes",
+        type(result)(result.run_dir, summary, result.outputs),
+        f"AUC {metrics['auroc']:.3f} (folds {metrics['auroc_mean'] or float('nan'):.3f} +- "
+        f"{metrics['auroc_sd']:.3f}), accuracy {metrics['accuracy']:.3f} on {metrics['n']:,} "
+        f"held-out genes ({len(metrics['classes'])} classes, {folds} folds)",
+    )
+
+
 @app.command("predict")
 def predict_command(
     run: Annotated[Path, typer.Argument(help="Run directory of `sc classify`.")],
-    cells: Annotated[Path, typer.Argument(help="Corpus directory of the cells to label.")],
+    cells: Annotated[
+        Path,
+        typer.Argument(help="Corpus directory, or an .h5ad (tokenized with the run's vocabulary)."),
+    ],
     out: Annotated[Path, typer.Option(help="Run directory for the predictions.")],
     vocabulary: CorpusVocabulary = None,
     dictionaries: Dictionaries = None,
     batch_size: Annotated[int, typer.Option(help="Cells per forward pass.")] = 32,
     device: Device = "auto",
+    task: Annotated[
+        str | None, typer.Option(help="Multi-task run: the label whose head predicts.")
+    ] = None,
     overwrite: Overwrite = False,
 ) -> None:
-    """Label cells with a fine-tuned classifier: a table of labels and probabilities."""
+    """Label cells (a corpus, or an .h5ad: labels into .obs/.obsm) with a fine-tuned classifier."""
     flags = dict(locals())
     from genoformer.engine.console import print_summary
     from genoformer.sc.classification import predict

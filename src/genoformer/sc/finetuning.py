@@ -1,5 +1,5 @@
-"""The cell classifier and the fine-tuning controls: frozen layers, layer-wise learning-rate
-decay, LoRA adapters.
+"""The classifiers (cell, gene, multi-task cell) and the fine-tuning controls: frozen layers,
+layer-wise learning-rate decay, LoRA adapters.
 
 :class:`CellClassifier` is a Geneformer-compatible BERT encoder with a linear head over one
 vector per cell: the ``<cls>`` token's hidden state (``pooling="cls"``, V2 corpora) or the
@@ -8,10 +8,17 @@ the top-ranked gene). It is built from any Geneformer or genoformer checkpoint w
 checkpoint's encoder weights loaded (Geneformer's multi-task classifier builds its encoder
 from the config and never loads them), and saves as a Hugging Face model directory whose
 ``config.json`` holds ``id2label`` in sorted label order.
+
+:class:`GeneClassifier` is the same encoder with a linear head on every token (Geneformer's
+gene classifier, ``BertForTokenClassification``): tokens labelled ``-100`` (genes outside the
+classes, padding) are ignored by the loss. :class:`MultiTaskClassifier` is one encoder with
+one head per cell attribute over the same pooled vector; each head is saved as a
+:class:`CellClassifier` of its own (:meth:`MultiTaskClassifier.task_classifier`).
 """
 
 from __future__ import annotations
 
+import math
 import re
 from typing import Any
 
@@ -19,7 +26,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 from transformers import BertConfig, BertModel, BertPreTrainedModel
-from transformers.modeling_outputs import SequenceClassifierOutput
+from transformers.modeling_outputs import SequenceClassifierOutput, TokenClassifierOutput
 
 from genoformer.engine.errors import InputError
 
@@ -27,7 +34,12 @@ __all__ = [
     "CLASSIFIER_ARCHITECTURE",
     "POOLINGS",
     "CellClassifier",
+    "GeneClassifier",
+    "MultiTaskClassifier",
     "add_lora",
+    "apply_controls",
+    "pool_cells",
+    "train_settings",
     "classifier_config",
     "freeze_layers",
     "layer_decay_groups",
@@ -37,10 +49,41 @@ __all__ = [
 
 #: What a classifier's config.json names as its architecture.
 CLASSIFIER_ARCHITECTURE = "CellClassifier"
+GENE_CLASSIFIER_ARCHITECTURE = "GeneClassifier"
+MULTITASK_ARCHITECTURE = "MultiTaskClassifier"
+#: Every architecture a fine-tuning run saves (refused where a pretrained model is expected).
+FINETUNED_ARCHITECTURES = (
+    CLASSIFIER_ARCHITECTURE,
+    GENE_CLASSIFIER_ARCHITECTURE,
+    MULTITASK_ARCHITECTURE,
+)
 POOLINGS = ("cls", "mean")
-#: Modules LoRA adapts (BERT's attention projections) and the ones it trains whole.
+#: Modules LoRA adapts (BERT's attention projections); the heads (``classifier``, or
+#: ``heads.<k>`` of a multi-task model) train whole.
 LORA_TARGETS = ["query", "key", "value"]
-LORA_TRAINED = ["classifier"]
+IGNORED = -100
+
+
+def _head_dropout(config: BertConfig) -> nn.Dropout:
+    dropout = getattr(config, "classifier_dropout", None)
+    return nn.Dropout(config.hidden_dropout_prob if dropout is None else dropout)
+
+
+def pool_cells(
+    config: BertConfig, hidden: torch.Tensor, input_ids: torch.Tensor, attention_mask: Any
+) -> torch.Tensor:
+    """One vector per cell: ``<cls>``, or the mean over its gene tokens (``config.pooling``;
+    ``config.special_token_ids`` are left out of the mean)."""
+    if getattr(config, "pooling", "mean") == "cls":
+        return hidden[:, 0, :]
+    genes = torch.ones_like(input_ids, dtype=torch.bool)
+    if attention_mask is not None:
+        genes &= attention_mask.bool()
+    for token in getattr(config, "special_token_ids", None) or ():
+        genes &= input_ids != token
+    weights = genes.to(hidden.dtype)
+    total = weights.sum(1, keepdim=True).clamp(min=1.0)
+    return torch.bmm(weights[:, None, :], hidden)[:, 0, :] / total
 
 
 class CellClassifier(BertPreTrainedModel):
@@ -57,23 +100,13 @@ class CellClassifier(BertPreTrainedModel):
         super().__init__(config)
         self.num_labels = config.num_labels
         self.bert = BertModel(config, add_pooling_layer=False)
-        dropout = getattr(config, "classifier_dropout", None)
-        self.dropout = nn.Dropout(config.hidden_dropout_prob if dropout is None else dropout)
+        self.dropout = _head_dropout(config)
         self.classifier = nn.Linear(config.hidden_size, config.num_labels)
         self.post_init()
 
     def pool(self, hidden: torch.Tensor, input_ids: torch.Tensor, attention_mask: Any) -> Any:
         """One vector per cell: ``<cls>``, or the mean over its gene tokens."""
-        if getattr(self.config, "pooling", "mean") == "cls":
-            return hidden[:, 0, :]
-        genes = torch.ones_like(input_ids, dtype=torch.bool)
-        if attention_mask is not None:
-            genes &= attention_mask.bool()
-        for token in getattr(self.config, "special_token_ids", None) or ():
-            genes &= input_ids != token
-        weights = genes.to(hidden.dtype)
-        total = weights.sum(1, keepdim=True).clamp(min=1.0)
-        return torch.bmm(weights[:, None, :], hidden)[:, 0, :] / total
+        return pool_cells(self.config, hidden, input_ids, attention_mask)
 
     def forward(
         self,
@@ -91,6 +124,105 @@ class CellClassifier(BertPreTrainedModel):
         return SequenceClassifierOutput(loss=loss, logits=logits)
 
 
+class GeneClassifier(BertPreTrainedModel):
+    """BERT encoder + dropout + linear head on every token: a class for each gene of a cell.
+
+    Tokens labelled ``-100`` (genes outside the classes, the held-out genes of a fold,
+    padding, ``<cls>``/``<eos>``) are ignored by the loss.
+    """
+
+    accepts_loss_kwargs = False
+
+    def __init__(self, config: BertConfig) -> None:
+        super().__init__(config)
+        self.num_labels = config.num_labels
+        self.bert = BertModel(config, add_pooling_layer=False)
+        self.dropout = _head_dropout(config)
+        self.classifier = nn.Linear(config.hidden_size, config.num_labels)
+        self.post_init()
+
+    def forward(
+        self,
+        input_ids: torch.Tensor | None = None,
+        attention_mask: torch.Tensor | None = None,
+        labels: torch.Tensor | None = None,
+        **kwargs: Any,
+    ) -> TokenClassifierOutput:
+        kwargs.pop("num_items_in_batch", None)
+        hidden = self.bert(
+            input_ids, attention_mask=attention_mask, return_dict=True, **kwargs
+        ).last_hidden_state
+        logits = self.classifier(self.dropout(hidden))
+        loss = None
+        if labels is not None:
+            flat = logits.float().flatten(0, 1)
+            loss = F.cross_entropy(flat, labels.flatten(), ignore_index=IGNORED)
+        return TokenClassifierOutput(loss=loss, logits=logits)
+
+
+class MultiTaskClassifier(BertPreTrainedModel):
+    """One BERT encoder, one linear head per task over the same pooled cell vector.
+
+    The config carries ``tasks`` (each task's attribute and sorted classes) and
+    ``task_weights``; the loss is the weighted mean of the tasks' cross-entropies. The
+    logits are the tasks' logits side by side (``(cells, sum of the class counts)``), so
+    that one prediction pass serves every task.
+    """
+
+    accepts_loss_kwargs = False
+
+    def __init__(self, config: BertConfig) -> None:
+        super().__init__(config)
+        self.bert = BertModel(config, add_pooling_layer=False)
+        self.dropout = _head_dropout(config)
+        self.heads = nn.ModuleList(
+            nn.Linear(config.hidden_size, len(task["classes"])) for task in config.tasks
+        )
+        self.post_init()
+
+    def forward(
+        self,
+        input_ids: torch.Tensor | None = None,
+        attention_mask: torch.Tensor | None = None,
+        labels: torch.Tensor | None = None,
+        **kwargs: Any,
+    ) -> SequenceClassifierOutput:
+        kwargs.pop("num_items_in_batch", None)
+        hidden = self.bert(
+            input_ids, attention_mask=attention_mask, return_dict=True, **kwargs
+        ).last_hidden_state
+        pooled = self.dropout(pool_cells(self.config, hidden, input_ids, attention_mask))
+        logits = [head(pooled) for head in self.heads]
+        loss = None
+        if labels is not None:
+            weights = [float(w) for w in self.config.task_weights]
+            losses = [
+                w * F.cross_entropy(x.float(), labels[:, t])
+                for t, (w, x) in enumerate(zip(weights, logits, strict=True))
+            ]
+            loss = torch.stack(losses).sum() / sum(weights)
+        return SequenceClassifierOutput(loss=loss, logits=torch.cat(logits, dim=1))
+
+    def task_classifier(self, task: int) -> CellClassifier:
+        """Task ``task``'s head on the shared encoder, as a :class:`CellClassifier` of its own
+        (what ``sc predict`` and ``CellClassifier.from_pretrained`` load)."""
+        spec = self.config.tasks[task]
+        config = classifier_config(
+            self.config,
+            list(spec["classes"]),
+            pooling=self.config.pooling,
+            special_token_ids=list(self.config.special_token_ids or ()),
+            label=spec["attribute"],
+            vocabulary=self.config.vocabulary,
+        )
+        for key in ("tasks", "task_weights"):
+            config.__dict__.pop(key, None)
+        single = CellClassifier(config)
+        single.bert.load_state_dict(self.bert.state_dict())
+        single.classifier.load_state_dict(self.heads[task].state_dict())
+        return single.to(next(self.parameters()).device)
+
+
 def classifier_config(
     encoder_config: BertConfig,
     classes: list[str],
@@ -99,8 +231,10 @@ def classifier_config(
     special_token_ids: list[int],
     label: str,
     vocabulary: str,
+    architecture: str = CLASSIFIER_ARCHITECTURE,
 ) -> BertConfig:
-    """The encoder's config with the head's fields: labels in sorted order, pooling."""
+    """The encoder's config with the head's fields: labels in sorted order, pooling (a gene
+    classifier's ``token``), the cell attribute (or gene classes) it predicts."""
     config = BertConfig.from_dict(encoder_config.to_dict())
     config.num_labels = len(classes)
     config.id2label = dict(enumerate(classes))
@@ -109,13 +243,13 @@ def classifier_config(
     config.special_token_ids = [int(t) for t in special_token_ids]
     config.cell_attribute = label
     config.vocabulary = vocabulary
-    config.architectures = [CLASSIFIER_ARCHITECTURE]
+    config.architectures = [architecture]
     config.problem_type = "single_label_classification"
     config._attn_implementation = "sdpa"
     return config
 
 
-def freeze_layers(model: CellClassifier, n_layers: int) -> None:
+def freeze_layers(model: nn.Module, n_layers: int) -> None:
     """Freeze the embeddings and the first ``n_layers`` encoder layers (0: train all)."""
     layers = model.bert.encoder.layer
     if not 0 <= n_layers <= len(layers):
@@ -179,9 +313,18 @@ def layer_decay_groups(
     return [groups[key] for key in sorted(groups)]
 
 
-def add_lora(model: CellClassifier, *, rank: int, alpha: float, dropout: float) -> nn.Module:
+def _heads(model: nn.Module) -> list[str]:
+    """The names of a classifier's heads: ``classifier``, or ``heads.0``, ``heads.1`` ..."""
+    return [
+        name
+        for name, module in model.named_modules()
+        if isinstance(module, nn.Linear) and (name == "classifier" or name.startswith("heads."))
+    ]
+
+
+def add_lora(model: nn.Module, *, rank: int, alpha: float, dropout: float) -> nn.Module:
     """The model with LoRA adapters (peft) on its attention projections: only the adapters
-    and the head train."""
+    and the heads train."""
     if rank < 1:
         raise InputError(f"lora_rank is {rank}", where="lora_rank", fix="use 1 or more, e.g. 8")
     from peft import LoraConfig, get_peft_model
@@ -191,7 +334,7 @@ def add_lora(model: CellClassifier, *, rank: int, alpha: float, dropout: float) 
         lora_alpha=alpha,
         lora_dropout=dropout,
         target_modules=LORA_TARGETS,
-        modules_to_save=LORA_TRAINED,
+        modules_to_save=_heads(model),
     )
     return get_peft_model(model, config)
 
@@ -212,3 +355,46 @@ def parameter_counts(model: nn.Module) -> dict[str, int]:
     total = sum(p.numel() for p in seen.values())
     trainable = sum(p.numel() for p in seen.values() if p.requires_grad)
     return {"trainable_parameters": int(trainable), "total_parameters": int(total)}
+
+
+def apply_controls(model: nn.Module, options: Any) -> tuple[nn.Module, Any]:
+    """The model to train (frozen layers, LoRA) and the optimizer's parameter groups (layer
+    decay), or None for the Trainer's own. ``options`` is a fine-tuning run's settings
+    (:class:`~genoformer.sc.classification.FinetuneSettings`): every classifier, cell, gene
+    or multi-task, goes through these same controls."""
+    freeze_layers(model, options.freeze_layers)
+    trained: nn.Module = model
+    if options.adapters == "lora":
+        trained = add_lora(
+            model, rank=options.lora_rank, alpha=options.lora_alpha, dropout=options.lora_dropout
+        )
+    optimizer = None
+    if options.layer_decay is not None:
+        groups = layer_decay_groups(
+            trained,
+            learning_rate=options.learning_rate,
+            weight_decay=options.weight_decay,
+            layer_decay=options.layer_decay,
+            n_layers=model.config.num_hidden_layers,
+        )
+        optimizer = (torch.optim.AdamW, {"params": groups, "lr": options.learning_rate})
+    return trained, optimizer
+
+
+def train_settings(options: Any, n_train: int) -> Any:
+    """The engine's :class:`~genoformer.engine.training.TrainSettings` of a fine-tuning run
+    over ``n_train`` items (validation once an epoch unless ``eval_every`` says otherwise;
+    batches grouped by length)."""
+    from genoformer.engine.training import TrainSettings, length_grouping
+
+    per_epoch = max(1, math.ceil(n_train / options.batch_size))
+    same = ("epochs", "max_steps", "batch_size", "learning_rate", "weight_decay", "scheduler")
+    same += ("keep_checkpoints", "patience", "seed", "device", "num_workers", "warmup")
+    eval_every = options.eval_every or per_epoch
+    return TrainSettings(
+        **{name: getattr(options, name) for name in same},
+        eval_batch_size=max(options.batch_size, 32),
+        eval_every=eval_every,
+        log_every=max(1, min(50, eval_every)),
+        extra={**length_grouping()},
+    )

@@ -182,11 +182,8 @@ def gene_tokens(names: tuple[str, ...], vocab: GeneVocabulary) -> list[int]:
     tokens = []
     for name in names:
         key = str(name).strip()
-        gene = vocab.id_mapping.get(key.upper(), key.upper())
-        if gene not in vocab.token_ids:
-            symbol = vocab.symbol_to_id.get(key) or vocab.symbol_to_id.get(key.upper())
-            gene = vocab.id_mapping.get(symbol, symbol) if symbol else None
-        if gene is None or gene not in vocab.token_ids or gene in vocab.special_tokens.values():
+        token = vocab.gene_token(key)
+        if token is None:
             close = difflib.get_close_matches(key.upper(), _symbols(vocab), n=3, cutoff=0.6)
             raise InputError(
                 f"gene {key!r} is not in the {vocab.name} vocabulary"
@@ -194,7 +191,7 @@ def gene_tokens(names: tuple[str, ...], vocab: GeneVocabulary) -> list[int]:
                 where="genes",
                 fix="give an Ensembl id or symbol of a gene the vocabulary has",
             )
-        tokens.append(int(vocab.token_ids[gene]))
+        tokens.append(token)
     if len(set(tokens)) < len(tokens):
         raise InputError("a gene is named twice", where="genes", fix="name each gene once")
     return tokens

@@ -20,7 +20,7 @@ import pandas as pd
 
 from genoformer.engine.errors import InputError
 
-__all__ = ["CellLabels", "Fold", "cell_folds", "cell_labels"]
+__all__ = ["CellLabels", "Fold", "cell_folds", "cell_labels", "gene_folds"]
 
 
 @dataclass(frozen=True)
@@ -290,4 +290,24 @@ def cell_folds(
                 fix="give more cells, or fewer --folds",
             )
         result.append(fold)
+    return result
+
+
+def gene_folds(
+    codes: np.ndarray,
+    *,
+    folds: int,
+    eval_share: float = 0.1,
+    seed: int = 0,
+) -> list[Fold]:
+    """Cross-validation by gene: ``folds`` stratified parts of the genes (``codes``: each
+    gene's class id), each one fold's test genes; from the other genes of each fold, one of
+    ``round(1 / eval_share)`` stratified parts validates (early stopping). A fold's test and
+    validation genes are never labelled in its training. Indices are into ``codes``."""
+    part = _parts(codes, None, folds, seed)
+    result = []
+    for k in range(folds):
+        test, rest = np.flatnonzero(part == k), np.flatnonzero(part != k)
+        held = _held_part(codes[rest], None, eval_share, seed + 1 + k, "eval_share")
+        result.append(Fold(f"fold_{k}", rest[~held], rest[held], test))
     return result

@@ -247,6 +247,18 @@ class GeneVocabulary:
         genes = [g for g in self.token_ids if g not in special and g in self.medians]
         return sorted(genes, key=self.token_ids.__getitem__)
 
+    def gene_token(self, name: str) -> int | None:
+        """The token of a gene named by Ensembl id (mapped as the tokenizer maps it) or by
+        symbol (exact, else upper case); None when the vocabulary has no such gene."""
+        key = str(name).strip()
+        gene = self.id_mapping.get(key.upper(), key.upper())
+        if gene not in self.token_ids:
+            symbol = self.symbol_to_id.get(key) or self.symbol_to_id.get(key.upper())
+            gene = self.id_mapping.get(symbol, symbol) if symbol else None
+        if gene is None or gene not in self.token_ids or gene in self.special_tokens.values():
+            return None
+        return int(self.token_ids[gene])
+
     def __len__(self) -> int:
         return len(self.token_ids)
 
