@@ -165,7 +165,7 @@ def association_views(run: Run, anchor: str, *, genes: pd.DataFrame | None = Non
     if results is None:
         return [View("association", "<p class='note'>no association table written</p>")]
     lam = (run.results.get("assoc") or {}).get("lambda_gc")
-    manhattan = to_plotly(_manhattan_chart(results, annotate=0, thinning=PAGE_THINNING))
+    manhattan = to_plotly(_manhattan_chart(results, annotate=0, thinning=PAGE_THINNING, hover=True))
     qq = to_plotly(_qq_chart(results, lambda_gc=lam))
     table = _prepare(results).reset_index(drop=True)
     hits = table.sort_values("p", kind="stable").head(N_HITS)
