@@ -38,18 +38,21 @@ class ClumpSettings:
 
 
 def check_settings(settings: ClumpSettings) -> None:
-    """Refuse thresholds plink1.9 would refuse, naming the option."""
-    for name, value in (("--clump-p1", settings.p1), ("--clump-p2", settings.p2)):
-        if not 0.0 < value <= 1.0:
-            raise InputError(f"{name} is {value}", where=name, fix="use a p-value in (0, 1]")
-    if not 0.0 <= settings.r2 <= 1.0:
-        raise InputError(
-            f"--clump-r2 is {settings.r2}", where="--clump-r2", fix="use an r2 in [0, 1]"
-        )
-    if not settings.kb > 0:
-        raise InputError(
-            f"--clump-kb is {settings.kb}", where="--clump-kb", fix="use a positive window in kb"
-        )
+    """Refuse thresholds plink1.9 would refuse, naming the setting and plink's option (no
+    genoformer command has a clump option yet: the screen of `gwas train` sets them)."""
+    checks = (
+        ("p1", settings.p1, 0.0 < settings.p1 <= 1.0, "a p-value in (0, 1]"),
+        ("p2", settings.p2, 0.0 < settings.p2 <= 1.0, "a p-value in (0, 1]"),
+        ("r2", settings.r2, 0.0 <= settings.r2 <= 1.0, "an r2 in [0, 1]"),
+        ("kb", settings.kb, settings.kb > 0, "a positive window in kb"),
+    )
+    for name, value, valid, allowed in checks:
+        if not valid:
+            raise InputError(
+                f"clump {name} is {value}",
+                where=name,
+                fix=f"use {allowed}, as for plink1.9 --clump-{name}",
+            )
 
 
 def _codes(G: np.ndarray) -> np.ndarray:
