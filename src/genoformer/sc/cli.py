@@ -5,8 +5,11 @@ The functions are imported inside each command, so that ``--help`` is quick.
 
 from __future__ import annotations
 
+import functools
+import inspect
+from collections.abc import Callable
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
@@ -26,7 +29,12 @@ CorpusVocabulary = Annotated[
     typer.Option(help="V1, V2 or a vocabulary file (default: the corpus manifest's)."),
 ]
 Device = Annotated[str, typer.Option(help="auto, cpu, cuda, npu or mps.")]
-# The options of the commands that train (sc pretrain, sc classify).
+RunOut = Annotated[Path, typer.Option(help="Run directory.")]
+Checkpoint = Annotated[Path, typer.Argument(help="Checkpoint directory (Geneformer's or ours).")]
+Corpus = Annotated[Path, typer.Argument(help="Corpus directory from `sc tokenize`.")]
+EmbLayer = Annotated[int, typer.Option(help="Layer: -1 the second-to-last (default), 0 the last.")]
+UmapSeed = Annotated[int, typer.Option(help="Seed of the UMAP layout.")]
+# The options of the commands that train (sc pretrain, sc classify, sc classify-genes).
 Epochs = Annotated[float, typer.Option(help="Epochs over the training cells.")]
 MaxSteps = Annotated[int, typer.Option(help="Steps (> 0 overrides --epochs).")]
 TrainBatch = Annotated[int, typer.Option(help="Cells per batch on each device.")]
@@ -44,6 +52,101 @@ GeneIdColumn = Annotated[str | None, typer.Option(help="var column with the gene
 Backed = Annotated[
     bool | None, typer.Option("--backed/--in-memory", help="Read .h5ad/.zarr from disk.")
 ]
+FineTuneFrom = Annotated[
+    str, typer.Option(help="Checkpoint dir, `sc pretrain` run or model, or a preset.")
+]
+
+
+def _option(name: str, annotation: Any, default: Any) -> inspect.Parameter:
+    return inspect.Parameter(
+        name, inspect.Parameter.KEYWORD_ONLY, annotation=annotation, default=default
+    )
+
+
+def _typed_option(kind: Any, help: str) -> Any:
+    """The annotation of an option of type ``kind``."""
+    return Annotated[kind, typer.Option(help=help)]
+
+
+def _run_options(seed_help: str) -> tuple[inspect.Parameter, ...]:
+    """The last options of a fine-tuning command: the seed (what it seeds in ``seed_help``),
+    the device, the data-loading workers, resume and overwrite."""
+    return (
+        _option("seed", _typed_option(int, seed_help), 0),
+        _option("device", Device, "auto"),
+        _option("num_workers", NumWorkers, 0),
+        _option("resume", Resume, False),
+        _option("overwrite", Overwrite, False),
+    )
+
+
+#: How a fine-tuning run trains (:class:`~genoformer.sc.classification.FinetuneSettings`):
+#: the options ``sc classify`` and ``sc classify-genes`` share.
+_FINE_TUNING_OPTIONS = (
+    _option(
+        "freeze_layers", _typed_option(int, "Freeze the embeddings and the first N layers."), 0
+    ),
+    _option(
+        "layer_decay",
+        _typed_option(float | None, "Learning rate x decay^(depth from the top)."),
+        None,
+    ),
+    _option("adapters", _typed_option(str | None, "lora: train LoRA adapters only."), None),
+    _option("lora_rank", _typed_option(int, "LoRA rank."), 8),
+    _option("lora_alpha", _typed_option(float, "LoRA alpha."), 16.0),
+    _option("lora_dropout", _typed_option(float, "LoRA dropout."), 0.1),
+    _option("epochs", Epochs, 3.0),
+    _option("max_steps", MaxSteps, -1),
+    _option("batch_size", TrainBatch, 12),
+    _option("learning_rate", LearningRate, 5e-5),
+    _option("scheduler", Scheduler, "linear"),
+    _option("warmup", _typed_option(float, "Warm-up: share of the run (< 1) or steps."), 0.1),
+    _option("weight_decay", WeightDecay, 0.001),
+    _option(
+        "eval_every",
+        _typed_option(int | None, "Steps between validations (default: an epoch)."),
+        None,
+    ),
+    _option("keep_checkpoints", KeepCheckpoints, 1),
+    _option("patience", Patience, None),
+    _option(
+        "classifier_dropout",
+        _typed_option(float | None, "Dropout before the head (default: the model's)."),
+        None,
+    ),
+)
+
+
+def _takes_options(
+    **groups: tuple[inspect.Parameter, ...],
+) -> Callable[[Callable[..., None]], Callable[..., None]]:
+    """Give a command each group's options in the place of its keyword-only parameter of
+    the group's name, which receives them as a dict (option name: value)."""
+
+    def decorate(command: Callable[..., None]) -> Callable[..., None]:
+        signature = inspect.signature(command, eval_str=True)
+        parameters = []
+        for parameter in signature.parameters.values():
+            parameters.extend(groups.get(parameter.name, (parameter,)))
+
+        @functools.wraps(command)
+        def with_options(*args: Any, **kwargs: Any) -> None:
+            for name, group in groups.items():
+                kwargs[name] = {option.name: kwargs.pop(option.name) for option in group}
+            command(*args, **kwargs)
+
+        with_options.__signature__ = signature.replace(parameters=parameters)
+        return with_options
+
+    return decorate
+
+
+def _flags(scope: dict[str, Any], *groups: str) -> dict[str, Any]:
+    """A command's parameters by name, the options of its ``groups`` among them."""
+    flags = dict(scope)
+    for group in groups:
+        flags.update(flags.pop(group))
+    return flags
 
 
 @app.command("tokenize")
@@ -114,7 +217,7 @@ def medians_command(
 @app.command("pretrain")
 def pretrain_command(
     corpus: Annotated[list[Path], typer.Argument(help="Corpus directories from `sc tokenize`.")],
-    out: Annotated[Path, typer.Option(help="Run directory.")],
+    out: RunOut,
     model: Annotated[
         str, typer.Option(help="Preset (tiny, small, gf-6L-30M-i2048, ...) or checkpoint dir.")
     ] = "tiny",
@@ -167,15 +270,13 @@ def pretrain_command(
 
 @app.command("embed")
 def embed_command(
-    model: Annotated[Path, typer.Argument(help="Checkpoint directory (Geneformer's or ours).")],
-    corpus: Annotated[Path, typer.Argument(help="Corpus directory from `sc tokenize`.")],
-    out: Annotated[Path, typer.Option(help="Run directory.")],
+    model: Checkpoint,
+    corpus: Corpus,
+    out: RunOut,
     emb_mode: Annotated[
         str, typer.Option(help="cell (mean over the genes) or cls (the <cls> token, V2).")
     ] = "cell",
-    emb_layer: Annotated[
-        int, typer.Option(help="Layer: -1 the second-to-last (default), 0 the last.")
-    ] = -1,
+    emb_layer: EmbLayer = -1,
     batch_size: Annotated[int, typer.Option(help="Cells per forward pass.")] = 16,
     genes: Annotated[bool, typer.Option(help="Also write gene embeddings.")] = False,
     adata: Annotated[
@@ -188,7 +289,7 @@ def embed_command(
     dictionaries: Dictionaries = None,
     device: Device = "auto",
     max_cells: Annotated[int | None, typer.Option(help="Embed the first N cells only.")] = None,
-    seed: Annotated[int, typer.Option(help="Seed of the UMAP layout.")] = 0,
+    seed: UmapSeed = 0,
     overwrite: Overwrite = False,
 ) -> None:
     """Cell (and gene) embeddings from a chosen layer, into tables, AnnData and pictures."""
@@ -211,7 +312,7 @@ def plot_embeddings_command(
     table: Annotated[Path, typer.Argument(help="cell_embeddings.parquet (or .csv) of `sc embed`.")],
     label: Annotated[str, typer.Option(help="Cell attribute that colours the pictures.")],
     out: Annotated[Path, typer.Option(help="Folder for the pictures.")],
-    seed: Annotated[int, typer.Option(help="Seed of the UMAP layout.")] = 0,
+    seed: UmapSeed = 0,
 ) -> None:
     """UMAP and clustered heatmap (PNG and interactive HTML) from an embeddings table."""
     from genoformer.engine.console import print_summary
@@ -225,9 +326,9 @@ def plot_embeddings_command(
 
 @app.command("perturb")
 def perturb_command(
-    model: Annotated[Path, typer.Argument(help="Checkpoint directory (Geneformer's or ours).")],
-    corpus: Annotated[Path, typer.Argument(help="Corpus directory from `sc tokenize`.")],
-    out: Annotated[Path, typer.Option(help="Run directory.")],
+    model: Checkpoint,
+    corpus: Corpus,
+    out: RunOut,
     delete: Annotated[
         list[str] | None,
         typer.Option(help="Gene (Ensembl id or symbol) to delete; repeat to delete jointly."),
@@ -253,9 +354,7 @@ def perturb_command(
             "cls_and_gene: also every affected gene's shift (gene_shifts table)."
         ),
     ] = "cell",
-    emb_layer: Annotated[
-        int, typer.Option(help="Layer: -1 the second-to-last (default), 0 the last.")
-    ] = -1,
+    emb_layer: EmbLayer = -1,
     batch_size: Annotated[int, typer.Option(help="Perturbed copies per forward pass.")] = 32,
     chunk_cells: Annotated[int, typer.Option(help="Cells per chunk written (resume).")] = 16,
     precision: Annotated[str, typer.Option(help="fp32 (default) or bf16.")] = "fp32",
@@ -267,10 +366,7 @@ def perturb_command(
     alt_state: Annotated[
         list[str] | None, typer.Option(help="Another state to measure; repeatable.")
     ] = None,
-    vocabulary: Annotated[
-        str | None,
-        typer.Option(help="V1, V2 or a vocabulary file (default: the corpus manifest's)."),
-    ] = None,
+    vocabulary: CorpusVocabulary = None,
     dictionaries: Dictionaries = None,
     device: Device = "auto",
     threads: Annotated[int | None, typer.Option(help="CPU threads (default: all).")] = None,
@@ -349,15 +445,16 @@ def perturb_stats_command(
 
 
 @app.command("classify")
+@_takes_options(
+    training=(*_FINE_TUNING_OPTIONS, *_run_options("Seed of the head, the splits and the batches."))
+)
 def classify_command(
     corpus: Annotated[Path, typer.Argument(help="Corpus directory holding the label attribute.")],
-    model: Annotated[
-        str, typer.Option(help="Checkpoint dir, `sc pretrain` run or model, or a preset.")
-    ],
+    model: FineTuneFrom,
     label: Annotated[
         list[str], typer.Option(help="Cell attribute to predict; repeat for multi-task.")
     ],
-    out: Annotated[Path, typer.Option(help="Run directory.")],
+    out: RunOut,
     group_by: Annotated[
         str | None, typer.Option(help="Attribute whose groups never straddle two splits.")
     ] = None,
@@ -380,39 +477,11 @@ def classify_command(
         list[float] | None,
         typer.Option(help="Multi-task: a label's weight in the loss; one per --label, in order."),
     ] = None,
-    freeze_layers: Annotated[
-        int, typer.Option(help="Freeze the embeddings and the first N layers.")
-    ] = 0,
-    layer_decay: Annotated[
-        float | None, typer.Option(help="Learning rate x decay^(depth from the top).")
-    ] = None,
-    adapters: Annotated[str | None, typer.Option(help="lora: train LoRA adapters only.")] = None,
-    lora_rank: Annotated[int, typer.Option(help="LoRA rank.")] = 8,
-    lora_alpha: Annotated[float, typer.Option(help="LoRA alpha.")] = 16.0,
-    lora_dropout: Annotated[float, typer.Option(help="LoRA dropout.")] = 0.1,
-    epochs: Epochs = 3.0,
-    max_steps: MaxSteps = -1,
-    batch_size: TrainBatch = 12,
-    learning_rate: LearningRate = 5e-5,
-    scheduler: Scheduler = "linear",
-    warmup: Annotated[float, typer.Option(help="Warm-up: share of the run (< 1) or steps.")] = 0.1,
-    weight_decay: WeightDecay = 0.001,
-    eval_every: Annotated[
-        int | None, typer.Option(help="Steps between validations (default: an epoch).")
-    ] = None,
-    keep_checkpoints: KeepCheckpoints = 1,
-    patience: Patience = None,
-    classifier_dropout: Annotated[
-        float | None, typer.Option(help="Dropout before the head (default: the model's).")
-    ] = None,
-    seed: Annotated[int, typer.Option(help="Seed of the head, the splits and the batches.")] = 0,
-    device: Device = "auto",
-    num_workers: NumWorkers = 0,
-    resume: Resume = False,
-    overwrite: Overwrite = False,
+    *,
+    training: dict[str, Any],
 ) -> None:
     """Fine-tune a model to classify cells (k folds; several --label: a head per label)."""
-    flags = dict(locals())
+    flags = _flags(locals(), "training")
     from genoformer.engine.console import print_summary
     from genoformer.sc.classification import classify
 
@@ -444,15 +513,16 @@ def classify_command(
 
 
 @app.command("classify-genes")
+@_takes_options(
+    training=(*_FINE_TUNING_OPTIONS, *_run_options("Seed of the head, the folds and the batches."))
+)
 def classify_genes_command(
-    corpus: Annotated[Path, typer.Argument(help="Corpus directory from `sc tokenize`.")],
-    model: Annotated[
-        str, typer.Option(help="Checkpoint dir, `sc pretrain` run or model, or a preset.")
-    ],
+    corpus: Corpus,
+    model: FineTuneFrom,
     gene_classes: Annotated[
         Path, typer.Option(help="TSV: gene (Ensembl id or symbol), class; a gene a line.")
     ],
-    out: Annotated[Path, typer.Option(help="Run directory.")],
+    out: RunOut,
     vocabulary: CorpusVocabulary = None,
     dictionaries: Dictionaries = None,
     folds: Annotated[int, typer.Option(help="Cross-validation folds over the genes.")] = 5,
@@ -463,39 +533,11 @@ def classify_genes_command(
         int | None, typer.Option(help="At most this many cells per fold's training/scoring.")
     ] = None,
     eval_share: Annotated[float, typer.Option(help="Share of training genes validated.")] = 0.1,
-    freeze_layers: Annotated[
-        int, typer.Option(help="Freeze the embeddings and the first N layers.")
-    ] = 0,
-    layer_decay: Annotated[
-        float | None, typer.Option(help="Learning rate x decay^(depth from the top).")
-    ] = None,
-    adapters: Annotated[str | None, typer.Option(help="lora: train LoRA adapters only.")] = None,
-    lora_rank: Annotated[int, typer.Option(help="LoRA rank.")] = 8,
-    lora_alpha: Annotated[float, typer.Option(help="LoRA alpha.")] = 16.0,
-    lora_dropout: Annotated[float, typer.Option(help="LoRA dropout.")] = 0.1,
-    epochs: Epochs = 3.0,
-    max_steps: MaxSteps = -1,
-    batch_size: TrainBatch = 12,
-    learning_rate: LearningRate = 5e-5,
-    scheduler: Scheduler = "linear",
-    warmup: Annotated[float, typer.Option(help="Warm-up: share of the run (< 1) or steps.")] = 0.1,
-    weight_decay: WeightDecay = 0.001,
-    eval_every: Annotated[
-        int | None, typer.Option(help="Steps between validations (default: an epoch).")
-    ] = None,
-    keep_checkpoints: KeepCheckpoints = 1,
-    patience: Patience = None,
-    classifier_dropout: Annotated[
-        float | None, typer.Option(help="Dropout before the head (default: the model's).")
-    ] = None,
-    seed: Annotated[int, typer.Option(help="Seed of the head, the folds and the batches.")] = 0,
-    device: Device = "auto",
-    num_workers: NumWorkers = 0,
-    resume: Resume = False,
-    overwrite: Overwrite = False,
+    *,
+    training: dict[str, Any],
 ) -> None:
     """Fine-tune a Geneformer-compatible model to classify genes (cross-validated by gene)."""
-    flags = dict(locals())
+    flags = _flags(locals(), "training")
     from genoformer.engine.console import print_summary
     from genoformer.sc.gene_classification import classify_genes
 
