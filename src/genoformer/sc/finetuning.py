@@ -86,27 +86,16 @@ def pool_cells(
     return torch.bmm(weights[:, None, :], hidden)[:, 0, :] / total
 
 
-class CellClassifier(BertPreTrainedModel):
-    """BERT encoder + dropout + linear head over a pooled cell vector.
-
-    The config carries ``pooling`` (``"cls"`` or ``"mean"``), ``special_token_ids`` (left
-    out of the mean: ``<cls>``, ``<eos>``), ``num_labels`` and ``id2label``.
-    """
+class _EncoderClassifier(BertPreTrainedModel):
+    """BERT encoder + dropout, then the head(s) of a subclass (:meth:`head_output`)."""
 
     # Each batch's loss is its own mean: batches and processes weigh equally.
     accepts_loss_kwargs = False
 
     def __init__(self, config: BertConfig) -> None:
         super().__init__(config)
-        self.num_labels = config.num_labels
         self.bert = BertModel(config, add_pooling_layer=False)
         self.dropout = _head_dropout(config)
-        self.classifier = nn.Linear(config.hidden_size, config.num_labels)
-        self.post_init()
-
-    def pool(self, hidden: torch.Tensor, input_ids: torch.Tensor, attention_mask: Any) -> Any:
-        """One vector per cell: ``<cls>``, or the mean over its gene tokens."""
-        return pool_cells(self.config, hidden, input_ids, attention_mask)
 
     def forward(
         self,
@@ -114,44 +103,59 @@ class CellClassifier(BertPreTrainedModel):
         attention_mask: torch.Tensor | None = None,
         labels: torch.Tensor | None = None,
         **kwargs: Any,
-    ) -> SequenceClassifierOutput:
+    ) -> SequenceClassifierOutput | TokenClassifierOutput:
         kwargs.pop("num_items_in_batch", None)
         hidden = self.bert(
             input_ids, attention_mask=attention_mask, return_dict=True, **kwargs
         ).last_hidden_state
+        return self.head_output(hidden, input_ids, attention_mask, labels)
+
+    def head_output(
+        self, hidden: torch.Tensor, input_ids: Any, attention_mask: Any, labels: Any
+    ) -> SequenceClassifierOutput | TokenClassifierOutput:
+        """The logits (and the loss, given ``labels``) from the encoder's last hidden states."""
+        raise NotImplementedError
+
+
+class _OneHeadClassifier(_EncoderClassifier):
+    """The encoder and one linear head of ``config.num_labels`` classes."""
+
+    def __init__(self, config: BertConfig) -> None:
+        super().__init__(config)
+        self.num_labels = config.num_labels
+        self.classifier = nn.Linear(config.hidden_size, config.num_labels)
+        self.post_init()
+
+
+class CellClassifier(_OneHeadClassifier):
+    """BERT encoder + dropout + linear head over a pooled cell vector.
+
+    The config carries ``pooling`` (``"cls"`` or ``"mean"``), ``special_token_ids`` (left
+    out of the mean: ``<cls>``, ``<eos>``), ``num_labels`` and ``id2label``.
+    """
+
+    def pool(self, hidden: torch.Tensor, input_ids: torch.Tensor, attention_mask: Any) -> Any:
+        """One vector per cell: ``<cls>``, or the mean over its gene tokens."""
+        return pool_cells(self.config, hidden, input_ids, attention_mask)
+
+    def head_output(
+        self, hidden: torch.Tensor, input_ids: Any, attention_mask: Any, labels: Any
+    ) -> SequenceClassifierOutput:
         logits = self.classifier(self.dropout(self.pool(hidden, input_ids, attention_mask)))
         loss = None if labels is None else F.cross_entropy(logits.float(), labels)
         return SequenceClassifierOutput(loss=loss, logits=logits)
 
 
-class GeneClassifier(BertPreTrainedModel):
+class GeneClassifier(_OneHeadClassifier):
     """BERT encoder + dropout + linear head on every token: a class for each gene of a cell.
 
     Tokens labelled ``-100`` (genes outside the classes, the held-out genes of a fold,
     padding, ``<cls>``/``<eos>``) are ignored by the loss.
     """
 
-    accepts_loss_kwargs = False
-
-    def __init__(self, config: BertConfig) -> None:
-        super().__init__(config)
-        self.num_labels = config.num_labels
-        self.bert = BertModel(config, add_pooling_layer=False)
-        self.dropout = _head_dropout(config)
-        self.classifier = nn.Linear(config.hidden_size, config.num_labels)
-        self.post_init()
-
-    def forward(
-        self,
-        input_ids: torch.Tensor | None = None,
-        attention_mask: torch.Tensor | None = None,
-        labels: torch.Tensor | None = None,
-        **kwargs: Any,
+    def head_output(
+        self, hidden: torch.Tensor, input_ids: Any, attention_mask: Any, labels: Any
     ) -> TokenClassifierOutput:
-        kwargs.pop("num_items_in_batch", None)
-        hidden = self.bert(
-            input_ids, attention_mask=attention_mask, return_dict=True, **kwargs
-        ).last_hidden_state
         logits = self.classifier(self.dropout(hidden))
         loss = None
         if labels is not None:
@@ -160,7 +164,7 @@ class GeneClassifier(BertPreTrainedModel):
         return TokenClassifierOutput(loss=loss, logits=logits)
 
 
-class MultiTaskClassifier(BertPreTrainedModel):
+class MultiTaskClassifier(_EncoderClassifier):
     """One BERT encoder, one linear head per task over the same pooled cell vector.
 
     The config carries ``tasks`` (each task's attribute and sorted classes) and
@@ -169,28 +173,16 @@ class MultiTaskClassifier(BertPreTrainedModel):
     that one prediction pass serves every task.
     """
 
-    accepts_loss_kwargs = False
-
     def __init__(self, config: BertConfig) -> None:
         super().__init__(config)
-        self.bert = BertModel(config, add_pooling_layer=False)
-        self.dropout = _head_dropout(config)
         self.heads = nn.ModuleList(
             nn.Linear(config.hidden_size, len(task["classes"])) for task in config.tasks
         )
         self.post_init()
 
-    def forward(
-        self,
-        input_ids: torch.Tensor | None = None,
-        attention_mask: torch.Tensor | None = None,
-        labels: torch.Tensor | None = None,
-        **kwargs: Any,
+    def head_output(
+        self, hidden: torch.Tensor, input_ids: Any, attention_mask: Any, labels: Any
     ) -> SequenceClassifierOutput:
-        kwargs.pop("num_items_in_batch", None)
-        hidden = self.bert(
-            input_ids, attention_mask=attention_mask, return_dict=True, **kwargs
-        ).last_hidden_state
         pooled = self.dropout(pool_cells(self.config, hidden, input_ids, attention_mask))
         logits = [head(pooled) for head in self.heads]
         loss = None
