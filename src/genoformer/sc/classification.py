@@ -277,25 +277,22 @@ def build_classifier(
     label: str,
 ) -> CellClassifier:
     """A :class:`CellClassifier` holding ``encoder``'s weights, and its new head."""
-    import torch
+    from genoformer.sc.finetuning import (
+        CellClassifier,
+        classifier_config,
+        new_classifier,
+        special_token_ids,
+    )
 
-    from genoformer.sc.finetuning import CellClassifier, classifier_config
-
-    pooling = cell_pooling(options, vocab)
-    special = [t for t in (vocab.cls_id, vocab.eos_id) if t is not None and vocab.has_cls_eos]
     config = classifier_config(
         encoder.config,
         labels.classes,
-        pooling=pooling,
-        special_token_ids=special,
+        pooling=cell_pooling(options, vocab),
+        special_token_ids=special_token_ids(vocab),
         label=label,
         vocabulary=vocab.name,
     )
-    config.classifier_dropout = options.classifier_dropout
-    torch.manual_seed(options.seed)
-    classifier = CellClassifier(config)
-    classifier.bert.load_state_dict(encoder.state_dict(), strict=True)
-    return classifier
+    return new_classifier(CellClassifier, config, encoder, options)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -454,22 +451,37 @@ def _task_models(final: Any, data: _Data, out: Path) -> dict[str, Path]:
     }
 
 
-def train_split(data: _Data, fold: Fold, out: Path, options: ClassifySettings) -> dict[str, Any]:
-    """Fine-tune on one split's training cells, validate on its validation cells, and
-    predict its test cells; the model goes to ``out/model`` (a multi-task model's heads,
-    each with the encoder, to ``out/tasks/<label>/model`` too)."""
+@dataclass(frozen=True)
+class FineTuned:
+    """What :func:`fine_tune` gives back."""
+
+    #: The trained classifier, LoRA adapters folded into its weights.
+    model: Any
+    #: The engine's record of the training (``model_dir``, ``global_step``, ...).
+    trained: Any
+    #: Trainable and total parameters of the model trained.
+    parameters: dict[str, int]
+    seconds: float
+
+
+def fine_tune(
+    classifier: Any,
+    train: LabelledCells,
+    held: LabelledCells,
+    out: Path,
+    options: FinetuneSettings,
+    *,
+    pad_id: int,
+    **trainer_options: Any,
+) -> FineTuned:
+    """Train ``classifier`` (cell, gene or multi-task) on ``train`` under the fine-tuning
+    controls of ``options`` (frozen layers, LoRA, layer decay), validating on ``held``; the
+    model goes to ``out/model``. ``trainer_options`` go to the engine's Trainer."""
     from genoformer.engine.training import save_model_atomically, train_model
     from genoformer.sc.finetuning import apply_controls, merged, parameter_counts, train_settings
 
-    labels, codes = data.labels, data.codes
-    classifier, compute_metrics, sizes = _model_to_train(data, options)
     model, optimizer = apply_controls(classifier, options)
-    counts = parameter_counts(model)
-
-    def cells(which: np.ndarray) -> LabelledCells:
-        return LabelledCells(data.tokens, labels.rows[which], codes[which])
-
-    train, held = cells(fold.train), cells(fold.eval)
+    parameters = parameter_counts(model)
     start = time.perf_counter()
     trained = train_model(
         model,
@@ -478,21 +490,39 @@ def train_split(data: _Data, fold: Fold, out: Path, options: ClassifySettings) -
         out,
         train_settings(options, len(train)),
         resume=options.resume,
-        data_collator=CellCollator(data.pad_id),
-        compute_metrics=compute_metrics,
+        data_collator=CellCollator(pad_id),
         optimizer_cls_and_kwargs=optimizer,
+        **trainer_options,
     )
     seconds = time.perf_counter() - start
     final = merged(trained.model)
     if final is not trained.model:  # adapters folded in: save the plain classifier
         save_model_atomically(final, trained.model_dir)
+    return FineTuned(final, trained, parameters, seconds)
+
+
+def scoring_options(options: FinetuneSettings, pad_id: int) -> dict[str, Any]:
+    """How a fine-tuned model predicts its test items: padding, batches, device."""
+    return {"pad_id": pad_id, "batch_size": max(options.batch_size, 32), "device": options.device}
+
+
+def train_split(data: _Data, fold: Fold, out: Path, options: ClassifySettings) -> dict[str, Any]:
+    """Fine-tune on one split's training cells, validate on its validation cells, and
+    predict its test cells; the model goes to ``out/model`` (a multi-task model's heads,
+    each with the encoder, to ``out/tasks/<label>/model`` too)."""
+    labels, codes = data.labels, data.codes
+    classifier, compute_metrics, sizes = _model_to_train(data, options)
+
+    def cells(which: np.ndarray) -> LabelledCells:
+        return LabelledCells(data.tokens, labels.rows[which], codes[which])
+
+    train, held = cells(fold.train), cells(fold.eval)
+    tuned = fine_tune(
+        classifier, train, held, out, options, pad_id=data.pad_id, compute_metrics=compute_metrics
+    )
+    trained = tuned.trained
     probabilities = class_probabilities(
-        final,
-        cells(fold.test),
-        pad_id=data.pad_id,
-        batch_size=max(options.batch_size, 32),
-        device=options.device,
-        sizes=sizes,
+        tuned.model, cells(fold.test), sizes=sizes, **scoring_options(options, data.pad_id)
     )
     per_epoch = max(1, math.ceil(len(train) / options.batch_size))
     epochs, rest = divmod(trained.global_step, per_epoch)
@@ -500,16 +530,16 @@ def train_split(data: _Data, fold: Fold, out: Path, options: ClassifySettings) -
     return {
         "probabilities": probabilities,
         "model": trained.model_dir,
-        "task_models": _task_models(final, data, out) if data.multitask else {},
+        "task_models": _task_models(tuned.model, data, out) if data.multitask else {},
         "outputs": trained.outputs,
         "info": {
-            **counts,
+            **tuned.parameters,
             "steps": trained.global_step,
             "train_cells": len(train),
             "eval_cells": len(held),
             "test_cells": len(fold.test),
-            "train_seconds": round(seconds, 3),
-            "train_cells_per_second": round(seen / seconds, 2),
+            "train_seconds": round(tuned.seconds, 3),
+            "train_cells_per_second": round(seen / tuned.seconds, 2),
             "best_eval_loss": trained.best_eval_loss,
         },
     }

@@ -44,7 +44,9 @@ __all__ = [
     "freeze_layers",
     "layer_decay_groups",
     "merged",
+    "new_classifier",
     "parameter_counts",
+    "special_token_ids",
 ]
 
 #: What a classifier's config.json names as its architecture.
@@ -239,6 +241,25 @@ def classifier_config(
     config.problem_type = "single_label_classification"
     config._attn_implementation = "sdpa"
     return config
+
+
+def special_token_ids(vocab: Any) -> list[int]:
+    """The tokens a classifier leaves out of a cell's genes: ``<cls>`` and ``<eos>`` of a
+    vocabulary that has them (V2), none otherwise."""
+    return [t for t in (vocab.cls_id, vocab.eos_id) if t is not None and vocab.has_cls_eos]
+
+
+def new_classifier(
+    head_class: type[_EncoderClassifier], config: BertConfig, encoder: BertModel, options: Any
+) -> Any:
+    """A ``head_class`` classifier (cell, gene or multi-task) of ``config``, holding
+    ``encoder``'s weights and new heads drawn with ``options.seed`` (the dropout before the
+    heads: ``options.classifier_dropout``)."""
+    config.classifier_dropout = options.classifier_dropout
+    torch.manual_seed(options.seed)
+    classifier = head_class(config)
+    classifier.bert.load_state_dict(encoder.state_dict(), strict=True)
+    return classifier
 
 
 def freeze_layers(model: nn.Module, n_layers: int) -> None:

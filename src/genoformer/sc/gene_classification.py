@@ -40,7 +40,9 @@ from genoformer.sc.classification import (
     _check_settings,
     _read_cells,
     _scores,
+    fine_tune,
     pretrained_encoder,
+    scoring_options,
 )
 from genoformer.sc.corpus import tokenize_record
 from genoformer.sc.splits import Fold, gene_folds
@@ -357,32 +359,26 @@ class _GeneData:
 
 def build_gene_classifier(data: _GeneData, options: GeneClassifySettings) -> Any:
     """A :class:`GeneClassifier` holding the encoder's weights, and its new head."""
-    import torch
-
     from genoformer.sc.finetuning import (
         GENE_CLASSIFIER_ARCHITECTURE,
         GeneClassifier,
         classifier_config,
+        new_classifier,
+        special_token_ids,
     )
 
-    vocab = data.vocab
-    special = [t for t in (vocab.cls_id, vocab.eos_id) if t is not None and vocab.has_cls_eos]
     config = classifier_config(
         data.encoder.config,
         data.genes.classes,
         pooling="token",
-        special_token_ids=special,
+        special_token_ids=special_token_ids(data.vocab),
         label="",
-        vocabulary=vocab.name,
+        vocabulary=data.vocab.name,
         architecture=GENE_CLASSIFIER_ARCHITECTURE,
     )
     config.problem_type = "token_classification"
     config.gene_classes = data.source
-    config.classifier_dropout = options.classifier_dropout
-    torch.manual_seed(options.seed)
-    classifier = GeneClassifier(config)
-    classifier.bert.load_state_dict(data.encoder.state_dict(), strict=True)
-    return classifier
+    return new_classifier(GeneClassifier, config, data.encoder, options)
 
 
 def train_gene_fold(
@@ -390,13 +386,8 @@ def train_gene_fold(
 ) -> dict[str, Any]:
     """Fine-tune with the fold's training genes labelled, validate on its validation genes,
     and score its held-out genes; the model goes to ``out/model``."""
-    from genoformer.engine.training import save_model_atomically, train_model
-    from genoformer.sc.finetuning import apply_controls, merged, parameter_counts, train_settings
-
     genes, size = data.genes, int(data.encoder.config.vocab_size)
     classifier = build_gene_classifier(data, options)
-    model, optimizer = apply_controls(classifier, options)
-    counts = parameter_counts(model)
 
     def cells(which: np.ndarray, seed: int) -> GeneLabelledCells:
         rows = cells_holding(data.tokens, genes.tokens[which], options.max_cells, seed)
@@ -404,41 +395,30 @@ def train_gene_fold(
         return GeneLabelledCells(data.tokens, rows, lookup)
 
     train, held = cells(fold.train, options.seed), cells(fold.eval, options.seed + 1)
-    start = time.perf_counter()
-    trained = train_model(
-        model,
+    tuned = fine_tune(
+        classifier,
         train,
         held,
         out,
-        train_settings(options, len(train)),
-        resume=options.resume,
-        data_collator=CellCollator(data.pad_id),
+        options,
+        pad_id=data.pad_id,
         compute_metrics=TokenEvalMetrics(),
         preprocess_logits_for_metrics=_predicted_classes,
-        optimizer_cls_and_kwargs=optimizer,
     )
-    seconds = time.perf_counter() - start
-    final = merged(trained.model)
-    if final is not trained.model:  # adapters folded in: save the plain classifier
-        save_model_atomically(final, trained.model_dir)
+    trained = tuned.trained
     scored = cells(fold.test, options.seed + 2)
     probabilities, n_cells = gene_probabilities(
-        final,
-        scored,
-        genes.tokens[fold.test],
-        pad_id=data.pad_id,
-        batch_size=max(options.batch_size, 32),
-        device=options.device,
+        tuned.model, scored, genes.tokens[fold.test], **scoring_options(options, data.pad_id)
     )
     info = {
-        **counts,
+        **tuned.parameters,
         "steps": trained.global_step,
         "train_genes": len(fold.train),
         "eval_genes": len(fold.eval),
         "test_genes": len(fold.test),
         "train_cells": len(train),
         "scored_cells": len(scored),
-        "train_seconds": round(seconds, 3),
+        "train_seconds": round(tuned.seconds, 3),
         "best_eval_loss": trained.best_eval_loss,
     }
     return {

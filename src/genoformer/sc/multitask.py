@@ -94,31 +94,26 @@ def build_multitask(
     pooling: str,
 ) -> MultiTaskClassifier:
     """A :class:`MultiTaskClassifier` holding ``encoder``'s weights, a new head per task."""
-    import torch
-
     from genoformer.sc.finetuning import (
         MULTITASK_ARCHITECTURE,
         MultiTaskClassifier,
         classifier_config,
+        new_classifier,
+        special_token_ids,
     )
 
-    special = [t for t in (vocab.cls_id, vocab.eos_id) if t is not None and vocab.has_cls_eos]
     config = classifier_config(
         encoder.config,
         tasks[0][1].classes,
         pooling=pooling,
-        special_token_ids=special,
+        special_token_ids=special_token_ids(vocab),
         label=tasks[0][0],
         vocabulary=vocab.name,
         architecture=MULTITASK_ARCHITECTURE,
     )
     config.tasks = [{"attribute": name, "classes": list(labels.classes)} for name, labels in tasks]
     config.task_weights = task_weights([name for name, _ in tasks], options.task_weights)
-    config.classifier_dropout = options.classifier_dropout
-    torch.manual_seed(options.seed)
-    model = MultiTaskClassifier(config)
-    model.bert.load_state_dict(encoder.state_dict(), strict=True)
-    return model
+    return new_classifier(MultiTaskClassifier, config, encoder, options)
 
 
 def split_by_task(values: np.ndarray, sizes: list[int]) -> list[np.ndarray]:
