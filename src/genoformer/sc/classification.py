@@ -18,13 +18,14 @@ its folds' probabilities for a cross-validation run) labels the cells of a corpu
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
 import math
 import os
 import tempfile
 import time
 import warnings
-from collections.abc import Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -687,22 +688,22 @@ def _column(tokens: _Tokens, name: str, what: str) -> pd.Series:
     return obs[name]
 
 
-def _arguments(
+def run_arguments(
     corpus: Path,
     out: Path,
     model: Any,
-    label: str,
-    group_by: str | None,
+    inputs: dict[str, Any],
     vocabulary: Any,
     dictionaries: Any,
-    options: ClassifySettings,
+    options: FinetuneSettings,
 ) -> dict[str, Any]:
+    """A fine-tuning run's arguments, as its manifest records them: ``inputs`` are what the
+    run classifies (the label and group_by attributes, or the gene classes file)."""
     arguments = {
         "corpus": os.path.abspath(corpus),
         "out": os.path.abspath(out),
         "model": str(model),
-        "label": label,
-        "group_by": group_by,
+        **inputs,
         "vocabulary": vocabulary
         if vocabulary is None or isinstance(vocabulary, (str, os.PathLike))
         else vocabulary.name,
@@ -710,6 +711,28 @@ def _arguments(
         **dataclasses.asdict(options),
     }
     return json.loads(json.dumps(arguments, default=str))
+
+
+def check_out(out: Path, arguments: dict[str, Any], options: FinetuneSettings, what: str) -> None:
+    """Refuse an ``out`` that holds another run, or (resumed) a run of other arguments;
+    ``what`` names the run in the message."""
+    from genoformer.sc.pretraining import _check_run_dir
+
+    _check_run_dir(out, options.resume, arguments, resumable=_RESUMABLE, what=what)
+
+
+def finetune_run_dir(
+    out: Path, command: str, arguments: dict[str, Any], options: FinetuneSettings
+) -> RunDir:
+    """The run directory of a fine-tuning run, resumed or overwritten as ``options`` say."""
+    return RunDir(
+        out,
+        command=command,
+        arguments=arguments,
+        seed=options.seed,
+        resume=options.resume,
+        overwrite=options.overwrite,
+    )
 
 
 def classify(
@@ -768,19 +791,11 @@ def classify(
     task_weights(tasks, options.task_weights)
     label = tasks[0] if len(tasks) == 1 else tasks  # one label: recorded as before
     corpus, out = Path(corpus), Path(out)
-    arguments = _arguments(corpus, out, model, label, group_by, vocabulary, dictionaries, options)
-    from genoformer.sc.pretraining import _check_run_dir
-
-    _check_run_dir(out, options.resume, arguments, resumable=_RESUMABLE, what="classification")
+    inputs = {"label": label, "group_by": group_by}
+    arguments = run_arguments(corpus, out, model, inputs, vocabulary, dictionaries, options)
+    check_out(out, arguments, options, "classification")
     data, folds = _prepare(corpus, model, tasks, group_by, vocabulary, dictionaries, options)
-    run = RunDir(
-        out,
-        command=CLASSIFY_COMMAND,
-        arguments=arguments,
-        seed=options.seed,
-        resume=options.resume,
-        overwrite=options.overwrite,
-    )
+    run = finetune_run_dir(out, CLASSIFY_COMMAND, arguments, options)
     outputs: dict[str, Any] = {
         "splits": write_table(run.file("splits.parquet"), _split_table(data, folds))
     }
@@ -895,6 +910,32 @@ def _saved_predictions(data: _Data, where: Path) -> dict[str, Path]:
     return {name: where / TASKS / name / PREDICTIONS for name, _ in data.tasks}
 
 
+def _read_predictions(data: _Data, saved: dict[str, Path]) -> dict[str, np.ndarray]:
+    """Each task's test probabilities of a split, read back from its predictions tables."""
+    found = {}
+    for name, labels in data.tasks:
+        table = pd.read_csv(saved[name], sep="\t")
+        found[name] = table[[f"p_{c}" for c in labels.classes]].to_numpy(np.float64)
+    return found
+
+
+def trained_or_read_back(
+    run: RunDir,
+    fold: Fold,
+    saved: Iterable[Path],
+    read_back: Callable[[], Any],
+    train: Callable[[], tuple[Any, dict[str, Any]]],
+) -> tuple[Any, dict[str, Any]]:
+    """A fold's results and what its training recorded: read back (``read_back``) when a
+    resumed run finished the fold and its ``saved`` files are there, else trained now
+    (``train``, as the run's step ``train <fold>``)."""
+    step = f"train {fold.name}"
+    if run.is_done(step) and all(path.exists() for path in saved):
+        return read_back(), run.manifest["results"].get(fold.name, {})
+    with run.step(step):
+        return train()
+
+
 def _train_and_save(
     run: RunDir, data: _Data, fold: Fold, where: Path, options: ClassifySettings
 ) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
@@ -934,16 +975,13 @@ def _run_folds(
     for fold in folds:
         where = run.path if len(folds) == 1 else run.path / FOLDS / fold.name
         saved = _saved_predictions(data, where)
-        step = f"train {fold.name}"
-        if run.is_done(step) and all(path.exists() for path in saved.values()):
-            found = {}
-            for name, labels in data.tasks:
-                table = pd.read_csv(saved[name], sep="\t")
-                found[name] = table[[f"p_{c}" for c in labels.classes]].to_numpy(np.float64)
-            fold_info = run.manifest["results"].get(fold.name, {})
-        else:
-            with run.step(step):
-                found, fold_info = _train_and_save(run, data, fold, where, options)
+        found, fold_info = trained_or_read_back(
+            run,
+            fold,
+            saved.values(),
+            functools.partial(_read_predictions, data, saved),
+            functools.partial(_train_and_save, run, data, fold, where, options),
+        )
         for name, labels in data.tasks:
             scores = _scores(labels.codes[fold.test], found[name], labels.classes)
             keep = {k: scores[k] for k in ("accuracy", "macro_f1", "auroc")}

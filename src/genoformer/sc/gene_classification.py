@@ -17,8 +17,7 @@ cell classifier's own (:mod:`genoformer.sc.finetuning`).
 
 from __future__ import annotations
 
-import dataclasses
-import json
+import functools
 import os
 import time
 import warnings
@@ -40,9 +39,13 @@ from genoformer.sc.classification import (
     _check_settings,
     _read_cells,
     _scores,
+    check_out,
     fine_tune,
+    finetune_run_dir,
     pretrained_encoder,
+    run_arguments,
     scoring_options,
+    trained_or_read_back,
 )
 from genoformer.sc.corpus import tokenize_record
 from genoformer.sc.splits import Fold, gene_folds
@@ -55,8 +58,6 @@ if TYPE_CHECKING:
 
 __all__ = ["GeneClassifySettings", "classify_genes", "read_gene_classes"]
 
-#: Arguments that may change when a run is resumed (they do not change what is trained).
-_RESUMABLE = {"resume", "overwrite", "device", "num_workers", "dictionaries"}
 GENE_PREDICTIONS = "gene_predictions"
 #: Words of a header line in a gene classes file (the first column).
 _HEADER_WORDS = {"gene", "genes", "gene_id", "ensembl_id", "symbol", "gene_symbol", "gene_name"}
@@ -566,28 +567,37 @@ def _prepare(
     return _GeneData(tokens, vocab, encoder, genes, pad, origin, source), folds
 
 
+def _read_gene_table(saved: Path) -> pd.DataFrame:
+    return pd.read_csv(saved, sep="\t", dtype={"gene": str, "gene_id": str})
+
+
+def _train_and_save(
+    run: RunDir, data: _GeneData, fold: Fold, saved: Path, options: GeneClassifySettings
+) -> tuple[pd.DataFrame, dict[str, Any]]:
+    """Train one fold, write its held-out genes' table to ``saved``, record its model."""
+    trained = train_gene_fold(data, fold, saved.parent, options)
+    info = trained["info"]
+    table = gene_frame(data, fold.test, trained["probabilities"], trained["n_cells"], fold.name)
+    write_table(saved, table)
+    run.record_outputs({f"{fold.name}_model": trained["model"]})
+    run.record_results(fold.name, info)
+    return table, info
+
+
 def _run_folds(
     run: RunDir, data: _GeneData, folds: list[Fold], options: GeneClassifySettings
 ) -> tuple[pd.DataFrame, list[dict[str, Any]]]:
     """Train every fold (a finished fold of a resumed run is read back) and score it."""
     tables, per_fold = [], []
     for fold in folds:
-        where = run.path / "folds" / fold.name
-        saved = where / f"{GENE_PREDICTIONS}.tsv"
-        step = f"train {fold.name}"
-        if run.is_done(step) and saved.exists():
-            table = pd.read_csv(saved, sep="\t", dtype={"gene": str, "gene_id": str})
-            info = run.manifest["results"].get(fold.name, {})
-        else:
-            with run.step(step):
-                trained = train_gene_fold(data, fold, where, options)
-                info = trained["info"]
-                table = gene_frame(
-                    data, fold.test, trained["probabilities"], trained["n_cells"], fold.name
-                )
-                write_table(saved, table)
-                run.record_outputs({f"{fold.name}_model": trained["model"]})
-                run.record_results(fold.name, info)
+        saved = run.path / "folds" / fold.name / f"{GENE_PREDICTIONS}.tsv"
+        table, info = trained_or_read_back(
+            run,
+            fold,
+            [saved],
+            functools.partial(_read_gene_table, saved),
+            functools.partial(_train_and_save, run, data, fold, saved, options),
+        )
         tables.append(table)
         per_fold.append({"fold": fold.name, **_fold_scores(table, data.genes.classes), **info})
     return pd.concat(tables, ignore_index=True), per_fold
@@ -620,10 +630,9 @@ def classify_genes(
         preset initialised at random.
     gene_classes
         A tab-separated file: gene (Ensembl id or symbol), class; a header line is allowed.
-    vocabulary, dictionaries
-        As :func:`~genoformer.sc.embeddings.embed`'s (default: the corpus manifest's).
-    settings, **overrides
-        A :class:`GeneClassifySettings`, and/or any of its fields by name.
+    vocabulary, dictionaries, settings, **overrides
+        As :func:`~genoformer.sc.classification.classify`'s, the settings a
+        :class:`GeneClassifySettings` (and/or any of its fields by name).
 
     Returns
     -------
@@ -636,30 +645,11 @@ def classify_genes(
     options = with_overrides(GeneClassifySettings, settings, overrides, "classify_genes")
     _check_settings(options)
     corpus, out, gene_classes = Path(corpus), Path(out), Path(gene_classes)
-    arguments = {
-        "corpus": os.path.abspath(corpus),
-        "out": os.path.abspath(out),
-        "model": str(model),
-        "gene_classes": os.path.abspath(gene_classes),
-        "vocabulary": vocabulary
-        if vocabulary is None or isinstance(vocabulary, (str, os.PathLike))
-        else vocabulary.name,
-        "dictionaries": dictionaries,
-        **dataclasses.asdict(options),
-    }
-    arguments = json.loads(json.dumps(arguments, default=str))
-    from genoformer.sc.pretraining import _check_run_dir
-
-    _check_run_dir(out, options.resume, arguments, resumable=_RESUMABLE, what="gene classification")
+    inputs = {"gene_classes": os.path.abspath(gene_classes)}
+    arguments = run_arguments(corpus, out, model, inputs, vocabulary, dictionaries, options)
+    check_out(out, arguments, options, "gene classification")
     data, folds = _prepare(corpus, model, gene_classes, vocabulary, dictionaries, options)
-    run = RunDir(
-        out,
-        command=GENE_COMMAND,
-        arguments=arguments,
-        seed=options.seed,
-        resume=options.resume,
-        overwrite=options.overwrite,
-    )
+    run = finetune_run_dir(out, GENE_COMMAND, arguments, options)
     table, per_fold = _run_folds(run, data, folds, options)
     with run.step("evaluate"):
         metrics, outputs = _evaluate(run, table, data.genes.classes)
