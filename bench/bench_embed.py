@@ -25,10 +25,11 @@ import argparse
 import json
 import os
 import statistics
-import subprocess
 import sys
 import tempfile
 from pathlib import Path
+
+from _measure import run_measured_child
 
 ROOT = Path(__file__).resolve().parents[1]
 SHARED = ROOT.parent / "shared" / "data" / "geneformer"
@@ -85,16 +86,7 @@ def run_child(out: Path, batch_size: int, threads: int | None) -> dict:
     command = [sys.executable, __file__, "--child", str(out), "--batch-size", str(batch_size)]
     if threads:
         command += ["--threads", str(threads)]
-    process = subprocess.Popen(command, stdout=subprocess.PIPE, text=True, cwd=ROOT)
-    _, status, usage = os.wait4(process.pid, 0)
-    output = process.stdout.read()
-    process.stdout.close()
-    if os.waitstatus_to_exitcode(status) != 0:
-        raise SystemExit(f"the embedding run failed:\n{output}")
-    record = json.loads(output.strip().splitlines()[-1])
-    # ru_maxrss: KiB on Linux, bytes on macOS.
-    record["peak_mib"] = usage.ru_maxrss / (2**20 if sys.platform == "darwin" else 1024)
-    return record
+    return run_measured_child(command, cwd=ROOT, what="the embedding run")
 
 
 def check(out: Path) -> float:

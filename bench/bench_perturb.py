@@ -25,10 +25,11 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import subprocess
 import sys
 import tempfile
 from pathlib import Path
+
+from _measure import run_measured_child
 
 ROOT = Path(__file__).resolve().parents[1]
 SHARED = ROOT.parent / "shared" / "data" / "geneformer"
@@ -74,15 +75,7 @@ def child(out: str, precision: str, batch_size: int, threads: int | None) -> Non
 def run_child(out: Path, precision: str, batch_size: int, threads: int | None) -> dict:
     command = [sys.executable, __file__, "--child", str(out), "--precision", precision]
     command += ["--batch-size", str(batch_size)] + (["--threads", str(threads)] if threads else [])
-    process = subprocess.Popen(command, stdout=subprocess.PIPE, text=True, cwd=ROOT)
-    _, status, usage = os.wait4(process.pid, 0)
-    output = process.stdout.read()
-    process.stdout.close()
-    if os.waitstatus_to_exitcode(status) != 0:
-        raise SystemExit(f"the perturbation run failed:\n{output}")
-    record = json.loads(output.strip().splitlines()[-1])
-    record["peak_mib"] = usage.ru_maxrss / (2**20 if sys.platform == "darwin" else 1024)
-    return record
+    return run_measured_child(command, cwd=ROOT, what="the perturbation run")
 
 
 def forward_check(batch: int, threads: int | None) -> tuple[float, float]:

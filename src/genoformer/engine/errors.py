@@ -69,6 +69,18 @@ def warn_input(
     warnings.warn(InputError(problem, file=file, where=where, fix=fix).message, stacklevel=3)
 
 
+def require_choice(
+    value: str, choices: Iterable[str], *, what: str, where: str | None = None
+) -> None:
+    """An InputError ``unknown <what> '<value>'`` unless ``value`` is one of ``choices``
+    (the fix lists them)."""
+    choices = list(choices)
+    if value not in choices:
+        raise InputError(
+            f"unknown {what} '{value}'", where=where, fix=f"use one of {', '.join(choices)}"
+        )
+
+
 def option(parameter: str, value: object = None, *, flag: str | None = None) -> str | None:
     """The setting ``parameter`` as the user gives it, for the fix of an error.
 

@@ -20,7 +20,7 @@ from torch import nn
 from transformers import BertConfig, BertModel, PretrainedConfig, PreTrainedModel
 from transformers.utils import ModelOutput
 
-from genoformer.engine.errors import InputError, setting
+from genoformer.engine.errors import InputError, require_choice, setting
 from genoformer.seq.encoding import kmer_tokens_from_one_hot
 
 ARCHITECTURES = ("linear", "cnn", "deep_cnn", "transformer")
@@ -55,18 +55,8 @@ class SeqModelConfig(PretrainedConfig):
         classes: list[str] | None = None,
         **kwargs,
     ) -> None:
-        if architecture not in ARCHITECTURES:
-            raise InputError(
-                f"unknown architecture '{architecture}'",
-                where="--model",
-                fix=f"use one of {', '.join(ARCHITECTURES)}",
-            )
-        if pooling not in POOLINGS:
-            raise InputError(
-                f"unknown pooling '{pooling}'",
-                where="--pooling",
-                fix=f"use one of {', '.join(POOLINGS)}",
-            )
+        require_choice(architecture, ARCHITECTURES, what="architecture", where="--model")
+        require_choice(pooling, POOLINGS, what="pooling", where="--pooling")
         if task not in ("regression", "classification"):
             raise InputError(f"unknown task '{task}'", fix="use 'regression' or 'classification'")
         self.architecture = architecture

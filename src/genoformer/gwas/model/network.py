@@ -32,7 +32,7 @@ from transformers import (
 )
 from transformers.modeling_outputs import SequenceClassifierOutput
 
-from genoformer.engine.errors import InputError
+from genoformer.engine.errors import InputError, require_choice
 from genoformer.gwas.model.inputs import GenotypeEmbedding, missing_calls, window_layout
 
 BACKBONES = ("gptj", "bert")
@@ -73,12 +73,7 @@ class GenotypeModelConfig(PretrainedConfig):
         classes: Sequence[str] | None = None,
         **kwargs,
     ) -> None:
-        if backbone not in BACKBONES:
-            raise InputError(
-                f"unknown backbone '{backbone}'",
-                where="--backbone",
-                fix=f"use one of {', '.join(BACKBONES)}",
-            )
+        require_choice(backbone, BACKBONES, what="backbone", where="--backbone")
         if task not in TASKS:
             raise InputError(f"unknown task '{task}'", fix="use 'regression' or 'classification'")
         pooling = pooling or POOLINGS[backbone][0]
