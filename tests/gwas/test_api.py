@@ -51,9 +51,21 @@ def test_cli_qc_pca_assoc_plot(cohort, tmp_path):
     assert len(top & set(truth["id"])) >= 3, "causal variants should rank near the top"
     for name in ("adjust.tsv", "manhattan.png", "manhattan.html", "qq.png", "qq.html"):
         assert (tmp_path / "assoc" / name).stat().st_size > 0
+    assert not (tmp_path / "assoc" / "manhattan.pdf").exists(), "PDF is drawn on request"
 
     run_cli("gwas", "plot", tmp_path / "assoc" / "assoc.parquet", "--out", tmp_path / "plots")
-    assert (tmp_path / "plots" / "manhattan.png").exists()
+    assert {p.name for p in (tmp_path / "plots").iterdir()} == {
+        f"{name}.{fmt}" for name in ("manhattan", "qq") for fmt in ("png", "pdf", "html")
+    }
+    run_cli("gwas", "plot", tmp_path / "assoc" / "assoc.tsv", "--out", tmp_path / "svg",
+            "--figures", "svg")  # fmt: skip
+    assert sorted(p.name for p in (tmp_path / "svg").iterdir()) == ["manhattan.svg", "qq.svg"]
+
+
+def test_assoc_without_figures(cohort, tmp_path):
+    result = api.assoc(cohort, out=tmp_path / "run", pheno=f"{cohort}.pheno", figures="none")
+    assert not any(p.suffix in (".png", ".pdf", ".html") for p in (tmp_path / "run").iterdir())
+    assert "manhattan" not in result.outputs and result.outputs["results"].exists()
 
 
 def test_case_control_with_firth_fallback(cohort, tmp_path):

@@ -416,6 +416,10 @@ CASES = [
         "plot of a table with no p-value",
         lambda d: ["gwas", "plot", _results(d, P=[np.nan, np.nan]), "--out", "p"],
     ),
+    BadInput(
+        "plot --figures with an unknown format",
+        lambda d: ["gwas", "plot", _results(d, P=[0.1, 0.2]), "--out", "p", "--figures", "gif"],
+    ),
     # train, predict, explain
     BadInput(
         "train --validation and --test adding up to more than 1",

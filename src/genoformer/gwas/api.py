@@ -46,6 +46,13 @@ __all__ = ["RunResult", "assoc", "epistasis", "pca", "plot", "qc", "simulate", *
 __getattr__ = lazy_exports("genoformer.gwas.api", _MODEL_EXPORTS)
 
 
+#: The figure files ``gwas assoc`` writes unless told otherwise.
+ASSOC_FIGURES = ("png", "html")
+#: The figure files ``gwas plot`` writes unless told otherwise.
+PLOT_FIGURES = ("png", "pdf", "html")
+_FIGURE_FORMATS = ("png", "pdf", "svg", "html")
+
+
 def _filters(maf, geno, mind, hwe) -> dict[str, float]:
     """The QC filters asked for (0 is a threshold, as in plink2: ``--geno 0``)."""
     given = {"maf": maf, "geno": geno, "mind": mind, "hwe": hwe}
@@ -196,12 +203,16 @@ def assoc(
     wgr: bool = False,
     wgr_block_size: int = 200,
     wgr_folds: int = 5,
+    figures: Sequence[str] = ASSOC_FIGURES,
 ) -> RunResult:
     """Association of every variant with a phenotype, as plink2 --glm (or plink1.9 --assoc).
 
     QC filters are applied first; ``pcs`` principal components (of the samples and variants
     that pass QC) join the covariates. Writes ``assoc.tsv`` and ``assoc.parquet`` (plink2
-    columns), ``adjust.tsv`` (plink2 --adjust), Manhattan and QQ plots (PNG and HTML).
+    columns), ``adjust.tsv`` (plink2 --adjust), Manhattan and QQ plots in each of
+    ``figures`` (``png``, ``pdf``, ``svg``, ``html``; none when empty). PDF is not drawn by
+    default: it doubles the time of the pictures, and ``genoformer gwas plot`` draws it
+    from the table when a publication copy is wanted.
 
     ``wgr=True`` first fits whole-genome regression as regenie's step 1
     (:mod:`genoformer.gwas.stats.wgr`: ridge over blocks of ``wgr_block_size`` variants in
@@ -209,6 +220,7 @@ def assoc(
     leave-one-chromosome-out predictions (``wgr.loco`` in regenie's layout, ``wgr_pred.list``)
     and tests each chromosome's variants with its LOCO prediction as an offset.
     """
+    figures = _figure_formats(figures)
     arguments = {k: v for k, v in locals().items() if not isinstance(v, pd.DataFrame)}
     run = RunDir(out, command="gwas assoc", arguments=arguments, seed=seed, overwrite=overwrite)
     with open_genotypes(genotypes) as source:
@@ -246,7 +258,7 @@ def assoc(
     )
     adjusted = adjust(results)
     outputs["adjust"] = write_table(run.file("adjust.tsv"), adjusted)
-    outputs.update(_figures(results, run.path))
+    outputs.update(_figures(results, run.path, figures))
     metrics = {
         "phenotype": column,
         "kind": kind,
@@ -322,8 +334,28 @@ def _association(
         return associate_loco(source, y, step1, **options), step1, outputs
 
 
-def _figures(results: pd.DataFrame, out_dir: Path) -> dict[str, Path]:
-    """The Manhattan and QQ plots; none, with a warning, when no variant has a p-value."""
+def _figure_formats(figures: Sequence[str] | str) -> tuple[str, ...]:
+    """``figures`` as a tuple of known formats (a comma-separated string too; ``none`` or
+    nothing: no figures), refused in one line when a format is unknown."""
+    names = figures.split(",") if isinstance(figures, str) else list(figures)
+    names = [name.strip().lower() for name in names if name.strip()]
+    if names == ["none"]:
+        return ()
+    unknown = [name for name in names if name not in _FIGURE_FORMATS]
+    if unknown:
+        raise InputError(
+            f"unknown figure format {unknown[0]!r}",
+            where="--figures",
+            fix=f"use a comma-separated list of {', '.join(_FIGURE_FORMATS)}, or none",
+        )
+    return tuple(dict.fromkeys(names))
+
+
+def _figures(results: pd.DataFrame, out_dir: Path, formats: Sequence[str]) -> dict[str, Path]:
+    """The Manhattan and QQ plots in each of ``formats`` (the pictures, and ``html`` the
+    pages); none, with a warning, when no variant has a p-value."""
+    if not formats:
+        return {}
     # Imported here: matplotlib takes most of a second to load, and the commands that draw
     # nothing (qc, epistasis, simulate) should not wait for it.
     from genoformer.gwas.plots import association as plots
@@ -338,16 +370,27 @@ def _figures(results: pd.DataFrame, out_dir: Path) -> dict[str, Path]:
         )
         return {}
     lam = genomic_control_lambda(results["P"].to_numpy(dtype=float))
-    return {
-        "manhattan": plots.manhattan(results, out_dir / "manhattan.png")[0],
-        "manhattan_html": plots.manhattan_html(results, out_dir / "manhattan.html"),
-        "qq": plots.qq(results, out_dir / "qq.png", lambda_gc=lam)[0],
-        "qq_html": plots.qq_html(results, out_dir / "qq.html", lambda_gc=lam),
-    }
+    pictures = [fmt for fmt in formats if fmt != "html"]
+    files: dict[str, Path] = {}
+    if pictures:
+        # The first format's file stands for the picture in the run's outputs.
+        files["manhattan"], *_ = plots.manhattan(results, out_dir / "manhattan", formats=pictures)
+        files["qq"], *_ = plots.qq(results, out_dir / "qq", lambda_gc=lam, formats=pictures)
+    if "html" in formats:
+        files["manhattan_html"] = plots.manhattan_html(results, out_dir / "manhattan.html")
+        files["qq_html"] = plots.qq_html(results, out_dir / "qq.html", lambda_gc=lam)
+    return files
 
 
-def plot(results: str | os.PathLike, *, out: str | os.PathLike) -> RunResult:
-    """Manhattan and QQ plots (PNG and interactive HTML) of an association results table."""
+def plot(
+    results: str | os.PathLike,
+    *,
+    out: str | os.PathLike,
+    figures: Sequence[str] = PLOT_FIGURES,
+) -> RunResult:
+    """Manhattan and QQ plots of an association results table, in each of ``figures``
+    (``png``, ``pdf``, ``svg``, ``html``: the interactive page)."""
+    figures = _figure_formats(figures)
     from genoformer.gwas.plots import association as plots  # matplotlib: see _figures
 
     path = Path(results)
@@ -370,7 +413,7 @@ def plot(results: str | os.PathLike, *, out: str | os.PathLike) -> RunResult:
         )
     out_dir = Path(out)
     out_dir.mkdir(parents=True, exist_ok=True)
-    outputs = _figures(table, out_dir)
+    outputs = _figures(table, out_dir, figures)
     return RunResult(out_dir, {}, outputs)
 
 

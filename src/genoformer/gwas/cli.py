@@ -34,6 +34,9 @@ CovarNames = Annotated[
 TrainedRun = Annotated[Path, typer.Argument(help="Run directory of `genoformer gwas train`.")]
 Device = Annotated[str, typer.Option(help="auto, cpu, cuda, npu or mps.")]
 Seed = Annotated[int, typer.Option()]
+Figures = Annotated[
+    str, typer.Option(help="Figure files: comma-separated png, pdf, svg, html; or none.")
+]
 
 
 def _run(verb: Callable[..., RunResult], options: dict[str, Any], **api_names: str) -> RunResult:
@@ -156,6 +159,7 @@ def assoc(
     ] = False,
     wgr_block_size: Annotated[int, typer.Option(help="--wgr: variants per block.")] = 200,
     wgr_folds: Annotated[int, typer.Option(help="--wgr: cross-validation folds.")] = 5,
+    figures: Figures = "png,html",
 ) -> None:
     """Per-variant association (plink2 --glm columns), --adjust table, Manhattan and QQ."""
     options = {**locals(), "covar_name": covar_name or None}
@@ -199,12 +203,13 @@ def epistasis(
 def plot(
     results: Annotated[Path, typer.Argument(help="assoc.tsv or assoc.parquet.")],
     out: Annotated[Path, typer.Option(help="Folder for the figures.")],
+    figures: Figures = "png,pdf,html",
 ) -> None:
     """Manhattan and QQ plots, static and interactive, of association results."""
     from genoformer.engine.console import print_summary
     from genoformer.gwas.api import plot as run
 
-    print_summary("gwas plot", run(results, out=out))
+    print_summary("gwas plot", run(results, out=out, figures=figures))
 
 
 @app.command()
