@@ -3,7 +3,7 @@
 Simulates a cohort (msprime; 1% missing calls, covariates), then times, with the same
 number of threads, plink2 --glm (linear, and logistic with firth-fallback) and genoformer
 twice: the whole command `genoformer gwas assoc` (start-up and imports, QC of the inputs,
-association, the tables, the --adjust table, Manhattan and QQ plots as PNG, PDF and HTML),
+association, the tables, the --adjust table, Manhattan and QQ plots as PNG and HTML),
 which is what a user times, and the association alone (`associate` + `write_results`,
 imports excluded). Checks that the results agree, prints the peak resident memory of each
 and the time ratios; the last line is the ratio of the whole commands (genoformer time /

@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import warnings
 from collections.abc import Sequence
+from contextlib import ExitStack
 from pathlib import Path
 
 import numpy as np
@@ -21,6 +22,8 @@ from genoformer.engine.runs import RunDir, RunResult, write_table
 from genoformer.gwas.io.genotypes import GenotypeSource, open_genotypes, warn_sex_chromosomes
 from genoformer.gwas.io.phenotypes import sample_covariates, sample_phenotype
 from genoformer.gwas.io.simulate import simulate
+from genoformer.gwas.plots.run_figures import FigureProcess, more_than_one_core
+from genoformer.gwas.plots.run_figures import draw as draw_figures
 from genoformer.gwas.stats.adjust import adjust, genomic_control_lambda
 from genoformer.gwas.stats.association import associate, write_results
 from genoformer.gwas.stats.pca import pca as run_pca
@@ -222,43 +225,29 @@ def assoc(
     """
     figures = _figure_formats(figures)
     arguments = {k: v for k, v in locals().items() if not isinstance(v, pd.DataFrame)}
-    run = RunDir(out, command="gwas assoc", arguments=arguments, seed=seed, overwrite=overwrite)
-    with open_genotypes(genotypes) as source:
-        passing = _passing(source, _filters(maf, geno, mind, hwe), run)
-        warn_sex_chromosomes(source)
-        y, kind, column, n_dropped = sample_phenotype(source.samples, pheno, pheno_name)
-        _check_test(test, kind, column, y, pheno)
-        blocks, names = [], []
-        if covar is not None:
-            X, covariate_names, _ = sample_covariates(source.samples, covar, covar_names)
-            blocks.append(X)
-            names += covariate_names
-        if pcs:
-            _check_components(pcs, source, passing, "--pcs")
-            with run.step("pca"):
-                components = run_pca(source, n_components=pcs, seed=seed, **passing)
-            pc = np.full((source.n_samples, pcs), np.nan)
-            samples = passing["samples"]
-            pc[samples if samples is not None else slice(None)] = components.components
-            blocks.append(pc)
-            names += [f"PC{i + 1}" for i in range(pcs)]
-        if blocks:
-            blocks, names = _checked_covariates(np.column_stack(blocks), names, y, passing, covar)
-        X = np.column_stack(blocks) if blocks else None
-        settings = WGRSettings(wgr_block_size, wgr_folds, seed=seed) if wgr else None
-        results, step1, outputs = _association(
-            source, y, run, column, settings, covariates=X, test=test, firth=firth, a1=a1,
-            chunk_size=chunk_size, engine=engine, scheduler=scheduler, **passing,
-        )  # fmt: skip
-    outputs.update(
-        {
-            "results": write_results(results, run.file("assoc.tsv")),
-            "results_parquet": write_results(results, run.file("assoc.parquet")),
-        }
-    )
-    adjusted = adjust(results)
-    outputs["adjust"] = write_table(run.file("adjust.tsv"), adjusted)
-    outputs.update(_figures(results, run.path, figures))
+    with ExitStack() as stack:
+        # Started first: they load the plotting modules while this process works.
+        groups = _figure_groups(figures) if more_than_one_core() else []
+        drawers = [stack.enter_context(FigureProcess(group)) for group in groups]
+        run = RunDir(out, command="gwas assoc", arguments=arguments, seed=seed, overwrite=overwrite)
+        with open_genotypes(genotypes) as source:
+            passing = _passing(source, _filters(maf, geno, mind, hwe), run)
+            warn_sex_chromosomes(source)
+            y, kind, column, n_dropped = sample_phenotype(source.samples, pheno, pheno_name)
+            _check_test(test, kind, column, y, pheno)
+            X, names = _covariates(source, passing, y, run, covar, covar_names, pcs, seed)
+            settings = WGRSettings(wgr_block_size, wgr_folds, seed=seed) if wgr else None
+            results, step1, outputs = _association(
+                source, y, run, column, settings, covariates=X, test=test, firth=firth, a1=a1,
+                chunk_size=chunk_size, engine=engine, scheduler=scheduler, **passing,
+            )  # fmt: skip
+        parquet = write_results(results, run.file("assoc.parquet"))
+        for drawer in drawers:  # they draw from the Parquet table while this writes the rest
+            drawer.request(parquet, run.path)
+        outputs["results"] = write_results(results, run.file("assoc.tsv"))
+        outputs["results_parquet"] = parquet
+        outputs["adjust"] = write_table(run.file("adjust.tsv"), adjust(results))
+        outputs.update(_figures(results, run.path, figures, drawers))
     metrics = {
         "phenotype": column,
         "kind": kind,
@@ -275,6 +264,37 @@ def assoc(
     run.record_results("assoc", metrics)
     run.finish()
     return RunResult(run.path, metrics, outputs)
+
+
+def _covariates(
+    source: GenotypeSource,
+    passing: dict,
+    y: np.ndarray,
+    run: RunDir,
+    covar: object,
+    covar_names: Sequence[str] | None,
+    pcs: int,
+    seed: int,
+) -> tuple[np.ndarray | None, list[str]]:
+    """The covariate matrix of the tests (the file's covariates, then ``pcs`` principal
+    components of what passes QC), checked as plink2 checks it; None when there are none."""
+    blocks, names = [], []
+    if covar is not None:
+        X, covariate_names, _ = sample_covariates(source.samples, covar, covar_names)
+        blocks.append(X)
+        names += covariate_names
+    if pcs:
+        _check_components(pcs, source, passing, "--pcs")
+        with run.step("pca"):
+            components = run_pca(source, n_components=pcs, seed=seed, **passing)
+        pc = np.full((source.n_samples, pcs), np.nan)
+        samples = passing["samples"]
+        pc[samples if samples is not None else slice(None)] = components.components
+        blocks.append(pc)
+        names += [f"PC{i + 1}" for i in range(pcs)]
+    if blocks:
+        blocks, names = _checked_covariates(np.column_stack(blocks), names, y, passing, covar)
+    return (np.column_stack(blocks) if blocks else None), names
 
 
 def _check_test(test: str, kind: str, column: str, y: np.ndarray, pheno: object) -> None:
@@ -351,16 +371,29 @@ def _figure_formats(figures: Sequence[str] | str) -> tuple[str, ...]:
     return tuple(dict.fromkeys(names))
 
 
-def _figures(results: pd.DataFrame, out_dir: Path, formats: Sequence[str]) -> dict[str, Path]:
-    """The Manhattan and QQ plots in each of ``formats`` (the pictures, and ``html`` the
-    pages); none, with a warning, when no variant has a p-value."""
+def _figure_groups(formats: Sequence[str]) -> list[list[str]]:
+    """``formats`` in the groups two processes draw side by side: the pictures (matplotlib)
+    and the pages (plotly)."""
+    pictures = [fmt for fmt in formats if fmt != "html"]
+    return [group for group in (pictures, ["html"] if "html" in formats else []) if group]
+
+
+def _figures(
+    results: pd.DataFrame,
+    out_dir: Path,
+    formats: Sequence[str],
+    drawers: Sequence[FigureProcess] = (),
+) -> dict[str, Path]:
+    """The Manhattan and QQ plots in each of ``formats`` (by ``drawers`` when given: the
+    processes asked for them); none, with a warning, when no variant has a p-value."""
     if not formats:
         return {}
-    # Imported here: matplotlib takes most of a second to load, and the commands that draw
-    # nothing (qc, epistasis, simulate) should not wait for it.
-    from genoformer.gwas.plots import association as plots
-
-    if not plots.plottable(results):
+    if drawers:
+        drawn = [drawer.files() for drawer in drawers]
+        files = None if None in drawn else {k: v for d in drawn for k, v in d.items()}
+    else:
+        files = draw_figures(results, out_dir, formats)
+    if files is None:
         errors = results.get("ERRCODE", pd.Series(dtype=str)).value_counts()
         why = ", ".join(f"{code} {n:,}" for code, n in errors.items() if code != ".")
         warnings.warn(
@@ -369,16 +402,6 @@ def _figures(results: pd.DataFrame, out_dir: Path, formats: Sequence[str]) -> di
             stacklevel=2,
         )
         return {}
-    lam = genomic_control_lambda(results["P"].to_numpy(dtype=float))
-    pictures = [fmt for fmt in formats if fmt != "html"]
-    files: dict[str, Path] = {}
-    if pictures:
-        # The first format's file stands for the picture in the run's outputs.
-        files["manhattan"], *_ = plots.manhattan(results, out_dir / "manhattan", formats=pictures)
-        files["qq"], *_ = plots.qq(results, out_dir / "qq", lambda_gc=lam, formats=pictures)
-    if "html" in formats:
-        files["manhattan_html"] = plots.manhattan_html(results, out_dir / "manhattan.html")
-        files["qq_html"] = plots.qq_html(results, out_dir / "qq.html", lambda_gc=lam)
     return files
 
 
