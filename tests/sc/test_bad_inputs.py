@@ -104,6 +104,60 @@ def _embed(folder: Path, *options, model: str = "pre/model") -> list:
     return ["sc", "embed", model, "corpus", "--out", "emb", "--device", "cpu", *options]
 
 
+def _perturb(folder: Path, *options, model: str = "pre/model", corpus: str = "corpus") -> list:
+    _copy(folder, "pre")
+    if corpus == "corpus":
+        _copy(folder, "corpus")
+    return ["sc", "perturb", model, corpus, "--out", "run", "--device", "cpu", *options]
+
+
+def _tokenized(folder: Path, counts: np.ndarray, vocab: GeneVocabulary | None = None) -> str:
+    """The cells ``counts`` tokenized (with ``vocab``, default the shared vocabulary) into
+    ``folder/cells_corpus``."""
+    from genoformer.sc import tokenize
+
+    cells = _h5ad(folder, counts, name="other.h5ad")
+    vocab = vocab or GeneVocabulary.load(SHARED["vocab"])
+    tokenize(cells, out=folder / "cells_corpus", vocabulary=vocab, progress=False)
+    return "cells_corpus"
+
+
+def _v1_style_vocabulary() -> GeneVocabulary:
+    """The shared genes in a vocabulary without <cls>/<eos> (as Geneformer's V1)."""
+    shared = GeneVocabulary.load(SHARED["vocab"])
+    medians = {gene: 1.0 + i % 5 for i, gene in enumerate(GENES)}
+    return GeneVocabulary.from_medians(
+        medians,
+        name="tiny24v1",
+        input_size=32,
+        special=("pad", "mask"),
+        symbol_to_id=dict(shared.symbol_to_id),
+    )
+
+
+def _first_missing(row: int) -> str:
+    """The symbol of a gene cell ``row`` of the shared cells does not express."""
+    return SYMBOLS[int(np.flatnonzero(_counts()[row] == 0)[0])]
+
+
+def _first_of_type(kind: str) -> str:
+    """The first row of the shared cells of cell type ``kind``."""
+    types = np.random.default_rng(1).choice(["t", "b"], N_CELLS)
+    return str(int(np.flatnonzero(types == kind)[0]))
+
+
+def _stats(folder: Path, run: str, *options) -> list:
+    _copy(folder, run)
+    return ["sc", "perturb-stats", SHARED[run].name, "--out", "stats", "--no-plots", *options]
+
+
+def _v1_model(folder: Path) -> str:
+    from genoformer.sc.models import build_model
+
+    build_model("tiny", GeneVocabulary.packaged("V1"), seed=0).save_pretrained(folder / "v1model")
+    return "v1model"
+
+
 def _pretrain(folder: Path, *options) -> list:
     _copy(folder, "corpus")
     return ["sc", "pretrain", "corpus", "--out", "pre", "--device", "cpu", *options]
@@ -405,6 +459,185 @@ CASES = [
             or cmd
         ),
     ),
+    # ---- sc perturb
+    BadInput("perturb without genes", lambda d: _perturb(d)),
+    BadInput(
+        "perturb --delete with --overexpress",
+        lambda d: _perturb(d, "--delete", "GENE1", "--overexpress", "GENE2"),
+    ),
+    BadInput(
+        "perturb a gene not in the vocabulary (closest symbols)",
+        lambda d: _perturb(d, "--delete", "GENE99"),
+    ),
+    BadInput(
+        "perturb a gene named twice",
+        lambda d: _perturb(d, "--delete", "GENE1", "--delete", "GENE1"),
+    ),
+    BadInput(
+        "perturb --perturb-type that does not exist",
+        lambda d: _perturb(d, "--all-genes", "--perturb-type", "inhibit"),
+    ),
+    BadInput(
+        "perturb --emb-mode that does not exist",
+        lambda d: _perturb(d, "--all-genes", "--emb-mode", "gene"),
+    ),
+    BadInput(
+        "perturb --emb-mode cls on a corpus without <cls> (V1)",
+        lambda d: _perturb(
+            d,
+            "--all-genes",
+            "--emb-mode",
+            "cls",
+            corpus=_tokenized(d, _counts(), _v1_style_vocabulary()),
+        ),
+    ),
+    BadInput(
+        "perturb --precision fp16", lambda d: _perturb(d, "--all-genes", "--precision", "fp16")
+    ),
+    BadInput("perturb --batch-size 0", lambda d: _perturb(d, "--all-genes", "--batch-size", "0")),
+    BadInput(
+        "perturb --cell beyond the corpus", lambda d: _perturb(d, "--all-genes", "--cell", "40")
+    ),
+    BadInput(
+        "perturb --emb-layer beyond the model's layers",
+        lambda d: _perturb(d, "--all-genes", "--emb-layer", "-5"),
+    ),
+    BadInput(
+        "perturb with a model of another vocabulary than the corpus's",
+        lambda d: _perturb(d, "--delete", "GENE1", model=_v1_model(d)),
+    ),
+    BadInput(
+        "perturb cell states without --state-attribute",
+        lambda d: _perturb(d, "--delete", "GENE1", "--start-state", "t", "--goal-state", "b"),
+    ),
+    BadInput(
+        "perturb --state-attribute that is not a cell attribute",
+        lambda d: _perturb(
+            d,
+            "--delete",
+            "GENE1",
+            "--state-attribute",
+            "tissue",
+            "--start-state",
+            "t",
+            "--goal-state",
+            "b",
+        ),  # fmt: skip
+    ),
+    BadInput(
+        "perturb with the goal state equal to the start state",
+        lambda d: _perturb(
+            d,
+            "--delete",
+            "GENE1",
+            "--state-attribute",
+            "cell_type",
+            "--start-state",
+            "t",
+            "--goal-state",
+            "t",
+        ),  # fmt: skip
+    ),
+    BadInput(
+        "perturb a state the attribute does not hold",
+        lambda d: _perturb(
+            d,
+            "--delete",
+            "GENE1",
+            "--state-attribute",
+            "cell_type",
+            "--start-state",
+            "t",
+            "--goal-state",
+            "nk",
+        ),  # fmt: skip
+    ),
+    BadInput(
+        "perturb --cell outside the start state",
+        lambda d: _perturb(
+            d,
+            "--delete",
+            "GENE1",
+            "--state-attribute",
+            "cell_type",
+            "--start-state",
+            "t",
+            "--goal-state",
+            "b",
+            "--cell",
+            _first_of_type("b"),
+        ),  # fmt: skip
+    ),
+    BadInput(
+        "perturb --anchor-gene not in the vocabulary",
+        lambda d: _perturb(d, "--all-genes", "--anchor-gene", "GENE99"),
+    ),
+    BadInput(
+        "perturb --anchor-gene absent from a selected --cell",
+        lambda d: _perturb(d, "--all-genes", "--anchor-gene", _first_missing(0), "--cell", "0"),
+    ),
+    BadInput(
+        "perturb --anchor-gene no cell expresses",
+        lambda d: _perturb(
+            d,
+            "--all-genes",
+            "--anchor-gene",
+            "GENE5",
+            corpus=_tokenized(d, _with(_counts(), slice(None), 5, 0.0)),
+        ),
+    ),
+    BadInput(
+        "perturb --anchor-gene also among the genes",
+        lambda d: _perturb(d, "--delete", "GENE1", "--delete", "GENE2", "--anchor-gene", "GENE2"),
+    ),
+    BadInput(
+        "perturb into a run already there, without --overwrite or --resume",
+        lambda d: _copy(d, "perturb_del").rename(d / "run") and _perturb(d, "--delete", "GENE1"),
+    ),
+    BadInput(
+        "perturb --resume with other arguments",
+        lambda d: (
+            _copy(d, "perturb_del").rename(d / "run")
+            and _perturb(d, "--delete", "GENE1", "--resume", "--chunk-cells", "3")
+        ),
+    ),
+    # ---- sc perturb-stats
+    BadInput(
+        "perturb-stats --mode that does not exist",
+        lambda d: _stats(d, "perturb_del", "--mode", "ranksum"),
+    ),
+    BadInput("perturb-stats vs_null without --null", lambda d: _stats(d, "perturb_del")),
+    BadInput(
+        "perturb-stats goal_state_shift without --goal-state",
+        lambda d: _stats(d, "perturb_del", "--mode", "goal_state_shift"),
+    ),
+    BadInput(
+        "perturb-stats of a run that is not of sc perturb",
+        lambda d: _stats(d, "corpus", "--mode", "aggregate_data"),
+    ),
+    BadInput(
+        "perturb-stats of a perturbation run that did not finish",
+        lambda d: (
+            _edit_json(_copy(d, "perturb_del") / "manifest.json", status="interrupted")
+            and ["sc", "perturb-stats", "perturb_del", "--out", "stats", "--mode", "aggregate_data"]
+        ),
+    ),
+    BadInput(
+        "perturb-stats --null that is not a run of sc perturb",
+        lambda d: _copy(d, "pre") and _stats(d, "perturb_del", "--null", "pre"),
+    ),
+    BadInput(
+        "perturb-stats --null run of another kind (overexpress against delete)",
+        lambda d: _copy(d, "perturb_oe") and _stats(d, "perturb_del", "--null", "perturb_oe"),
+    ),
+    BadInput(
+        "perturb-stats goal_state_shift of a run without cell states",
+        lambda d: _stats(d, "perturb_del", "--mode", "goal_state_shift", "--goal-state", "b"),
+    ),
+    BadInput(
+        "perturb-stats mixture_model of a run of one gene",
+        lambda d: _stats(d, "perturb_del", "--mode", "mixture_model"),
+    ),
     # ---- sc plot-embeddings
     BadInput(
         "plot-embeddings of a table that does not exist",
@@ -442,6 +675,8 @@ def shared(tmp_path_factory) -> dict[str, Path]:
     runs = {
         "corpus": ["sc", "tokenize", cells, "--out", folder / "corpus", "--vocabulary", SHARED["vocab"], "--attribute", "cell_type"],
         "pre": ["sc", "pretrain", folder / "corpus", "--out", folder / "pre", "--max-steps", "1", "--batch-size", "8", "--held-out", "0.1", "--device", "cpu"],
+        "perturb_del": ["sc", "perturb", folder / "pre" / "model", folder / "corpus", "--out", folder / "perturb_del", "--delete", "GENE1", "--device", "cpu"],
+        "perturb_oe": ["sc", "perturb", folder / "pre" / "model", folder / "corpus", "--out", folder / "perturb_oe", "--overexpress", "GENE1", "--device", "cpu"],
     }  # fmt: skip
     for name, args in runs.items():
         with pytest.raises(SystemExit) as done:

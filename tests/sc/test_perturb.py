@@ -516,3 +516,138 @@ def test_gene_modes_give_every_affected_genes_shift(version, kind, emb_mode, tmp
     aggregated = stats.table("stats")
     assert (aggregated["affected"] == "cell_emb").sum() == table["perturbed"].nunique()
     assert aggregated["n_detections"].sum() == len(table) + len(genes)
+
+
+# ---------------------------------------------------------------------------------------------
+# Anchor gene (Geneformer's anchor_gene with combos=1)
+
+
+def anchored_cells(vocab, anchor):
+    """Four cells; the anchor first in cell 0, second in cell 3, further in cell 1, absent
+    from cell 2."""
+    cells = small_cells(vocab, 4, seed=7)
+    special = 1 if vocab.has_cls_eos else 0
+    cells = [[t for t in c if t != anchor] for c in cells]
+    for row, place in ((0, 0), (1, 3), (3, 1)):
+        genes = cells[row][special : len(cells[row]) - special]
+        genes.insert(min(place, len(genes)), anchor)
+        cells[row] = cells[row][:special] + genes + cells[row][len(cells[row]) - special :]
+    return cells
+
+
+@pytest.mark.parametrize(
+    ("version", "kind", "emb_mode"),
+    [("V1", "delete", "cell"), ("V1", "overexpress", "cell"), ("V2", "overexpress", "cls")],
+)
+def test_anchor_pairs_equal_the_pairs_perturbed_jointly(version, kind, emb_mode, tmp_path):
+    """--anchor-gene with --all-genes: each cell expressing the anchor gets one perturbation
+    per other gene, the pair perturbed jointly; equal to the joint-gene path run on that pair
+    (in the pair's order in the cell); cells lacking the anchor are left out and counted."""
+    vocab = GeneVocabulary.packaged(version)
+    model = build_model("tiny", vocab, seed=3)
+    genes = {t: g for g, t in vocab.token_ids.items()}
+    cells = anchored_cells(vocab, anchor := small_cells(vocab, 1, seed=11)[0][-2])
+    corpus = datasets.Dataset.from_dict({"input_ids": cells, "length": [len(c) for c in cells]})
+    args = {"vocabulary": vocab, "perturb_type": kind, "emb_mode": emb_mode, **QUIET}
+    result = perturb(
+        model,
+        corpus,
+        out=tmp_path / "anchored",
+        all_genes=True,
+        anchor_gene=genes[anchor],
+        batch_size=4,
+        chunk_cells=2,
+        **args,
+    )
+    table = result.table("perturbations")
+    assert result.metrics["n_cells_without_anchor"] == 1
+    assert result.metrics["anchor_gene"] == genes[anchor]
+    assert set(table["row"]) == {0, 1, 3}
+    special = 1 if vocab.has_cls_eos else 0
+    expected_rows = []
+    for row in (0, 1, 3):
+        ids = cells[row][special : len(cells[row]) - special]
+        for rank, gene in enumerate(ids):
+            if gene == anchor or (kind == "overexpress" and max(rank, ids.index(anchor)) < 2):
+                continue  # the anchor itself; a pair already at the front
+            pair = sorted((anchor, gene), key=ids.index)
+            one = perturb(
+                model,
+                corpus,
+                out=tmp_path / f"{row}_{gene}",
+                genes=tuple(genes[t] for t in pair),
+                cells=(row,),
+                **args,
+            ).table("perturbations")
+            expected_rows.append((row, f"{genes[anchor]},{genes[gene]}", rank, one["cos_sim"][0]))
+    expected = pd.DataFrame(expected_rows, columns=["row", "perturbed", "rank", "cos_sim"])
+    assert table["row"].tolist() == expected["row"].tolist()
+    assert table["perturbed"].tolist() == expected["perturbed"].tolist()
+    assert table["rank"].tolist() == expected["rank"].tolist()
+    assert (table["n_present"] == 2).all()
+    np.testing.assert_allclose(table["cos_sim"], expected["cos_sim"], atol=1e-6)
+    # Grouped as Geneformer keys them: one group per partner gene, the anchor in every key.
+    summary = result.table("genes")
+    assert summary["perturbed"].str.startswith(genes[anchor] + ",").all()
+    assert summary["n_cells"].sum() == len(table)
+
+
+def test_anchor_with_named_genes_and_cell_selection(tmp_path):
+    """--anchor-gene with named genes: one pair per named gene (deleted where the cell holds
+    both); --max-cells counts cells that express the anchor; a named cell that lacks it is
+    refused in one line."""
+    vocab = GeneVocabulary.packaged("V1")
+    model = build_model("tiny", vocab, seed=3)
+    genes = {t: g for g, t in vocab.token_ids.items()}
+    anchor = small_cells(vocab, 1, seed=11)[0][-2]
+    cells = anchored_cells(vocab, anchor)
+    corpus = datasets.Dataset.from_dict({"input_ids": cells, "length": [len(c) for c in cells]})
+    partners = (cells[1][0], cells[1][-1])  # both in cell 1
+    args = {"vocabulary": vocab, "anchor_gene": genes[anchor], **QUIET}
+    result = perturb(
+        model, corpus, out=tmp_path / "named", genes=tuple(genes[t] for t in partners), **args
+    )
+    table = result.table("perturbations")
+    for gene in partners:
+        pair = table[table["perturbed"] == f"{genes[anchor]},{genes[gene]}"]
+        holding = [r for r in (0, 1, 3) if gene in cells[r]]
+        assert pair["row"].tolist() == holding
+        for row, value in zip(pair["row"], pair["cos_sim"], strict=True):
+            one = perturb(
+                model,
+                corpus,
+                out=tmp_path / f"{row}_{gene}",
+                vocabulary=vocab,
+                genes=(genes[anchor], genes[gene]),
+                cells=(row,),
+                **QUIET,
+            )
+            np.testing.assert_allclose(value, one.table("perturbations")["cos_sim"][0], atol=1e-6)
+    assert result.metrics["n_cells_without_anchor"] == 1
+    # At most N of the cells that express the anchor (rows 0 and 1, not 0 and the lacking 2).
+    first = perturb(model, corpus, out=tmp_path / "first", all_genes=True, max_cells=2, **args)
+    assert sorted(set(first.table("perturbations")["row"])) == [0, 1]
+    with pytest.raises(
+        InputError, match=rf"cell 2 does not express the anchor gene {genes[anchor]}"
+    ):
+        perturb(model, corpus, out=tmp_path / "bad", all_genes=True, cells=(1, 2), **args)
+    with pytest.raises(InputError, match="is also one of the genes to perturb"):
+        perturb(model, corpus, out=tmp_path / "bad", genes=(genes[anchor],), **args)
+
+
+def test_cli_anchor_gene(v1_corpus, tmp_path, capsys):
+    model = fixture("models/gf6L_random")
+    args = ["sc", "perturb", str(model), str(v1_corpus), "--out", str(tmp_path / "run")]
+    with pytest.raises(SystemExit) as exit_info:
+        main([*args, "--delete", "GNLY", "--anchor-gene", "NKG7", "--max-cells", "10"])
+    assert exit_info.value.code in (0, None)
+    err = capsys.readouterr().err
+    manifest = json.loads((tmp_path / "run" / "manifest.json").read_text())
+    left_out = manifest["results"]["perturb"]["n_cells_without_anchor"]
+    assert left_out > 0 and f"note: {left_out:,} selected cells do not express" in err
+    table = pd.read_csv(tmp_path / "run" / "perturbations.tsv", sep="\t")
+    assert (table["symbol"] == "NKG7,GNLY").all() and (table["n_present"] == 2).all()
+    corpus = datasets.load_from_disk(str(v1_corpus))
+    nkg7 = GeneVocabulary.packaged("V1").gene_token("NKG7")
+    holding = [r for r, ids in enumerate(corpus["input_ids"]) if nkg7 in ids]
+    assert set(table["row"]) <= set(holding[:10]) and len(corpus) - len(holding) == left_out

@@ -343,6 +343,13 @@ def perturb_command(
     perturb_type: Annotated[
         str, typer.Option(help="With --all-genes: delete or overexpress.")
     ] = "delete",
+    anchor_gene: Annotated[
+        str | None,
+        typer.Option(
+            help="Perturb this gene together with each other gene (of --all-genes, or each "
+            "--delete/--overexpress gene), pair by pair, in the cells that express it."
+        ),
+    ] = None,
     cell: Annotated[
         list[int] | None, typer.Option(help="Corpus row to perturb; repeatable (default: all).")
     ] = None,
@@ -394,6 +401,12 @@ def perturb_command(
     flags["cells"] = tuple(cells) if cells else None
     result = perturb(flags.pop("model"), flags.pop("corpus"), **flags)
     metrics = result.metrics
+    if metrics.get("n_cells_without_anchor"):
+        typer.echo(
+            f"note: {metrics['n_cells_without_anchor']:,} selected cells do not express the "
+            f"anchor gene {metrics['anchor_gene']} and were left out (n_cells_without_anchor)",
+            err=True,
+        )
     if metrics.get("absent_from_every_cell"):
         typer.echo(
             f"warning: no selected cell holds {metrics['absent_from_every_cell']} "

@@ -33,7 +33,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 
-from genoformer.engine.errors import InputError
+from genoformer.engine.errors import InputError, command_line, option, setting
 from genoformer.engine.options import with_overrides
 from genoformer.engine.runs import MANIFEST, RunDir, RunResult, check_resume_arguments, write_table
 from genoformer.sc.corpus import tokenize_record
@@ -84,6 +84,12 @@ class PerturbSettings:
         Ensembl ids or symbols, perturbed jointly (one perturbation per cell).
     all_genes
         Perturb each gene of each cell in turn instead (``genes`` must be empty).
+    anchor_gene
+        Geneformer's ``anchor_gene`` (with ``combos=1``): this gene is perturbed together
+        with each other gene of the cell (``all_genes``) or with each gene of ``genes`` in
+        turn, one pair at a time, and only in the cells that express it (cells selected by
+        ``cells`` must all express it; otherwise the cells lacking it are left out and
+        counted in the metrics, ``n_cells_without_anchor``).
     emb_mode
         ``"cell"``: mean over the remaining genes of each gene's cosine after/before;
         ``"cls"``: cosine of the ``<cls>`` embeddings (V2 corpora); ``"cell_and_gene"`` /
@@ -115,6 +121,7 @@ class PerturbSettings:
     perturb_type: Literal["delete", "overexpress"] = "delete"
     genes: tuple[str, ...] = ()
     all_genes: bool = False
+    anchor_gene: str | None = None
     emb_mode: Literal["cell", "cls", "cell_and_gene", "cls_and_gene"] = "cell"
     emb_layer: int = -1
     cells: tuple[int, ...] | None = None
@@ -141,37 +148,52 @@ def _check_settings(options: PerturbSettings) -> None:
     if options.perturb_type not in PERTURB_TYPES:
         raise InputError(
             f"unknown perturb_type {options.perturb_type!r}",
-            where="perturb_type",
+            where=setting("perturb_type"),
             fix="use delete or overexpress",
         )
     if options.all_genes == bool(options.genes):
+        genes = "--delete/--overexpress GENE" if command_line() else "genes=(GENE, ...)"
         raise InputError(
             "name the genes to perturb or ask for all genes, not both"
             if options.genes
             else "no genes to perturb",
-            where="genes",
-            fix="pass --delete/--overexpress GENE (repeatable: perturbed jointly) or --all-genes",
+            where="--delete/--overexpress/--all-genes" if command_line() else "genes/all_genes",
+            fix=f"pass {genes} (perturbed jointly) or {option('all_genes', True)}",
         )
     if options.emb_mode not in EMB_MODES:
         raise InputError(
             f"unknown emb_mode {options.emb_mode!r}",
-            where="emb_mode",
+            where=setting("emb_mode"),
             fix="use " + ", ".join(EMB_MODES),
         )
     if options.precision not in PRECISIONS:
         raise InputError(
-            f"unknown precision {options.precision!r}", where="precision", fix="use fp32 or bf16"
+            f"unknown precision {options.precision!r}",
+            where=setting("precision"),
+            fix="use fp32 or bf16",
         )
     for name in ("batch_size", "chunk_cells", "max_cells"):
         value = getattr(options, name)
         if value is not None and (
             isinstance(value, bool) or not isinstance(value, int) or value < 1
         ):
-            raise InputError(f"{name}={value!r}, expected a positive integer", where=name)
+            raise InputError(
+                f"{value!r} is not a positive integer",
+                where=setting(name),
+                fix=f"give {setting(name)} 1 or more",
+            )
 
 
-def gene_tokens(names: tuple[str, ...], vocab: GeneVocabulary) -> list[int]:
-    """Token ids of genes named by Ensembl id or symbol.
+def _genes_setting(options: PerturbSettings) -> str:
+    """Where the genes to perturb were named: ``--delete`` or ``--overexpress``, or
+    ``genes``."""
+    if command_line():
+        return f"--{options.perturb_type}" if options.perturb_type in PERTURB_TYPES else "--delete"
+    return "genes"
+
+
+def gene_tokens(names: tuple[str, ...], vocab: GeneVocabulary, where: str = "genes") -> list[int]:
+    """Token ids of genes named by Ensembl id or symbol (``where``: the setting naming them).
 
     Raises
     ------
@@ -188,12 +210,13 @@ def gene_tokens(names: tuple[str, ...], vocab: GeneVocabulary) -> list[int]:
             raise InputError(
                 f"gene {key!r} is not in the {vocab.name} vocabulary"
                 + (f" (closest symbols: {', '.join(close)})" if close else ""),
-                where="genes",
+                where=where,
                 fix="give an Ensembl id or symbol of a gene the vocabulary has",
             )
         tokens.append(token)
     if len(set(tokens)) < len(tokens):
-        raise InputError("a gene is named twice", where="genes", fix="name each gene once")
+        twice = next(n for n, t in zip(names, tokens, strict=True) if tokens.count(t) > 1)
+        raise InputError(f"gene {twice!r} is named twice", where=where, fix="name each gene once")
     return tokens
 
 
@@ -222,13 +245,18 @@ def _select_cells(
         raise InputError(
             f"cell {int(outside[0])} is not a row of the corpus ({n:,} cells)",
             file=source,
-            where="cells",
+            where=setting("cells", flag="--cell"),
             fix=f"give rows 0 .. {n - 1}",
         )
     if options.max_cells is not None:
         rows = rows[: options.max_cells]
     if rows.size == 0:
-        raise InputError("no cells to perturb", file=source, where="cells", fix="select cells")
+        raise InputError(
+            "no cells to perturb",
+            file=source,
+            where=setting("cells", flag="--cell"),
+            fix="select at least one cell, or none (every cell)",
+        )
     selected = dataset if options.cells is None and rows.size == n else dataset.select(rows)
     return selected, rows
 
@@ -249,23 +277,25 @@ def _state_rows(
         if any(given):
             raise InputError(
                 "cell states given without the attribute that holds them",
-                where="state_attribute",
-                fix="pass --state-attribute (the corpus column of the states)",
+                where=setting("state_attribute"),
+                fix=f"pass {option('state_attribute')} (the corpus column of the states)",
             )
         return {}
     if attribute not in dataset.column_names:
         raise InputError(
             f"no cell attribute {attribute!r} in the corpus",
             file=source,
-            where="state_attribute",
+            where=setting("state_attribute"),
             fix="tokenize with --attribute for that obs column, or pick one of: "
             + ", ".join(c for c in dataset.column_names if c not in ("input_ids", "length")),
         )
     if options.start_state is None or options.goal_state is None or len(set(given)) < len(given):
         raise InputError(
             "in silico treatment needs a start state and a goal state, all states different",
-            where="start_state/goal_state/alt_states",
-            fix="pass --start-state and --goal-state (and --alt-state) as distinct values",
+            where="/".join(_state_settings()),
+            fix="pass {} and {} (and {}) as distinct values of {}".format(
+                *_state_settings(), attribute
+            ),
         )
     values = np.asarray(dataset[attribute]).astype(str)
     present = set(values)
@@ -276,10 +306,18 @@ def _state_rows(
             + ", ".join(sorted(present)[:20])
             + ")",
             file=source,
-            where=f"{attribute}",
-            fix="name states the attribute holds",
+            where=f"column {attribute}",
+            fix="give {}/{}/{} values the column holds".format(*_state_settings()),
         )
     return {state: np.flatnonzero(values == str(state)) for state in given}
+
+
+def _state_settings() -> tuple[str, str, str]:
+    return (
+        setting("start_state"),
+        setting("goal_state"),
+        setting("alt_states", flag="--alt-state"),
+    )
 
 
 def _state_embeddings(
@@ -344,6 +382,43 @@ def _all_genes_plan(slot: int, ids: np.ndarray, kind: str, special: int) -> _Cel
         [(int(ids[p]),) for p in genes],
         genes - special,
         np.ones(len(genes), dtype=np.int64),
+    )
+
+
+def _anchor_plan(
+    slot: int, ids: np.ndarray, kind: str, anchor: int, special: int
+) -> _CellPlan | None:
+    """The anchor gene and each other gene of the cell perturbed together, pair by pair (as
+    Geneformer's ``anchor_gene`` with ``combos=1``): both deleted, or both moved to the front
+    in their order in the cell (a pair already at the front is left out, as the first gene
+    is in ``all_genes``). None when the cell has no such pair."""
+    length = len(ids)
+    where = int(np.flatnonzero(ids[special : length - special] == anchor)[0]) + special
+    partners = np.setdiff1d(np.arange(special, length - special), [where])
+    if kind == "overexpress":  # the pair already in front: the copy would be the cell
+        partners = partners[np.maximum(partners, where) > special + 1]
+    if partners.size == 0:
+        return None
+    taken = np.ones((len(partners), length), dtype=bool)
+    taken[:, where] = False
+    taken[np.arange(len(partners)), partners] = False
+    rest = np.nonzero(taken)[1].reshape(len(partners), length - 2)
+    if kind == "delete":
+        origin = rest
+    else:
+        pair = np.sort(np.stack([np.full(len(partners), where), partners], axis=1), axis=1)
+        origin = np.concatenate([rest[:, :special], pair, rest[:, special:]], axis=1)
+    compare = (origin >= special) & (origin < length - special)
+    if kind == "overexpress":
+        compare[:, special : special + 2] = False
+    return _CellPlan(
+        slot,
+        ids,
+        origin.astype(np.int64),
+        compare,
+        [(anchor, int(ids[p])) for p in partners],
+        partners - special,
+        np.full(len(partners), 2, dtype=np.int64),
     )
 
 
@@ -616,7 +691,11 @@ def perturb(
     )
     _check_settings(options)
     dataset, path, source = _load(corpus)
-    selected, rows = _select_cells(dataset, options, source)
+    # With an anchor, at most max_cells of the cells that express it (as Geneformer filters
+    # before it downsamples): max_cells is applied once they are known.
+    anchored = options.anchor_gene is not None
+    selection = dataclasses.replace(options, max_cells=None) if anchored else options
+    selected, rows = _select_cells(dataset, selection, source)
     state_rows = _state_rows(dataset, options, source)
     if state_rows:  # only the start state's cells are perturbed
         selected, rows = _start_state_cells(dataset, rows, state_rows, options, source)
@@ -624,7 +703,11 @@ def perturb(
     tokens.obs.insert(0, "row", rows)
     vocab = _resolve_vocabulary(vocabulary, dictionaries, path, tokens)
     check_cls_mode(options.emb_mode.removesuffix("_and_gene"), vocab, source)
-    wanted = gene_tokens(options.genes, vocab) if options.genes else []
+    wanted = gene_tokens(options.genes, vocab, _genes_setting(options)) if options.genes else []
+    anchor, without_anchor = None, 0
+    if anchored:
+        anchor = _anchor_token(options, vocab, wanted)
+        tokens, without_anchor = _anchor_cells(tokens, anchor, options, vocab, source)
     encoder, model_name = _encoder(model, vocab)
     _check_input_size(encoder, tokens, tokenize_record(path), model_name)
     index = hidden_state_index(options.emb_layer, len(encoder.encoder.layer))
@@ -645,7 +728,9 @@ def perturb(
         if state_rows:
             with running(runner.encoder, index, options.threads, runner.target):
                 runner.states = _state_embeddings(runner, dataset, state_rows, options.chunk_cells)
-        table, gene_table, done_before = _run_chunks(run, runner, tokens, options, wanted, vocab)
+        table, gene_table, done_before = _run_chunks(
+            run, runner, tokens, options, wanted, vocab, anchor
+        )
     files = {
         "perturbations": write_table(run.file("perturbations.parquet"), table),
         "perturbations_tsv": write_table(run.file("perturbations.tsv"), table),
@@ -653,12 +738,18 @@ def perturb(
     if gene_table is not None:
         files["gene_shifts"] = write_table(run.file("gene_shifts.parquet"), gene_table)
         files["gene_shifts_tsv"] = write_table(run.file("gene_shifts.tsv"), gene_table)
-    genes = _gene_summary(table, options, wanted, _gene_names(vocab))
+    groups = [(anchor, t) for t in wanted] if anchored else [tuple(wanted)] if wanted else []
+    genes = _gene_summary(table, options, groups, _gene_names(vocab))
     files["genes"] = write_table(run.file("genes.tsv"), genes)
     if state_rows:  # the states' embeddings, for the pictures of `sc perturb-stats`
         files.update(_write_states(run, runner.states, state_rows, options))
     metrics = _metrics(table, genes, options, vocab, tokens, time.perf_counter() - start)
     metrics["cells_resumed"] = done_before
+    if anchored:
+        by_token, symbols = _gene_names(vocab)
+        metrics["anchor_gene"] = by_token[anchor]
+        metrics["anchor_symbol"] = symbols.get(anchor, "")
+        metrics["n_cells_without_anchor"] = without_anchor
     run.record_results("perturb", metrics)
     return run.finish(metrics, files)
 
@@ -728,6 +819,69 @@ def _state_table(
     return table
 
 
+def _anchor_token(options: PerturbSettings, vocab: GeneVocabulary, wanted: list[int]) -> int:
+    """The anchor gene's token; it may not also be one of the genes it is paired with."""
+    where = setting("anchor_gene")
+    (anchor,) = gene_tokens((options.anchor_gene,), vocab, where=where)
+    if anchor in wanted:
+        raise InputError(
+            f"the anchor gene {options.anchor_gene!r} is also one of the genes to perturb",
+            where=where,
+            fix="name it once, as the anchor: it is perturbed with each of the other genes",
+        )
+    return anchor
+
+
+def _anchor_cells(
+    tokens: _Tokens,
+    anchor: int,
+    options: PerturbSettings,
+    vocab: GeneVocabulary,
+    source: str | None,
+) -> tuple[_Tokens, int]:
+    """The selected cells that express the anchor gene (at most ``max_cells`` of them), and
+    how many were left out for lacking it. Cells the caller named must all express it."""
+    by_token, symbols = _gene_names(vocab)
+    name = by_token[anchor] + (f" ({symbols[anchor]})" if symbols.get(anchor) else "")
+    cell = np.repeat(np.arange(len(tokens)), tokens.lengths)
+    holds = np.zeros(len(tokens), dtype=bool)
+    holds[cell[tokens.values == anchor]] = True
+    lacking = np.flatnonzero(~holds)
+    if options.cells is not None and lacking.size:
+        rows = tokens.obs["row"].to_numpy()[lacking]
+        listed = ", ".join(str(int(r)) for r in rows[:5]) + (" ..." if rows.size > 5 else "")
+        raise InputError(
+            f"{'cell' if rows.size == 1 else f'{rows.size:,} cells'} {listed} "
+            f"{'does' if rows.size == 1 else 'do'} not express the anchor gene {name}",
+            file=source,
+            where=setting("cells", flag="--cell"),
+            fix="select cells that express it, or select none: every cell that expresses it "
+            "is perturbed and the others are counted (n_cells_without_anchor)",
+        )
+    keep = np.flatnonzero(holds)
+    if keep.size == 0:
+        raise InputError(
+            f"no selected cell expresses the anchor gene {name} ({len(tokens):,} cells)",
+            file=source,
+            where=setting("anchor_gene"),
+            fix="pick an anchor gene the cells express",
+        )
+    if options.max_cells is not None:
+        keep = keep[: options.max_cells]
+    return _subset(tokens, keep), int(lacking.size)
+
+
+def _subset(tokens: _Tokens, keep: np.ndarray) -> _Tokens:
+    """The cells ``keep`` of ``tokens``, in that order."""
+    lengths = tokens.lengths[keep]
+    offsets = np.concatenate(([0], np.cumsum(lengths)))
+    shift = np.repeat(tokens.offsets[keep] - offsets[:-1], lengths)
+    values = tokens.values[np.arange(int(offsets[-1])) + shift]
+    obs = tokens.obs.iloc[keep].reset_index(drop=True)
+    obs.attrs.update(tokens.obs.attrs)
+    return _Tokens(values, offsets, obs, tokens.source)
+
+
 def _start_state_cells(
     dataset: datasets.Dataset,
     rows: np.ndarray,
@@ -741,19 +895,33 @@ def _start_state_cells(
         raise InputError(
             f"no selected cell has {options.state_attribute}={options.start_state!r}",
             file=source,
-            where="cells",
-            fix="select cells of the start state",
+            where=setting("cells", flag="--cell"),
+            fix=f"select cells of the start state, or none (every cell of {options.start_state})",
         )
     return dataset.select(rows), rows
 
 
 def _chunk_plans(
-    tokens: _Tokens, slots: np.ndarray, options: PerturbSettings, wanted: list[int], runner: _Runner
+    tokens: _Tokens,
+    slots: np.ndarray,
+    options: PerturbSettings,
+    wanted: list[int],
+    runner: _Runner,
+    anchor: int | None = None,
 ) -> list[_CellPlan]:
     max_len = int(runner.encoder.config.max_position_embeddings)
+    kind, special = options.perturb_type, runner.special
     plans = []
     for slot in slots:
         ids = tokens.values[tokens.offsets[slot] : tokens.offsets[slot + 1]]
+        if anchor is not None and options.all_genes:
+            plan = _anchor_plan(int(slot), ids, kind, anchor, special)
+            if plan is not None:
+                plans.append(plan)
+            continue
+        if anchor is not None:  # the anchor with each named gene: one plan per pair
+            plans += _anchor_pairs(int(slot), ids, kind, anchor, wanted, special, max_len)
+            continue
         if options.all_genes:
             if len(ids) - 2 * runner.special > (options.perturb_type == "overexpress"):
                 plans.append(_all_genes_plan(int(slot), ids, options.perturb_type, runner.special))
@@ -764,6 +932,32 @@ def _chunk_plans(
     return plans
 
 
+def _anchor_pairs(
+    slot: int,
+    ids: np.ndarray,
+    kind: str,
+    anchor: int,
+    wanted: list[int],
+    special: int,
+    max_len: int,
+) -> list[_CellPlan]:
+    """The anchor and each named gene perturbed jointly, one plan per pair: deleted where the
+    cell holds the gene, overexpressed in every cell (the pair moved to the front in its
+    order in the cell, a gene the cell lacks inserted after the anchor)."""
+    genes = ids[special : len(ids) - special]
+    position = {int(t): i for i, t in enumerate(genes)}
+    plans = []
+    for gene in wanted:
+        pair = sorted((anchor, gene), key=lambda t: position.get(t, len(genes)))
+        plan = _set_plan(slot, ids, kind, pair, special, max_len)
+        if plan is None:
+            continue
+        plan.perturbed = [(anchor, gene)]
+        plan.rank = np.array([position.get(gene, -1)])
+        plans.append(plan)
+    return plans
+
+
 def _run_chunks(
     run: RunDir,
     runner: _Runner,
@@ -771,6 +965,7 @@ def _run_chunks(
     options: PerturbSettings,
     wanted: list[int],
     vocab: GeneVocabulary,
+    anchor: int | None = None,
 ) -> tuple[pd.DataFrame, int]:
     """Every chunk's table (computed, or read back from an earlier run of ``run``), joined in
     the order the cells were selected; and how many cells came from the earlier run."""
@@ -799,7 +994,7 @@ def _run_chunks(
                     gene_tables.append(pd.read_parquet(genes_path))
                 resumed += len(slots)
             else:
-                plans = _chunk_plans(tokens, slots, options, wanted, runner)
+                plans = _chunk_plans(tokens, slots, options, wanted, runner, anchor)
                 values, genes = _chunk_values(runner, plans) if plans else ([], None)
                 table = _chunk_table(plans, values, tokens.obs, names, _state_names(options))
                 if runner.genes:  # written first: a chunk is done when its table is
@@ -875,10 +1070,14 @@ def _gene_table(
 
 
 def _gene_summary(
-    table: pd.DataFrame, options: PerturbSettings, wanted: list[int], names: tuple[dict, dict]
+    table: pd.DataFrame,
+    options: PerturbSettings,
+    groups: list[tuple[int, ...]],
+    names: tuple[dict, dict],
 ) -> pd.DataFrame:
     """Per perturbed gene (or group): cells, mean and standard deviation of cos_sim; a named
-    gene no selected cell holds is listed with 0 cells."""
+    group (the genes perturbed jointly, or an anchor pair) no selected cell holds is listed
+    with 0 cells."""
     import pandas as pd
 
     grouped = table.groupby(["perturbed", "symbol", "token_ids"], sort=False)
@@ -886,19 +1085,22 @@ def _gene_summary(
     for state in _state_names(options):
         summary[f"mean_shift_{state}"] = grouped[f"shift_{state}"].mean()
     summary = summary.reset_index()
-    if wanted:
-        by_token, symbols = names
-        key = ",".join(by_token[t] for t in wanted)
-        if key not in set(summary["perturbed"]):
-            row = {
-                "perturbed": key,
-                "symbol": ",".join(symbols.get(t, "") for t in wanted),
-                "token_ids": ",".join(str(t) for t in wanted),
-                "n_cells": 0,
-                "mean_cos_sim": np.nan,
-                "sd_cos_sim": np.nan,
-            }
-            summary = pd.concat([summary, pd.DataFrame([row])], ignore_index=True)
+    by_token, symbols = names
+    found = set(summary["perturbed"])
+    absent = [
+        {
+            "perturbed": ",".join(by_token[t] for t in group),
+            "symbol": ",".join(symbols.get(t, "") for t in group),
+            "token_ids": ",".join(str(t) for t in group),
+            "n_cells": 0,
+            "mean_cos_sim": np.nan,
+            "sd_cos_sim": np.nan,
+        }
+        for group in groups
+        if ",".join(by_token[t] for t in group) not in found
+    ]
+    if absent:
+        summary = pd.concat([summary, pd.DataFrame(absent)], ignore_index=True)
     return summary.sort_values(["mean_cos_sim", "perturbed"], na_position="last").reset_index(
         drop=True
     )

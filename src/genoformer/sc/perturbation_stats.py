@@ -27,7 +27,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 
-from genoformer.engine.errors import InputError
+from genoformer.engine.errors import InputError, option, setting
 from genoformer.engine.runs import RunDir, RunResult, read_manifest, write_table
 
 if TYPE_CHECKING:
@@ -49,12 +49,45 @@ def _table(run: str | os.PathLike | RunResult | pd.DataFrame, what: str) -> pd.D
     manifest = read_manifest(path, what=f"{what} run")
     table = path / "perturbations.parquet"
     if manifest.get("command") != "sc perturb" or not table.exists():
+        found = f" (a run of `{manifest['command']}`)" if manifest.get("command") else ""
         raise InputError(
-            "is not the run directory of `genoformer sc perturb`",
+            f"is not the run directory of `genoformer sc perturb`{found}",
             file=path,
+            where=None if what == "perturbation" else setting(what),
             fix="pass the --out of a finished `sc perturb` run",
         )
     return pd.read_parquet(table)
+
+
+#: The arguments of a perturbation run that make its values comparable with another's.
+_KIND = ("perturb_type", "emb_mode", "emb_layer", "anchor_gene")
+
+
+def _check_null_kind(run: Any, null: Any) -> None:
+    """The null run perturbs as the test run does (same perturbation type, embedding mode,
+    layer and anchor gene), when both are run directories whose manifests say so."""
+    kinds = []
+    for given in (run, null):
+        if not isinstance(given, (str, os.PathLike, RunResult)):
+            return  # a table: nothing recorded to compare
+        path = Path(given.run_dir if isinstance(given, RunResult) else given)
+        arguments = read_manifest(path).get("arguments", {})
+        kinds.append({key: arguments.get(key) for key in _KIND})
+    test, other = kinds
+    if test.get("emb_mode") and other.get("emb_mode"):  # a gene mode gives the same values
+        test["emb_mode"] = str(test["emb_mode"]).removesuffix("_and_gene")
+        other["emb_mode"] = str(other["emb_mode"]).removesuffix("_and_gene")
+    differ = [key for key in _KIND if key in test and test[key] != other[key]]
+    if differ:
+        key = differ[0]
+        raise InputError(
+            f"the null run has {key}={other[key]!r} but the test run {key}={test[key]!r}: "
+            "its values are not comparable",
+            file=Path(null.run_dir if isinstance(null, RunResult) else null),
+            where=setting("null"),
+            fix=f"give the null run of `sc perturb` with the test run's {key} (other cells, "
+            "same perturbations)",
+        )
 
 
 def _gene_shift_table(run: Any, given: pd.DataFrame | None) -> pd.DataFrame | None:
@@ -97,18 +130,26 @@ def _vs_null(test: pd.DataFrame, null: pd.DataFrame) -> pd.DataFrame:
     )
 
 
-def _goal_state_shift(test: pd.DataFrame, goal: str) -> pd.DataFrame:
+def _run_path(run: Any) -> Path | None:
+    """The run directory ``run`` names (None for a table)."""
+    if isinstance(run, RunResult):
+        return Path(run.run_dir)
+    return Path(run) if isinstance(run, (str, os.PathLike)) else None
+
+
+def _goal_state_shift(test: pd.DataFrame, goal: str, source: Path | None = None) -> pd.DataFrame:
     from scipy.stats import ranksums
 
     from genoformer.engine.stats import benjamini_hochberg
 
     column = f"shift_{goal}"
     if column not in test.columns:
+        shifts = [c.removeprefix("shift_") for c in test.columns if c.startswith("shift_")]
         raise InputError(
-            f"the run has no shifts towards a goal state {goal!r} (columns: "
-            + ", ".join(c for c in test.columns if c.startswith("shift_"))
-            + ")",
-            where="goal_state",
+            f"the run has no shifts towards a goal state {goal!r} "
+            + (f"(its states: {', '.join(shifts)})" if shifts else "(it has no cell states)"),
+            file=source,
+            where=setting("goal_state"),
             fix="run `sc perturb` with --state-attribute/--start-state/--goal-state, and name "
             "its goal state",
         )
@@ -174,14 +215,17 @@ def impact_components(values: np.ndarray, mixture: Any) -> np.ndarray:
     return found
 
 
-def _mixture_model(test: pd.DataFrame) -> tuple[pd.DataFrame, dict[str, Any]]:
+def _mixture_model(
+    test: pd.DataFrame, source: Path | None = None
+) -> tuple[pd.DataFrame, dict[str, Any]]:
     from sklearn.mixture import GaussianMixture
 
     genes, values = _gene_means(test)
     if len(genes) < 2:
         raise InputError(
             f"mixture_model needs at least two perturbed genes; the run has {len(genes)}",
-            where="mode",
+            file=source,
+            where=setting("mode"),
             fix="use a run of --all-genes (or many genes), or aggregate_data for one gene or group",
         )
     means = genes["test_avg_shift"].to_numpy()
@@ -290,21 +334,32 @@ def perturb_stats(
     """
     start = time.perf_counter()
     if mode not in MODES:
-        raise InputError(f"unknown mode {mode!r}", where="mode", fix="use " + ", ".join(MODES))
+        raise InputError(
+            f"unknown mode {mode!r}", where=setting("mode"), fix="use " + ", ".join(MODES)
+        )
     if mode == "vs_null" and null is None:
-        raise InputError("vs_null needs a null run", where="null", fix="pass --null RUN")
+        raise InputError(
+            "vs_null needs a null run",
+            where=setting("null"),
+            fix=f"pass {option('null')} RUN (the same perturbations in other cells), or "
+            f"another {setting('mode')}",
+        )
     if mode == "goal_state_shift" and goal_state is None:
         raise InputError(
-            "goal_state_shift needs the goal state", where="goal_state", fix="pass --goal-state"
+            "goal_state_shift needs the goal state",
+            where=setting("goal_state"),
+            fix=f"pass {option('goal_state')} STATE (the goal state of the `sc perturb` run)",
         )
     test = _table(run, "perturbation")
     extra: dict[str, Any] = {}
     if mode == "vs_null":
-        stats = _vs_null(test, _table(null, "null"))
+        null_table = _table(null, "null")
+        _check_null_kind(run, null)
+        stats = _vs_null(test, null_table)
     elif mode == "goal_state_shift":
-        stats = _goal_state_shift(test, str(goal_state))
+        stats = _goal_state_shift(test, str(goal_state), _run_path(run))
     elif mode == "mixture_model":
-        stats, extra = _mixture_model(test)
+        stats, extra = _mixture_model(test, _run_path(run))
     elif mode == "aggregate_gene_shifts":
         stats = _aggregate_gene_shifts(test, _gene_shift_table(run, gene_shifts))
     else:
