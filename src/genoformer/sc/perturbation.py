@@ -711,18 +711,11 @@ def perturb(
     encoder, model_name = _encoder(model, vocab)
     _check_input_size(encoder, tokens, tokenize_record(path), model_name)
     index = hidden_state_index(options.emb_layer, len(encoder.encoder.layer))
-
-    out = Path(out)
     arguments = _arguments(model, corpus, vocabulary, dictionaries, options)
     if options.resume:
-        check_resume_arguments(out / MANIFEST, arguments, _RESUMABLE)
-    run = RunDir(
-        out,
-        command="sc perturb",
-        arguments=arguments,
-        resume=options.resume,
-        overwrite=options.overwrite,
-    )
+        check_resume_arguments(Path(out) / MANIFEST, arguments, _RESUMABLE)
+    resume, overwrite = options.resume, options.overwrite
+    run = RunDir(out, command="sc perturb", arguments=arguments, resume=resume, overwrite=overwrite)
     with run.step("perturb"):
         runner = _runner(encoder, index, options, vocab, model_name is None)
         if state_rows:
@@ -731,13 +724,7 @@ def perturb(
         table, gene_table, done_before = _run_chunks(
             run, runner, tokens, options, wanted, vocab, anchor
         )
-    files = {
-        "perturbations": write_table(run.file("perturbations.parquet"), table),
-        "perturbations_tsv": write_table(run.file("perturbations.tsv"), table),
-    }
-    if gene_table is not None:
-        files["gene_shifts"] = write_table(run.file("gene_shifts.parquet"), gene_table)
-        files["gene_shifts_tsv"] = write_table(run.file("gene_shifts.tsv"), gene_table)
+    files = _write_tables(run, table, gene_table)
     groups = [(anchor, t) for t in wanted] if anchored else [tuple(wanted)] if wanted else []
     genes = _gene_summary(table, options, groups, _gene_names(vocab))
     files["genes"] = write_table(run.file("genes.tsv"), genes)
@@ -746,12 +733,32 @@ def perturb(
     metrics = _metrics(table, genes, options, vocab, tokens, time.perf_counter() - start)
     metrics["cells_resumed"] = done_before
     if anchored:
-        by_token, symbols = _gene_names(vocab)
-        metrics["anchor_gene"] = by_token[anchor]
-        metrics["anchor_symbol"] = symbols.get(anchor, "")
-        metrics["n_cells_without_anchor"] = without_anchor
+        metrics.update(_anchor_metrics(vocab, anchor, without_anchor))
     run.record_results("perturb", metrics)
     return run.finish(metrics, files)
+
+
+def _write_tables(
+    run: RunDir, table: pd.DataFrame, gene_table: pd.DataFrame | None
+) -> dict[str, Path]:
+    """The perturbations (and, in the gene modes, the gene shifts) as Parquet and TSV."""
+    files = {
+        "perturbations": write_table(run.file("perturbations.parquet"), table),
+        "perturbations_tsv": write_table(run.file("perturbations.tsv"), table),
+    }
+    if gene_table is not None:
+        files["gene_shifts"] = write_table(run.file("gene_shifts.parquet"), gene_table)
+        files["gene_shifts_tsv"] = write_table(run.file("gene_shifts.tsv"), gene_table)
+    return files
+
+
+def _anchor_metrics(vocab: GeneVocabulary, anchor: int, without_anchor: int) -> dict[str, Any]:
+    by_token, symbols = _gene_names(vocab)
+    return {
+        "anchor_gene": by_token[anchor],
+        "anchor_symbol": symbols.get(anchor, ""),
+        "n_cells_without_anchor": without_anchor,
+    }
 
 
 def _arguments(
