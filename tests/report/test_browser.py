@@ -158,6 +158,21 @@ def test_hovering_a_manhattan_point_shows_its_statistics(page, runs, browser):
         assert field in text
 
 
+def test_qq_by_maf_draws_four_strata_with_their_lambda_in_the_legend(page, browser):
+    plot = _plot(browser, '[data-view="qq-maf"]')
+    browser.execute_script("arguments[0].scrollIntoView({block: 'center'})", plot)
+    strata = browser.execute_script(
+        "return arguments[0]._fullData.filter(function (t) { return /^MAF/.test(t.name); })"
+        ".map(function (t) { return [t.name, t.x.length]; })",
+        plot,
+    )
+    assert len(strata) == 4 and all(n > 0 for _, n in strata)
+    legend = [e.text for e in plot.find_elements("css selector", ".legend .legendtext")]
+    assert [name for name, _ in strata] == [text for text in legend if text.startswith("MAF")]
+    assert all("λGC = " in name and "n = " in name for name, _ in strata)
+    assert [e for e in browser.get_log("browser") if e["level"] == "SEVERE"] == []
+
+
 def test_clicking_a_hit_draws_its_region_in_ld_colours(page, browser):
     row = browser.find_element("css selector", '[data-view="hits"] tr[data-hit="0"]')
     hit = row.find_elements("css selector", "td")[0].text
@@ -243,8 +258,8 @@ def test_no_view_is_blank(page, browser):
     row.click()
     views = browser.find_elements("css selector", ".view")
     kinds = [v.get_attribute("data-view") for v in views]
-    for kind in ("manhattan", "qq", "hits", "regional", "umap", "loss", "parity", "confusion",
-                 "per-class", "roc", "volcano", "perturb-stats"):  # fmt: skip
+    for kind in ("manhattan", "qq", "qq-maf", "hits", "regional", "umap", "loss", "parity",
+                 "confusion", "per-class", "roc", "volcano", "perturb-stats"):  # fmt: skip
         assert kind in kinds
     for view, kind in zip(views, kinds, strict=True):
         browser.execute_script("arguments[0].scrollIntoView()", view)

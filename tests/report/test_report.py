@@ -12,8 +12,10 @@ import pytest
 import genoformer
 from genoformer.gwas import api as gwas_api
 from genoformer.gwas.io.genotypes import open_genotypes
+from genoformer.gwas.stats.adjust import genomic_control_lambda
 from genoformer.gwas.stats.ld import r2_with
-from genoformer.report.association import N_HITS, WINDOW
+from genoformer.report.association import N_HITS, WINDOW, association_views
+from genoformer.report.runs import Run
 
 pytestmark = pytest.mark.filterwarnings("ignore::UserWarning")
 
@@ -70,3 +72,45 @@ def test_regional_ld_is_r2_with_the_hit_from_the_genotypes(assoc_page):
         assert got == pytest.approx(expected, abs=1e-4, nan_ok=True)
         positions = np.array([data["points"]["pos"][j] for j in hit["near"]])
         assert (np.abs(positions - hit["pos"]) <= WINDOW).all()
+
+
+def _view(html: str, kind: str) -> str:
+    start = html.index(f'data-view="{kind}"')
+    end = html.find('data-view="', start + 1)
+    return html[start : end if end > 0 else None]
+
+
+def test_qq_by_maf_strata_have_their_own_lambda_and_add_up_to_the_tested_variants(assoc_page):
+    prefix, run, html = assoc_page
+    names = re.findall(r'"name":"((?:[^"\\]|\\.)*)"', _view(html, "qq-maf"))
+    labels = [json.loads(f'"{name}"') for name in names if name.startswith("MAF")]
+    # The MAF of each tested variant over the genotype file's samples, counted here.
+    with open_genotypes(prefix) as source:
+        dosage = source.read()
+        ids = source.variants["id"].astype(str).tolist()
+    freq = np.nanmean(dosage, axis=0) / 2
+    results = run.table("results")
+    maf = np.minimum(freq, 1 - freq)[[ids.index(v) for v in results["ID"].astype(str)]]
+    order = np.argsort(maf, kind="stable")
+    counts = [int(re.search(r"n = ([0-9,]+)", label).group(1).replace(",", "")) for label in labels]
+    assert len(labels) == 4 and sum(counts) == len(results) == run.metrics["variants_tested"]
+    assert max(counts) - min(counts) <= 1
+    starts = np.cumsum([0, *counts])
+    for label, a, b in zip(labels, starts[:-1], starts[1:], strict=True):
+        rows = order[a:b]
+        lam = genomic_control_lambda(results["P"].to_numpy()[rows])
+        assert label == (f"MAF {maf[rows].min():.3g} - {maf[rows].max():.3g}: "
+                         f"n = {b - a:,}, λGC = {lam:.3f}")  # fmt: skip
+    title = re.search(r'"title":\{"text":"((?:[^"\\]|\\.)*)"', _view(html, "qq-maf")).group(1)
+    assert json.loads(f'"{title}"') == f"QQ plot by MAF: n = {len(results):,} in 4 strata"
+
+
+def test_without_the_genotypes_the_qq_by_maf_view_says_why_in_one_line(assoc_page, tmp_path):
+    _, run, _ = assoc_page
+    manifest = json.loads((run.run_dir / "manifest.json").read_text())
+    manifest["arguments"]["genotypes"] = str(tmp_path / "moved")
+    views = association_views(Run(run.run_dir, manifest), "a")
+    body = next(view.body for view in views if view.kind == "qq-maf")
+    assert body.startswith("<p class='note'>QQ plot by MAF not drawn: the run's genotype input")
+    assert body.count("<p") == 1 and "plotly" not in body
+    assert "plotly" in next(view.body for view in views if view.kind == "qq")

@@ -1,8 +1,12 @@
-"""Views of an association run (``gwas assoc``): Manhattan, QQ, top hits, regional LD.
+"""Views of an association run (``gwas assoc``): Manhattan, QQ, QQ by MAF, top hits,
+regional LD.
 
 The Manhattan and QQ plots are the figures ``gwas assoc`` writes itself (one
 :class:`~genoformer.engine.figures.Chart` each, thinned as PheWeb thins: every variant with
-p <= 0.01 drawn, one per pixel-sized cell above). The top hits are the
+p <= 0.01 drawn, one per pixel-sized cell above). The QQ plot by MAF is PheWeb's: the
+tested variants in four strata of equal count by minor allele frequency, each with its
+lambda; the assoc table has no frequency, so it is counted here from the genotypes the
+run's manifest names (all their samples). The top hits are the
 :data:`N_HITS` smallest p-values; for each, LD r2 with every variant within
 :data:`WINDOW` bp is computed here from the genotypes the run's manifest names, and the
 page's script draws the regional view of the hit clicked.
@@ -19,6 +23,7 @@ import pandas as pd
 from genoformer.engine.figures import to_plotly
 from genoformer.gwas.plots.association import (
     PAGE_THINNING,
+    _column,
     _hover,
     _manhattan_chart,
     _prepare,
@@ -27,7 +32,7 @@ from genoformer.gwas.plots.association import (
 from genoformer.report.page import View, data_block, figure_html, table_html
 from genoformer.report.runs import Run
 
-__all__ = ["N_HITS", "WINDOW", "association_views", "regions"]
+__all__ = ["N_HITS", "WINDOW", "association_views", "minor_allele_frequencies", "regions"]
 
 #: Rows of the top-hits table, each with its regional view.
 N_HITS = 50
@@ -74,6 +79,56 @@ def _genotype_columns(genotypes: str, ids: np.ndarray) -> tuple[np.ndarray, np.n
         # Chunks come back in file order; put each column back where ``ids`` has it.
         dosages[:, order] = source.read(variants=wanted[order])
         return dosages, found
+
+
+def _variant_keys(chrom, pos, ids, alleles: list) -> pd.Index:
+    """chrom:pos:id:alleles of each variant, the alleles sorted (either may be counted)."""
+    pos = pd.to_numeric(pd.Series(pos), errors="coerce").astype("Int64").astype(str)
+    pair = np.sort(np.column_stack([np.asarray(a, dtype=str) for a in alleles]), axis=1)
+    parts = [np.asarray(chrom, dtype=str), pos.to_numpy(dtype=str), np.asarray(ids, dtype=str)]
+    return pd.Index(pd.Series(parts[0]).str.cat([*parts[1:], *pair.T], sep=":"))
+
+
+def minor_allele_frequencies(genotypes: str, results: pd.DataFrame) -> np.ndarray:
+    """MAF of each row of ``results`` (plink2 --glm columns) over all the samples of
+    ``genotypes``, the variant matched on chromosome, position, ID and its two alleles
+    (NaN where none or more than one matches). plink2's ``A1_FREQ`` counts the samples
+    tested instead: the two differ where QC or a missing phenotype left samples out."""
+    from genoformer.gwas.io.genotypes import open_genotypes
+    from genoformer.gwas.stats.qc import allele_frequencies, genotype_counts
+
+    with open_genotypes(genotypes) as source:
+        v = source.variants
+        known = _variant_keys(v["chrom"], v["pos"], v["id"], [v["a1"], v["a2"]])
+        _, maf = allele_frequencies(genotype_counts(source))
+    alleles = [results[c] if c in results.columns else np.full(len(results), "")
+               for c in ("REF", "ALT")]  # fmt: skip
+    wanted = _variant_keys(
+        results[_column(results, "chrom")],
+        results[_column(results, "pos")],
+        results[_column(results, "id")],
+        alleles,
+    )
+    # Keys held twice (e.g. a multi-allelic site split under one ID) have no one frequency.
+    where = pd.Series(np.arange(len(known)), index=known)[~known.duplicated(keep=False)]
+    index = where.reindex(wanted).to_numpy(dtype=np.float64)
+    found = np.isfinite(index)
+    out = np.full(len(results), np.nan)
+    out[found] = maf[index[found].astype(np.int64)]
+    return out
+
+
+def _qq_by_maf(results: pd.DataFrame, genotypes: str | None) -> str:
+    """The QQ plot by MAF, or one line saying why it could not be drawn."""
+    if genotypes is None:
+        return ("<p class='note'>QQ plot by MAF not drawn: the run's genotype input could not "
+                "be opened, and the assoc table holds no allele frequency.</p>")  # fmt: skip
+    maf = minor_allele_frequencies(genotypes, results)
+    if not np.isfinite(maf).any():
+        return (f"<p class='note'>QQ plot by MAF not drawn: no tested variant was found in "
+                f"{genotypes}.</p>")  # fmt: skip
+    chart = _qq_chart(results.assign(MAF=maf), by_maf="MAF")
+    return figure_html(to_plotly(chart), height=460)
 
 
 def regions(
@@ -159,8 +214,8 @@ def _hits_table(hits: pd.DataFrame) -> pd.DataFrame:
 
 
 def association_views(run: Run, anchor: str, *, genes: pd.DataFrame | None = None) -> list[View]:
-    """Manhattan, QQ, the top-hits table and its regional views (with a gene track when
-    ``genes`` are given)."""
+    """Manhattan, QQ, QQ by MAF, the top-hits table and its regional views (with a gene
+    track when ``genes`` are given)."""
     results = run.table("results_parquet", "results", "association")
     if results is None:
         return [View("association", "<p class='note'>no association table written</p>")]
@@ -201,6 +256,7 @@ def association_views(run: Run, anchor: str, *, genes: pd.DataFrame | None = Non
             kind="manhattan",
         ),
         View("QQ plot", figure_html(qq, height=460), kind="qq"),
+        View("QQ plot by MAF", _qq_by_maf(results, genotypes), kind="qq-maf"),
         View("top hits", hits_html, kind="hits"),
         View("regional view", regional, kind="regional"),
     ]

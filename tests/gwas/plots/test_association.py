@@ -12,6 +12,7 @@ from scipy import stats
 
 from genoformer.engine.genome import chromosome_order_key
 from genoformer.gwas.plots.association import (
+    _qq_chart,
     genomic_control_lambda,
     manhattan,
     manhattan_html,
@@ -158,3 +159,25 @@ def test_few_variants_are_all_drawn():
 
     p = np.linspace(0.01, 1, 300)
     assert _thin(np.arange(300.0), -np.log10(p), p, bins=500, rows=150, top=8.0).size == 300
+
+
+def test_qq_by_maf_draws_each_stratum_with_its_count_and_lambda(results, tmp_path):
+    """PheWeb's strata: the tested variants sorted by MAF (an A1 frequency folded to the
+    minor allele), cut into four of equal count, each with the lambda of its own p-values."""
+    rng = np.random.default_rng(1)
+    table = results.assign(A1_FREQ=rng.uniform(0.0, 1.0, len(results)))
+    add = table[table["TEST"] == "ADD"].reset_index(drop=True)
+    maf = np.minimum(add["A1_FREQ"], 1 - add["A1_FREQ"]).to_numpy()
+    chart = _qq_chart(table, by_maf="A1_FREQ")
+    series = [layer for layer in chart.panels[0].layers if str(layer.label).startswith("MAF")]
+    order = np.argsort(maf, kind="stable")
+    for k, (layer, rows) in enumerate(zip(series, np.array_split(order, 4), strict=True)):
+        lam = genomic_control_lambda(add["P"].to_numpy()[rows])
+        assert layer.label == (f"MAF {maf[rows].min():.3g} - {maf[rows].max():.3g}: "
+                               f"n = {len(rows):,}, λGC = {lam:.3f}"), k  # fmt: skip
+        # Each stratum against the quantiles of its own size, not of all the variants.
+        assert layer.x.max() == pytest.approx(-np.log10(0.5 / len(rows)))
+    assert chart.subtitle == f"n = {len(add):,} in 4 strata"
+    assert qq(table, tmp_path / "qq", by_maf="A1_FREQ", formats=("png",))[0].exists()
+    with pytest.raises(ValueError, match="no MAF column"):
+        _qq_chart(table, by_maf="MAF")

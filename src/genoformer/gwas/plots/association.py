@@ -12,6 +12,10 @@ of a grid about one marker wide and high (cells along the genome, by the height 
 axis) is kept. The picture is the same, a million variants draw in seconds and the files
 are small enough to open; the tables keep every variant.
 
+The QQ plot can be drawn by minor allele frequency as PheWeb draws it: the variants sorted
+by MAF and cut into :data:`MAF_STRATA` strata of equal count, each stratum a series of its
+own against the quantiles of its own size, with its MAF range, count and lambda.
+
 Each plot computes its points, lines, hover text and title once into an
 :class:`~genoformer.engine.figures.Chart`; the PNG and the HTML functions are its two
 renderings.
@@ -50,9 +54,11 @@ from genoformer.gwas.stats.adjust import genomic_control_lambda
 from genoformer.gwas.stats.tails import beta_ppf
 
 __all__ = [
+    "MAF_STRATA",
     "genomic_control_lambda",
     "manhattan",
     "manhattan_html",
+    "maf_strata",
     "qq",
     "pc_scatter",
     "plottable",
@@ -71,6 +77,8 @@ THIN_ABOVE_P = 1e-3
 #: the page, which is coarser: every point it draws carries its hover text into the file.
 PICTURE_THINNING = (500, 150)
 PAGE_THINNING = (400, 100)
+#: Strata of the QQ plot by MAF: PheWeb's four, of equal counts.
+MAF_STRATA = 4
 #: -log10(p) as a plain label (page) and in mathtext (picture).
 LOG_P = ("-log10(p)", r"$-\log_{10}(p)$")
 _ALIASES = {
@@ -92,10 +100,16 @@ def _column(results: pd.DataFrame, what: str, required: bool = True) -> str | No
     return None
 
 
+def _tested(results: pd.DataFrame) -> pd.DataFrame:
+    """The ``ADD`` rows of a table with a ``TEST`` column (covariate rows left out)."""
+    if "TEST" in results.columns:
+        return results[results["TEST"].astype(str) == "ADD"]
+    return results
+
+
 def plottable(results: pd.DataFrame) -> int:
     """How many variants of ``results`` have a p-value and a position to draw."""
-    if "TEST" in results.columns:
-        results = results[results["TEST"].astype(str) == "ADD"]
+    results = _tested(results)
     p = pd.to_numeric(results[_column(results, "p")], errors="coerce").to_numpy(dtype=float)
     pos = pd.to_numeric(results[_column(results, "pos")], errors="coerce").to_numpy(dtype=float)
     return int((np.isfinite(p) & np.isfinite(pos)).sum())
@@ -103,8 +117,7 @@ def plottable(results: pd.DataFrame) -> int:
 
 def _prepare(results: pd.DataFrame) -> pd.DataFrame:
     """One row per variant: chrom, pos, id, p, -log10 p, x (genome coordinate), and hover text."""
-    if "TEST" in results.columns:
-        results = results[results["TEST"].astype(str) == "ADD"]
+    results = _tested(results)
     chrom, pos, pid = _column(results, "chrom"), _column(results, "pos"), _column(results, "p")
     vid = _column(results, "id", required=False)
     table = pd.DataFrame(
@@ -404,8 +417,7 @@ def _prepare_p(results: pd.DataFrame) -> pd.DataFrame:
         return _prepare(results)
     except ValueError:
         # A bare table of p-values (no positions) still makes a QQ plot.
-        if "TEST" in results.columns:
-            results = results[results["TEST"].astype(str) == "ADD"]
+        results = _tested(results)
         p = pd.to_numeric(results[_column(results, "p")], errors="coerce").to_numpy(float)
         vid = _column(results, "id", required=False)
         ids = results[vid].astype(str).to_numpy() if vid else np.full(p.size, ".")
@@ -415,43 +427,78 @@ def _prepare_p(results: pd.DataFrame) -> pd.DataFrame:
         return table
 
 
+def _qq_hover(table: pd.DataFrame, order: np.ndarray, keep: np.ndarray, expected: np.ndarray):
+    """Hover text of the drawn QQ points: id, p, expected -log10 p (and MAF when known)."""
+    drawn = table.iloc[order[keep]]
+    maf = drawn["maf"].to_numpy() if "maf" in drawn.columns else np.full(keep.size, np.nan)
+    return np.array(
+        [
+            f"<b>{i}</b><br>p {q:.3g}<br>expected {e:.2f}"
+            + ("" if np.isnan(f) else f"<br>MAF {f:.3g}")
+            for i, q, e, f in zip(drawn["id"], drawn["p"], expected[keep], maf, strict=True)
+        ],
+        dtype=object,
+    )
+
+
+def maf_strata(maf: np.ndarray, n_strata: int = MAF_STRATA) -> list[np.ndarray]:
+    """Row positions of each MAF stratum, lowest MAF first, as PheWeb cuts them: the rows
+    with a MAF sorted by it and cut into ``n_strata`` slices of equal count (sizes differ by
+    at most one; none is empty). The sort is stable, so tied MAFs keep table order: a tie
+    broken by p-value would bias the strata at their borders."""
+    rows = np.flatnonzero(np.isfinite(maf))
+    rows = rows[np.argsort(maf[rows], kind="stable")]
+    cuts = [rows.size * i // n_strata for i in range(n_strata + 1)]
+    return [rows[a:b] for a, b in zip(cuts[:-1], cuts[1:], strict=True) if b > a]
+
+
+def _qq_axes(top: float, highest: float) -> dict[str, Axis]:
+    return {
+        "x": Axis(
+            f"expected {LOG_P[0]}",
+            tex=f"expected {LOG_P[1]}",
+            limits=(0, top * 1.03 + 0.1),
+            grid=True,
+        ),
+        "y": Axis(
+            f"observed {LOG_P[0]}",
+            tex=f"observed {LOG_P[1]}",
+            limits=(0, highest * 1.05 + 0.1),
+            grid=True,
+        ),
+    }
+
+
 def _qq_chart(
-    results: pd.DataFrame, *, lambda_gc: float | None = None, title: str | None = None
+    results: pd.DataFrame,
+    *,
+    lambda_gc: float | None = None,
+    title: str | None = None,
+    by_maf: str | None = None,
 ) -> Chart:
-    """The QQ plot's description: 95% band, y = x, the thinned points, lambda and n."""
+    """The QQ plot's description: 95% band, y = x, the thinned points, lambda and n; with
+    ``by_maf``, one series per MAF stratum instead (:func:`_qq_maf_chart`)."""
+    if by_maf is not None:
+        return _qq_maf_chart(results, by_maf, title=title)
     table = _prepare_p(results)
     lam = genomic_control_lambda(table["p"]) if lambda_gc is None else float(lambda_gc)
     order, expected, observed, keep = _qq_points(table)
     lower, upper = _qq_band(len(table), keep)
-    ids = table["id"].to_numpy()[order][keep]
-    p = table["p"].to_numpy()[order][keep]
-    hover = np.array(
-        [
-            f"<b>{i}</b><br>p {q:.3g}<br>expected {e:.2f}"
-            for i, q, e in zip(ids, p, expected[keep], strict=True)
-        ],
-        dtype=object,
-    )
     top = float(expected.max()) if expected.size else 1.0
     highest = max(top, float(observed.max()) if observed.size else 1.0)
     panel = Panel(
         [
             Band(expected[keep], lower, upper, label="95% band"),
             Line([0, top], [0, top], dash="dash", label="y = x"),
-            Scatter(expected[keep], observed[keep], COLORS[0], label="variants", hover=hover),
+            Scatter(
+                expected[keep],
+                observed[keep],
+                COLORS[0],
+                label="variants",
+                hover=_qq_hover(table, order, keep, expected),
+            ),
         ],
-        x=Axis(
-            f"expected {LOG_P[0]}",
-            tex=f"expected {LOG_P[1]}",
-            limits=(0, top * 1.03 + 0.1),
-            grid=True,
-        ),
-        y=Axis(
-            f"observed {LOG_P[0]}",
-            tex=f"observed {LOG_P[1]}",
-            limits=(0, highest * 1.05 + 0.1),
-            grid=True,
-        ),
+        **_qq_axes(top, highest),
         legend="upper left",
     )
     return Chart(
@@ -460,6 +507,52 @@ def _qq_chart(
         subtitle=f"λGC = {lam:.3f}, n = {len(table):,}",
         size=(5.5, 5.5),
     )
+
+
+def _qq_maf_chart(results: pd.DataFrame, column: str, *, title: str | None = None) -> Chart:
+    """The QQ plot by MAF: the variants of each :func:`maf_strata` stratum against the
+    quantiles of the stratum's own size, its MAF range, count and lambda in the legend; the
+    95% band is that of the largest stratum (the strata differ by one variant at most).
+    ``column`` holds an allele frequency of either allele (it is folded to the minor one)."""
+    tested = _tested(results)
+    if column not in tested.columns:
+        raise ValueError(
+            f"no {column} column to stratify by; the results have {list(tested.columns)}"
+        )
+    table = _prepare_p(results)
+    # ``table``'s index is each row's position among the tested rows (see _prepare).
+    freq = pd.to_numeric(tested[column], errors="coerce").to_numpy(dtype=np.float64)
+    freq = freq[table.index.to_numpy()]
+    table = table.assign(maf=np.minimum(freq, 1.0 - freq)).reset_index(drop=True)
+    strata = maf_strata(table["maf"].to_numpy())
+    series, band, top, highest = [], None, 1.0, 1.0
+    for rows, colour in zip(strata, palette(len(strata)), strict=True):
+        part = table.iloc[rows]
+        order, expected, observed, keep = _qq_points(part)
+        lam = genomic_control_lambda(part["p"])
+        low, high = part["maf"].min(), part["maf"].max()
+        label = f"MAF {low:.3g} - {high:.3g}: n = {len(part):,}, λGC = {lam:.3f}"
+        hover = _qq_hover(part, order, keep, expected)
+        series.append(Scatter(expected[keep], observed[keep], colour, label=label, hover=hover))
+        if band is None or len(part) > band[0]:
+            band = (len(part), expected[keep], *_qq_band(len(part), keep))
+        top = max(top, float(expected.max()))
+        highest = max(highest, top, float(observed.max()))
+    layers: list = []
+    if band is not None:
+        layers.append(Band(band[1], band[2], band[3], label="95% band"))
+    layers.append(Line([0, top], [0, top], dash="dash", label="y = x"))
+    stratified = sum(len(rows) for rows in strata)
+    subtitle = f"n = {stratified:,} in {len(strata)} strata"
+    if stratified < len(table):
+        subtitle += f" ({len(table) - stratified:,} without a MAF)"
+    panel = Panel(
+        layers + series,
+        **_qq_axes(top, highest),
+        legend="upper left",
+        message=None if strata else "no variant has a MAF",
+    )
+    return Chart([panel], title=title or "QQ plot by MAF", subtitle=subtitle, size=(5.5, 5.5))
 
 
 @shared_docs
@@ -481,6 +574,9 @@ def qq(
         Genomic-control lambda to show; computed from the p-values when ``None``.
     title
         Figure title (lambda is added below it).
+    by_maf
+        A column of allele frequencies (plink2's ``A1_FREQ``, or a MAF): draw one series
+        per MAF stratum (:func:`maf_strata`) with its own lambda instead of one for all.
     {formats}
 
     Returns
@@ -493,7 +589,7 @@ def qq(
 @shared_docs
 def qq_html(results: pd.DataFrame, path: str | os.PathLike, **options: Any) -> Path:
     """Interactive QQ plot (plotly): hover a point for its variant id and p. ``options``:
-    ``lambda_gc`` and ``title``, as :func:`qq` takes them.
+    ``lambda_gc``, ``title`` and ``by_maf``, as :func:`qq` takes them.
 
     Returns
     -------

@@ -142,6 +142,31 @@ def check_thresholds(**thresholds: float | None) -> None:
             raise InputError(f"--{name} is {value:g}", where=f"--{name}", fix=f"use {fix}")
 
 
+def genotype_counts(
+    source: Any, *, samples: np.ndarray | None = None, chunk_size: int = 4096
+) -> np.ndarray:
+    """Hard-call counts per variant of a ``GenotypeSource``: ``(n_variants, 4)`` int64 of
+    genotypes 0, 1, 2 (copies of the counted allele) and missing, over ``samples`` (all when
+    ``None``). Dosages that are not 0, 1 or 2 count in none of the four."""
+    counts = np.zeros((int(source.n_variants), 4), dtype=np.int64)
+    for idx, G in source.chunks(size=chunk_size, samples=samples):
+        idx = np.asarray(idx)
+        counts[idx, 0] = (G == 0).sum(axis=0)
+        counts[idx, 1] = (G == 1).sum(axis=0)
+        counts[idx, 2] = (G == 2).sum(axis=0)
+        counts[idx, 3] = np.isnan(G).sum(axis=0)
+    return counts
+
+
+def allele_frequencies(counts: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Frequency of the counted allele and the minor allele frequency of each row of
+    :func:`genotype_counts` (NaN where no genotype was called)."""
+    called = counts[:, :3].sum(axis=1)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        freq = (counts[:, 1] + 2 * counts[:, 2]) / (2.0 * called)
+    return freq, np.minimum(freq, 1.0 - freq)
+
+
 def qc(
     source: Any,
     *,
@@ -189,18 +214,9 @@ def qc(
         keep_samples = np.flatnonzero(~(sample_missing > mind))
         removed["mind"] = n - keep_samples.size
     # pass 2: genotype counts per variant on the kept samples
-    counts = np.zeros((m, 4), dtype=np.int64)  # hom ALT-count 0, het, hom 2, missing
-    for idx, G in source.chunks(size=chunk_size, samples=keep_samples):
-        idx = np.asarray(idx)
-        counts[idx, 0] = (G == 0).sum(axis=0)
-        counts[idx, 1] = (G == 1).sum(axis=0)
-        counts[idx, 2] = (G == 2).sum(axis=0)
-        counts[idx, 3] = np.isnan(G).sum(axis=0)
-    called = counts[:, :3].sum(axis=1)
+    counts = genotype_counts(source, samples=keep_samples, chunk_size=chunk_size)
     f_miss = counts[:, 3] / max(keep_samples.size, 1)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        alt_freq = (counts[:, 1] + 2 * counts[:, 2]) / (2.0 * called)
-    minor = np.minimum(alt_freq, 1.0 - alt_freq)
+    alt_freq, minor = allele_frequencies(counts)
     hwe_p = hwe_exact(counts[:, 1], counts[:, 0], counts[:, 2], midp=hwe_midp)
     keep = np.ones(m, dtype=bool)
     if geno is not None:
