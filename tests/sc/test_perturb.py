@@ -10,6 +10,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
+from scipy.stats import mannwhitneyu
 
 from genoformer.cli import main
 from genoformer.engine.errors import InputError
@@ -297,6 +298,66 @@ def test_cell_state_shifts_equal_the_direct_computation(tmp_path):
         perturb(
             tmp_path / "model", corpus, out=tmp_path / "bad", **{**states_args, "goal_state": "d"}
         )
+
+
+def test_deleting_a_type_s_markers_moves_its_cells_more_than_random_genes(
+    simulated_pretrained, tmp_path
+):
+    # The truth check: a model pretrained on simulated cells whose types have known marker
+    # genes. Each gene of 20 type_0 cells is deleted in turn; in each cell its markers are
+    # compared with as many of its other expressed genes (not a marker of any type), drawn at
+    # random.
+    data = simulated_pretrained
+    types = data.cells.obs["cell_type"].astype(str)
+    corpus_types = datasets.load_from_disk(str(data.corpus))["cell_type"]
+    rows = tuple(i for i, t in enumerate(corpus_types) if t == "type_0")[:20]
+    result = perturb(
+        data.result.outputs["model"],
+        data.corpus,
+        out=tmp_path / "all_genes",
+        all_genes=True,
+        cells=rows,
+        state_attribute="cell_type",
+        start_state="type_0",
+        goal_state="type_1",
+        alt_states=tuple(sorted(set(types) - {"type_0", "type_1"})),
+        device="cpu",
+        **QUIET,
+    )
+    table = result.table("perturbations")
+    markers = data.cells.uns["markers"]
+    own = table["perturbed"].isin(markers["type_0"])
+    any_type = table["perturbed"].isin({g for genes in markers.values() for g in genes})
+    marker_rows, random_rows = [], []
+    for _, cell in table.assign(own=own, other=~any_type).groupby("cell_index"):
+        picked = cell[cell["own"]]
+        others = cell[cell["other"]].sample(min(len(picked), cell["other"].sum()), random_state=0)
+        marker_rows.append(picked.iloc[: len(others)])
+        random_rows.append(others)
+    deleted_markers, deleted_random = pd.concat(marker_rows), pd.concat(random_rows)
+    assert len(deleted_markers) == len(deleted_random) > 100
+
+    # They move the cell more (a lower cosine of its embedding after/before) ...
+    moved = mannwhitneyu(deleted_markers["cos_sim"], deleted_random["cos_sim"], alternative="less")
+    # ... and toward the other types more than toward its own.
+    other_shifts = [f"shift_{t}" for t in sorted(set(types) - {"type_0"})]
+
+    def toward_others(rows: pd.DataFrame) -> pd.Series:
+        return rows[other_shifts].mean(axis=1) - rows["shift_type_0"]
+
+    toward = mannwhitneyu(
+        toward_others(deleted_markers), toward_others(deleted_random), alternative="greater"
+    )
+    print(
+        f"\ncos after/before: markers {deleted_markers['cos_sim'].mean():.3f}, random genes "
+        f"{deleted_random['cos_sim'].mean():.3f} (p {moved.pvalue:.1e}); toward the other types "
+        f"minus toward type_0: {toward_others(deleted_markers).mean():+.5f} vs "
+        f"{toward_others(deleted_random).mean():+.5f} (p {toward.pvalue:.1e}), "
+        f"{len(deleted_markers)} deletions each"
+    )
+    # Measured: cos 0.80 against 0.90 (p 3e-44); +0.00033 against -0.00043 (p 2e-13).
+    assert moved.pvalue < 0.01
+    assert toward.pvalue < 0.01
 
 
 def test_bf16_stays_close_to_fp32(tmp_path):

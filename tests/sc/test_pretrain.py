@@ -20,7 +20,6 @@ from genoformer.engine.errors import InputError
 from genoformer.engine.runs import read_manifest
 from genoformer.engine.training import SeededLengthSampler
 from genoformer.sc.masking import IGNORE, truncate
-from genoformer.sc.medians import gene_medians
 from genoformer.sc.models import MaskedGeneLM, build_model, load_model, model_config
 from genoformer.sc.pretraining import (
     frequency_baseline,
@@ -28,7 +27,6 @@ from genoformer.sc.pretraining import (
     pretrain,
     token_counts,
 )
-from genoformer.sc.simulate import simulate_cells
 from genoformer.sc.tokenizer import tokenize
 from genoformer.sc.vocabulary import ENV_DIR, GeneVocabulary
 from tests.conftest import shared_data
@@ -69,24 +67,11 @@ def dictionaries_env(monkeypatch, geneformer_dir):
 # it learns
 
 
-def test_pretraining_beats_predicting_genes_by_their_frequency(tmp_path):
+def test_pretraining_beats_predicting_genes_by_their_frequency(simulated_pretrained):
     # Simulated cells of five types: a gene's rank depends on the cell's type, which the
-    # other genes of the cell reveal and the corpus frequency of genes does not.
-    cells = simulate_cells(800, 300, n_types=5, markers_per_type=20, seed=0)
-    vocabulary = gene_medians(cells, name="simulated", input_size=64)
-    corpus = tokenize(cells, out=tmp_path / "corpus", vocabulary=vocabulary, progress=False).run_dir
-    result = pretrain(
-        corpus,
-        out=tmp_path / "run",
-        vocabulary=vocabulary,
-        max_steps=150,
-        batch_size=16,
-        learning_rate=3e-3,
-        warmup=0.1,
-        eval_every=50,
-        held_out=0.1,
-        device="cpu",
-    )
+    # other genes of the cell reveal and the corpus frequency of genes does not (800 cells,
+    # 300 genes, 20 markers a type, 64 tokens a cell, 150 steps: see tests/sc/conftest.py).
+    result = simulated_pretrained.result
     metrics = result.metrics
     print(
         f"\nheld-out masked-gene loss {metrics['heldout_loss']:.3f} vs frequency baseline "
