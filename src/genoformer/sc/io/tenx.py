@@ -14,7 +14,7 @@ import pandas as pd
 import scipy.sparse as sp
 
 from genoformer.engine.errors import InputError, option
-from genoformer.sc.io.h5ad import closed_on_error, open_h5ad, open_hdf5
+from genoformer.sc.io.h5ad import closed_on_error, open_anndata_file, open_hdf5
 from genoformer.sc.io.matrix import CellMatrix, as_strings, check_shape
 from genoformer.sc.io.rows import CsrGroupRows, MemoryRows, Rows
 
@@ -66,7 +66,7 @@ def open_10x_h5(
         if handle.attrs.get("encoding-type") == "anndata":
             # An AnnData file named .h5: read it as one.
             handle.close()
-            return open_h5ad(path, source, layer, gene_id_column, backed)
+            return open_anndata_file(path, source, layer, gene_id_column, backed, "h5ad")
         return _from_10x_h5(handle, source, layer, gene_id_column)
 
 
