@@ -12,6 +12,9 @@ shared text of ``name``, indented as that line is::
         {out}
         {device}
         \"\"\"
+
+A line ``{name:Argument}`` fills the ``{}`` of ``name``'s text with ``Argument`` (the class
+of a function's ``settings``, say).
 """
 
 from __future__ import annotations
@@ -54,22 +57,42 @@ SHARED: dict[str, str] = {
     The files written, one per format.""",
     "page": """Path
     The self-contained HTML file written.""",
+    # The sc pillar's verbs.
+    "corpus_dataset": """corpus
+    A corpus directory (``genoformer sc tokenize`` or Geneformer's tokenizer) or a
+    ``datasets.Dataset`` with ``input_ids``.""",
+    "corpus_vocabulary": """vocabulary, dictionaries
+    The vocabulary the corpus was tokenized with (``"V1"``, ``"V2"``, a vocabulary file
+    or a :class:`~genoformer.sc.vocabulary.GeneVocabulary`) and the folder of
+    Geneformer's dictionaries. Default: the corpus manifest's vocabulary, else V2 when
+    every cell starts with ``<cls>`` and ends with ``<eos>``, else V1.""",
+    "dictionaries": """dictionaries
+    Folder of Geneformer's pickled dictionaries, which ``"V1"``/``"V2"`` name (default:
+    ``$GENOFORMER_GENEFORMER_DIR``, else the copy the package ships).""",
+    "settings": """settings, **overrides
+    The run's :class:`{}` (default: its defaults), and/or any of its
+    fields by name, which replace the ones in ``settings``.""",
     "returns": """RunResult
     ``run_dir``, ``metrics`` (also in the manifest's ``results``) and ``outputs`` (every
     file written, by name).""",
 }
 
-_PLACEHOLDER = re.compile(r"^([ \t]*)\{(\w+)\}[ \t]*$", re.MULTILINE)
+_PLACEHOLDER = re.compile(r"^([ \t]*)\{(\w+)(?::(\w+))?\}[ \t]*$", re.MULTILINE)
 
 
 def shared_docs(function: F) -> F:
     """Fill ``{name}`` lines of ``function``'s docstring from :data:`SHARED`."""
 
     def fill(match: re.Match) -> str:
-        indent, name = match.groups()
+        indent, name, argument = match.groups()
         if name not in SHARED:
             raise KeyError(f"{function.__qualname__}: no shared parameter text {name!r}")
-        return "\n".join(indent + line if line else line for line in SHARED[name].splitlines())
+        text = SHARED[name]
+        if ("{}" in text) != (argument is not None):
+            takes = "an argument" if "{}" in text else "no argument"
+            raise KeyError(f"{function.__qualname__}: shared parameter text {name!r} takes {takes}")
+        text = text.replace("{}", argument or "")
+        return "\n".join(indent + line if line else line for line in text.splitlines())
 
     if function.__doc__:
         function.__doc__ = _PLACEHOLDER.sub(fill, function.__doc__)

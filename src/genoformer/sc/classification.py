@@ -33,6 +33,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pandas as pd
 
+from genoformer.engine.docs import shared_docs
 from genoformer.engine.errors import InputError
 from genoformer.engine.options import with_overrides
 from genoformer.engine.runs import (
@@ -735,6 +736,7 @@ def finetune_run_dir(
     )
 
 
+@shared_docs
 def classify(
     corpus: str | os.PathLike,
     *,
@@ -769,10 +771,8 @@ def classify(
         tasks' losses).
     group_by
         A cell attribute (donor, sample, batch) whose groups never straddle two splits.
-    vocabulary, dictionaries
-        As :func:`~genoformer.sc.embeddings.embed`'s (default: the corpus manifest's).
-    settings, **overrides
-        A :class:`ClassifySettings`, and/or any of its fields by name.
+    {corpus_vocabulary}
+    {settings:ClassifySettings}
 
     Returns
     -------

@@ -9,11 +9,14 @@ import functools
 import inspect
 from collections.abc import Callable
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
 from genoformer.engine.flags import Overwrite
+
+if TYPE_CHECKING:
+    from genoformer.engine.runs import RunResult
 
 app = typer.Typer(no_args_is_help=True)
 
@@ -141,6 +144,19 @@ def _takes_options(
     return decorate
 
 
+def _summarize(
+    command: str, result: RunResult, headline: str, *, hide: tuple[str, ...] = (), **fields: Any
+) -> None:
+    """Print ``sc command``'s summary: ``headline`` with its ``{...}`` fields filled from the
+    run's metrics (and ``fields``, which win), then the table of the metrics but ``hide``."""
+    from genoformer.engine.console import print_summary
+
+    metrics = result.metrics
+    shown = {k: v for k, v in metrics.items() if k not in hide}
+    table = type(result)(result.run_dir, shown, result.outputs) if hide else result
+    print_summary(f"sc {command}", table, headline.format_map({**metrics, **fields}))
+
+
 def _flags(scope: dict[str, Any], *groups: str) -> dict[str, Any]:
     """A command's parameters by name, the options of its ``groups`` among them."""
     flags = dict(scope)
@@ -174,17 +190,13 @@ def tokenize_command(
 ) -> None:
     """Rank value encoding of each cell, exactly as Geneformer does it."""
     flags = dict(locals())
-    from genoformer.engine.console import print_summary
     from genoformer.sc.tokenizer import tokenize
 
     flags["cell_attributes"] = flags.pop("attribute") or None
-    result = tokenize(str(flags.pop("source")), **flags)
-    metrics = result.metrics
-    print_summary(
-        "sc tokenize",
-        result,
-        f"{metrics['n_cells']} cells tokenized in {metrics['seconds']:.1f} s "
-        f"({metrics['gene_share']:.1%} of genes in the vocabulary)",
+    _summarize(
+        "tokenize",
+        tokenize(str(flags.pop("source")), **flags),
+        "{n_cells} cells tokenized in {seconds:.1f} s ({gene_share:.1%} of genes in the vocabulary)",
     )
 
 
@@ -204,14 +216,13 @@ def medians_command(
 ) -> None:
     """Each gene's non-zero median of normalised expression: a vocabulary for `sc tokenize`."""
     flags = dict(locals())
-    from genoformer.engine.console import print_summary
     from genoformer.engine.runs import RunResult
     from genoformer.sc.medians import TABLE_FILE, VOCABULARY_FILE, gene_medians
 
     vocabulary = gene_medians([str(p) for p in flags.pop("inputs")], **flags, progress=True)
     outputs = {"vocabulary": out / VOCABULARY_FILE, "table": out / TABLE_FILE}
     written = RunResult(out, {"genes_with_median": len(vocabulary.medians)}, outputs)
-    print_summary("sc medians", written, f"{len(vocabulary.medians)} gene medians written")
+    _summarize("medians", written, "{genes_with_median} gene medians written")
 
 
 @app.command("pretrain")
@@ -253,18 +264,16 @@ def pretrain_command(
 ) -> None:
     """Masked-gene pretraining of a Geneformer-compatible model (several devices: torchrun)."""
     flags = dict(locals())
-    from genoformer.engine.console import print_summary
     from genoformer.sc.pretraining import pretrain
 
     result = pretrain([str(p) for p in flags.pop("corpus")], **flags)
-    metrics = result.metrics
-    if "frequency_loss" in metrics:  # the first process of a torchrun run reports
-        print_summary(
-            "sc pretrain",
+    if "frequency_loss" in result.metrics:  # the first process of a torchrun run reports
+        _summarize(
+            "pretrain",
             result,
-            f"held-out masked-gene loss {metrics['heldout_loss']:.4f} (frequency baseline "
-            f"{metrics['frequency_loss']:.4f}), accuracy {metrics['heldout_accuracy']:.3f} "
-            f"(baseline {metrics['frequency_accuracy']:.3f}) after {metrics['steps']} steps",
+            "held-out masked-gene loss {heldout_loss:.4f} (frequency baseline "
+            "{frequency_loss:.4f}), accuracy {heldout_accuracy:.3f} "
+            "(baseline {frequency_accuracy:.3f}) after {steps} steps",
         )
 
 
@@ -294,16 +303,13 @@ def embed_command(
 ) -> None:
     """Cell (and gene) embeddings from a chosen layer, into tables, AnnData and pictures."""
     flags = dict(locals())
-    from genoformer.engine.console import print_summary
     from genoformer.sc.embeddings import embed
 
-    result = embed(flags.pop("model"), flags.pop("corpus"), **flags)
-    metrics = result.metrics
-    print_summary(
-        "sc embed",
-        result,
-        f"{metrics['n_cells']:,} cell embeddings ({metrics['hidden_size']} dimensions, "
-        f"{metrics['emb_mode']} mode, emb_layer {metrics['emb_layer']})",
+    _summarize(
+        "embed",
+        embed(flags.pop("model"), flags.pop("corpus"), **flags),
+        "{n_cells:,} cell embeddings ({hidden_size} dimensions, {emb_mode} mode, "
+        "emb_layer {emb_layer})",
     )
 
 
@@ -315,13 +321,12 @@ def plot_embeddings_command(
     seed: UmapSeed = 0,
 ) -> None:
     """UMAP and clustered heatmap (PNG and interactive HTML) from an embeddings table."""
-    from genoformer.engine.console import print_summary
     from genoformer.engine.runs import RunResult
     from genoformer.sc.plots import plot_embeddings
 
     written = plot_embeddings(table, label=label, out=out, seed=seed)
     n_files = sum(len(v) for v in written.values())
-    print_summary("sc plot-embeddings", RunResult(out, {"files": n_files}, written))
+    _summarize("plot-embeddings", RunResult(out, {"files": n_files}, written), "")
 
 
 @app.command("perturb")
@@ -382,7 +387,6 @@ def perturb_command(
 ) -> None:
     """In silico deletion or overexpression: how far each cell's gene embeddings move."""
     flags = dict(locals())
-    from genoformer.engine.console import print_summary
     from genoformer.engine.errors import InputError
     from genoformer.sc.perturbation import perturb
 
@@ -413,11 +417,11 @@ def perturb_command(
             "(listed with 0 cells in genes.tsv)",
             err=True,
         )
-    print_summary(
-        "sc perturb",
+    _summarize(
+        "perturb",
         result,
-        f"{metrics['n_perturbations']:,} perturbations ({metrics['perturb_type']}) of "
-        f"{metrics['n_cells_perturbed']:,} cells in {metrics['seconds']:.1f} s",
+        "{n_perturbations:,} perturbations ({perturb_type}) of {n_cells_perturbed:,} cells "
+        "in {seconds:.1f} s",
     )
 
 
@@ -445,7 +449,6 @@ def perturb_stats_command(
 ) -> None:
     """Statistics over a perturbation run's cells: rank-sum tests with BH FDR, or every value."""
     flags = dict(locals())
-    from genoformer.engine.console import print_summary
     from genoformer.sc.perturbation_stats import perturb_stats
 
     result = perturb_stats(flags.pop("run"), **flags)
@@ -454,7 +457,7 @@ def perturb_stats_command(
     tail = "" if called is None else f", {called} at FDR < 0.05"
     if metrics.get("n_impact") is not None:
         tail = f", {metrics['n_impact']} in the impact component"
-    print_summary("sc perturb-stats", result, f"{metrics['n_rows']:,} rows ({mode}){tail}")
+    _summarize("perturb-stats", result, "{n_rows:,} rows ({mode}){tail}", mode=mode, tail=tail)
 
 
 @app.command("classify")
@@ -495,7 +498,6 @@ def classify_command(
 ) -> None:
     """Fine-tune a model to classify cells (k folds; several --label: a head per label)."""
     flags = _flags(locals(), "training")
-    from genoformer.engine.console import print_summary
     from genoformer.sc.classification import classify
 
     state = flags.pop("state")
@@ -507,21 +509,22 @@ def classify_command(
     result = classify(flags.pop("corpus"), **flags)
     metrics = result.metrics
     tasks = metrics.get("tasks") or {labels[0]: metrics}
-    hidden = ("folds", "per_class_f1", "tasks")
-    summary = {k: v for k, v in metrics.items() if k not in hidden}
     scores = "; ".join(
         (f"{name}: " if len(tasks) > 1 else "")
         + f"accuracy {found['accuracy']:.3f}, macro F1 {found['macro_f1']:.3f}"
         for name, found in tasks.items()
     )
     first = next(iter(tasks.values()))
-    print_summary(
-        "sc classify",
-        type(result)(result.run_dir, summary, result.outputs),
-        f"{scores} on {first['n']:,} test cells ({len(first['classes'])} classes"
-        + (f", {flags['folds']} folds" if flags["folds"] > 1 else "")
-        + f"); {metrics['trainable_parameters']:,} of {metrics['total_parameters']:,} "
-        "parameters trained",
+    _summarize(
+        "classify",
+        result,
+        "{scores} on {n_test:,} test cells ({n_classes} classes{n_folds}); "
+        "{trainable_parameters:,} of {total_parameters:,} parameters trained",
+        hide=("folds", "per_class_f1", "tasks"),
+        scores=scores,
+        n_test=first["n"],
+        n_classes=len(first["classes"]),
+        n_folds=f", {flags['folds']} folds" if flags["folds"] > 1 else "",
     )
 
 
@@ -551,18 +554,18 @@ def classify_genes_command(
 ) -> None:
     """Fine-tune a Geneformer-compatible model to classify genes (cross-validated by gene)."""
     flags = _flags(locals(), "training")
-    from genoformer.engine.console import print_summary
     from genoformer.sc.gene_classification import classify_genes
 
     result = classify_genes(flags.pop("corpus"), **flags)
-    metrics = result.metrics
-    summary = {k: v for k, v in metrics.items() if k != "folds"}
-    print_summary(
-        "sc classify-genes",
-        type(result)(result.run_dir, summary, result.outputs),
-        f"AUC {metrics['auroc']:.3f} (folds {metrics['auroc_mean'] or float('nan'):.3f} +- "
-        f"{metrics['auroc_sd']:.3f}), accuracy {metrics['accuracy']:.3f} on {metrics['n']:,} "
-        f"held-out genes ({len(metrics['classes'])} classes, {folds} folds)",
+    _summarize(
+        "classify-genes",
+        result,
+        "AUC {auroc:.3f} (folds {auroc_mean:.3f} +- {auroc_sd:.3f}), accuracy {accuracy:.3f} "
+        "on {n:,} held-out genes ({n_classes} classes, {n_folds} folds)",
+        hide=("folds",),
+        auroc_mean=result.metrics["auroc_mean"] or float("nan"),
+        n_classes=len(result.metrics["classes"]),
+        n_folds=folds,
     )
 
 
@@ -585,8 +588,7 @@ def predict_command(
 ) -> None:
     """Label cells (a corpus, or an .h5ad: labels into .obs/.obsm) with a fine-tuned classifier."""
     flags = dict(locals())
-    from genoformer.engine.console import print_summary
     from genoformer.sc.classification import predict
 
     result = predict(flags.pop("run"), flags.pop("cells"), **flags)
-    print_summary("sc predict", result, f"{result.metrics['n_cells']:,} cells labelled")
+    _summarize("predict", result, "{n_cells:,} cells labelled")

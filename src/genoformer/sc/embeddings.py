@@ -27,6 +27,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 
+from genoformer.engine.docs import shared_docs
 from genoformer.engine.errors import InputError, option, setting
 from genoformer.engine.options import with_overrides
 from genoformer.engine.runs import RunDir, RunResult, atomic_path, read_manifest, write_table
@@ -743,6 +744,7 @@ _EXTRACT_SETTINGS = (
 )
 
 
+@shared_docs
 def embed(
     model: PreTrainedModel | str | os.PathLike,
     corpus: datasets.Dataset | str | os.PathLike,
@@ -762,9 +764,7 @@ def embed(
     model
         A Geneformer checkpoint directory (or one written by genoformer), or a loaded BERT
         model (``BertForMaskedLM``, ``BertModel``, a classifier: its encoder is used).
-    corpus
-        A corpus directory (``genoformer sc tokenize`` or Geneformer's tokenizer) or a
-        ``datasets.Dataset`` with ``input_ids``.
+    {corpus_dataset}
     out
         The run directory: ``cell_embeddings.parquet`` / ``.csv``, ``gene_embeddings.*``,
         ``embeddings.h5ad``, ``figures/``, ``manifest.json``.
@@ -776,14 +776,9 @@ def embed(
     label
         A cell attribute of the corpus: draws a UMAP coloured by it and a heatmap of the
         mean embedding per label.
-    vocabulary, dictionaries
-        The vocabulary the corpus was tokenized with (``"V1"``, ``"V2"``, a vocabulary file
-        or a :class:`~genoformer.sc.vocabulary.GeneVocabulary`) and the folder of
-        Geneformer's dictionaries. Default: the corpus manifest's vocabulary, else V2 when
-        every cell starts with ``<cls>`` and ends with ``<eos>``, else V1.
-    settings, **overrides
-        How to embed: an :class:`EmbedSettings`, and/or any of its fields by name
-        (``emb_layer=0, genes=True``).
+    {corpus_vocabulary}
+    {settings:EmbedSettings}
+        How to embed, e.g. ``emb_layer=0, genes=True``.
 
     Returns
     -------

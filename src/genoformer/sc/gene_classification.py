@@ -28,6 +28,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pandas as pd
 
+from genoformer.engine.docs import shared_docs
 from genoformer.engine.errors import InputError, warn_input
 from genoformer.engine.options import with_overrides
 from genoformer.engine.runs import RunDir, RunResult, write_json, write_table
@@ -603,6 +604,7 @@ def _run_folds(
     return pd.concat(tables, ignore_index=True), per_fold
 
 
+@shared_docs
 def classify_genes(
     corpus: str | os.PathLike,
     *,
@@ -630,9 +632,8 @@ def classify_genes(
         preset initialised at random.
     gene_classes
         A tab-separated file: gene (Ensembl id or symbol), class; a header line is allowed.
-    vocabulary, dictionaries, settings, **overrides
-        As :func:`~genoformer.sc.classification.classify`'s, the settings a
-        :class:`GeneClassifySettings` (and/or any of its fields by name).
+    {corpus_vocabulary}
+    {settings:GeneClassifySettings}
 
     Returns
     -------

@@ -40,6 +40,7 @@ import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 
+from genoformer.engine.docs import shared_docs
 from genoformer.engine.errors import InputError
 from genoformer.engine.options import with_overrides
 from genoformer.engine.progress import progress_bar
@@ -391,6 +392,7 @@ class MediansSettings:
     overwrite: bool = False
 
 
+@shared_docs
 def gene_medians(
     inputs: str | os.PathLike | Any | Sequence[str | os.PathLike | Any],
     *,
@@ -409,8 +411,8 @@ def gene_medians(
         A run directory to write ``vocabulary.json`` (:meth:`GeneVocabulary.save`),
         ``gene_medians.tsv`` (``gene_id``, ``n_nonzero`` cells, ``median``; every gene,
         also those never expressed) and ``manifest.json``.
-    settings, **overrides
-        A :class:`MediansSettings`, and/or any of its fields by name (``streaming=True``).
+    {settings:MediansSettings}
+        For example ``streaming=True``.
 
     Returns
     -------

@@ -33,6 +33,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 
+from genoformer.engine.docs import shared_docs
 from genoformer.engine.errors import InputError, command_line, option, setting
 from genoformer.engine.options import with_overrides
 from genoformer.engine.runs import MANIFEST, RunDir, RunResult, check_resume_arguments, write_table
@@ -636,6 +637,7 @@ def _chunk_table(
 # The public verb
 
 
+@shared_docs
 def perturb(
     model: PreTrainedModel | str | os.PathLike,
     corpus: datasets.Dataset | str | os.PathLike,
@@ -653,17 +655,13 @@ def perturb(
     model
         A Geneformer checkpoint directory (or one written by genoformer), or a loaded BERT
         model (its encoder is used).
-    corpus
-        A corpus directory (``genoformer sc tokenize`` or Geneformer's tokenizer) or a
-        ``datasets.Dataset`` with ``input_ids``.
+    {corpus_dataset}
     out
         The run directory: ``perturbations.parquet`` / ``.tsv``, ``genes.tsv``,
         ``chunks/`` (per chunk of cells), ``manifest.json``.
-    vocabulary, dictionaries
-        As for :func:`genoformer.sc.embed`: default the corpus manifest's vocabulary.
-    settings, **overrides
-        A :class:`PerturbSettings`, and/or any of its fields by name
-        (``perturb_type="overexpress", genes=("NKG7",)``).
+    {corpus_vocabulary}
+    {settings:PerturbSettings}
+        For example ``perturb_type="overexpress", genes=("NKG7",)``.
 
     Returns
     -------

@@ -22,6 +22,7 @@ from matplotlib.figure import Figure
 
 from genoformer.engine.errors import InputError
 from genoformer.engine.plots import save_figure, save_html
+from genoformer.sc.io.matrix import read_failure
 
 __all__ = [
     "embedding_heatmap",
@@ -35,6 +36,8 @@ __all__ = [
 MAX_CATEGORIES = 40
 #: Formats of the static pictures (the HTML page is always written beside them).
 FORMATS = ("png",)
+#: What to pass instead of an unreadable embeddings table.
+_FIX_TABLE = "pass cell_embeddings.parquet or .csv written by `genoformer sc embed`"
 
 
 def _as_labels(labels: Sequence | np.ndarray, n: int) -> np.ndarray:
@@ -374,25 +377,17 @@ def plot_embeddings(
         source = Path(table)
         if not source.exists():
             raise InputError("file not found", file=source, fix="pass cell_embeddings.parquet")
-        try:
+        with read_failure(source, "cannot read the table ({error})", _FIX_TABLE):
             table = (
                 pd.read_parquet(source)
                 if source.suffix == ".parquet"
                 else pd.read_csv(source, sep="\t" if source.suffix == ".tsv" else ",")
             )
-        except (OSError, ValueError) as error:
-            raise InputError(
-                f"cannot read the table ({error})",
-                file=source,
-                fix="pass cell_embeddings.parquet or .csv written by `genoformer sc embed`",
-            ) from None
     table.columns = [str(c) for c in table.columns]
     dims = [c for c in table.columns if c.isdigit()]
     if not dims:
         raise InputError(
-            "no embedding columns (0, 1, ...) in the table",
-            file=source,
-            fix="pass cell_embeddings.parquet or .csv written by `genoformer sc embed`",
+            "no embedding columns (0, 1, ...) in the table", file=source, fix=_FIX_TABLE
         )
     if label not in table.columns:
         raise InputError(

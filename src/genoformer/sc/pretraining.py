@@ -38,6 +38,7 @@ import torch
 import torch.nn.functional as F
 from transformers import BertForMaskedLM, SchedulerType
 
+from genoformer.engine.docs import shared_docs
 from genoformer.engine.errors import InputError, setting
 from genoformer.engine.options import with_overrides
 from genoformer.engine.runs import (
@@ -493,6 +494,7 @@ class PretrainSettings:
     overwrite: bool = False
 
 
+@shared_docs
 def pretrain(
     corpus: str | os.PathLike | Sequence[str | os.PathLike],
     *,
@@ -520,12 +522,9 @@ def pretrain(
     vocabulary
         ``V1``, ``V2``, a vocabulary file or a :class:`GeneVocabulary`; by default the one
         named in the corpus' ``manifest.json`` (required for corpora without one).
-    dictionaries
-        Folder of Geneformer's pickled dictionaries (default: ``$GENOFORMER_GENEFORMER_DIR``,
-        else the copy the package ships).
-    settings, **overrides
-        How to train: a :class:`PretrainSettings`, and/or any of its fields by name
-        (``max_steps=20000, batch_size=12``), which replace the ones in ``settings``.
+    {dictionaries}
+    {settings:PretrainSettings}
+        How to train, e.g. ``max_steps=20000, batch_size=12``.
 
     Returns
     -------

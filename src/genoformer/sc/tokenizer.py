@@ -38,6 +38,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 
+from genoformer.engine.docs import shared_docs
 from genoformer.engine.errors import InputError, cli_option, command_line, option, setting
 from genoformer.engine.options import with_overrides
 from genoformer.engine.progress import progress_bar
@@ -665,6 +666,7 @@ class TokenizeSettings:
     overwrite: bool = False
 
 
+@shared_docs
 def tokenize(
     source: str | os.PathLike | Any,
     *,
@@ -689,12 +691,9 @@ def tokenize(
         A :class:`GeneVocabulary`, ``"V1"``/``"V2"`` for Geneformer's dictionaries, or the
         path of a vocabulary file. Its input size and special tokens decide truncation and
         ``<cls>``/``<eos>``.
-    dictionaries
-        Folder of Geneformer's pickled dictionaries for ``"V1"``/``"V2"`` (default:
-        ``$GENOFORMER_GENEFORMER_DIR``, else the copy the package ships).
-    settings, **overrides
-        How to read and encode: a :class:`TokenizeSettings`, and/or any of its fields by
-        name (``processes=2, cell_attributes=["cell_type"]``).
+    {dictionaries}
+    {settings:TokenizeSettings}
+        How to read and encode, e.g. ``processes=2, cell_attributes=["cell_type"]``.
 
     Returns
     -------

@@ -179,6 +179,16 @@ def _special_tokens(roles: Iterable[str]) -> dict[str, str]:
     return {role: f"<{role}>" for role in roles}
 
 
+def _special_id(role: str) -> property:
+    """A :class:`GeneVocabulary` property: the token id of its ``role`` special token."""
+
+    def token_id(vocabulary: GeneVocabulary) -> int | None:
+        token = vocabulary.special_tokens.get(role)
+        return None if token is None else vocabulary.token_ids[token]
+
+    return property(token_id, doc=f"Token id of the ``{role}`` token (None: there is none).")
+
+
 @dataclass
 class GeneVocabulary:
     """Token ids, gene medians and id maps of one model generation.
@@ -215,25 +225,10 @@ class GeneVocabulary:
 
     # -- special tokens -------------------------------------------------------------------
 
-    def _special_id(self, role: str) -> int | None:
-        token = self.special_tokens.get(role)
-        return None if token is None else self.token_ids[token]
-
-    @property
-    def pad_id(self) -> int | None:
-        return self._special_id("pad")
-
-    @property
-    def mask_id(self) -> int | None:
-        return self._special_id("mask")
-
-    @property
-    def cls_id(self) -> int | None:
-        return self._special_id("cls")
-
-    @property
-    def eos_id(self) -> int | None:
-        return self._special_id("eos")
+    pad_id = _special_id("pad")
+    mask_id = _special_id("mask")
+    cls_id = _special_id("cls")
+    eos_id = _special_id("eos")
 
     @property
     def has_cls_eos(self) -> bool:

@@ -30,7 +30,7 @@ from pathlib import Path
 from typing import Any
 
 from genoformer.engine.errors import InputError
-from genoformer.sc.io.h5ad import from_anndata, is_anndata, open_h5ad, open_zarr
+from genoformer.sc.io.h5ad import from_anndata, is_anndata, open_anndata_file
 from genoformer.sc.io.loom import open_loom
 from genoformer.sc.io.matrix import CellMatrix
 from genoformer.sc.io.tenx import find_mtx, open_10x_h5, open_mtx
@@ -85,7 +85,7 @@ def open_cells(
         if find_mtx(path) is not None:
             return open_mtx(path, name, layer, gene_id_column)
         if (path / ".zgroup").exists() or (path / "zarr.json").exists():
-            return open_zarr(path, name, layer, gene_id_column, backed)
+            return open_anndata_file(path, name, layer, gene_id_column, backed, "zarr")
         raise InputError(
             "directory holds neither a 10x matrix (matrix.mtx, features.tsv, barcodes.tsv) "
             "nor a zarr store",
@@ -93,9 +93,9 @@ def open_cells(
             fix="pass a .h5ad, .zarr, .loom, 10x .h5 file or a 10x matrix directory",
         )
     if suffix == ".h5ad":
-        return open_h5ad(path, name, layer, gene_id_column, backed)
+        return open_anndata_file(path, name, layer, gene_id_column, backed, "h5ad")
     if suffix == ".zarr":
-        return open_zarr(path, name, layer, gene_id_column, backed)
+        return open_anndata_file(path, name, layer, gene_id_column, backed, "zarr")
     if suffix == ".loom":
         return open_loom(path, name, layer, gene_id_column)
     if suffix in (".h5", ".hdf5"):

@@ -13,7 +13,7 @@ import os
 import warnings
 from collections.abc import Iterator, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 
 from genoformer.engine.errors import InputError
 from genoformer.sc.io.matrix import (
@@ -98,50 +98,53 @@ def _want_backed(path: Path, backed: bool | None) -> bool:
     return _path_bytes(path) > limit
 
 
-def open_h5ad(
-    path: Path, source: str, layer: str | None, gene_id_column: str | None, backed: bool | None
+#: How an AnnData file is read whole: anndata's reader, the format as errors name it, the fix.
+_WHOLE_READERS = {
+    "h5ad": ("read_h5ad", ".h5ad", "check that it is an AnnData file"),
+    "zarr": ("read_zarr", "AnnData zarr", "check that it was written by anndata (write_zarr)"),
+}
+
+
+def open_anndata_file(
+    path: Path,
+    source: str,
+    layer: str | None,
+    gene_id_column: str | None,
+    backed: bool | None,
+    kind: Literal["h5ad", "zarr"],
 ) -> CellMatrix:
+    """An .h5ad or .zarr (``kind``): read whole, or backed (see the module's text)."""
     if not _want_backed(path, backed):
-        fix = "check that it is an AnnData file"
-        return _read_whole("read_h5ad", path, source, layer, gene_id_column, ".h5ad", fix)
+        return _read_whole(kind, path, source, layer, gene_id_column)
+    if kind == "zarr":
+        return _from_group(_open_zarr_group(path, source), None, source, layer, gene_id_column)
     handle = open_hdf5(path, source, fix="check that it is an .h5ad file")
     with closed_on_error(handle):
         return _from_group(handle, handle, source, layer, gene_id_column)
 
 
-def open_zarr(
-    path: Path, source: str, layer: str | None, gene_id_column: str | None, backed: bool | None
-) -> CellMatrix:
+def _open_zarr_group(path: Path, source: str) -> Any:
     import zarr
 
-    if not _want_backed(path, backed):
-        fix = "check that it was written by anndata (write_zarr)"
-        return _read_whole("read_zarr", path, source, layer, gene_id_column, "AnnData zarr", fix)
     try:
-        group = zarr.open_group(path, mode="r")
+        return zarr.open_group(path, mode="r")
     except Exception as err:
         raise InputError(
             f"cannot open as zarr: {err}", file=source, fix="check that it is a zarr store"
         ) from err
-    return _from_group(group, None, source, layer, gene_id_column)
 
 
 def _read_whole(
-    reader: str,
-    path: Path,
-    source: str,
-    layer: str | None,
-    gene_id_column: str | None,
-    kind: str,
-    fix: str,
+    kind: str, path: Path, source: str, layer: str | None, gene_id_column: str | None
 ) -> CellMatrix:
-    """The whole file read into memory by anndata's ``reader`` (``read_h5ad``, ...)."""
+    """The whole file read into memory by anndata's reader of ``kind``."""
     import anndata
 
+    reader, name, fix = _WHOLE_READERS[kind]
     try:
         adata = getattr(anndata, reader)(path)
     except Exception as err:  # h5py/zarr/anndata raise many types for a damaged file
-        raise InputError(f"cannot read as {kind}: {err}", file=source, fix=fix) from err
+        raise InputError(f"cannot read as {name}: {err}", file=source, fix=fix) from err
     return from_anndata(adata, source, layer, gene_id_column)
 
 

@@ -7,6 +7,8 @@ the Ensembl ids and symbols among the gene columns of any format.
 
 from __future__ import annotations
 
+import contextlib
+import os
 import re
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
@@ -317,6 +319,16 @@ def check_shape(n_cells: int, n_genes: int, source: str) -> None:
             file=source,
             fix="pass a matrix with at least one cell and one gene",
         )
+
+
+@contextlib.contextmanager
+def read_failure(file: str | os.PathLike | None, message: str, fix: str) -> Iterator[None]:
+    """Raise an OSError or ValueError of the block (a file that cannot be read or parsed) as
+    an :class:`InputError` about ``file``: ``message`` with ``{error}`` in it filled in."""
+    try:
+        yield
+    except (OSError, ValueError) as error:
+        raise InputError(message.format(error=error), file=file, fix=fix) from error
 
 
 def missing_layer(layer: str, layers: Sequence[str], source: str) -> InputError:

@@ -14,8 +14,8 @@ import pandas as pd
 import scipy.sparse as sp
 
 from genoformer.engine.errors import InputError, option
-from genoformer.sc.io.h5ad import closed_on_error, open_h5ad, open_hdf5
-from genoformer.sc.io.matrix import CellMatrix, as_strings, check_shape
+from genoformer.sc.io.h5ad import closed_on_error, open_anndata_file, open_hdf5
+from genoformer.sc.io.matrix import CellMatrix, as_strings, check_shape, read_failure
 from genoformer.sc.io.rows import CsrGroupRows, MemoryRows, Rows
 
 
@@ -66,7 +66,7 @@ def open_10x_h5(
         if handle.attrs.get("encoding-type") == "anndata":
             # An AnnData file named .h5: read it as one.
             handle.close()
-            return open_h5ad(path, source, layer, gene_id_column, backed)
+            return open_anndata_file(path, source, layer, gene_id_column, backed, "h5ad")
         return _from_10x_h5(handle, source, layer, gene_id_column)
 
 
@@ -119,12 +119,14 @@ def find_mtx(directory: Path) -> Path | None:
     return found[0] if len(found) == 1 else None
 
 
-def _open_text(path: Path) -> Any:
-    return gzip.open(path, "rt") if path.suffix == ".gz" else open(path)
+def _open_file(path: Path, binary: bool = False) -> Any:
+    """``path`` opened for reading (bytes or text), through gzip when it ends in ``.gz``."""
+    mode = "rb" if binary else "rt"
+    return gzip.open(path, mode) if path.suffix == ".gz" else open(path, mode)
 
 
 def _read_tsv(path: Path) -> pd.DataFrame:
-    with _open_text(path) as fh:
+    with _open_file(path) as fh:
         return pd.read_csv(fh, sep="\t", header=None, dtype=str, keep_default_na=False)
 
 
@@ -161,15 +163,10 @@ def open_mtx(
 
     features_path = sibling("features", "genes")
     barcodes_path = sibling("barcodes")
-    try:
-        with gzip.open(matrix, "rb") if matrix.suffix == ".gz" else open(matrix, "rb") as fh:
-            counts = scipy.io.mmread(fh)
-    except (ValueError, OSError) as err:
-        raise InputError(
-            f"cannot read the Matrix Market file: {err}",
-            file=matrix,
-            fix="check that it is an unmodified 10x matrix.mtx",
-        ) from err
+    unreadable = "cannot read the Matrix Market file: {error}"
+    fix = "check that it is an unmodified 10x matrix.mtx"
+    with read_failure(matrix, unreadable, fix), _open_file(matrix, binary=True) as fh:
+        counts = scipy.io.mmread(fh)
     n_genes, n_cells = counts.shape
     features = _read_tsv(features_path)
     barcodes = _read_tsv(barcodes_path)
