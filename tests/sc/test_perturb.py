@@ -360,6 +360,30 @@ def test_deleting_a_type_s_markers_moves_its_cells_more_than_random_genes(
     assert toward.pvalue < 0.01
 
 
+def test_max_cells_counts_the_cells_of_the_start_state(simulated_pretrained, tmp_path):
+    # As Geneformer filters by the start state before it downsamples: the first cells of the
+    # corpus are of every type, yet all max_cells perturbed cells are of the start state.
+    data = simulated_pretrained
+    types = datasets.load_from_disk(str(data.corpus))["cell_type"]
+    assert types[0] != "type_3"
+    result = perturb(
+        data.result.outputs["model"],
+        data.corpus,
+        out=tmp_path / "run",
+        genes=(data.cells.uns["markers"]["type_3"][0],),
+        max_cells=3,
+        state_attribute="cell_type",
+        start_state="type_3",
+        goal_state="type_1",
+        device="cpu",
+        **QUIET,
+    )
+    first = [i for i, t in enumerate(types) if t == "type_3"][:3]
+    assert result.metrics["n_cells_selected"] == 3
+    # (a cell lacking the gene is selected but has nothing to perturb)
+    assert set(result.table("perturbations")["row"]) <= set(first)
+
+
 def test_bf16_stays_close_to_fp32(tmp_path):
     vocab = GeneVocabulary.packaged("V1")
     model = build_model("tiny", vocab, seed=3)

@@ -689,14 +689,15 @@ def perturb(
     )
     _check_settings(options)
     dataset, path, source = _load(corpus)
-    # With an anchor, at most max_cells of the cells that express it (as Geneformer filters
-    # before it downsamples): max_cells is applied once they are known.
+    # At most max_cells of the cells of the start state that express the anchor (as
+    # Geneformer filters before it downsamples): max_cells is applied once they are known.
     anchored = options.anchor_gene is not None
-    selection = dataclasses.replace(options, max_cells=None) if anchored else options
-    selected, rows = _select_cells(dataset, selection, source)
     state_rows = _state_rows(dataset, options, source)
+    later = anchored or bool(state_rows)
+    selection = dataclasses.replace(options, max_cells=None) if later else options
+    selected, rows = _select_cells(dataset, selection, source)
     if state_rows:  # only the start state's cells are perturbed
-        selected, rows = _start_state_cells(dataset, rows, state_rows, options, source)
+        selected, rows = _start_state_cells(dataset, rows, state_rows, options, anchored, source)
     tokens = _corpus_tokens(selected, source, None)
     tokens.obs.insert(0, "row", rows)
     vocab = _resolve_vocabulary(vocabulary, dictionaries, path, tokens)
@@ -892,10 +893,14 @@ def _start_state_cells(
     rows: np.ndarray,
     state_rows: dict[str, np.ndarray],
     options: PerturbSettings,
+    anchored: bool,
     source: str | None,
 ) -> tuple[datasets.Dataset, np.ndarray]:
-    """The selected cells of the start state (the only ones perturbed)."""
+    """The selected cells of the start state (the only ones perturbed), at most
+    ``max_cells`` of them unless the anchor's filter still follows."""
     rows = rows[np.isin(rows, state_rows[options.start_state])]
+    if options.max_cells is not None and not anchored:
+        rows = rows[: options.max_cells]
     if rows.size == 0:
         raise InputError(
             f"no selected cell has {options.state_attribute}={options.start_state!r}",
