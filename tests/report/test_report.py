@@ -5,8 +5,10 @@ from __future__ import annotations
 
 import json
 import re
+import shutil
 
 import numpy as np
+import pandas as pd
 import pytest
 
 import genoformer
@@ -72,6 +74,35 @@ def test_regional_ld_is_r2_with_the_hit_from_the_genotypes(assoc_page):
         assert got == pytest.approx(expected, abs=1e-4, nan_ok=True)
         positions = np.array([data["points"]["pos"][j] for j in hit["near"]])
         assert (np.abs(positions - hit["pos"]) <= WINDOW).all()
+
+
+def test_variants_without_an_id_get_the_ld_of_their_own_position(assoc_page, tmp_path):
+    # The same cohort with every ID "." (as many VCFs have): each variant is found in the
+    # genotypes by chromosome, position and alleles, not by its ID.
+    prefix, run, _ = assoc_page
+    bim = pd.read_csv(f"{prefix}.bim", sep="\t", header=None)
+    bim[1] = "."
+    bim.to_csv(tmp_path / "noid.bim", sep="\t", header=False, index=False)
+    for suffix in ("bed", "fam"):
+        shutil.copy(f"{prefix}.{suffix}", tmp_path / f"noid.{suffix}")
+    pheno = json.loads((run.run_dir / "manifest.json").read_text())["arguments"]["pheno"]
+    unnamed = gwas_api.assoc(tmp_path / "noid", out=tmp_path / "assoc", pheno=pheno,
+                             pheno_name="quant")  # fmt: skip
+    data = _regions(genoformer.report(unnamed.run_dir, out=tmp_path / "r.html").read_text())
+    assert data["genotypes_found"]
+    positions = bim[3].to_numpy()
+    assert np.unique(positions).size == positions.size
+    with open_genotypes(prefix) as source:
+        genotypes = source.read()
+    for hit in data["hits"][:5]:
+        assert hit["id"] == "."
+        near = [int(data["points"]["pos"][j]) for j in hit["near"]]
+        column = {int(p): i for i, p in enumerate(positions)}
+        expected = r2_with(genotypes[:, column[int(hit["pos"])]],
+                           genotypes[:, [column[p] for p in near]])  # fmt: skip
+        got = np.array([np.nan if v is None else v for v in hit["r2"]])
+        assert np.isfinite(got).all()
+        assert got == pytest.approx(expected, abs=1e-4)
 
 
 def _view(html: str, kind: str) -> str:

@@ -62,14 +62,15 @@ def _windows(table: pd.DataFrame, hits: pd.DataFrame) -> list[np.ndarray]:
     return near
 
 
-def _genotype_columns(genotypes: str, ids: np.ndarray) -> tuple[np.ndarray, np.ndarray] | None:
-    """Dosages (samples x variants) of the variants ``ids``, and which ids were found."""
+def _genotype_columns(
+    genotypes: str, ids: np.ndarray, located: tuple | None = None
+) -> tuple[np.ndarray, np.ndarray] | None:
+    """Dosages (samples x variants) of the variants ``ids``, and which were found (matched
+    as :func:`_source_rows` matches them)."""
     from genoformer.gwas.io.genotypes import open_genotypes
 
     with open_genotypes(genotypes) as source:
-        where = pd.Series(np.arange(source.n_variants), index=source.variants["id"].astype(str))
-        where = where[~where.index.duplicated()]
-        index = where.reindex(ids).to_numpy(dtype=np.float64)
+        index = _source_rows(source.variants, ids, located)
         found = np.isfinite(index)
         if not found.any():
             return None
@@ -82,11 +83,36 @@ def _genotype_columns(genotypes: str, ids: np.ndarray) -> tuple[np.ndarray, np.n
 
 
 def _variant_keys(chrom, pos, ids, alleles: list) -> pd.Index:
-    """chrom:pos:id:alleles of each variant, the alleles sorted (either may be counted)."""
+    """chrom:pos:id:alleles of each variant, the alleles (if given) sorted (either may be
+    counted)."""
     pos = pd.to_numeric(pd.Series(pos), errors="coerce").astype("Int64").astype(str)
-    pair = np.sort(np.column_stack([np.asarray(a, dtype=str) for a in alleles]), axis=1)
     parts = [np.asarray(chrom, dtype=str), pos.to_numpy(dtype=str), np.asarray(ids, dtype=str)]
-    return pd.Index(pd.Series(parts[0]).str.cat([*parts[1:], *pair.T], sep=":"))
+    if alleles:
+        pair = np.sort(np.column_stack([np.asarray(a, dtype=str) for a in alleles]), axis=1)
+        parts += list(pair.T)
+    return pd.Index(pd.Series(parts[0]).str.cat(parts[1:], sep=":"))
+
+
+def _source_rows(variants: pd.DataFrame, ids, located: tuple | None = None) -> np.ndarray:
+    """The row in a genotype file's ``variants`` of each variant (NaN where none or more than
+    one matches): by chromosome, position, ID and its two alleles when ``located`` gives the
+    first (chrom, pos, [ref, alt], the alleles left out where unknown), else by ID. A key held twice (variants without an ID,
+    "."; a multi-allelic site split under one ID) matches nothing rather than the wrong one."""
+    if located is None:
+        known, wanted = pd.Index(variants["id"].astype(str)), pd.Index(np.asarray(ids, dtype=str))
+    else:
+        chrom, pos, alleles = located
+        v = variants
+        known = _variant_keys(v["chrom"], v["pos"], v["id"], [v["a1"], v["a2"]][: len(alleles)])
+        wanted = _variant_keys(chrom, pos, ids, alleles)
+    where = pd.Series(np.arange(len(known)), index=known)[~known.duplicated(keep=False)]
+    return where.reindex(wanted).to_numpy(dtype=np.float64)
+
+
+def _alleles(table: pd.DataFrame) -> list:
+    """The REF and ALT columns of a results table (none where it has no alleles)."""
+    columns = [table[c].astype(str) for c in ("REF", "ALT") if c in table.columns]
+    return columns if len(columns) == 2 and (columns[0] != "").any() else []
 
 
 def minor_allele_frequencies(genotypes: str, results: pd.DataFrame) -> np.ndarray:
@@ -98,20 +124,11 @@ def minor_allele_frequencies(genotypes: str, results: pd.DataFrame) -> np.ndarra
     from genoformer.gwas.stats.qc import allele_frequencies, genotype_counts
 
     with open_genotypes(genotypes) as source:
-        v = source.variants
-        known = _variant_keys(v["chrom"], v["pos"], v["id"], [v["a1"], v["a2"]])
+        located = (results[_column(results, "chrom")], results[_column(results, "pos")])
+        index = _source_rows(
+            source.variants, results[_column(results, "id")], (*located, _alleles(results))
+        )
         _, maf = allele_frequencies(genotype_counts(source))
-    alleles = [results[c] if c in results.columns else np.full(len(results), "")
-               for c in ("REF", "ALT")]  # fmt: skip
-    wanted = _variant_keys(
-        results[_column(results, "chrom")],
-        results[_column(results, "pos")],
-        results[_column(results, "id")],
-        alleles,
-    )
-    # Keys held twice (e.g. a multi-allelic site split under one ID) have no one frequency.
-    where = pd.Series(np.arange(len(known)), index=known)[~known.duplicated(keep=False)]
-    index = where.reindex(wanted).to_numpy(dtype=np.float64)
     found = np.isfinite(index)
     out = np.full(len(results), np.nan)
     out[found] = maf[index[found].astype(np.int64)]
@@ -148,7 +165,8 @@ def regions(
     points = table.iloc[union]
     columns = None
     if genotypes is not None and union.size:
-        columns = _genotype_columns(genotypes, points["id"].to_numpy(dtype=str))
+        located = (points["chrom"], points["pos"], _alleles(points))
+        columns = _genotype_columns(genotypes, points["id"].to_numpy(dtype=str), located)
     found_at = None
     if columns is not None:
         dosages, found = columns
