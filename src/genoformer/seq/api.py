@@ -22,6 +22,7 @@ from genoformer.engine.device import pick_device
 from genoformer.engine.errors import InputError, command_line, option
 from genoformer.engine.metrics import classification_metrics, regression_metrics, softmax
 from genoformer.engine.options import with_overrides
+from genoformer.engine.paths import require_path
 from genoformer.engine.plots import confusion_matrix_plot, parity_plot, roc_pr_curves
 from genoformer.engine.runs import RunDir, RunResult, read_manifest, write_json, write_table
 from genoformer.engine.training import TrainSettings, predict_logits, train_model
@@ -89,13 +90,11 @@ def _save_split(run: RunDir, name: str, data: SequenceData) -> Path:
 
 
 def _load_split(run_dir: Path, name: str, config: SeqModelConfig) -> SequenceData:
-    path = run_dir / SPLIT_FILE.format(name)
-    if not path.exists():
-        raise InputError(
-            f"no {name} split in this run directory",
-            file=path,
-            fix=f"pass the data to evaluate with {option('data') or 'a data option'}",
-        )
+    path = require_path(
+        run_dir / SPLIT_FILE.format(name),
+        f"no {name} split in this run directory",
+        fix=f"pass the data to evaluate with {option('data') or 'a data option'}",
+    )
     table = pd.read_parquet(path)
     chroms = table["chrom"].tolist() if "chrom" in table else None
     if config.task == "classification":
@@ -155,25 +154,16 @@ def build_model(data: SequenceData, architecture: str, **options: Any) -> Sequen
 
 def load_model(path: str | os.PathLike) -> SequenceModel:
     """A trained model from a run directory or its ``model/`` folder (of a complete run)."""
-    path = Path(path)
-    if not path.exists():
-        raise InputError(
-            "no such run directory",
-            file=path,
-            fix="check the path: give the run directory that `genoformer seq train` wrote",
-        )
+    fix = "give the run directory that `genoformer seq train` wrote"
+    path = require_path(path, "no such run directory", fix=f"check the path: {fix}")
     model_dir = path / "model" if (path / "model" / "config.json").exists() else path
     read_manifest(
         model_dir.parent if model_dir.name == "model" else path,
         what="training run",
         command="seq train",
     )
-    if not (model_dir / "config.json").exists():
-        raise InputError(
-            "no trained model here (config.json missing)",
-            file=model_dir,
-            fix="give the run directory that `genoformer seq train` wrote",
-        )
+    problem = "no trained model here (config.json missing)"
+    require_path(model_dir / "config.json", problem, file=model_dir, fix=fix)
     return load_pretrained(SequenceModel, model_dir)
 
 
