@@ -1,8 +1,8 @@
 """seq: DNA sequence to function.
 
 ``genoformer.seq.train(...)`` is ``genoformer seq train ...`` (likewise ``evaluate``,
-``predict``, ``interpret``); they load on first use, so that importing the package stays
-quick.
+``predict``, ``interpret``); ``SeqTrainSettings`` groups the settings of ``train``. They
+load on first use, so that importing the package stays quick.
 """
 
 from genoformer._lazy import lazy_exports
@@ -12,6 +12,7 @@ _EXPORTS = {
     "evaluate": "genoformer.seq.api",
     "predict": "genoformer.seq.api",
     "interpret": "genoformer.seq.api",
+    "SeqTrainSettings": "genoformer.seq.api",
     "SequenceData": "genoformer.seq.data",
     "load_sequences": "genoformer.seq.io.load",
 }

@@ -6,8 +6,10 @@ into a run directory (manifest.json, tables, figures) and returns a small result
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +21,8 @@ from genoformer.engine.checkpoints import load_pretrained
 from genoformer.engine.device import pick_device
 from genoformer.engine.errors import InputError, command_line, option
 from genoformer.engine.metrics import classification_metrics, regression_metrics, softmax
+from genoformer.engine.options import with_overrides
+from genoformer.engine.paths import require_path
 from genoformer.engine.plots import confusion_matrix_plot, parity_plot, roc_pr_curves
 from genoformer.engine.runs import RunDir, RunResult, read_manifest, write_json, write_table
 from genoformer.engine.training import TrainSettings, predict_logits, train_model
@@ -86,13 +90,11 @@ def _save_split(run: RunDir, name: str, data: SequenceData) -> Path:
 
 
 def _load_split(run_dir: Path, name: str, config: SeqModelConfig) -> SequenceData:
-    path = run_dir / SPLIT_FILE.format(name)
-    if not path.exists():
-        raise InputError(
-            f"no {name} split in this run directory",
-            file=path,
-            fix=f"pass the data to evaluate with {option('data') or 'a data option'}",
-        )
+    path = require_path(
+        run_dir / SPLIT_FILE.format(name),
+        f"no {name} split in this run directory",
+        fix=f"pass the data to evaluate with {option('data') or 'a data option'}",
+    )
     table = pd.read_parquet(path)
     chroms = table["chrom"].tolist() if "chrom" in table else None
     if config.task == "classification":
@@ -152,25 +154,16 @@ def build_model(data: SequenceData, architecture: str, **options: Any) -> Sequen
 
 def load_model(path: str | os.PathLike) -> SequenceModel:
     """A trained model from a run directory or its ``model/`` folder (of a complete run)."""
-    path = Path(path)
-    if not path.exists():
-        raise InputError(
-            "no such run directory",
-            file=path,
-            fix="check the path: give the run directory that `genoformer seq train` wrote",
-        )
+    fix = "give the run directory that `genoformer seq train` wrote"
+    path = require_path(path, "no such run directory", fix=f"check the path: {fix}")
     model_dir = path / "model" if (path / "model" / "config.json").exists() else path
     read_manifest(
         model_dir.parent if model_dir.name == "model" else path,
         what="training run",
         command="seq train",
     )
-    if not (model_dir / "config.json").exists():
-        raise InputError(
-            "no trained model here (config.json missing)",
-            file=model_dir,
-            fix="give the run directory that `genoformer seq train` wrote",
-        )
+    problem = "no trained model here (config.json missing)"
+    require_path(model_dir / "config.json", problem, file=model_dir, fix=fix)
     return load_pretrained(SequenceModel, model_dir)
 
 
@@ -296,6 +289,87 @@ def evaluate_predictions(
     return metrics, outputs
 
 
+@dataclass(frozen=True)
+class SeqTrainSettings:
+    """How :func:`train` trains (each also a keyword argument of it, and a CLI flag).
+
+    Attributes
+    ----------
+    split
+        ``"random"`` (80/10/10, chosen by ``seed``) or ``"chromosome"``.
+    validation_chroms, test_chroms
+        The chromosomes held out for validation and for testing (``split="chromosome"``).
+    length_mode, length
+        Sequences of unequal length: ``"error"``, ``"pad"`` (centred, with N), ``"crop"``
+        (centred) or ``"fit"``, to ``length`` (default: the longest, or the shortest).
+    epochs
+        Maximum number of epochs.
+    batch_size
+        Sequences per batch.
+    learning_rate, weight_decay
+        AdamW; ``learning_rate`` None takes the architecture's default
+        (:data:`ARCHITECTURE_DEFAULTS`).
+    patience
+        Stop after this many evaluations without improvement of the validation loss.
+    eval_every
+        Steps between evaluations (and checkpoints); None: once per epoch.
+    keep_checkpoints
+        Checkpoints kept (and the best).
+    seed
+        Seed of the split, the initial weights and the batches.
+    device
+        ``auto``, ``cpu``, ``cuda``, ``npu`` or ``mps``.
+    resume
+        Continue the run in ``out`` from its last checkpoint.
+    overwrite
+        Replace what an earlier run wrote to ``out`` (without it, such an ``out`` is refused).
+    model_options
+        Options of the architecture (:class:`~genoformer.seq.models.SeqModelConfig`:
+        ``n_filters``, ``filter_width``, ``kmer``, ...).
+    """
+
+    split: str = "random"
+    validation_chroms: Sequence[str] = ("chr8",)
+    test_chroms: Sequence[str] = ("chr9",)
+    length_mode: str = "error"
+    length: int | None = None
+    epochs: float = 20
+    batch_size: int = 128
+    learning_rate: float | None = None
+    weight_decay: float = 0.0
+    patience: int = 4
+    eval_every: int | None = None
+    keep_checkpoints: int = 2
+    seed: int = 0
+    device: str = "auto"
+    resume: bool = False
+    overwrite: bool = False
+    model_options: dict[str, Any] | None = None
+
+
+#: The settings of train that the engine's TrainSettings takes as they are.
+_TRAINER_SETTINGS = (
+    "epochs",
+    "batch_size",
+    "weight_decay",
+    "patience",
+    "eval_every",
+    "keep_checkpoints",
+    "seed",
+    "device",
+)
+
+
+def _trainer_settings(options: SeqTrainSettings, model: str) -> TrainSettings:
+    """The engine Trainer's settings: ``options`` with the architecture's defaults."""
+    defaults = ARCHITECTURE_DEFAULTS[model]
+    return TrainSettings(
+        learning_rate=options.learning_rate or defaults["learning_rate"],
+        warmup=defaults.get("warmup", 0.0),
+        **{name: getattr(options, name) for name in _TRAINER_SETTINGS},
+    )
+
+
 def train(
     data: SequenceData | str | os.PathLike | Sequence[str | os.PathLike],
     *,
@@ -306,23 +380,8 @@ def train(
     targets: Sequence[str] | None = None,
     genome: str | os.PathLike | None = None,
     task: str | None = None,
-    split: str = "random",
-    validation_chroms: Sequence[str] = ("chr8",),
-    test_chroms: Sequence[str] = ("chr9",),
-    length_mode: str = "error",
-    length: int | None = None,
-    epochs: float = 20,
-    batch_size: int = 128,
-    learning_rate: float | None = None,
-    weight_decay: float = 0.0,
-    patience: int = 4,
-    eval_every: int | None = None,
-    keep_checkpoints: int = 2,
-    seed: int = 0,
-    device: str = "auto",
-    resume: bool = False,
-    overwrite: bool = False,
-    model_options: dict[str, Any] | None = None,
+    settings: SeqTrainSettings | None = None,
+    **overrides: Any,
 ) -> RunResult:
     """Train a sequence model and evaluate it on held-out sequences.
 
@@ -330,55 +389,65 @@ def train(
     Writes into ``out``: the model (``model/``), checkpoints, the splits, the loss curve,
     test metrics, predictions, a parity plot (regression) or ROC/PR curves and a confusion
     matrix (classification), and an interactive view of the worst test predictions.
+
+    Parameters
+    ----------
+    data
+        :class:`SequenceData`, or FASTA files (one class each), a TSV/CSV table or a BED file.
+    out
+        The run directory.
+    model
+        ``linear``, ``cnn``, ``deep_cnn`` or ``transformer``.
+    labels, label_pattern, targets, genome, task
+        How the files are read, as in :func:`~genoformer.seq.io.load.load_sequences`.
+    settings, **overrides
+        How to train: a :class:`SeqTrainSettings`, and/or any of its fields by name
+        (``epochs=3, split="chromosome"``), which replace the ones in ``settings``.
     """
-    arguments = {k: v for k, v in locals().items() if k not in ("data",)}
-    arguments["data"] = data if not isinstance(data, SequenceData) else data.source
+    options = with_overrides(SeqTrainSettings, settings, overrides, "train")
+    read = {
+        "labels": labels,
+        "label_pattern": label_pattern,
+        "targets": targets,
+        "genome": genome,
+        "task": task,
+    }
+    arguments = {  # as the manifest recorded train's arguments when each was a parameter
+        "out": out,
+        "model": model,
+        **read,
+        **{f.name: getattr(options, f.name) for f in dataclasses.fields(options)},
+        "data": data if not isinstance(data, SequenceData) else data.source,
+    }
+    seed, resume, overwrite = options.seed, options.resume, options.overwrite
     run = RunDir(
         out, command="seq train", arguments=arguments, seed=seed, resume=resume, overwrite=overwrite
     )
     with run.step("read"):
-        sequences = _as_data(
-            data,
-            labels=labels,
-            label_pattern=label_pattern,
-            targets=targets,
-            genome=genome,
-            task=task,
-        )
-        sequences = harmonize_lengths(sequences, mode=length_mode, length=length)
+        sequences = _as_data(data, **read)
+        sequences = harmonize_lengths(sequences, mode=options.length_mode, length=options.length)
         _check_learnable(sequences)
-        parts = _split(sequences, split, seed, validation_chroms, test_chroms)
+        parts = _split(
+            sequences, options.split, seed, options.validation_chroms, options.test_chroms
+        )
         for name, part in parts.items():
             run.record_output(f"split_{name}", _save_split(run, name, part))
     torch.manual_seed(seed)
-    network = build_model(parts["train"], model, **(model_options or {}))
-    defaults = ARCHITECTURE_DEFAULTS[model]
-    settings = TrainSettings(
-        epochs=epochs,
-        batch_size=batch_size,
-        learning_rate=learning_rate or defaults["learning_rate"],
-        warmup=defaults.get("warmup", 0.0),
-        weight_decay=weight_decay,
-        patience=patience,
-        eval_every=eval_every,
-        keep_checkpoints=keep_checkpoints,
-        seed=seed,
-        device=device,
-    )
+    network = build_model(parts["train"], model, **(options.model_options or {}))
     with run.step("train"):
         trained = train_model(
             network,
             OneHotDataset(parts["train"]),
             OneHotDataset(parts["validation"]),
             run.path,
-            settings,
+            _trainer_settings(options, model),
             resume=resume,
         )
         for key, path in trained.outputs.items():
             run.record_output(key, path)
     with run.step("evaluate"):
         metrics, outputs = evaluate_predictions(
-            trained.model, parts["test"], run.path, label="test", device=device
+            trained.model, parts["test"], run.path, label="test", device=options.device
         )
         for key, path in outputs.items():
             run.record_output(f"test_{key}", path)

@@ -1,9 +1,13 @@
-"""What the readers share: paths, gzip-aware text files, and targets from table cells."""
+"""What the readers share: paths, gzip-aware text files, targets from table cells, and the
+length options."""
 
 from __future__ import annotations
 
+import functools
 import gzip
+import inspect
 import os
+import re
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
@@ -13,10 +17,52 @@ import numpy as np
 import pandas as pd
 
 from genoformer.engine.errors import InputError, cli_option, command_line, option, warn_input
+from genoformer.seq.data import LengthMode, SequenceData, _apply_lengths
 
 PathLike = str | os.PathLike
 #: Table cells that mean "no value".
 MISSING = frozenset({"", "NA", "N/A", "NaN", "nan", "null", "None"})
+
+
+#: The keywords :func:`reads_lengths` gives every reader, after the reader's own.
+_LENGTH_PARAMETERS = (
+    inspect.Parameter(
+        "lengths", inspect.Parameter.KEYWORD_ONLY, default="keep", annotation="LengthMode"
+    ),
+    inspect.Parameter(
+        "length", inspect.Parameter.KEYWORD_ONLY, default=None, annotation="int | None"
+    ),
+)
+_LENGTHS_DOC = """lengths, length
+    What to do about sequences of unequal length: ``"keep"`` them, or see
+    :func:`~genoformer.seq.data.harmonize_lengths` (``"error"``, ``"pad"``, ``"crop"``,
+    ``"fit"``), to ``length``."""
+_LENGTHS_PLACEHOLDER = re.compile(r"^([ \t]*)\{lengths\}[ \t]*$", re.MULTILINE)
+
+
+def reads_lengths(reader: Callable[..., SequenceData]) -> Callable[..., SequenceData]:
+    """Give ``reader`` the keywords ``lengths`` and ``length``, applied to the sequences it
+    reads (:func:`~genoformer.seq.data.harmonize_lengths`), and their description in the
+    place of a ``{lengths}`` line of its docstring; they are declared once, here, for every
+    reader."""
+
+    @functools.wraps(reader)
+    def with_lengths(
+        *args: Any, lengths: LengthMode = "keep", length: int | None = None, **options: Any
+    ) -> SequenceData:
+        return _apply_lengths(reader(*args, **options), lengths, length)
+
+    signature = inspect.signature(reader)
+    parameters = [*signature.parameters.values(), *_LENGTH_PARAMETERS]
+    with_lengths.__signature__ = signature.replace(parameters=parameters)  # type: ignore[attr-defined]
+    if reader.__doc__:
+        with_lengths.__doc__ = _LENGTHS_PLACEHOLDER.sub(
+            lambda match: "\n".join(
+                match.group(1) + line if line else line for line in _LENGTHS_DOC.splitlines()
+            ),
+            reader.__doc__,
+        )
+    return with_lengths
 
 
 def _as_paths(path_or_paths: PathLike | Sequence[PathLike]) -> list[Path]:

@@ -12,9 +12,9 @@ import numpy as np
 import pandas as pd
 
 from genoformer.engine.errors import InputError
-from genoformer.seq.data import LengthMode, SequenceData, _apply_lengths
+from genoformer.seq.data import SequenceData
 from genoformer.seq.encoding import check_characters, reverse_complement
-from genoformer.seq.io._common import PathLike, _open_text, _targets
+from genoformer.seq.io._common import PathLike, _open_text, _targets, reads_lengths
 
 BED_SUFFIXES = (".bed",)
 #: Names of BED columns 1 to 12 when the file has no header line.
@@ -155,6 +155,7 @@ def _interval(
     return chrom, start, end
 
 
+@reads_lengths
 def read_bed(
     bed_path: PathLike,
     genome_fasta: PathLike,
@@ -162,8 +163,6 @@ def read_bed(
     target_columns: Sequence[int | str] | int | str | None = None,
     name_column: int | str | None = None,
     task: Literal["regression", "classification"] | None = None,
-    lengths: LengthMode = "keep",
-    length: int | None = None,
 ) -> SequenceData:
     """Cut the sequences of BED intervals out of a genome FASTA.
 
@@ -185,8 +184,7 @@ def read_bed(
         Column of ids; default ids are ``chrom:start-end``.
     task
         As in :func:`~genoformer.seq.io.table.read_table`.
-    lengths, length
-        As in :func:`~genoformer.seq.io.fasta.read_fasta`.
+    {lengths}
 
     Returns
     -------
@@ -237,5 +235,4 @@ def read_bed(
     frame = pd.DataFrame({names[j]: [row[j] for row in rows] for j in target_index})
     targets, target_names, classes = _targets(frame, task, path, lines)
     ids = intervals if name_index is None else [row[name_index] for row in rows]
-    data = SequenceData(sequences, targets, target_names, classes, ids, chroms, str(path))
-    return _apply_lengths(data, lengths, length)
+    return SequenceData(sequences, targets, target_names, classes, ids, chroms, str(path))

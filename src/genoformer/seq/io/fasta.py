@@ -9,9 +9,15 @@ from pathlib import Path
 import numpy as np
 
 from genoformer.engine.errors import InputError, cli_option, option, setting
-from genoformer.seq.data import LengthMode, SequenceData, _apply_lengths
+from genoformer.seq.data import SequenceData
 from genoformer.seq.encoding import check_characters
-from genoformer.seq.io._common import PathLike, _as_paths, _open_text, _warn_repeated_ids
+from genoformer.seq.io._common import (
+    PathLike,
+    _as_paths,
+    _open_text,
+    _warn_repeated_ids,
+    reads_lengths,
+)
 
 FASTA_SUFFIXES = (".fa", ".fasta", ".fna", ".fas")
 #: Ids such as ``chr1:100-300`` (bedtools getfasta), optionally with a strand ``(+)``.
@@ -79,13 +85,12 @@ def _chroms_from_ids(ids: Sequence[str]) -> list[str] | None:
     return [m.group(1) for m in matches]
 
 
+@reads_lengths
 def read_fasta(
     paths: PathLike | Sequence[PathLike],
     *,
     labels: Sequence[str] | None = None,
     label_pattern: str | None = None,
-    lengths: LengthMode = "keep",
-    length: int | None = None,
 ) -> SequenceData:
     """Read sequences from FASTA files, with a class per file or per header.
 
@@ -99,9 +104,7 @@ def read_fasta(
     label_pattern
         A regular expression whose first group, searched in each header, is the class,
         e.g. ``r"label=(\\w+)"``.
-    lengths, length
-        What to do about sequences of unequal length: ``"keep"`` them, or see
-        :func:`~genoformer.seq.data.harmonize_lengths` (``"error"``, ``"pad"``, ``"crop"``, ``"fit"``).
+    {lengths}
 
     Returns
     -------
@@ -147,7 +150,7 @@ def read_fasta(
     if classes is not None:
         index_of = {c: i for i, c in enumerate(classes)}
         targets = np.array([index_of[c] for c in per_record], dtype=np.int64)
-    data = SequenceData(
+    return SequenceData(
         sequences=sequences,
         targets=targets,
         target_names=["label"] if classes is not None else [],
@@ -156,7 +159,6 @@ def read_fasta(
         chroms=_chroms_from_ids(ids),
         source=", ".join(str(p) for p in files),
     )
-    return _apply_lengths(data, lengths, length)
 
 
 def _file_labels(

@@ -12,7 +12,7 @@ import numpy as np
 import pandas as pd
 
 from genoformer.engine.errors import InputError, option
-from genoformer.seq.data import LengthMode, SequenceData, _apply_lengths
+from genoformer.seq.data import SequenceData
 from genoformer.seq.encoding import check_characters
 from genoformer.seq.io._common import (
     PathLike,
@@ -22,6 +22,7 @@ from genoformer.seq.io._common import (
     _suffix,
     _targets,
     _warn_repeated_ids,
+    reads_lengths,
 )
 
 TABLE_SUFFIXES = (".tsv", ".csv", ".txt", ".tab")
@@ -70,6 +71,7 @@ def _delimiter_name(delimiter: str) -> str:
     return {"\t": "tab", ",": "comma", ";": "semicolon"}.get(delimiter, repr(delimiter))
 
 
+@reads_lengths
 def read_table(
     path: PathLike,
     *,
@@ -78,8 +80,6 @@ def read_table(
     task: Literal["regression", "classification"] | None = None,
     id_column: str = "id",
     chrom_column: str = "chrom",
-    lengths: LengthMode = "keep",
-    length: int | None = None,
 ) -> SequenceData:
     """Read sequences and targets from a TSV/CSV table with a header line.
 
@@ -99,8 +99,7 @@ def read_table(
         column of integer labels (classes are their sorted values).
     id_column, chrom_column
         Optional columns of ids (default ids: ``row1, row2, ...``) and chromosomes.
-    lengths, length
-        As in :func:`~genoformer.seq.io.fasta.read_fasta`.
+    {lengths}
     """
     path = Path(path)
     frame = _read_frame(path, _delimiter(path))
@@ -150,8 +149,7 @@ def read_table(
     if chrom_column in columns:
         chroms = [s.strip() for s in frame[chrom_column]]
         _require_values(chroms, "chromosome", path, lines)
-    data = SequenceData(sequences, targets, names, classes, ids, chroms, str(path))
-    return _apply_lengths(data, lengths, length)
+    return SequenceData(sequences, targets, names, classes, ids, chroms, str(path))
 
 
 def _sequence_column_fix() -> str:
