@@ -72,6 +72,11 @@ SHARED: dict[str, str] = {
     "settings": """settings, **overrides
     The run's :class:`{}` (default: its defaults), and/or any of its
     fields by name, which replace the ones in ``settings``.""",
+    # The seq pillar's readers.
+    "lengths": """lengths, length
+    What to do about sequences of unequal length: ``"keep"`` them, or see
+    :func:`~genoformer.seq.data.harmonize_lengths` (``"error"``, ``"pad"``, ``"crop"``,
+    ``"fit"``), to ``length``.""",
     "returns": """RunResult
     ``run_dir``, ``metrics`` (also in the manifest's ``results``) and ``outputs`` (every
     file written, by name).""",

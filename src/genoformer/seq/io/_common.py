@@ -7,7 +7,6 @@ import functools
 import gzip
 import inspect
 import os
-import re
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
@@ -16,6 +15,7 @@ from typing import Any, TextIO
 import numpy as np
 import pandas as pd
 
+from genoformer.engine.docs import shared_docs
 from genoformer.engine.errors import InputError, cli_option, command_line, option, warn_input
 from genoformer.seq.data import LengthMode, SequenceData, _apply_lengths
 
@@ -33,11 +33,6 @@ _LENGTH_PARAMETERS = (
         "length", inspect.Parameter.KEYWORD_ONLY, default=None, annotation="int | None"
     ),
 )
-_LENGTHS_DOC = """lengths, length
-    What to do about sequences of unequal length: ``"keep"`` them, or see
-    :func:`~genoformer.seq.data.harmonize_lengths` (``"error"``, ``"pad"``, ``"crop"``,
-    ``"fit"``), to ``length``."""
-_LENGTHS_PLACEHOLDER = re.compile(r"^([ \t]*)\{lengths\}[ \t]*$", re.MULTILINE)
 
 
 def reads_lengths(reader: Callable[..., SequenceData]) -> Callable[..., SequenceData]:
@@ -55,14 +50,7 @@ def reads_lengths(reader: Callable[..., SequenceData]) -> Callable[..., Sequence
     signature = inspect.signature(reader)
     parameters = [*signature.parameters.values(), *_LENGTH_PARAMETERS]
     with_lengths.__signature__ = signature.replace(parameters=parameters)  # type: ignore[attr-defined]
-    if reader.__doc__:
-        with_lengths.__doc__ = _LENGTHS_PLACEHOLDER.sub(
-            lambda match: "\n".join(
-                match.group(1) + line if line else line for line in _LENGTHS_DOC.splitlines()
-            ),
-            reader.__doc__,
-        )
-    return with_lengths
+    return shared_docs(with_lengths)
 
 
 def _as_paths(path_or_paths: PathLike | Sequence[PathLike]) -> list[Path]:
