@@ -208,9 +208,9 @@ def test_aggregate_gene_shifts_of_cell_and_gene_values(tmp_path):
     assert stats["affected_symbol"].tolist()[2:] == ["G1", "G5", "G0"]
 
 
-def test_the_figures_of_an_in_silico_treatment(tmp_path):
-    """goal_state_shift on a run with cell states: the volcano plot, the distributions and
-    the states' picture, each as PNG and HTML; vs_null draws its volcano too."""
+@pytest.fixture
+def treatment_run(tmp_path):
+    """An in silico treatment of 8 cells: start state a, goal b, alternative c."""
     import datasets
 
     from genoformer.sc.models import build_model
@@ -224,7 +224,7 @@ def test_the_figures_of_an_in_silico_treatment(tmp_path):
     corpus = datasets.Dataset.from_dict(
         {"input_ids": cells, "length": [len(c) for c in cells], "state": labels}
     )
-    run = perturb(
+    return perturb(
         build_model("tiny", vocab, seed=3),
         corpus,
         out=tmp_path / "run",
@@ -236,6 +236,42 @@ def test_the_figures_of_an_in_silico_treatment(tmp_path):
         alt_states=("c",),
         progress=False,
     )
+
+
+def test_goal_state_shift_tests_each_alternative_state_too(treatment_run, tmp_path):
+    from genoformer.engine.stats import benjamini_hochberg
+
+    run, test = treatment_run, treatment_run.table("perturbations")
+    # The run's alternative states by default, as Geneformer's cell_states_to_model.
+    stats = perturb_stats(run, out=tmp_path / "goal", mode="goal_state_shift", goal_state="b")
+    table = stats.table("stats")
+    assert list(table.columns) == [
+        "perturbed", "symbol", "token_ids", "shift_to_goal_end", "shift_to_alt_end_c",
+        "goal_end_vs_random_pval", "alt_end_vs_random_pval_c", "n_detections", "goal_end_FDR",
+        "alt_end_FDR_c", "sig",
+    ]  # fmt: skip
+    gene = table.iloc[0]
+    shifts = test.loc[test["perturbed"] == gene["perturbed"], "shift_c"].to_numpy()
+    assert gene["shift_to_alt_end_c"] == pytest.approx(shifts.mean(), rel=1e-12)
+    expected = ranksums(test["shift_c"].to_numpy(), shifts).pvalue
+    assert gene["alt_end_vs_random_pval_c"] == pytest.approx(expected, rel=1e-12)
+    fdr = benjamini_hochberg(table["alt_end_vs_random_pval_c"].to_numpy())
+    np.testing.assert_allclose(table["alt_end_FDR_c"], fdr, rtol=1e-12)
+    # None asked for, none given; a state the run lacks is refused, naming its states.
+    only = perturb_stats(
+        run, out=tmp_path / "only", mode="goal_state_shift", goal_state="b", alt_states=()
+    ).table("stats")
+    assert not any(c.startswith("shift_to_alt_end") for c in only.columns)
+    with pytest.raises(InputError, match=r"alternative state 'd' \(its states: a, b, c\)"):
+        perturb_stats(
+            run, out=tmp_path / "bad", mode="goal_state_shift", goal_state="b", alt_states=["d"]
+        )
+
+
+def test_the_figures_of_an_in_silico_treatment(treatment_run, tmp_path):
+    """goal_state_shift on a run with cell states: the volcano plot, the distributions and
+    the states' picture, each as PNG and HTML; vs_null draws its volcano too."""
+    run = treatment_run
     result = perturb_stats(run, out=tmp_path / "goal", mode="goal_state_shift", goal_state="b")
     figures = tmp_path / "goal" / "figures"
     for name in ("volcano", "distributions", "states"):

@@ -442,6 +442,13 @@ def perturb_stats_command(
     goal_state: Annotated[
         str | None, typer.Option(help="goal_state_shift: the goal state of the run.")
     ] = None,
+    alt_states: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--alt-state",
+            help="goal_state_shift: an alternative state (repeatable; default: the run's).",
+        ),
+    ] = None,
     plots: Annotated[
         bool, typer.Option(help="Draw the volcano, distributions and states pictures.")
     ] = True,

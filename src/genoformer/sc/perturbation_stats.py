@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import os
 import time
+from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -137,41 +138,60 @@ def _run_path(run: Any) -> Path | None:
     return Path(run) if isinstance(run, (str, os.PathLike)) else None
 
 
-def _goal_state_shift(test: pd.DataFrame, goal: str, source: Path | None = None) -> pd.DataFrame:
+def _shift_column(test: pd.DataFrame, state: str, source: Path | None, *, goal: bool) -> str:
+    """The run's ``shift_<state>`` column, or bad input naming the states it has."""
+    column = f"shift_{state}"
+    if column not in test.columns:
+        shifts = [c.removeprefix("shift_") for c in test.columns if c.startswith("shift_")]
+        role = "a goal state" if goal else "an alternative state"
+        raise InputError(
+            f"the run has no shifts towards {role} {state!r} "
+            + (f"(its states: {', '.join(shifts)})" if shifts else "(it has no cell states)"),
+            file=source,
+            where=setting("goal_state") if goal else setting("alt_states", flag="--alt-state"),
+            fix="run `sc perturb` with --state-attribute/--start-state/--goal-state, and name "
+            "its goal state"
+            if goal
+            else "name states of the run, or none (the run's own alternative states)",
+        )
+    return column
+
+
+def _goal_state_shift(
+    test: pd.DataFrame, goal: str, alternatives: Sequence[str] = (), source: Path | None = None
+) -> pd.DataFrame:
+    """Geneformer's ``isp_stats_to_goal_state``: each gene's mean shift towards the goal (and
+    each alternative) state, and a rank-sum test of its shifts against the pooled shifts of
+    every perturbation, BH FDR over the genes; columns in Geneformer's order."""
     from scipy.stats import ranksums
 
     from genoformer.engine.stats import benjamini_hochberg
 
-    column = f"shift_{goal}"
-    if column not in test.columns:
-        shifts = [c.removeprefix("shift_") for c in test.columns if c.startswith("shift_")]
-        raise InputError(
-            f"the run has no shifts towards a goal state {goal!r} "
-            + (f"(its states: {', '.join(shifts)})" if shifts else "(it has no cell states)"),
-            file=source,
-            where=setting("goal_state"),
-            fix="run `sc perturb` with --state-attribute/--start-state/--goal-state, and name "
-            "its goal state",
-        )
-    pooled = test[column].to_numpy()
+    # (mean shift, p-value, FDR, the run's column) of the goal state, then each alternative
+    ends = [("shift_to_goal_end", "goal_end_vs_random_pval", "goal_end_FDR",
+             _shift_column(test, goal, source, goal=True))]  # fmt: skip
+    ends += [
+        (f"shift_to_alt_end_{alt}", f"alt_end_vs_random_pval_{alt}", f"alt_end_FDR_{alt}",
+         _shift_column(test, alt, source, goal=False))
+        for alt in alternatives
+    ]  # fmt: skip
     rows = []
     for (gene, symbol, token), group in test.groupby(_KEYS, sort=False):
-        shifts = group[column].to_numpy()
-        rows.append(
-            {
-                "perturbed": gene,
-                "symbol": symbol,
-                "token_ids": token,
-                "shift_to_goal_end": float(np.mean(shifts)),
-                "goal_end_vs_random_pval": float(
-                    ranksums(pooled, shifts, nan_policy="omit").pvalue
-                ),
-                "n_detections": len(shifts),
-            }
-        )
-    return _called(
+        row: dict[str, Any] = {"perturbed": gene, "symbol": symbol, "token_ids": token}
+        shifts = {column: group[column].to_numpy() for *_, column in ends}
+        row.update({shift: float(np.mean(shifts[column])) for shift, _, _, column in ends})
+        for _, pvalue, _, column in ends:
+            pooled = test[column].to_numpy()
+            row[pvalue] = float(ranksums(pooled, shifts[column], nan_policy="omit").pvalue)
+        rows.append({**row, "n_detections": len(group)})
+    table = _called(
         rows, "goal_end_vs_random_pval", "shift_to_goal_end", "goal_end_FDR", benjamini_hochberg
     )
+    for _, pvalue, fdr, _ in ends[1:]:
+        table.insert(
+            table.columns.get_loc("sig"), fdr, benjamini_hochberg(table[pvalue].to_numpy())
+        )
+    return table
 
 
 def _token_order(table: pd.DataFrame) -> pd.DataFrame:
@@ -283,6 +303,27 @@ def _called(rows: list[dict], pval: str, shift: str, fdr: str, bh: Any) -> pd.Da
     return table.sort_values(["sig", shift, fdr], ascending=[False, False, True], kind="stable")
 
 
+def _check_mode(mode: str, null: Any, goal_state: str | None) -> None:
+    """A known mode, with what it needs."""
+    if mode not in MODES:
+        raise InputError(
+            f"unknown mode {mode!r}", where=setting("mode"), fix="use " + ", ".join(MODES)
+        )
+    if mode == "vs_null" and null is None:
+        raise InputError(
+            "vs_null needs a null run",
+            where=setting("null"),
+            fix=f"pass {option('null')} RUN (the same perturbations in other cells), or "
+            f"another {setting('mode')}",
+        )
+    if mode == "goal_state_shift" and goal_state is None:
+        raise InputError(
+            "goal_state_shift needs the goal state",
+            where=setting("goal_state"),
+            fix=f"pass {option('goal_state')} STATE (the goal state of the `sc perturb` run)",
+        )
+
+
 def perturb_stats(
     run: str | os.PathLike | RunResult | pd.DataFrame,
     *,
@@ -292,6 +333,7 @@ def perturb_stats(
     ] = "vs_null",
     null: str | os.PathLike | RunResult | pd.DataFrame | None = None,
     goal_state: str | None = None,
+    alt_states: Sequence[str] | None = None,
     gene_shifts: pd.DataFrame | None = None,
     plots: bool = True,
     overwrite: bool = False,
@@ -312,6 +354,10 @@ def perturb_stats(
         The null run of ``vs_null``: the same perturbations in other cells.
     goal_state
         The goal state of ``goal_state_shift`` (the run's ``shift_<state>`` column).
+    alt_states
+        The alternative states of ``goal_state_shift`` (default: the run's), each with its
+        ``shift_to_alt_end_<state>``, ``alt_end_vs_random_pval_<state>`` and
+        ``alt_end_FDR_<state>`` columns, as Geneformer's.
     gene_shifts
         With a perturbations table as ``run``: its gene shifts (a run directory's
         ``gene_shifts.parquet`` is read by itself), for ``aggregate_gene_shifts``.
@@ -333,23 +379,7 @@ def perturb_stats(
         affected embedding.
     """
     start = time.perf_counter()
-    if mode not in MODES:
-        raise InputError(
-            f"unknown mode {mode!r}", where=setting("mode"), fix="use " + ", ".join(MODES)
-        )
-    if mode == "vs_null" and null is None:
-        raise InputError(
-            "vs_null needs a null run",
-            where=setting("null"),
-            fix=f"pass {option('null')} RUN (the same perturbations in other cells), or "
-            f"another {setting('mode')}",
-        )
-    if mode == "goal_state_shift" and goal_state is None:
-        raise InputError(
-            "goal_state_shift needs the goal state",
-            where=setting("goal_state"),
-            fix=f"pass {option('goal_state')} STATE (the goal state of the `sc perturb` run)",
-        )
+    _check_mode(mode, null, goal_state)
     test = _table(run, "perturbation")
     extra: dict[str, Any] = {}
     if mode == "vs_null":
@@ -357,7 +387,8 @@ def perturb_stats(
         _check_null_kind(run, null)
         stats = _vs_null(test, null_table)
     elif mode == "goal_state_shift":
-        stats = _goal_state_shift(test, str(goal_state), _run_path(run))
+        alternatives = _alternative_states(run) if alt_states is None else tuple(alt_states)
+        stats = _goal_state_shift(test, str(goal_state), alternatives, _run_path(run))
     elif mode == "mixture_model":
         stats, extra = _mixture_model(test, _run_path(run))
     elif mode == "aggregate_gene_shifts":
@@ -366,6 +397,8 @@ def perturb_stats(
         stats = test[["row", "cell_id", *_KEYS, "cos_sim"]].copy() if "row" in test else test
     named = {"run": run if isinstance(run, (str, os.PathLike)) else "<table>", "mode": mode}
     named.update(null=str(null) if isinstance(null, (str, os.PathLike)) else None)
+    if mode == "goal_state_shift":
+        named.update(goal_state=goal_state, alt_states=list(alternatives))
     run_dir = RunDir(out, command="sc perturb-stats", arguments=named, overwrite=overwrite)
     files = {
         "stats": write_table(run_dir.file("stats.parquet"), stats),
@@ -388,6 +421,14 @@ _VOLCANO = {
     "vs_null": ("test_vs_null_avg_shift", "test_vs_null_FDR"),
     "goal_state_shift": ("shift_to_goal_end", "goal_end_FDR"),
 }
+
+
+def _alternative_states(run: Any) -> tuple[str, ...]:
+    """The alternative states of a run with cell states (none for a table)."""
+    states = _states_table(run)
+    if states is None:
+        return ()
+    return tuple(states.loc[states["role"] == "alternative", "state"].astype(str))
 
 
 def _states_table(run: Any) -> pd.DataFrame | None:
