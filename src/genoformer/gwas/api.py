@@ -11,17 +11,20 @@ import os
 import warnings
 from collections.abc import Sequence
 from contextlib import ExitStack
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
 
 from genoformer._lazy import lazy_exports
 from genoformer.engine.errors import InputError
+from genoformer.engine.options import with_overrides
 from genoformer.engine.runs import RunDir, RunResult, write_table
 from genoformer.gwas.io.genotypes import GenotypeSource, open_genotypes, warn_sex_chromosomes
 from genoformer.gwas.io.phenotypes import sample_covariates, sample_phenotype
-from genoformer.gwas.io.simulate import simulate
+from genoformer.gwas.io.simulate import SimulateSettings, simulate
 from genoformer.gwas.plots.run_figures import FigureProcess, more_than_one_core
 from genoformer.gwas.plots.run_figures import draw as draw_figures
 from genoformer.gwas.stats.adjust import adjust, genomic_control_lambda
@@ -42,10 +45,23 @@ from genoformer.gwas.stats.wgr import (
 # association commands start quickly.
 _MODEL_EXPORTS = {
     "train": "genoformer.gwas.model.training",
+    "GenotypeTrainSettings": "genoformer.gwas.model.training",
     "predict": "genoformer.gwas.model.training",
     "explain": "genoformer.gwas.model.explain",
+    "ExplainSettings": "genoformer.gwas.model.explain",
 }
-__all__ = ["RunResult", "assoc", "epistasis", "pca", "plot", "qc", "simulate", *_MODEL_EXPORTS]
+__all__ = [
+    "AssocSettings",
+    "RunResult",
+    "SimulateSettings",
+    "assoc",
+    "epistasis",
+    "pca",
+    "plot",
+    "qc",
+    "simulate",
+    *_MODEL_EXPORTS,
+]
 __getattr__ = lazy_exports("genoformer.gwas.api", _MODEL_EXPORTS)
 
 
@@ -182,6 +198,65 @@ def _check_components(k: int, source: GenotypeSource, passing: dict, option: str
         )
 
 
+@dataclass(frozen=True)
+class AssocSettings:
+    """How :func:`assoc` tests (each also a keyword argument of it, and a CLI flag).
+
+    Attributes
+    ----------
+    pcs
+        Principal components (of the samples and variants that pass QC) added to the
+        covariates.
+    test
+        ``auto`` (from the phenotype), ``linear``, ``logistic`` or ``chisq`` (plink1.9
+        ``--assoc``).
+    firth
+        Firth-penalised logistic regression: ``fallback`` (where the plain fit fails, as
+        plink2's ``firth-fallback``), ``always`` or ``never``.
+    a1
+        The counted allele: ``minor`` (plink2), ``alt`` or ``ref``.
+    maf, geno, mind, hwe
+        QC filters applied first, as plink2's ``--maf``, ``--geno``, ``--mind``, ``--hwe``
+        (None: not applied).
+    chunk_size
+        Variants per chunk.
+    engine, scheduler
+        ``numpy`` or ``dask``, and the address of a Dask scheduler.
+    seed
+        Seed of the principal components and of whole-genome regression.
+    overwrite
+        Replace what an earlier run wrote to ``out`` (without it, such an ``out`` is refused).
+    wgr, wgr_block_size, wgr_folds
+        Whole-genome regression first, as regenie's step 1: ridge over blocks of
+        ``wgr_block_size`` variants in ``wgr_folds`` folds, then level 1.
+    figures
+        Figure formats: ``png``, ``pdf``, ``svg``, ``html`` (or one comma-separated string of
+        them; none when empty).
+    """
+
+    pcs: int = 0
+    test: str = "auto"
+    firth: str = "fallback"
+    a1: str = "minor"
+    maf: float | None = None
+    geno: float | None = None
+    mind: float | None = None
+    hwe: float | None = None
+    chunk_size: int = 4096
+    engine: str = "numpy"
+    scheduler: str | None = None
+    seed: int = 0
+    overwrite: bool = False
+    wgr: bool = False
+    wgr_block_size: int = 200
+    wgr_folds: int = 5
+    figures: Sequence[str] = ASSOC_FIGURES
+
+
+#: The settings of assoc that the tests take as they are.
+_TEST_SETTINGS = ("test", "firth", "a1", "chunk_size", "engine", "scheduler")
+
+
 def assoc(
     genotypes: str | os.PathLike,
     *,
@@ -190,23 +265,8 @@ def assoc(
     pheno_name: str | None = None,
     covar: str | os.PathLike | pd.DataFrame | None = None,
     covar_names: Sequence[str] | None = None,
-    pcs: int = 0,
-    test: str = "auto",
-    firth: str = "fallback",
-    a1: str = "minor",
-    maf: float | None = None,
-    geno: float | None = None,
-    mind: float | None = None,
-    hwe: float | None = None,
-    chunk_size: int = 4096,
-    engine: str = "numpy",
-    scheduler: str | None = None,
-    seed: int = 0,
-    overwrite: bool = False,
-    wgr: bool = False,
-    wgr_block_size: int = 200,
-    wgr_folds: int = 5,
-    figures: Sequence[str] = ASSOC_FIGURES,
+    settings: AssocSettings | None = None,
+    **overrides: Any,
 ) -> RunResult:
     """Association of every variant with a phenotype, as plink2 --glm (or plink1.9 --assoc).
 
@@ -222,24 +282,48 @@ def assoc(
     ``wgr_folds`` folds, then level 1) on the variants that pass QC, writes its
     leave-one-chromosome-out predictions (``wgr.loco`` in regenie's layout, ``wgr_pred.list``)
     and tests each chromosome's variants with its LOCO prediction as an offset.
+
+    Parameters
+    ----------
+    genotypes
+        PLINK .bed (or its prefix), or a VCF/BCF file.
+    out
+        The run directory.
+    pheno, pheno_name
+        The phenotype table (a file in PLINK's layout, or a DataFrame with FID and IID) and
+        its column (default: the first after FID and IID).
+    covar, covar_names
+        Covariates (a file or a DataFrame) and the columns used (default: all).
+    settings, **overrides
+        How to test: an :class:`AssocSettings`, and/or any of its fields by name
+        (``pcs=4, maf=0.01, wgr=True``).
     """
-    figures = _figure_formats(figures)
-    arguments = {k: v for k, v in locals().items() if not isinstance(v, pd.DataFrame)}
+    options = with_overrides(AssocSettings, settings, overrides, "assoc")
+    options = replace(options, figures=_figure_formats(options.figures))
+    given = {
+        "genotypes": genotypes, "out": out, "pheno": pheno, "pheno_name": pheno_name,
+        "covar": covar, "covar_names": covar_names, **asdict(options),
+    }  # fmt: skip
+    arguments = {k: v for k, v in given.items() if not isinstance(v, pd.DataFrame)}
+    figures, seed = options.figures, options.seed
     with ExitStack() as stack:
         # Started first: they load the plotting modules while this process works.
         groups = _figure_groups(figures) if more_than_one_core() else []
         drawers = [stack.enter_context(FigureProcess(group)) for group in groups]
-        run = RunDir(out, command="gwas assoc", arguments=arguments, seed=seed, overwrite=overwrite)
+        control = {"seed": seed, "overwrite": options.overwrite}
+        run = RunDir(out, command="gwas assoc", arguments=arguments, **control)
         with open_genotypes(genotypes) as source:
-            passing = _passing(source, _filters(maf, geno, mind, hwe), run)
+            passing = _passing(
+                source, _filters(options.maf, options.geno, options.mind, options.hwe), run
+            )
             warn_sex_chromosomes(source)
             y, kind, column, n_dropped = sample_phenotype(source.samples, pheno, pheno_name)
-            _check_test(test, kind, column, y, pheno)
-            X, names = _covariates(source, passing, y, run, covar, covar_names, pcs, seed)
-            settings = WGRSettings(wgr_block_size, wgr_folds, seed=seed) if wgr else None
+            _check_test(options.test, kind, column, y, pheno)
+            X, names = _covariates(source, passing, y, run, covar, covar_names, options.pcs, seed)
+            wgr = WGRSettings(options.wgr_block_size, options.wgr_folds, seed=seed)
             results, step1, outputs = _association(
-                source, y, run, column, settings, covariates=X, test=test, firth=firth, a1=a1,
-                chunk_size=chunk_size, engine=engine, scheduler=scheduler, **passing,
+                source, y, run, column, wgr if options.wgr else None, covariates=X,
+                **{k: getattr(options, k) for k in _TEST_SETTINGS}, **passing,
             )  # fmt: skip
         parquet = write_results(results, run.file("assoc.parquet"))
         for drawer in drawers:  # they draw from the Parquet table while this writes the rest

@@ -1,13 +1,12 @@
 """``genoformer gwas ...``: thin commands over :mod:`genoformer.gwas.api`.
 
 Each command hands its options to the API function of the same name (renamed where the API
-names them otherwise) and ends with the summary table of the run. The API is imported inside
-each command, so that ``--help`` is quick.
+names them otherwise) and ends with the summary table of the run. The API is imported when a
+command runs (:func:`_run`), so that ``--help`` is quick.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
@@ -39,10 +38,20 @@ Figures = Annotated[
 ]
 
 
-def _run(verb: Callable[..., RunResult], options: dict[str, Any], **api_names: str) -> RunResult:
-    """``verb`` called with the command's ``options``, each under its API name: the one
-    ``api_names`` gives it, else its own."""
-    return verb(**{api_names.get(name, name): value for name, value in options.items()})
+def _run(verb: str, options: dict[str, Any], **api_names: str) -> RunResult:
+    """``genoformer.gwas.api``'s ``verb`` called with the command's ``options``, each under
+    its API name: the one ``api_names`` gives it, else its own."""
+    from genoformer.gwas import api
+
+    function = getattr(api, verb)
+    return function(**{api_names.get(name, name): value for name, value in options.items()})
+
+
+def _report(verb: str, options: dict[str, Any], **api_names: str) -> None:
+    """Run ``verb`` as :func:`_run` does and end with the summary table of its run."""
+    from genoformer.engine.console import print_summary
+
+    print_summary(f"gwas {verb}", _run(verb, options, **api_names))
 
 
 @app.command()
@@ -76,10 +85,9 @@ def simulate(
     """Simulate a cohort with msprime: genotypes with LD, phenotypes, covariates, truth."""
     options = dict(locals())
     from genoformer.engine.console import print_summary
-    from genoformer.gwas.api import simulate as run
 
     result = _run(
-        run,
+        "simulate",
         options,
         out="out_prefix",
         samples="n_samples",
@@ -106,10 +114,7 @@ def qc(
 ) -> None:
     """Quality control as plink2 does it: --mind, --geno, --hwe, --maf."""
     options = dict(locals())
-    from genoformer.engine.console import print_summary
-    from genoformer.gwas.api import qc as run
-
-    print_summary("gwas qc", _run(run, options))
+    _report("qc", options)
 
 
 @app.command()
@@ -127,10 +132,7 @@ def pca(
 ) -> None:
     """Principal components of standardised genotypes (plink2 --pca)."""
     options = dict(locals())
-    from genoformer.engine.console import print_summary
-    from genoformer.gwas.api import pca as run
-
-    print_summary("gwas pca", _run(run, options, components="n_components"))
+    _report("pca", options, components="n_components")
 
 
 @app.command()
@@ -163,10 +165,7 @@ def assoc(
 ) -> None:
     """Per-variant association (plink2 --glm columns), --adjust table, Manhattan and QQ."""
     options = {**locals(), "covar_name": covar_name or None}
-    from genoformer.engine.console import print_summary
-    from genoformer.gwas.api import assoc as run
-
-    print_summary("gwas assoc", _run(run, options, covar_name="covar_names"))
+    _report("assoc", options, covar_name="covar_names")
 
 
 @app.command()
@@ -193,10 +192,7 @@ def epistasis(
 ) -> None:
     """Exhaustive pair scan for interaction (plink1.9 --epistasis / --fast-epistasis)."""
     options = dict(locals())
-    from genoformer.engine.console import print_summary
-    from genoformer.gwas.api import epistasis as run
-
-    print_summary("gwas epistasis", _run(run, options))
+    _report("epistasis", options)
 
 
 @app.command()
@@ -206,10 +202,7 @@ def plot(
     figures: Figures = "png,pdf,html",
 ) -> None:
     """Manhattan and QQ plots, static and interactive, of association results."""
-    from genoformer.engine.console import print_summary
-    from genoformer.gwas.api import plot as run
-
-    print_summary("gwas plot", run(results, out=out, figures=figures))
+    _report("plot", dict(locals()))
 
 
 @app.command()
@@ -247,10 +240,7 @@ def explain(
         "methods": methods.split(","),
         "substitution_budget": substitution_budget or None,
     }
-    from genoformer.engine.console import print_summary
-    from genoformer.gwas.model.explain import explain as run
-
-    print_summary("gwas explain", _run(run, options))
+    _report("explain", options)
 
 
 @app.command()
@@ -297,18 +287,14 @@ def train(
 ) -> None:
     """Train the genotype transformer; test metrics beside ridge, boosting and MLP."""
     options = {**locals(), "covar_name": covar_name or None}
-    from genoformer.engine.console import print_summary
-    from genoformer.gwas.api import train as run
-
-    result = _run(
-        run,
+    _report(
+        "train",
         options,
         covar_name="covar_names",
         layers="n_layers",
         heads="n_heads",
         init_range="initializer_range",
     )
-    print_summary("gwas train", result)
 
 
 @app.command()
@@ -323,7 +309,4 @@ def predict(
 ) -> None:
     """Predict the phenotype of new samples with a trained genotype model."""
     options = dict(locals())
-    from genoformer.engine.console import print_summary
-    from genoformer.gwas.api import predict as run
-
-    print_summary("gwas predict", _run(run, options))
+    _report("predict", options)

@@ -52,11 +52,13 @@ import os
 from contextlib import ExitStack
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
 
 from genoformer.engine.errors import InputError, setting
+from genoformer.engine.options import with_overrides
 from genoformer.engine.runs import RunResult, atomic_path, write_table
 
 _BASES = np.array(["A", "C", "G", "T"])
@@ -109,26 +111,63 @@ class _Design:
         return founders[2 * self.family()] if self.siblings else founders
 
 
+@dataclass(frozen=True)
+class SimulateSettings:
+    """What :func:`simulate` simulates (each also a keyword argument of it, and a CLI flag).
+
+    Attributes
+    ----------
+    n_samples, n_variants, n_chromosomes
+        Diploid samples written, SNPs kept after the MAF filter, chromosomes.
+    maf_min
+        Minimum minor allele frequency of a kept SNP.
+    missing_rate
+        Share of genotype calls set missing (after the phenotypes are made).
+    heritability
+        Heritability of the trait net of covariates, var(g) / var(g + e).
+    n_causal, epistatic_pairs
+        Additive causal variants, and epistatic pairs (two variants on different
+        chromosomes, with no marginal effect).
+    n_covariates
+        Numeric covariates (``age``, ``sex``, then ``cov3`` ...), besides ``batch``.
+    prevalence
+        Share of cases of the case/control trait.
+    seed
+        Seed of every draw.
+    epistatic_share
+        Share of the genetic variance the pairs carry (None: as the drawn effects give).
+    siblings, family_environment
+        Children per family (0: unrelated samples), and the variance share of an
+        environment siblings share.
+    populations, split_generations, population_shift
+        Populations split from one ancestor ``split_generations`` generations ago, and the
+        trait mean difference from the first to the last (in SD).
+    """
+
+    n_samples: int = 2000
+    n_variants: int = 20_000
+    n_chromosomes: int = 3
+    maf_min: float = 0.01
+    missing_rate: float = 0.01
+    heritability: float = 0.5
+    n_causal: int = 10
+    epistatic_pairs: int = 0
+    n_covariates: int = 2
+    prevalence: float = 0.3
+    seed: int = 0
+    epistatic_share: float | None = None
+    siblings: int = 0
+    family_environment: float = 0.0
+    populations: int = 1
+    split_generations: float = 500.0
+    population_shift: float = 0.0
+
+
 def simulate(
     out_prefix: str | os.PathLike,
     *,
-    n_samples: int = 2000,
-    n_variants: int = 20_000,
-    n_chromosomes: int = 3,
-    maf_min: float = 0.01,
-    missing_rate: float = 0.01,
-    heritability: float = 0.5,
-    n_causal: int = 10,
-    epistatic_pairs: int = 0,
-    n_covariates: int = 2,
-    prevalence: float = 0.3,
-    seed: int = 0,
-    epistatic_share: float | None = None,
-    siblings: int = 0,
-    family_environment: float = 0.0,
-    populations: int = 1,
-    split_generations: float = 500.0,
-    population_shift: float = 0.0,
+    settings: SimulateSettings | None = None,
+    **overrides: Any,
 ) -> RunResult:
     """Simulate genotypes, phenotypes and covariates and write them PLINK-style.
 
@@ -146,44 +185,46 @@ def simulate(
     ``out_prefix``, ``metrics`` the realised ``heritability``, ``h2_observed``, ``prevalence``
     and ``missing_rate``, ``outputs`` the files written (``bed``, ``bim``, ``fam``, ``pheno``,
     ``covar``, ``truth``) and the ``prefix``.
+
+    ``settings`` (a :class:`SimulateSettings`) and/or any of its fields by name
+    (``n_samples=500, epistatic_pairs=2``) say what is simulated.
     """
-    _check_arguments(
-        n_samples, n_variants, n_chromosomes, maf_min, missing_rate, heritability, prevalence
-    )
-    _check_epistatic_share(epistatic_share)
-    design = _Design(n_samples, siblings, populations, split_generations)
-    _check_design(design, heritability, family_environment)
-    rng = np.random.default_rng(seed)
+    o = with_overrides(SimulateSettings, settings, overrides, "simulate")  # o: its settings
+    _check_arguments(o)
+    _check_epistatic_share(o.epistatic_share)
+    design = _Design(o.n_samples, o.siblings, o.populations, o.split_generations)
+    _check_design(design, o.heritability, o.family_environment)
+    rng = np.random.default_rng(o.seed)
     prefix = Path(out_prefix)
     prefix.parent.mkdir(parents=True, exist_ok=True)
 
-    G, bim = _genotypes(design, n_variants, n_chromosomes, maf_min, rng)
+    G, bim = _genotypes(design, o.n_variants, o.n_chromosomes, o.maf_min, rng)
     freq = G.mean(axis=0, dtype=np.float64) / 2.0
     maf = np.minimum(freq, 1.0 - freq)
 
-    covar, covariate_effect = _covariates(n_samples, n_covariates, rng)
+    covar, covariate_effect = _covariates(o.n_samples, o.n_covariates, rng)
     g, truth = _genetic_value(
-        G, bim, freq, maf, heritability, n_causal, epistatic_pairs, rng, epistatic_share
+        G, bim, freq, maf, o.heritability, o.n_causal, o.epistatic_pairs, rng, o.epistatic_share
     )
-    noise = rng.normal(0.0, math.sqrt(1.0 - heritability - family_environment), n_samples)
-    if family_environment > 0:
-        shared = rng.normal(0.0, math.sqrt(family_environment), design.n_families)
+    noise = rng.normal(0.0, math.sqrt(1.0 - o.heritability - o.family_environment), o.n_samples)
+    if o.family_environment > 0:
+        shared = rng.normal(0.0, math.sqrt(o.family_environment), design.n_families)
         noise = noise + shared[design.family()]
     quant = g + covariate_effect + noise
-    if populations > 1 and population_shift:
-        means = np.linspace(-population_shift / 2, population_shift / 2, populations)
+    if o.populations > 1 and o.population_shift:
+        means = np.linspace(-o.population_shift / 2, o.population_shift / 2, o.populations)
         quant = quant + means[design.population()] * quant.std()
-    threshold = np.quantile(quant, 1.0 - prevalence)
+    threshold = np.quantile(quant, 1.0 - o.prevalence)
     binary = np.where(quant > threshold, 2, 1)
 
-    if missing_rate > 0:
+    if o.missing_rate > 0:
         # Blocks of variants keep the uniform draws small next to the int8 genotypes.
         for start in range(0, G.shape[1], 2048):
             block = G[:, start : start + 2048]
-            block[rng.random(block.shape, dtype=np.float32) < missing_rate] = -127  # bed-reader
+            block[rng.random(block.shape, dtype=np.float32) < o.missing_rate] = -127  # bed-reader
 
     fid = [f"fam{i + 1}" for i in design.family()]  # siblings share their FID
-    iid = [f"ind{i + 1}" for i in range(n_samples)]
+    iid = [f"ind{i + 1}" for i in range(o.n_samples)]
     paths = {s: Path(f"{prefix}.{s}") for s in ("bed", "bim", "fam", "pheno", "covar")}
     paths["truth"] = Path(f"{prefix}.truth.tsv")
     _write_plink(paths, G, bim, fid, iid, covar["sex"].to_numpy())
@@ -192,14 +233,14 @@ def simulate(
     write_table(paths["pheno"], pheno)
     write_table(paths["covar"], pd.concat([ids, covar], axis=1))
     write_table(paths["truth"], truth)
-    if populations > 1:
+    if o.populations > 1:
         paths["populations"] = write_table(
             Path(f"{prefix}.populations"),
             ids.assign(population=[f"pop{p + 1}" for p in design.population()]),
         )
     paths["prefix"] = prefix
     info = {
-        "heritability": heritability,
+        "heritability": o.heritability,
         "h2_observed": float(np.var(g) / np.var(g + noise)),
         "prevalence": float(np.mean(binary == 2)),
         "missing_rate": float(np.mean(G == -127)),
@@ -207,25 +248,23 @@ def simulate(
     return RunResult(prefix.parent, info, paths)
 
 
-def _check_arguments(
-    n_samples: int,
-    n_variants: int,
-    n_chromosomes: int,
-    maf_min: float,
-    missing_rate: float,
-    heritability: float,
-    prevalence: float,
-) -> None:
+def _check_arguments(o: SimulateSettings) -> None:
     """Refuse sizes and shares the simulator cannot follow, naming the option as the user
     gave it (``--samples`` on the command line, ``n_samples=`` in Python)."""
     checks = (
-        ("n_samples", "--samples", n_samples, n_samples >= 2, "2 or more samples"),
-        ("n_variants", "--variants", n_variants, n_variants >= 1, "1 or more variants"),
-        ("n_chromosomes", "--chromosomes", n_chromosomes, n_chromosomes >= 1, "1 or more"),
-        ("maf_min", "--maf", maf_min, 0.0 <= maf_min < 0.5, "a frequency in [0, 0.5)"),
-        ("missing_rate", "--missing", missing_rate, 0.0 <= missing_rate < 1.0, "a share in [0, 1)"),
-        ("heritability", None, heritability, 0.0 <= heritability < 1.0, "a share in [0, 1)"),
-        ("prevalence", None, prevalence, 0.0 < prevalence < 1.0, "a share in (0, 1)"),
+        ("n_samples", "--samples", o.n_samples, o.n_samples >= 2, "2 or more samples"),
+        ("n_variants", "--variants", o.n_variants, o.n_variants >= 1, "1 or more variants"),
+        ("n_chromosomes", "--chromosomes", o.n_chromosomes, o.n_chromosomes >= 1, "1 or more"),
+        ("maf_min", "--maf", o.maf_min, 0.0 <= o.maf_min < 0.5, "a frequency in [0, 0.5)"),
+        (
+            "missing_rate",
+            "--missing",
+            o.missing_rate,
+            0.0 <= o.missing_rate < 1.0,
+            "a share in [0, 1)",
+        ),
+        ("heritability", None, o.heritability, 0.0 <= o.heritability < 1.0, "a share in [0, 1)"),
+        ("prevalence", None, o.prevalence, 0.0 < o.prevalence < 1.0, "a share in (0, 1)"),
     )
     for parameter, flag, value, valid, allowed in checks:
         if not valid:

@@ -208,6 +208,20 @@ def _gradients(f: ScoreFunction, x: _Inputs, batch_size: int) -> torch.Tensor:
     return grads.to(x.genotypes.device)
 
 
+def _substituted_batch(batch_size: int | None, x: _Inputs) -> int:
+    """Samples per forward pass of substituted inputs: ``batch_size``, else as many as the
+    memory budget ``_BATCH_CELLS`` holds (at least 16)."""
+    batch = batch_size or max(16, _BATCH_CELLS // x.m)
+    check_batch_size(batch)
+    return batch
+
+
+def _reference_scores(f: ScoreFunction, x: _Inputs, batch: int) -> torch.Tensor:
+    """Every sample's score as it is, ``batch`` samples per forward pass (no gradients: call
+    under ``torch.inference_mode``)."""
+    return torch.cat([_score(f, x.rows(slice(lo, lo + batch))) for lo in range(0, x.n, batch)])
+
+
 def _masked(values: torch.Tensor, x: _Inputs) -> np.ndarray:
     if x.missing is not None:
         values = values.masked_fill(x.missing, 0.0)
@@ -390,14 +404,11 @@ def substitution(
     level_values = np.sort(np.asarray(levels, dtype=np.float32))
     if level_values.size == 0:
         raise InputError("no substitution levels given", fix="use levels such as (0, 1, 2)")
-    batch = batch_size or max(16, _BATCH_CELLS // x.m)
-    check_batch_size(batch)
+    batch = _substituted_batch(batch_size, x)
     k, n_levels = len(columns), level_values.size
     level_t = torch.as_tensor(level_values, device=x.genotypes.device)
     with torch.inference_mode():
-        reference = torch.cat(
-            [_score(f, x.rows(slice(lo, lo + batch))) for lo in range(0, x.n, batch)]
-        )
+        reference = _reference_scores(f, x, batch)
         abs_sum = torch.zeros(k, dtype=torch.float64, device=x.genotypes.device)
         score_sum = torch.zeros((k, n_levels), dtype=torch.float64, device=x.genotypes.device)
         # Edits are listed for a block of variants at a time so the list stays small.

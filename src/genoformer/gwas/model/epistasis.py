@@ -33,7 +33,6 @@ import numpy as np
 import pandas as pd
 import torch
 
-from genoformer.engine.attribution import check_batch_size
 from genoformer.engine.docs import shared_docs
 from genoformer.engine.errors import InputError
 from genoformer.engine.progress import progress_bar
@@ -44,10 +43,11 @@ from genoformer.engine.stats import (
     q_as_extra_test,
 )
 from genoformer.gwas.model.attribution import (
-    _BATCH_CELLS,
     ScoreFunction,
     _Inputs,
+    _reference_scores,
     _score,
+    _substituted_batch,
     as_inputs,
 )
 
@@ -102,16 +102,13 @@ def interaction_contrast(
             where="levels",
             fix="use two dosages such as (0, 2)",
         )
-    batch = batch_size or max(16, _BATCH_CELLS // x.m)
-    check_batch_size(batch)
+    batch = _substituted_batch(batch_size, x)
     dev = x.genotypes.device
     level = torch.tensor([lo_level, hi_level], device=dev)
     out = np.zeros(len(pairs_np), dtype=np.float64)
     per_block = max(1, (1 << 22) // (4 * x.n))
     with torch.inference_mode():
-        reference = torch.cat(
-            [_score(f, x.rows(slice(lo, lo + batch))) for lo in range(0, x.n, batch)]
-        )
+        reference = _reference_scores(f, x, batch)
         with progress_bar(enabled=progress, unit="pairs", transient=True) as bar:
             task = bar.add_task("pair interaction contrasts", total=len(pairs_np))
             for start in range(0, len(pairs_np), per_block):

@@ -22,7 +22,7 @@ from __future__ import annotations
 import functools
 import os
 from collections.abc import Sequence
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -31,6 +31,7 @@ import pandas as pd
 import torch
 
 from genoformer.engine.errors import InputError
+from genoformer.engine.options import with_overrides
 from genoformer.engine.runs import RunDir, RunResult, write_table
 from genoformer.gwas.io.genotypes import ArrayGenotypes
 from genoformer.gwas.model import attribution
@@ -39,7 +40,7 @@ from genoformer.gwas.model.epistasis import PairScanOptions, pair_scan
 from genoformer.gwas.model.inputs import CohortInputs
 from genoformer.gwas.plots import importance as plots
 
-__all__ = ["ASSOCIATION_FILES", "explain", "truth_recall"]
+__all__ = ["ASSOCIATION_FILES", "ExplainSettings", "explain", "truth_recall"]
 
 #: Association tables a training run may have written, read instead of testing again.
 ASSOCIATION_FILES = ("assoc.parquet", "assoc.tsv", "association.parquet", "association.tsv")
@@ -53,46 +54,16 @@ _LABELS = {
 }
 
 
-def explain(
-    run_dir: str | os.PathLike,
-    *,
-    out: str | os.PathLike,
-    genotypes: str | os.PathLike | None = None,
-    methods: Sequence[str] = ("ig", "substitution"),
-    truth: str | os.PathLike | None = None,
-    top_pairs: int = 20,
-    null_pairs: int = 500,
-    pair_levels: tuple[float, float] = (0.0, 2.0),
-    split: str = "test",
-    max_samples: int | None = 1000,
-    pair_samples: int = 256,
-    substitution_budget: int | None = 1000,
-    ig_steps: int = 32,
-    baseline: str = "zero",
-    smoothgrad: int = 0,
-    alpha: float = 0.05,
-    batch_size: int | None = None,
-    device: str = "auto",
-    seed: int = 0,
-    progress: bool = True,
-    overwrite: bool = False,
-) -> RunResult:
-    """Attribution, calibration, epistasis and figures for a trained genotype model.
+@dataclass(frozen=True)
+class ExplainSettings:
+    """How :func:`explain` explains a model: each is also a keyword argument of it, most
+    are CLI flags too.
 
-    Parameters
+    Attributes
     ----------
-    run_dir
-        Run directory of ``genoformer gwas train``.
-    out
-        Run directory to write: ``importance.tsv``, ``pairs.tsv``, ``association.tsv`` (when
-        computed here), figures, ``manifest.json``.
-    genotypes
-        The genotype file, when it is no longer where the training run read it.
     methods
-        Any of ``saliency``, ``gradient_x_input``, ``ig``, ``substitution``.
-    truth
-        The simulator's ``.truth.tsv``: adds the recall of causal variants and of epistatic
-        pairs to the metrics.
+        Any of ``saliency``, ``gradient_x_input``, ``ig``, ``substitution`` (or one
+        comma-separated string of them).
     top_pairs
         Real variants (by importance) whose pairs are scanned for interaction.
     null_pairs
@@ -120,6 +91,59 @@ def explain(
         Seed of the sample draws and the SmoothGrad noise.
     progress
         Show progress bars.
+    overwrite
+        Replace what an earlier run wrote to ``out`` (without it, such an ``out`` is refused).
+    """
+
+    methods: Sequence[str] = ("ig", "substitution")
+    top_pairs: int = 20
+    null_pairs: int = 500
+    pair_levels: tuple[float, float] = (0.0, 2.0)
+    split: str = "test"
+    max_samples: int | None = 1000
+    pair_samples: int = 256
+    substitution_budget: int | None = 1000
+    ig_steps: int = 32
+    baseline: str = "zero"
+    smoothgrad: int = 0
+    alpha: float = 0.05
+    batch_size: int | None = None
+    device: str = "auto"
+    seed: int = 0
+    progress: bool = True
+    overwrite: bool = False
+
+
+def explain(
+    run_dir: str | os.PathLike,
+    *,
+    out: str | os.PathLike,
+    genotypes: str | os.PathLike | None = None,
+    truth: str | os.PathLike | None = None,
+    settings: ExplainSettings | None = None,
+    **overrides: Any,
+) -> RunResult:
+    """Attribution, calibration, epistasis and figures for a trained genotype model.
+
+    Every model column is scored on the ``split`` samples by each of ``methods`` and
+    calibrated against the decoys; the top variants' pairs are scanned for interaction; the
+    association test on the training samples is set beside them (see the module docstring).
+
+    Parameters
+    ----------
+    run_dir
+        Run directory of ``genoformer gwas train``.
+    out
+        Run directory to write: ``importance.tsv``, ``pairs.tsv``, ``association.tsv`` (when
+        computed here), figures, ``manifest.json``.
+    genotypes
+        The genotype file, when it is no longer where the training run read it.
+    truth
+        The simulator's ``.truth.tsv``: adds the recall of causal variants and of epistatic
+        pairs to the metrics.
+    settings, **overrides
+        How to explain: an :class:`ExplainSettings`, and/or any of its fields by name
+        (``methods=["ig"], top_pairs=10``).
 
     Returns
     -------
@@ -127,72 +151,54 @@ def explain(
         Run directory, metrics (variants called per method, decoys called, pairs called,
         recall with ``truth``) and the files written.
     """
-    methods = _check_methods(methods)
-    _check_sizes(top_pairs, null_pairs, max_samples, substitution_budget, pair_samples)
+    options = with_overrides(ExplainSettings, settings, overrides, "explain")
+    options = replace(options, methods=_check_methods(options.methods))
+    _check_sizes(options)
     truth_table = _read_truth(truth) if truth is not None else None
     trained = _load(run_dir, genotypes)
-    arguments = {k: v for k, v in locals().items() if k in _ARGUMENTS}
-    run = RunDir(out, command="gwas explain", arguments=arguments, seed=seed, overwrite=overwrite)
-    options = _Options.of(arguments, seed=seed, progress=progress)
+    given = {"run_dir": run_dir, "genotypes": genotypes, "methods": options.methods}
+    arguments = {**given, "truth": truth, **{k: getattr(options, k) for k in _RECORDED}}
+    control = {"seed": options.seed, "overwrite": options.overwrite}
+    run = RunDir(out, command="gwas explain", arguments=arguments, **control)
     variants = trained.variants.reset_index(drop=True)
-    f, dev = _score_function(trained.model, device)
+    f, dev = _score_function(trained.model, options.device)
     with run.step("inputs"):
         cohort, x = _explained_samples(trained, options, dev, run_dir)
     table, scores, metrics = _importance(run, options, f, x, dev, variants)
     assoc, assoc_source = _association_columns(run, run_dir, trained, variants, table, metrics)
-    table[f"{options.primary}_rank"] = _rank(table[options.primary].to_numpy(), _is_decoy(variants))
+    primary = _primary(options)
+    table[f"{primary}_rank"] = _rank(table[primary].to_numpy(), _is_decoy(variants))
     with run.step("pairs"):
         pairs, n_pair_samples = _scan_pairs(
-            f, cohort, scores[options.primary], variants, table, options, dev
+            f, cohort, scores[primary], variants, table, options, dev
         )
-    metrics["pairs"] = {**pairs.attrs, "samples": n_pair_samples, "levels": list(pair_levels)}
+    levels = list(options.pair_levels)
+    metrics["pairs"] = {**pairs.attrs, "samples": n_pair_samples, "levels": levels}
     outputs = _write_outputs(run, options, table, pairs, assoc, assoc_source, metrics)
     if truth_table is not None:
         metrics["truth"] = truth_recall(
-            table, pairs, truth_table, methods=methods, association=assoc, top=TOP_N
+            table, pairs, truth_table, methods=options.methods, association=assoc, top=TOP_N
         )
     return _finish(run, metrics, outputs)
 
 
-@dataclass(frozen=True)
-class _Options:
-    """The settings of one :func:`explain` run (its parameters of the same names)."""
-
-    methods: list[str]
-    top_pairs: int
-    null_pairs: int
-    pair_levels: tuple[float, float]
-    split: str
-    max_samples: int | None
-    pair_samples: int
-    substitution_budget: int | None
-    ig_steps: int
-    baseline: str
-    smoothgrad: int
-    alpha: float
-    batch_size: int | None
-    seed: int
-    progress: bool
-
-    @classmethod
-    def of(cls, arguments: dict[str, Any], **others: Any) -> _Options:
-        """The options among the run's recorded ``arguments``, plus ``others``."""
-        names = {f.name for f in fields(cls)}
-        return cls(**{k: v for k, v in arguments.items() if k in names}, **others)
-
-    @property
-    def primary(self) -> str:
-        """The method that ranks the variants and chooses the pairs scanned."""
-        return "substitution" if "substitution" in self.methods else self.methods[0]
+#: The settings the manifest records (after ``methods``), as it recorded them before they
+#: were grouped: not the seed, the progress bars or ``overwrite``.
+_RECORDED = (
+    "top_pairs", "null_pairs", "pair_levels", "split", "max_samples", "pair_samples",
+    "substitution_budget", "ig_steps", "baseline", "smoothgrad", "alpha", "batch_size", "device",
+)  # fmt: skip
 
 
-def _check_sizes(
-    top_pairs: int,
-    null_pairs: int,
-    max_samples: int | None,
-    substitution_budget: int | None,
-    pair_samples: int,
-) -> None:
+def _primary(options: ExplainSettings) -> str:
+    """The method that ranks the variants and chooses the pairs scanned."""
+    return "substitution" if "substitution" in options.methods else options.methods[0]
+
+
+def _check_sizes(options: ExplainSettings) -> None:
+    top_pairs, null_pairs = options.top_pairs, options.null_pairs
+    max_samples, substitution_budget = options.max_samples, options.substitution_budget
+    pair_samples = options.pair_samples
     if top_pairs < 2:
         raise InputError(
             f"top_pairs is {top_pairs}: a pair needs 2 variants",
@@ -233,7 +239,7 @@ def _is_decoy(variants: pd.DataFrame) -> np.ndarray:
 
 
 def _explained_samples(
-    trained: Any, options: _Options, dev: torch.device, run_dir: str | os.PathLike
+    trained: Any, options: ExplainSettings, dev: torch.device, run_dir: str | os.PathLike
 ) -> tuple[CohortInputs, Any]:
     """The model inputs of the explained split, and of the samples drawn from it for the
     per-variant methods (on ``dev``)."""
@@ -252,7 +258,7 @@ def _explained_samples(
 
 def _importance(
     run: RunDir,
-    options: _Options,
+    options: ExplainSettings,
     f: ScoreFunction,
     x: Any,
     dev: torch.device,
@@ -290,7 +296,7 @@ def _importance(
 
 def _gradient_scores(
     run: RunDir,
-    options: _Options,
+    options: ExplainSettings,
     f: ScoreFunction,
     x: Any,
     dev: torch.device,
@@ -317,7 +323,7 @@ def _gradient_scores(
 
 
 def _substitution_scores(
-    options: _Options,
+    options: ExplainSettings,
     f: ScoreFunction,
     x: Any,
     dev: torch.device,
@@ -384,7 +390,7 @@ def _scan_pairs(
     importance: np.ndarray,
     variants: pd.DataFrame,
     table: pd.DataFrame,
-    options: _Options,
+    options: ExplainSettings,
     dev: torch.device,
 ) -> tuple[pd.DataFrame, int]:
     """The pair scan on ``pair_samples`` samples drawn from the explained split, with the ids,
@@ -413,7 +419,7 @@ def _scan_pairs(
 
 def _write_outputs(
     run: RunDir,
-    options: _Options,
+    options: ExplainSettings,
     table: pd.DataFrame,
     pairs: pd.DataFrame,
     assoc: pd.DataFrame,
@@ -439,7 +445,7 @@ def _write_outputs(
             outputs[f"importance_{method}_html"] = plots.importance_track_html(
                 table, assoc, run.file(f"importance_{method}.html"), **common_plot
             )
-        rank = f"{options.primary}_rank"
+        rank = f"{_primary(options)}_rank"
         order = table.sort_values(rank, kind="stable")["id"].astype(str).tolist()
         outputs["pairs_heatmap"] = plots.pair_heatmap(
             pairs, run.file("pairs_heatmap.png"), order=order
@@ -457,13 +463,6 @@ def _finish(run: RunDir, metrics: dict[str, Any], outputs: dict[str, Path]) -> R
     run.record_results("explain", metrics)
     run.finish()
     return RunResult(run.path, metrics, outputs)
-
-
-_ARGUMENTS = {
-    "run_dir", "genotypes", "methods", "truth", "top_pairs", "null_pairs", "pair_levels",
-    "split", "max_samples", "pair_samples", "substitution_budget", "ig_steps", "baseline",
-    "smoothgrad", "alpha", "batch_size", "device",
-}  # fmt: skip
 
 
 def _check_methods(methods: Sequence[str]) -> list[str]:

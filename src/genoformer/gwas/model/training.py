@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
@@ -32,6 +32,7 @@ import torch
 from genoformer.engine.checkpoints import load_pretrained
 from genoformer.engine.errors import InputError
 from genoformer.engine.metrics import classification_metrics, regression_metrics, softmax
+from genoformer.engine.options import with_overrides
 from genoformer.engine.plots import comparison_bar, parity_plot, roc_pr_curves
 from genoformer.engine.runs import RunDir, RunResult, read_manifest, write_json, write_table
 from genoformer.engine.training import TrainSettings, predict_logits, train_model
@@ -58,7 +59,15 @@ from genoformer.gwas.model.inputs import (
 from genoformer.gwas.model.network import GenotypeModel, GenotypeModelConfig
 from genoformer.gwas.stats.association import write_results
 
-__all__ = ["CohortInputs", "RunResult", "TrainedRun", "load_trained", "predict", "train"]
+__all__ = [
+    "CohortInputs",
+    "GenotypeTrainSettings",
+    "RunResult",
+    "TrainedRun",
+    "load_trained",
+    "predict",
+    "train",
+]
 
 SPLITS = ("train", "validation", "test")
 #: Default number of decoy columns: as many as the real inputs, at most this many.
@@ -183,6 +192,89 @@ def _comparison(results: dict[str, dict[str, Any]], task: str) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=["model", *keys])
 
 
+@dataclass(frozen=True)
+class GenotypeTrainSettings:
+    """The model :func:`train` builds, its inputs and its fitting; each is also a keyword
+    argument of :func:`train` and a CLI flag.
+
+    Attributes
+    ----------
+    backbone
+        ``bert`` (an encoder) or ``gptj`` (a causal decoder).
+    window
+        Variants per token.
+    pooling
+        ``bert``: ``cls`` or ``mean`` (None: the backbone's default).
+    additive
+        A linear term on the standardised genotypes beside the backbone (see
+        :mod:`genoformer.gwas.model.network`).
+    d_model, n_layers, n_heads, dropout, initializer_range
+        Token width, layers, attention heads, dropout and weight initialisation std (None:
+        ``MODEL_DEFAULTS``).
+    preselect, preselect_by
+        Keep only the ``preselect`` variants with the smallest p on the training samples
+        (None: every variant): marginal association p, or with ``"marginal+variance"`` the
+        smaller of it and Levene's test of unequal phenotype variance across genotypes
+        (which sees variants of epistatic pairs).
+    decoys
+        Permuted copies of real variants appended as inputs (None: as many as the real
+        inputs, at most 1,000).
+    validation, test
+        Shares of the samples (split by sample, seeded) for validation and testing.
+    epochs, batch_size, learning_rate, weight_decay
+        AdamW at a constant learning rate, for at most ``epochs`` epochs.
+    patience, eval_every, keep_checkpoints
+        Stop after ``patience`` evaluations without a lower validation loss; evaluate and
+        checkpoint every ``eval_every`` steps (None: once per epoch); keep at most
+        ``keep_checkpoints`` checkpoints (and the best).
+    baselines_to_fit
+        Baselines scored beside the transformer: any of ``ridge`` (GBLUP), ``boosting``,
+        ``mlp``.
+    seed
+        Seed of the split, the decoys, the initial weights and the batches.
+    device
+        ``auto``, ``cpu``, ``cuda``, ``npu`` or ``mps``.
+    resume
+        Continue the run in ``out`` from its last complete checkpoint.
+    overwrite
+        Replace what an earlier run wrote to ``out`` (without it, such an ``out`` is refused).
+    """
+
+    backbone: str = "bert"
+    window: int = 8
+    pooling: str | None = None
+    additive: bool = True
+    d_model: int | None = None
+    n_layers: int | None = None
+    n_heads: int | None = None
+    dropout: float | None = None
+    initializer_range: float | None = None
+    preselect: int | None = None
+    preselect_by: str = "marginal+variance"
+    decoys: int | None = None
+    validation: float = 0.15
+    test: float = 0.15
+    epochs: float = 100
+    batch_size: int = 64
+    learning_rate: float = 3e-3
+    weight_decay: float = 0.01
+    patience: int = 20
+    eval_every: int | None = None
+    keep_checkpoints: int = 2
+    baselines_to_fit: Sequence[str] = baselines.BASELINES
+    seed: int = 0
+    device: str = "auto"
+    resume: bool = False
+    overwrite: bool = False
+
+
+#: The settings that shape the network (the rest of its configuration is the data's).
+_ARCHITECTURE = (
+    "backbone", "window", "pooling", "additive", "d_model", "n_layers", "n_heads", "dropout",
+    "initializer_range",
+)  # fmt: skip
+
+
 def train(
     genotypes: str | os.PathLike,
     pheno: str | os.PathLike | pd.DataFrame,
@@ -191,85 +283,72 @@ def train(
     trait: str,
     covar: str | os.PathLike | pd.DataFrame | None = None,
     covar_names: Sequence[str] | None = None,
-    backbone: str = "bert",
-    window: int = 8,
-    preselect: int | None = None,
-    preselect_by: str = "marginal+variance",
-    decoys: int | None = None,
-    pooling: str | None = None,
-    additive: bool = True,
-    d_model: int | None = None,
-    n_layers: int | None = None,
-    n_heads: int | None = None,
-    dropout: float | None = None,
-    initializer_range: float | None = None,
-    validation: float = 0.15,
-    test: float = 0.15,
-    epochs: float = 100,
-    batch_size: int = 64,
-    learning_rate: float = 3e-3,
-    weight_decay: float = 0.01,
-    patience: int = 20,
-    eval_every: int | None = None,
-    keep_checkpoints: int = 2,
-    baselines_to_fit: Sequence[str] = baselines.BASELINES,
-    seed: int = 0,
-    device: str = "auto",
-    resume: bool = False,
-    overwrite: bool = False,
+    settings: GenotypeTrainSettings | None = None,
+    **overrides: Any,
 ) -> RunResult:
     """Train the genotype transformer on a phenotype and compare it with baselines.
 
     Samples with genotypes, a value of ``trait`` and every covariate are split by sample
-    (seeded) into train, validation and test. Optionally only the ``preselect`` variants with
-    the smallest p on the training samples are used: marginal association p, or with
-    ``preselect_by="marginal+variance"`` the smaller of it and Levene's test of unequal
-    phenotype variance across genotypes (which sees variants of epistatic pairs). ``decoys`` permuted copies of
-    real variants (default: as many as the real inputs, at most 1,000) are appended as
-    inputs. With ``additive`` the model has a linear term on the standardised genotypes
-    beside the backbone (see :mod:`genoformer.gwas.model.network`). The model trains with early stopping on validation loss; the transformer and the
-    baselines (ridge/GBLUP, gradient-boosted trees, MLP) are scored on the test samples.
-    See the module docstring for the run directory.
+    (seeded) into train, validation and test. Optionally only the ``preselect`` variants
+    with the smallest p on the training samples are used, and ``decoys`` permuted copies of
+    real variants are appended as inputs. The model trains with early stopping on
+    validation loss; the transformer and the baselines (ridge/GBLUP, gradient-boosted
+    trees, MLP) are scored on the test samples. See the module docstring for the run
+    directory.
+
+    Parameters
+    ----------
+    genotypes
+        PLINK .bed (or its prefix), or a VCF/BCF file.
+    pheno, trait
+        The phenotype table (a file in PLINK's layout, or a DataFrame with FID and IID) and
+        its column to learn.
+    out
+        The run directory.
+    covar, covar_names
+        Covariates (a file or a DataFrame) and the columns used (default: all).
+    settings, **overrides
+        How to build and train the model: a :class:`GenotypeTrainSettings`, and/or any of
+        its fields by name (``epochs=30, preselect=500``).
     """
+    options = with_overrides(GenotypeTrainSettings, settings, overrides, "train")
     arguments = {
-        k: (v if not isinstance(v, pd.DataFrame) else "<DataFrame>") for k, v in locals().items()
-    }
+        k: (v if not isinstance(v, pd.DataFrame) else "<DataFrame>")
+        for k, v in {
+            "genotypes": genotypes, "pheno": pheno, "out": out, "trait": trait, "covar": covar,
+            "covar_names": covar_names, **asdict(options),
+        }.items()
+    }  # fmt: skip
     # Absolute, so that load_trained finds the genotypes from any working directory.
     arguments["genotypes"] = str(Path(genotypes).absolute())
-    if window < 1:
-        raise InputError(f"window is {window}", where="--window", fix="use 1 or more variants")
-    control = {"seed": seed, "resume": resume, "overwrite": overwrite}
+    if options.window < 1:
+        raise InputError(
+            f"window is {options.window}", where="--window", fix="use 1 or more variants"
+        )
+    seed = options.seed
+    control = {"seed": seed, "resume": options.resume, "overwrite": options.overwrite}
     run = RunDir(out, command="gwas train", arguments=arguments, **control)
     with run.step("prepare"), open_genotypes(genotypes) as source:
         cohort = _cohort(source, pheno, trait, covar, covar_names)
-        split = _split(len(cohort.index), validation, test, seed)
-        columns = _model_variants(run, source, cohort, split, preselect, preselect_by)
+        split = _split(len(cohort.index), options.validation, options.test, seed)
+        columns = _model_variants(run, source, cohort, split, options)
         G = source.read(samples=cohort.index, variants=columns)
-        layout = _layout(source, cohort, split, columns, decoys, seed)
+        layout = _layout(source, cohort, split, columns, options.decoys, seed)
     run.record_output("variants", write_table(run.file("variants.tsv"), layout.variants))
     run.record_output("samples", write_table(run.file("samples.tsv"), layout.samples))
     task = "regression" if cohort.kind == "quantitative" else "classification"
     parts, scaling = _model_inputs(G, layout, cohort, split, task=task, trait=trait)
     del G
-    architecture = {
-        "backbone": backbone, "window": window, "pooling": pooling, "additive": additive,
-        "d_model": d_model, "n_layers": n_layers, "n_heads": n_heads, "dropout": dropout,
-        "initializer_range": initializer_range,
-    }  # fmt: skip
+    architecture = {key: getattr(options, key) for key in _ARCHITECTURE}
     config = _model_config(architecture, task, parts, cohort, layout.variants, scaling)
     torch.manual_seed(seed)
     network = GenotypeModel(config)
-    settings = _train_settings(
-        epochs=epochs, batch_size=batch_size, learning_rate=learning_rate,
-        weight_decay=weight_decay, patience=patience, eval_every=eval_every,
-        keep_checkpoints=keep_checkpoints, seed=seed, device=device,
-    )  # fmt: skip
     with run.step("train"):
-        trained = _fit(run, network, parts, task, settings, resume=resume)
+        trained = _fit(run, network, parts, task, _train_settings(options), resume=options.resume)
     with run.step("evaluate"):
         results, outputs = _compare(
-            run, trained.model, parts, layout.samples[split == "test"],
-            task=task, trait=trait, names=baselines_to_fit, seed=seed, device=device,
+            run, trained.model, parts, layout.samples[split == "test"], task=task, trait=trait,
+            baselines_to_fit=options.baselines_to_fit, seed=seed, device=options.device,
         )  # fmt: skip
     summary = _summary(trait, task, config, parts, layout, trained, results)
     outputs["metrics"] = write_json(run.file("metrics.json"), summary)
@@ -309,16 +388,21 @@ def _model_variants(
     source: GenotypeSource,
     cohort: _Cohort,
     split: np.ndarray,
-    preselect: int | None,
-    preselect_by: str,
+    options: GenotypeTrainSettings,
 ) -> np.ndarray:
     """The variants the model takes, in file order: every one, or the ``preselect`` chosen on
     the training samples (see :func:`~genoformer.gwas.model.inputs.preselect_variants`)."""
-    if preselect is None:
+    if options.preselect is None:
         return np.arange(source.n_variants)
     train_rows = np.flatnonzero(split == "train")
     columns, association = preselect_variants(
-        source, cohort.index, cohort.y, cohort.covariates, train_rows, preselect, preselect_by
+        source,
+        cohort.index,
+        cohort.y,
+        cohort.covariates,
+        train_rows,
+        options.preselect,
+        options.preselect_by,
     )
     # Every variant's test on the training samples: `gwas explain` draws the
     # Manhattan panel and the association ranking from it.
@@ -418,31 +502,20 @@ def _model_config(
     )
 
 
-def _train_settings(
-    *,
-    epochs: float,
-    batch_size: int,
-    learning_rate: float,
-    weight_decay: float,
-    patience: int,
-    eval_every: int | None,
-    keep_checkpoints: int,
-    seed: int,
-    device: str,
-) -> TrainSettings:
+def _train_settings(options: GenotypeTrainSettings) -> TrainSettings:
     """The Trainer's settings: constant learning rate, evaluated every epoch by default."""
     return TrainSettings(
-        epochs=epochs,
-        batch_size=batch_size,
-        learning_rate=learning_rate,
-        weight_decay=weight_decay,
+        epochs=options.epochs,
+        batch_size=options.batch_size,
+        learning_rate=options.learning_rate,
+        weight_decay=options.weight_decay,
         warmup=0.0,
         scheduler="constant",
-        eval_every=eval_every,
-        keep_checkpoints=keep_checkpoints,
-        patience=patience,
-        seed=seed,
-        device=device,
+        eval_every=options.eval_every,
+        keep_checkpoints=options.keep_checkpoints,
+        patience=options.patience,
+        seed=options.seed,
+        device=options.device,
     )
 
 
@@ -477,7 +550,7 @@ def _compare(
     *,
     task: str,
     trait: str,
-    names: Sequence[str],
+    baselines_to_fit: Sequence[str],
     seed: int,
     device: str,
 ) -> tuple[dict[str, dict[str, Any]], dict[str, Path]]:
@@ -487,7 +560,9 @@ def _compare(
     logits = predict_logits(model, GenotypeDataset(test_part, task=task), device=device)
     predictions = {"transformer": logits[:, 0] if task == "regression" else softmax(logits)}
     predictions.update(
-        baselines.fit_predict(parts["train"], test_part, task=task, names=names, seed=seed)
+        baselines.fit_predict(
+            parts["train"], test_part, task=task, names=baselines_to_fit, seed=seed
+        )
     )
     results = {name: _evaluate(task, test_part.y, p) for name, p in predictions.items()}
     outputs = _write_evaluation(run, test_samples, test_part.y, predictions, task)

@@ -598,13 +598,12 @@ def _logistic_kernel(
     b0: np.ndarray,
     tol: float,
     max_iter: int,
-    beta: np.ndarray,
-    se: np.ndarray,
-    status: np.ndarray,
+    fits: tuple[np.ndarray, np.ndarray, np.ndarray],
     start: int,
     stop: int,
 ) -> None:  # pragma: no cover - compiled
-    """Newton-Raphson logistic regression of y on (X, g_j) for every row g_j of ``Gt``.
+    """Newton-Raphson logistic regression of y on (X, g_j) for every row g_j of ``Gt``, into
+    ``fits`` (see :func:`_store_fit`).
 
     Starts from the covariates-only fit ``b0``; stops when every step is below ``tol``.
     plink2's failure rules (its LogisticRegression): a NaN step; after 4 steps, a step
@@ -658,11 +657,7 @@ def _logistic_kernel(
                         result = _FAIL
         if result == _OK:
             _cholesky_inverse(L, step, Hinv)
-            if not _valid(Hinv):
-                result = _INVALID
-        beta[j] = coef[k]
-        se[j] = np.sqrt(Hinv[k, k]) if result == _OK else np.nan
-        status[j] = result
+        _store_fit(fits, j, coef[k], Hinv, result)
 
 
 @numba.njit(cache=True, nogil=True, fastmath=_FASTMATH)
@@ -701,13 +696,12 @@ def _firth_kernel(
     Xt: np.ndarray,
     Gt: np.ndarray,
     offset: np.ndarray,
-    beta: np.ndarray,
-    se: np.ndarray,
-    status: np.ndarray,
+    fits: tuple[np.ndarray, np.ndarray, np.ndarray],
     start: int,
     stop: int,
 ) -> None:  # pragma: no cover - compiled
-    """Firth-penalised logistic regression of y on (X, g_j) for every row g_j of ``Gt``.
+    """Firth-penalised logistic regression of y on (X, g_j) for every row g_j of ``Gt``,
+    into ``fits`` (see :func:`_store_fit`).
 
     plink2 v2.00a3.5's FirthRegression step for step (a port of logistf before its 1.24
     rewrite), in double precision: start at 0; step = I^-1 U* with I the information matrix
@@ -726,9 +720,7 @@ def _firth_kernel(
         result = _FAIL
         loglik = _firth_state(Z, mask, y, coef, p, w, t, H, L, offset)
         if np.isnan(loglik):
-            beta[j] = np.nan
-            se[j] = np.nan
-            status[j] = _FAIL
+            _store_fit(fits, j, np.nan, Hinv, _FAIL)
             continue
         _cholesky_inverse(L, grad, Hinv)
         hs_bail = False
@@ -799,11 +791,41 @@ def _firth_kernel(
                 break
             if iteration == 24:
                 result = _OK  # plink2 keeps the last iterate ("unfinished")
-        if result == _OK and not _valid(Hinv):
-            result = _INVALID
-        beta[j] = coef[k]
-        se[j] = np.sqrt(Hinv[k, k]) if result == _OK else np.nan
-        status[j] = result
+        _store_fit(fits, j, coef[k], Hinv, result)
+
+
+@numba.njit(cache=True, nogil=True, fastmath=_FASTMATH)
+def _store_fit(
+    fits: tuple[np.ndarray, np.ndarray, np.ndarray],
+    j: int,
+    beta: float,
+    Hinv: np.ndarray,
+    result: int,
+) -> None:  # pragma: no cover - compiled
+    """Variant ``j``'s fit into ``fits`` (beta, SE, status): a converged fit whose inverse
+    information ``Hinv`` is not valid becomes ``_INVALID``; the SE (of the last coefficient)
+    is NaN unless the fit is ``_OK``."""
+    if result == _OK and not _valid(Hinv):
+        result = _INVALID
+    k = Hinv.shape[0] - 1
+    fits[0][j] = beta
+    fits[1][j] = np.sqrt(Hinv[k, k]) if result == _OK else np.nan
+    fits[2][j] = result
+
+
+def _fit_rows(
+    kernel: Callable[..., None],
+    rows: np.ndarray,
+    y: np.ndarray,
+    Xt: np.ndarray,
+    Gt: np.ndarray,
+    *rest: Any,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """``kernel`` (``y``, ``Xt``, the variants ``rows`` of ``Gt``, then ``rest``) run on
+    numba's threads: those variants' beta, SE and status."""
+    fits = (np.empty(rows.size), np.empty(rows.size), np.empty(rows.size, np.int8))
+    _in_threads(kernel, rows.size, y, Xt, np.ascontiguousarray(Gt[rows]), *rest, fits)
+    return fits
 
 
 def _logistic_chunk(
@@ -834,23 +856,15 @@ def _logistic_chunk(
     else:
         todo = np.flatnonzero(~separated) if firth == "fallback" else np.arange(m)
         if todo.size:
-            b, s, st = np.empty(todo.size), np.empty(todo.size), np.empty(todo.size, np.int8)
-            sub = np.ascontiguousarray(Gt[todo])
-            _in_threads(
-                _logistic_kernel,
-                todo.size, y, Xt, sub, offset, b0, _TOL, LOGISTIC_MAX_ITER, b, s, st,
-            )  # fmt: skip
-            beta[todo], se[todo], status[todo] = b, s, st
+            fit = _fit_rows(_logistic_kernel, todo, y, Xt, Gt, offset, b0, _TOL, LOGISTIC_MAX_ITER)
+            beta[todo], se[todo], status[todo] = fit
         if firth == "fallback":
             need_firth = separated | (status == _FAIL)
         else:
             need_firth = np.zeros(m, dtype=bool)
     idx = np.flatnonzero(need_firth)
     if idx.size:
-        b, s, st = np.empty(idx.size), np.empty(idx.size), np.empty(idx.size, np.int8)
-        sub = np.ascontiguousarray(Gt[idx])
-        _in_threads(_firth_kernel, idx.size, y, Xt, sub, offset, b, s, st)
-        beta[idx], se[idx], status[idx] = b, s, st
+        beta[idx], se[idx], status[idx] = _fit_rows(_firth_kernel, idx, y, Xt, Gt, offset)
         used_firth[idx] = True
     with np.errstate(invalid="ignore", divide="ignore"):
         z = beta / se
