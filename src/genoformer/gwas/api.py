@@ -21,6 +21,7 @@ import pandas as pd
 from genoformer._lazy import lazy_exports
 from genoformer.engine.errors import InputError
 from genoformer.engine.options import with_overrides
+from genoformer.engine.paths import require_path
 from genoformer.engine.runs import RunDir, RunResult, write_table
 from genoformer.gwas.io.genotypes import GenotypeSource, open_genotypes, warn_sex_chromosomes
 from genoformer.gwas.io.phenotypes import sample_covariates, sample_phenotype
@@ -500,9 +501,7 @@ def plot(
     figures = _figure_formats(figures)
     from genoformer.gwas.plots import association as plots  # matplotlib: see _figures
 
-    path = Path(results)
-    if not path.exists():
-        raise InputError("no such results file", file=path, fix="give assoc.tsv or .parquet")
+    path = require_path(results, "no such results file", fix="give assoc.tsv or .parquet")
     table = (
         pd.read_parquet(path)
         if path.suffix == ".parquet"
@@ -527,9 +526,7 @@ def plot(
 def _variant_list(path: str | os.PathLike, source: GenotypeSource) -> np.ndarray:
     """File indices of the variant IDs listed in ``path`` (one per line, first column, as
     plink's --extract / --set take them); an unknown ID is bad input naming its line."""
-    path = Path(path)
-    if not path.exists():
-        raise InputError("no such variant list", file=path, fix="give a file of variant IDs")
+    path = require_path(path, "no such variant list", fix="give a file of variant IDs")
     position = pd.Series(np.arange(source.n_variants), index=source.variants["id"].to_numpy())
     position = position[~position.index.duplicated()]
     found = []

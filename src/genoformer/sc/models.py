@@ -26,6 +26,7 @@ from transformers.utils import logging as hf_logging
 
 from genoformer.engine.checkpoints import checkpoint_config, load_pretrained
 from genoformer.engine.errors import InputError
+from genoformer.engine.paths import require_path
 from genoformer.engine.runs import write_json
 from genoformer.sc.masking import IGNORE
 from genoformer.sc.vocabulary import GeneVocabulary
@@ -183,12 +184,12 @@ def _check_checkpoint(path: Path) -> BertConfig:
             file=path,
             fix="pass a folder with config.json and model.safetensors (or pytorch_model.bin)",
         )
-    if not (path / "config.json").exists():
-        raise InputError(
-            "no config.json in the model directory",
-            file=path,
-            fix="pass a Geneformer checkpoint folder or one written by genoformer",
-        )
+    require_path(
+        path / "config.json",
+        "no config.json in the model directory",
+        file=path,
+        fix="pass a Geneformer checkpoint folder or one written by genoformer",
+    )
     if not any((path / name).exists() for name in _WEIGHTS):
         raise InputError(
             "no weights in the model directory (looked for " + ", ".join(_WEIGHTS) + ")",

@@ -32,6 +32,7 @@ import torch
 
 from genoformer.engine.errors import InputError
 from genoformer.engine.options import with_overrides
+from genoformer.engine.paths import require_path
 from genoformer.engine.runs import RunDir, RunResult, write_table
 from genoformer.gwas.io.genotypes import ArrayGenotypes
 from genoformer.gwas.model import attribution
@@ -569,13 +570,9 @@ def _pair_table(pairs: pd.DataFrame, variants: pd.DataFrame, table: pd.DataFrame
 
 
 def _read_truth(path: str | os.PathLike) -> pd.DataFrame:
-    path = Path(path)
-    if not path.exists():
-        raise InputError(
-            "no such truth table",
-            file=path,
-            fix="give the .truth.tsv of `genoformer gwas simulate`",
-        )
+    path = require_path(
+        path, "no such truth table", fix="give the .truth.tsv of `genoformer gwas simulate`"
+    )
     truth = pd.read_csv(path, sep="\t", dtype={"id": str, "chrom": str})
     missing = {"id", "kind"} - set(truth.columns)
     if missing:

@@ -33,6 +33,7 @@ from genoformer.engine.checkpoints import load_pretrained
 from genoformer.engine.errors import InputError
 from genoformer.engine.metrics import classification_metrics, regression_metrics, softmax
 from genoformer.engine.options import with_overrides
+from genoformer.engine.paths import require_path
 from genoformer.engine.plots import comparison_bar, parity_plot, roc_pr_curves
 from genoformer.engine.runs import RunDir, RunResult, read_manifest, write_json, write_table
 from genoformer.engine.training import TrainSettings, predict_logits, train_model
@@ -684,12 +685,12 @@ def load_trained(run_dir: str | os.PathLike) -> TrainedRun:
     model_dir = path / "model"
     # The run first: a stopped one has no model yet, and should be named as stopped.
     manifest = read_manifest(path, what="training run")
-    if not (model_dir / "config.json").exists():
-        raise InputError(
-            "no trained model here (model/config.json missing)",
-            file=path,
-            fix="give the run directory that `genoformer gwas train` wrote",
-        )
+    require_path(
+        model_dir / "config.json",
+        "no trained model here (model/config.json missing)",
+        file=path,
+        fix="give the run directory that `genoformer gwas train` wrote",
+    )
     model = load_pretrained(GenotypeModel, model_dir).eval()
     variants = pd.read_csv(path / "variants.tsv", sep="\t", dtype={"chrom": str, "id": str})
     variants["is_decoy"] = variants["is_decoy"].astype(str).str.lower().isin(["true", "1"])
