@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 
+import numpy as np
 import pandas as pd
 import pytest
 import torch
@@ -13,6 +14,7 @@ from genoformer.engine.errors import InputError
 from genoformer.engine.runs import (
     RunDir,
     Terminated,
+    _plain_text,
     atomic_path,
     read_manifest,
     runs_opened,
@@ -38,6 +40,35 @@ def test_tables_in_each_format(tmp_path):
     assert pd.read_csv(tmp_path / "t.tsv", sep="\t").equals(table)
     assert pd.read_csv(tmp_path / "t.csv").equals(table)
     assert pd.read_parquet(tmp_path / "t.parquet").equals(table)
+
+
+@pytest.mark.parametrize("suffix", [".tsv", ".csv"])
+def test_text_tables_with_a_float_format_are_what_pandas_writes(tmp_path, suffix):
+    rng = np.random.default_rng(0)
+    n = 50
+    plain = pd.DataFrame(
+        {
+            "#CHROM": rng.choice(["1", "X"], n),
+            "POS": rng.integers(1, 10**8, n),
+            "flag": rng.random(n) > 0.5,
+            "P": np.where(rng.random(n) > 0.8, np.nan, 10.0 ** -rng.uniform(0, 300, n)),
+            "BETA": rng.normal(size=n).astype(np.float32),
+            "ratio": np.where(rng.random(n) > 0.9, np.inf, rng.normal(size=n) * 1e6),
+        }
+    )
+    awkward = {  # cells that pandas quotes or fills: written by pandas itself
+        "quoted": plain.assign(ID=['a"b'] * n),
+        "separator": plain.assign(ID=["a,b\tc"] * n),
+        "missing text": plain.assign(ID=[None] + ["x"] * (n - 1)),
+        "nullable": plain.assign(POS=pd.array([None, *range(10**7, 10**7 + n - 1)], dtype="Int64")),
+    }
+    sep = "," if suffix == ".csv" else "\t"
+    for name, table in {"plain": plain, **awkward}.items():
+        path = write_table(tmp_path / f"{name}{suffix}", table, float_format="%.6g", na_rep="NA")
+        expected = table.to_csv(sep=sep, index=False, float_format="%.6g", na_rep="NA")
+        assert path.read_text() == expected, name
+        # the plain table is formatted by hand, the others fall back to pandas
+        assert (_plain_text(table, sep, "%.6g", "NA") is None) == (name in awkward), name
 
 
 def test_manifest_records_steps_and_resume_keeps_them(tmp_path):

@@ -1309,12 +1309,6 @@ def _split_run(
 
 def write_results(table: pd.DataFrame, path: str | os.PathLike) -> Path:
     """Write association results as TSV (plink2 layout, ``NA`` for missing) or Parquet."""
-    from genoformer.engine.runs import atomic_path
+    from genoformer.engine.runs import write_table
 
-    path = Path(path)
-    with atomic_path(path) as tmp:
-        if path.suffix == ".parquet":
-            table.to_parquet(tmp, index=False)
-        else:
-            table.to_csv(tmp, sep="\t", index=False, na_rep="NA", float_format="%.6g")
-    return path
+    return write_table(path, table, float_format="%.6g", na_rep="NA")

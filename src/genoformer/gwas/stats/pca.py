@@ -31,7 +31,7 @@ from typing import Any, Literal
 import numpy as np
 import pandas as pd
 
-from genoformer.engine.runs import atomic_path, write_text
+from genoformer.engine.runs import write_table, write_text
 
 __all__ = ["PCAResult", "pca", "read_pca", "write_pca"]
 
@@ -287,17 +287,15 @@ def write_pca(result: PCAResult, prefix: str | os.PathLike) -> list[Path]:
     values = "".join(f"{v:.6g}\n" for v in result.eigenvalues)
     written = [write_text(prefix.with_name(prefix.name + ".eigenval"), values)]
     vec = result.eigenvectors.rename(columns={"FID": "#FID"})
-    written.append(_write_tsv(prefix.with_name(prefix.name + ".eigenvec"), vec))
+    written.append(
+        write_table(prefix.with_name(prefix.name + ".eigenvec"), vec, float_format="%.6g")
+    )
     if result.loadings is not None:
         var = result.loadings.rename(columns={"CHROM": "#CHROM"})
-        written.append(_write_tsv(prefix.with_name(prefix.name + ".eigenvec.var"), var))
+        written.append(
+            write_table(prefix.with_name(prefix.name + ".eigenvec.var"), var, float_format="%.6g")
+        )
     return written
-
-
-def _write_tsv(path: Path, table: pd.DataFrame) -> Path:
-    with atomic_path(path) as tmp:
-        table.to_csv(tmp, sep="\t", index=False, float_format="%.6g")
-    return path
 
 
 def read_pca(prefix: str | os.PathLike) -> PCAResult:
