@@ -5,7 +5,10 @@
   one shared penalty this is GBLUP's best linear prediction; for case/control traits it is
   fitted on the 0/1 scale (the observed-scale GBLUP) and read as a probability, clipped.
 - ``boosting``: gradient-boosted trees (``HistGradientBoosting``, early stopping).
-- ``mlp``: a plain multilayer perceptron (scikit-learn, early stopping, L2 penalty).
+- ``mlp``: a plain multilayer perceptron (scikit-learn, early stopping, L2 penalty) on the
+  standardised trait. Where it predicts the validation samples worse than the training mean
+  does (a net too large for the samples overfits), the training mean (class shares) is its
+  prediction: a baseline below the mean predictor tells the user nothing.
 
 Missing genotypes are filled with the training samples' mean dosage.
 """
@@ -89,7 +92,8 @@ def fit_predict(
     task: str,
     names: Sequence[str] = BASELINES,
     seed: int = 0,
-) -> dict[str, np.ndarray]:
+    validation: CohortInputs | None = None,
+) -> tuple[dict[str, np.ndarray], list[str]]:
     """Fit each baseline on ``train`` and predict ``test``.
 
     Returns
@@ -97,21 +101,69 @@ def fit_predict(
     dict
         Per baseline: predicted values ``[n]`` (regression) or class probabilities
         ``[n, 2]`` (case/control).
+    list of str
+        The baselines that predicted ``validation`` worse than the training mean and so
+        predict the mean instead (only ``mlp`` is checked).
     """
     features = Features(train)
     X_train, X_test = features(train), features(test)
     y = np.asarray(train.y, dtype=np.float64)
     out: dict[str, np.ndarray] = {}
+    to_mean: list[str] = []
     for name in names:
         estimator = _estimator(name, task, X_train.shape[1], seed)
-        if task == "regression" or name == "ridge":
-            estimator.fit(X_train, y)
-            predicted = estimator.predict(X_test).astype(np.float64)
-            if task == "classification":
-                case = np.clip(predicted, 0.0, 1.0)
-                predicted = np.stack([1.0 - case, case], axis=1)
-        else:
-            estimator.fit(X_train, y.astype(np.int64))
-            predicted = estimator.predict_proba(X_test).astype(np.float64)
-        out[name] = predicted
-    return out
+        if name == "mlp" and task == "regression":
+            from sklearn.compose import TransformedTargetRegressor
+            from sklearn.preprocessing import StandardScaler
+
+            estimator = TransformedTargetRegressor(estimator, transformer=StandardScaler())
+        fitted = estimator.fit(
+            X_train, y if task == "regression" or name == "ridge" else y.astype(np.int64)
+        )
+        if (
+            name == "mlp"
+            and validation is not None
+            and _worse_than_mean(fitted, features(validation), validation.y, y, task)
+        ):
+            to_mean.append(name)
+            out[name] = _mean_prediction(y, len(test.y), task)
+            continue
+        out[name] = _predict(fitted, X_test, task, name)
+    return out, to_mean
+
+
+def _predict(fitted, X: np.ndarray, task: str, name: str) -> np.ndarray:
+    if task == "regression" or name == "ridge":
+        predicted = fitted.predict(X).astype(np.float64)
+        if task == "classification":
+            case = np.clip(predicted, 0.0, 1.0)
+            predicted = np.stack([1.0 - case, case], axis=1)
+        return predicted
+    return fitted.predict_proba(X).astype(np.float64)
+
+
+def _mean_prediction(y_train: np.ndarray, n: int, task: str) -> np.ndarray:
+    """The training mean (regression) or the training class shares, for ``n`` samples."""
+    if task == "regression":
+        return np.full(n, y_train.mean())
+    case = float(np.mean(y_train == 1))
+    return np.tile([1.0 - case, case], (n, 1))
+
+
+def _worse_than_mean(
+    fitted, X_validation: np.ndarray, y_validation, y_train: np.ndarray, task: str
+) -> bool:
+    """Whether ``fitted`` predicts the validation samples worse than the training mean:
+    squared error (regression) or log loss (case/control)."""
+    from sklearn.metrics import log_loss, mean_squared_error
+
+    y_validation = np.asarray(y_validation, dtype=np.float64)
+    mean = _mean_prediction(y_train, len(y_validation), task)
+    if task == "regression":
+        predicted = fitted.predict(X_validation)
+        return mean_squared_error(y_validation, predicted) > mean_squared_error(y_validation, mean)
+    predicted = fitted.predict_proba(X_validation)
+    labels = [0, 1]
+    return log_loss(y_validation, predicted, labels=labels) > log_loss(
+        y_validation, mean, labels=labels
+    )

@@ -560,12 +560,18 @@ def _compare(
     test_part = parts["test"]
     logits = predict_logits(model, GenotypeDataset(test_part, task=task), device=device)
     predictions = {"transformer": logits[:, 0] if task == "regression" else softmax(logits)}
-    predictions.update(
-        baselines.fit_predict(
-            parts["train"], test_part, task=task, names=baselines_to_fit, seed=seed
-        )
+    fitted, at_mean = baselines.fit_predict(
+        parts["train"],
+        test_part,
+        task=task,
+        names=baselines_to_fit,
+        seed=seed,
+        validation=parts["validation"],
     )
+    predictions.update(fitted)
     results = {name: _evaluate(task, test_part.y, p) for name, p in predictions.items()}
+    for name in at_mean:  # worse than the training mean on validation: predicts the mean
+        results[name]["predicts_training_mean"] = True
     outputs = _write_evaluation(run, test_samples, test_part.y, predictions, task)
     outputs["comparison"] = write_table(run.file("comparison.tsv"), _comparison(results, task))
     metric = "r2" if task == "regression" else "auroc"
