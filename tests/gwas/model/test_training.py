@@ -75,12 +75,14 @@ def test_run_layout_and_comparison(trained):
     assert samples["split"].value_counts().to_dict() == {"train": 210, "validation": 45, "test": 45}
     assert sorted(samples["decoy_row"]) == list(range(300))
     comparison = pd.read_csv(run / "comparison.tsv", sep="\t")
-    assert comparison["model"].tolist() == ["transformer", "ridge", "boosting", "mlp"]
+    # GBLUP over every variant of the file first (issue 15), then the baselines on the inputs
+    assert comparison["model"].tolist() == ["transformer", "gblup", "ridge", "boosting", "mlp"]
     assert comparison["n"].eq(45).all() and comparison["r2"].notna().all()
     metrics = json.loads((run / "metrics.json").read_text())
     assert metrics["tokens"] == 50 + 5 + 1  # 200 real variants on 2 chromosomes, 20 decoys
     assert metrics["test"]["transformer"]["pearson_r"] > 0.3  # 3 strong causal variants
     assert metrics["test"]["ridge"]["r2"] > 0.3
+    assert metrics["test"]["gblup"]["r2"] > 0.2
     assert json.loads((run / "manifest.json").read_text())["status"] == "complete"
 
 

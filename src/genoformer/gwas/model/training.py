@@ -229,7 +229,8 @@ class GenotypeTrainSettings:
         checkpoint every ``eval_every`` steps (None: once per epoch); keep at most
         ``keep_checkpoints`` checkpoints (and the best).
     baselines_to_fit
-        Baselines scored beside the transformer: any of ``ridge`` (GBLUP), ``boosting``,
+        Baselines scored beside the transformer: any of ``gblup`` (over every variant of
+        the genotype file), and on the model's input columns ``ridge``, ``boosting``,
         ``mlp``.
     seed
         Seed of the split, the decoys, the initial weights and the batches.
@@ -335,9 +336,14 @@ def train(
         columns = _model_variants(run, source, cohort, split, options)
         G = source.read(samples=cohort.index, variants=columns)
         layout = _layout(source, cohort, split, columns, options.decoys, seed)
+        task = "regression" if cohort.kind == "quantitative" else "classification"
+        whole_genome = {}
+        if "gblup" in options.baselines_to_fit:  # every variant, read while the file is open
+            whole_genome["gblup"] = baselines.gblup_all_variants(
+                source, cohort.index, split, cohort.y, cohort.covariates, task=task
+            )
     run.record_output("variants", write_table(run.file("variants.tsv"), layout.variants))
     run.record_output("samples", write_table(run.file("samples.tsv"), layout.samples))
-    task = "regression" if cohort.kind == "quantitative" else "classification"
     parts, scaling = _model_inputs(G, layout, cohort, split, task=task, trait=trait)
     del G
     architecture = {key: getattr(options, key) for key in _ARCHITECTURE}
@@ -349,7 +355,8 @@ def train(
     with run.step("evaluate"):
         results, outputs = _compare(
             run, trained.model, parts, layout.samples[split == "test"], task=task, trait=trait,
-            baselines_to_fit=options.baselines_to_fit, seed=seed, device=options.device,
+            baselines_to_fit=options.baselines_to_fit, whole_genome=whole_genome, seed=seed,
+            device=options.device,
         )  # fmt: skip
     summary = _summary(trait, task, config, parts, layout, trained, results)
     outputs["metrics"] = write_json(run.file("metrics.json"), summary)
@@ -552,19 +559,22 @@ def _compare(
     task: str,
     trait: str,
     baselines_to_fit: Sequence[str],
+    whole_genome: dict[str, np.ndarray],
     seed: int,
     device: str,
 ) -> tuple[dict[str, dict[str, Any]], dict[str, Path]]:
-    """The transformer and the baselines scored on the test samples: metrics per model, and
-    the predictions, comparison table and figures written."""
+    """The transformer and the baselines scored on the test samples (``whole_genome``: the
+    test predictions of the baselines over every variant, first): metrics per model, and the
+    predictions, comparison table and figures written."""
     test_part = parts["test"]
     logits = predict_logits(model, GenotypeDataset(test_part, task=task), device=device)
     predictions = {"transformer": logits[:, 0] if task == "regression" else softmax(logits)}
+    predictions.update(whole_genome)
     fitted, at_mean = baselines.fit_predict(
         parts["train"],
         test_part,
         task=task,
-        names=baselines_to_fit,
+        names=[name for name in baselines_to_fit if name != "gblup"],
         seed=seed,
         validation=parts["validation"],
     )
