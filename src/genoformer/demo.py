@@ -7,7 +7,8 @@
   causal variants and two epistatic pairs with no marginal effect that carry 80% of the
   heritability), QC, association with covariates
   and principal components, Manhattan and QQ plots; then the genotype transformer trained on
-  the same cohort beside ridge, boosting and an MLP, and explained: variant importance
+  the same cohort beside GBLUP over all variants, and ridge, boosting and an MLP on its
+  inputs, and explained: variant importance
   calibrated by decoys beside the Manhattan plot, and the pairs it found.
 - sc: single cells simulated with known cell types, a gene median dictionary built from them,
   rank value tokenization, a tiny Geneformer-style model pretrained briefly by masked-gene
